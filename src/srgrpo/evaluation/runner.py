@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -23,68 +21,13 @@ from typing import Callable, Iterable, Sequence
 from srgrpo.evaluation.preference_data import PreferencePair
 from srgrpo.evaluation.rewardbench import PairOutcome, section_of, summarize
 from srgrpo.evaluation.scorers import SCORERS, random_score
+from srgrpo.run_state import RunCache, json_float as _json_float, nan_if_none as _float
+from srgrpo.run_state import prepare_output_dir as _prepare_output_dir
 from srgrpo.scoring import ScoringOptions, StableRankScorer
 
 SIDES = ("chosen", "rejected")
 JUDGE_CHUNK = 32  # items per judge call between cache writes
 OUTPUT_FILES = ("cache.jsonl", "run.json", "results.json", "layer_sweep.json", "pairs.jsonl", "report.md")
-
-
-class RunCache:
-    """Append-only JSONL of {"stage", "key", "value"} records. A line cut short by a kill is ignored."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.records: dict[tuple[str, str], object] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                    self.records[(record["stage"], record["key"])] = record["value"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
-        self._file = path.open("a", encoding="utf-8")
-
-    def get(self, stage: str, key: str):
-        return self.records.get((stage, key))
-
-    def has(self, stage: str, key: str) -> bool:
-        return (stage, key) in self.records
-
-    def put(self, stage: str, key: str, value) -> None:
-        self.records[(stage, key)] = value
-        self._file.write(json.dumps({"stage": stage, "key": key, "value": value}) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _json_float(x: float):
-    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
-
-
-def _float(x) -> float:
-    return math.nan if x is None else float(x)
-
-
-def prepare_output_dir(output_dir: Path, run_config: dict, overwrite: bool) -> None:
-    """Create the folder; refuse to mix two different runs in it (unless `overwrite`)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    run_file = output_dir / "run.json"
-    if overwrite:
-        for name in OUTPUT_FILES:
-            (output_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(output_dir / "plots", ignore_errors=True)
-    elif run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        if previous != run_config:
-            changed = sorted(k for k in set(previous) | set(run_config) if previous.get(k) != run_config.get(k))
-            raise ValueError(
-                f"{output_dir} holds a run with different arguments ({', '.join(changed)} differ); "
-                "use another --output-dir, or --overwrite to start afresh"
-            )
-    run_file.write_text(json.dumps(run_config, indent=2))
 
 
 def _item_key(pair_id: str, side: str) -> str:
@@ -210,7 +153,7 @@ def run_rewardbench(
     features = sorted({s.feature for s in specs if s.kind == "feature"})
     run_config = {**(run_info or {}), "scoring": dataclasses.asdict(options), "scorers": list(scorers),
                   "layers": list(layers), "pair_ids": [p.id for p in pairs], "seed": seed}
-    prepare_output_dir(output_dir, run_config, overwrite)
+    _prepare_output_dir(output_dir, run_config, overwrite, OUTPUT_FILES, extra_dirs=("plots",))
 
     started = time.perf_counter()
     scorer = StableRankScorer(model, tokenizer, options)
