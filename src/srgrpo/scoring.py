@@ -189,6 +189,21 @@ def encode_pair(tokenizer, prompt: Prompt, response: str, options: ScoringOption
     text, char_start, char_end, templated = render_pair(tokenizer, prompt, response)
     # A chat template writes its own BOS where the model wants one; plain text needs the tokenizer's.
     ids, start, end = _response_token_span(tokenizer, text, char_start, char_end, with_special=not templated)
+    problem = "empty or whitespace-only response" if not response.strip() else None
+    return _windowed(tokenizer, ids, start, end, options, problem)
+
+
+def encode_ids(tokenizer, prompt_ids: Sequence[int], response_ids: Sequence[int], options: ScoringOptions) -> EncodedPair:
+    """A pair given as token ids (e.g. what a generator produced), cut to the window like
+    `encode_pair`, with no re-tokenisation: the scored tokens are exactly `response_ids`."""
+    ids = list(prompt_ids) + list(response_ids)
+    problem = "empty response" if not response_ids else None
+    return _windowed(tokenizer, ids, len(prompt_ids), len(ids), options, problem)
+
+
+def _windowed(tokenizer, ids: list[int], start: int, end: int, options: ScoringOptions, problem: str | None) -> EncodedPair:
+    """Cut `ids` to the options' window, move the response span [start, end) with it, and say why
+    the pair cannot be scored, if it cannot."""
     n = len(ids)
     truncated = n > options.max_length
     if truncated:
@@ -200,9 +215,8 @@ def encode_pair(tokenizer, prompt: Prompt, response: str, options: ScoringOption
         start = min(start, end)
     response_start, response_end = start, end
 
-    problem = None
-    if not response.strip():
-        problem = "empty or whitespace-only response"
+    if problem is not None:
+        pass
     elif end <= start:
         problem = f"no response token inside the {options.max_length}-token window ({options.truncation_side} side cut)"
     elif set(ids[start:end]) <= set(tokenizer.all_special_ids):
@@ -272,10 +286,21 @@ def _span_states(hidden: torch.Tensor, starts: list[int], ends: list[int]) -> tu
     return hidden.gather(1, index), offsets[None, :] < lengths[:, None]
 
 
+def next_token_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per position: log-softmax over the vocabulary, self-certainty (KL(uniform || p), arXiv
+    2502.18581: logsumexp(z) - mean(z) - log V) and entropy. One place for both the re-forward
+    scorer and free scoring during generation, so the two agree."""
+    logits = logits.float()
+    logp = logits.log_softmax(dim=-1)
+    certainty = logits.logsumexp(dim=-1) - logits.mean(dim=-1) - math.log(logits.shape[-1])
+    entropy = -(logp.exp() * logp).sum(dim=-1)
+    return logp, certainty, entropy
+
+
 def _logit_features(lm_head, final_states, input_ids, pair: EncodedPair, chunk: int = 128) -> dict[str, float]:
-    """Mean log-probability of the response tokens, self-certainty (mean KL(uniform || p), arXiv
-    2502.18581) and mean entropy of the next-token distributions that predict them. The logits at
-    position t predict token t+1, so the response's tokens are predicted from [start-1, end-1)."""
+    """Mean log-probability of the response tokens, self-certainty and mean entropy of the
+    next-token distributions that predict them. The logits at position t predict token t+1, so the
+    response's tokens are predicted from [start-1, end-1)."""
     first = max(pair.response_start - 1, 0)
     last = pair.response_end - 1
     if last <= first:
@@ -283,18 +308,13 @@ def _logit_features(lm_head, final_states, input_ids, pair: EncodedPair, chunk: 
     logprob_sum = certainty_sum = entropy_sum = 0.0
     for lo in range(first, last, chunk):  # in chunks: a full (n, vocab) float32 block can be large
         hi = min(lo + chunk, last)
-        logits = lm_head(final_states[lo:hi]).float()
-        logp = logits.log_softmax(dim=-1)
+        logp, certainty, entropy = next_token_stats(lm_head(final_states[lo:hi]))
         targets = input_ids[lo + 1 : hi + 1]
         logprob_sum += logp.gather(1, targets[:, None]).sum().item()
-        certainty_sum += (logits.logsumexp(dim=-1) - logits.mean(dim=-1)).sum().item()
-        entropy_sum -= (logp.exp() * logp).sum().item()
-    n, vocab = last - first, logits.shape[-1]
-    return {
-        "mean_logprob": logprob_sum / n,
-        "self_certainty": certainty_sum / n - math.log(vocab),
-        "mean_entropy": entropy_sum / n,
-    }
+        certainty_sum += certainty.sum().item()
+        entropy_sum += entropy.sum().item()
+    n = last - first
+    return {"mean_logprob": logprob_sum / n, "self_certainty": certainty_sum / n, "mean_entropy": entropy_sum / n}
 
 
 class StableRankScorer:
@@ -411,6 +431,16 @@ class StableRankScorer:
         """Yield every requested feature of each pair as soon as its batch is done (unscorable
         pairs first, all NaN). All features and the layer sweep (SR at each listed hidden_states
         index) share one forward pass per batch."""
+        yield from self.iter_encoded_features(self.encode(prompts, responses), features, sweep_layers, progress)
+
+    def iter_encoded_features(
+        self,
+        encoded: Sequence[EncodedPair],
+        features: Sequence[str] = ("stable_rank",),
+        sweep_layers: Sequence[int] = (),
+        progress: bool = False,
+    ) -> Iterator[ItemFeatures]:
+        """`iter_features` for pairs already encoded (`encode_pair`, or `encode_ids` for exact token ids)."""
         unknown = [f for f in features if f not in FEATURES]
         if unknown:
             raise ValueError(f"unknown feature(s) {unknown}; known: {', '.join(FEATURES)}")
@@ -423,7 +453,6 @@ class StableRankScorer:
             taps["final"] = None
         lm_head = self.model.get_output_embeddings()
 
-        encoded = self.encode(prompts, responses)
         for i, e in enumerate(encoded):
             if e.problem is not None:
                 yield ItemFeatures(i, {f: math.nan for f in features}, e.end - e.start,
