@@ -21,4 +21,14 @@ __all__ = [
     "effective_rank",
     "condition_number",
     "pca_dimension",
+    "StableRankReward",
 ]
+
+
+def __getattr__(name):
+    # The TRL reward pulls in transformers' Trainer machinery (~3 s): import it only when asked for.
+    if name == "StableRankReward":
+        from srgrpo.training.reward import StableRankReward
+
+        return StableRankReward
+    raise AttributeError(f"module 'srgrpo' has no attribute {name!r}")
