@@ -24,9 +24,7 @@ import dataclasses
 import math
 from typing import Any, Sequence
 
-import torch
-
-from srgrpo.scoring import HIDDEN_FEATURES, EncodedPair, ScoringOptions, StableRankScorer
+from srgrpo.scoring import FEATURES, EncodedPair, ScoringOptions, StableRankScorer, encode_ids
 from srgrpo.training.watch import batch_watch_stats
 
 __all__ = ["StableRankReward"]
@@ -45,7 +43,7 @@ class StableRankReward:
     `tokenizer`: the model's tokenizer (taken from the trainer by `bind` when not given).
     `options` / keyword overrides: `ScoringOptions` (span, layer, max_length, truncation_side,
     batch_size, compute_dtype, window_size). `feature`: which hidden-state score to use
-    (`stable_rank` by default; any name of `srgrpo.scoring.HIDDEN_FEATURES`).
+    (`stable_rank` by default; any name of `srgrpo.scoring.FEATURES`).
 
     Returns one float per completion, or None where it cannot be scored (empty completion, no
     response token inside the window, only special tokens, non-finite hidden states); TRL gives
@@ -64,8 +62,8 @@ class StableRankReward:
         group_size: int | None = None,
         **option_overrides,
     ):
-        if feature not in HIDDEN_FEATURES:
-            raise ValueError(f"unknown feature {feature!r}; known: {', '.join(HIDDEN_FEATURES)}")
+        if feature not in FEATURES:
+            raise ValueError(f"unknown feature {feature!r}; known: {', '.join(FEATURES)}")
         self.model = model
         self.tokenizer = tokenizer
         self.options = dataclasses.replace(options or ScoringOptions(), **option_overrides)
@@ -160,34 +158,14 @@ class StableRankReward:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode(self, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> EncodedPair:
-        """Window and span over prompt_ids + completion_ids. The response span excludes the trailing
-        end-of-sequence/padding ids that end a sampled completion (as the text scorer does, which
-        scores only the response's own tokens); span=full keeps every id the policy produced."""
+        """Window and span over prompt_ids + completion_ids, with no re-tokenisation. The trailing
+        end-of-turn/padding ids that close a sampled completion are left out, as the text scorer
+        leaves out the template's closing tokens: the response is the tokens the policy wrote."""
         specials = set(self.tokenizer.all_special_ids)
-        completion_ids = list(completion_ids)
         stop = len(completion_ids)
         while stop > 0 and completion_ids[stop - 1] in specials:
             stop -= 1
-        ids = list(prompt_ids) + completion_ids
-        start, end = len(prompt_ids), len(prompt_ids) + stop
-        options = self.options
-        truncated = len(ids) > options.max_length
-        if truncated:
-            shift = 0 if options.truncation_side == "right" else len(ids) - options.max_length
-            ids = ids[shift : shift + options.max_length]
-            start, end = max(start - shift, 0), max(min(end - shift, len(ids)), 0)
-            start = min(start, end)
-        problem = None
-        if stop == 0:
-            problem = "empty completion"
-        elif end <= start:
-            problem = f"no completion token inside the {options.max_length}-token window"
-        elif set(ids[start:end]) <= specials:
-            problem = "completion consists only of special tokens"
-        response_start, response_end = start, end
-        if options.span == "full":
-            start, end = 0, len(ids)
-        return EncodedPair(ids, start, end, truncated, problem, response_start, response_end)
+        return encode_ids(self.tokenizer, prompt_ids, list(completion_ids[:stop]), self.options)
 
     # ------------------------------------------------------------------ scoring
     def score_ids(self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]) -> list[float | None]:
@@ -195,21 +173,14 @@ class StableRankReward:
         scorer = self.scorer()
         encoded = [self.encode(p, c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
         values: list[float | None] = [None] * len(encoded)
-        metric = HIDDEN_FEATURES[self.feature]
         with self.frozen_base():
-            for batch in scorer.length_batches(encoded):
-                pairs = [encoded[i] for i in batch]
-                ids, attention = scorer.collate(pairs)
-                hidden = scorer.hidden_states(ids, attention)
-                positions = torch.arange(hidden.shape[1], device=hidden.device)
-                starts = torch.tensor([p.start for p in pairs], device=hidden.device)
-                ends = torch.tensor([p.end for p in pairs], device=hidden.device)
-                span = (positions[None, :] >= starts[:, None]) & (positions[None, :] < ends[:, None])
-                for i, value in zip(batch, metric(hidden, span, self.options).tolist()):
-                    values[i] = value if math.isfinite(value) else None
+            for item in scorer.iter_encoded_features(encoded, (self.feature,)):
+                value = item.values[self.feature]
+                values[item.index] = value if math.isfinite(value) else None
         return values
 
     def __call__(self, prompts, completions, completion_ids=None, prompt_ids=None, log_metric=None, **_: Any):
+        self.scorer()  # an unbound reward says so before anything else
         if completion_ids is None:
             completion_ids = [self._completion_token_ids(c) for c in completions]
         if prompt_ids is None:
