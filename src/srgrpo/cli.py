@@ -241,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(demo)
     add_scoring_arguments(demo)
     demo.set_defaults(func=cmd_demo)
+
+    from srgrpo.training.cli import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
