@@ -242,9 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_scoring_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 
+    from srgrpo.bon.cli import add_bon_parser
+
+    add_bon_parser(sub)
+
     from srgrpo.training.cli import add_train_parser
 
     add_train_parser(sub)
+    from srgrpo.serving.cli import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

@@ -175,7 +175,7 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> list[str]:
     align = align or ["---"] * len(header)
     lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
@@ -238,7 +238,7 @@ def _subset_table(ranked: list[tuple[str, dict]], subset_sections: dict | None) 
             cells.append(text)
         rows.append([section, name, DASH if n is None else n, *cells])
     header = ["Section", "Subset", "n", *[name for name, _ in ranked]]
-    return _table(header, rows, ["---", "---", "---:", *["---:"] * len(ranked)])
+    return markdown_table(header, rows, ["---", "---", "---:", *["---:"] * len(ranked)])
 
 
 def _layer_table(layer_sweep: dict) -> list[str]:
@@ -265,7 +265,7 @@ def _layer_table(layer_sweep: dict) -> list[str]:
     ]
     if best:
         lines += [f"Best layer by {best[1]}: **{best[0]}** ({100 * best[2]:.1f}).", ""]
-    return lines + _table(header, rows, ["---:"] * len(header))
+    return lines + markdown_table(header, rows, ["---:"] * len(header))
 
 
 def markdown_report(
@@ -286,7 +286,7 @@ def markdown_report(
     lines = [f"# {title}", ""]
 
     if meta:
-        lines += _table(["", ""], [[str(k), _meta_value(v)] for k, v in meta.items()], ["---", "---"]) + [""]
+        lines += markdown_table(["", ""], [[str(k), _meta_value(v)] for k, v in meta.items()], ["---", "---"]) + [""]
 
     lines += ["## Results", ""]
     if not ranked:
@@ -300,7 +300,7 @@ def markdown_report(
             rows.append([f"`{name}`", _pct_ci(s.get("score"), _score_ci(s)), *cells,
                          _pct_ci(s.get("accuracy"), _accuracy_ci(s)), _length_controlled(s)])
         lines += ["Accuracy in %, 95% confidence interval in brackets; rows sorted by Score.", ""]
-        lines += _table(header, rows, ["---", *["---:"] * (len(header) - 1)]) + [""]
+        lines += markdown_table(header, rows, ["---", *["---:"] * (len(header) - 1)]) + [""]
 
         notes = []
         absent = _absent_sections(summaries)
@@ -345,13 +345,13 @@ def markdown_report(
 # plots
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, format="png")
@@ -386,7 +386,7 @@ def plot_sections(results: dict, path) -> Path | None:
     n_scorers, n_cats = len(ranked), len(categories)
     width = 0.8 / n_cats
     fig_width = max(7.0, 1.0 + 0.3 * n_scorers * n_cats + 0.25 * n_scorers)
-    fig = _figure(fig_width, 5.0)
+    fig = new_figure(fig_width, 5.0)
     ax = fig.add_subplot()
     colors = ["#333333", *colormaps["tab10"].colors]
     if categories[0][0] != "Score":
@@ -433,7 +433,7 @@ def plot_sections(results: dict, path) -> Path | None:
     # a figure legend below the axes: constrained layout makes room for it instead of squeezing the bars
     fig.legend(loc="outside lower center", ncol=min(n_cats + 1, max(2, int(fig_width / 1.5))), frameon=False,
                fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _pair_scores(pair_rows: Sequence[dict], scorer: str) -> list[tuple[dict, float | None, float | None]]:
@@ -464,7 +464,7 @@ def plot_score_distributions(pair_rows: Sequence[dict], scorer: str, path) -> Pa
     n = len(sections)
     cols = min(n, 3)
     rows_n = math.ceil(n / cols)
-    fig = _figure(max(6.0, 4.6 * cols), 3.6 * rows_n + 0.6)
+    fig = new_figure(max(6.0, 4.6 * cols), 3.6 * rows_n + 0.6)
     axes = fig.subplots(rows_n, cols, squeeze=False).ravel()
     for ax, section in zip(axes, sections):
         chosen = np.array([c for row, c, _ in scored if str(row.get("section")) == section and c is not None])
@@ -493,7 +493,7 @@ def plot_score_distributions(pair_rows: Sequence[dict], scorer: str, path) -> Pa
     for ax in axes[n:]:
         ax.set_visible(False)
     fig.suptitle(f"Score distributions of {scorer}: chosen vs rejected")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _bins(values, max_bins: int = 40):
@@ -538,7 +538,7 @@ def plot_layer_sweep(layer_sweep: dict, path) -> Path | None:
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(max(7.0, min(14.0, 4.0 + 0.22 * len(layers))), 4.8)
+    fig = new_figure(max(7.0, min(14.0, 4.0 + 0.22 * len(layers))), 4.8)
     ax = fig.add_subplot()
     for label, values, style in series:
         y = np.array([np.nan if v is None else 100 * v for v in values])
@@ -566,7 +566,7 @@ def plot_layer_sweep(layer_sweep: dict, path) -> Path | None:
     ax.set_title("Accuracy per layer")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _ranks(values):
@@ -617,7 +617,7 @@ def plot_score_vs_length(pair_rows: Sequence[dict], scorer: str, path) -> Path |
     if not points["chosen"][0] and not points["rejected"][0]:
         return None
 
-    fig = _figure(12.5, 5.0)
+    fig = new_figure(12.5, 5.0)
     left, right = fig.subplots(1, 2)
     n_points = len(points["chosen"][0]) + len(points["rejected"][0])
     size, alpha = (14, 0.6) if n_points < 500 else (6, 0.35)
@@ -681,7 +681,7 @@ def plot_score_vs_length(pair_rows: Sequence[dict], scorer: str, path) -> Path |
     right.set_ylabel("score difference (chosen - rejected)")
     right.grid(alpha=0.3)
     fig.suptitle(f"Does {scorer} follow length?")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------------

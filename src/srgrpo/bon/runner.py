@@ -1,0 +1,171 @@
+"""`srgrpo bon`: sample once, select for every N, grade, report.
+
+Flow: problems -> one greedy answer and max(N) samples per question (each scored as it is generated)
+-> graded candidates in `generations.jsonl` -> every selector on nested prefixes of each question's
+samples -> results.json, report.md, accuracy_vs_n.png.
+
+Generations are appended to `generations.jsonl` chunk by chunk as they are produced; a run started
+again with the same arguments generates only what is missing. Selectors, N and the bootstrap are
+not pinned in `run.json`: they are recomputed from the saved generations, so trying another
+selector never regenerates anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from srgrpo.bon.generation import Sample, Sampling
+from srgrpo.bon.grading import extract_answer, is_correct
+from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, accuracy_by_n, build_selectors
+from srgrpo.bon.tasks import Problem
+from srgrpo.run_state import RunCache, json_float, prepare_output_dir
+
+OUTPUT_FILES = ("generations.jsonl", "run.json", "results.json", "report.md", "accuracy_vs_n.png")
+BOOTSTRAP_SAMPLES = 2000
+
+
+def candidate_record(problem: Problem, sample: Sample) -> dict:
+    return {
+        "text": sample.text,
+        "n_tokens": len(sample.token_ids),
+        "finished": sample.finished,
+        "features": {k: json_float(v) for k, v in sample.features.items()},
+        "answer": extract_answer(problem, sample.text),
+        "correct": is_correct(problem, sample.text),
+    }
+
+
+def regrade(problem: Problem, record: dict) -> dict:
+    return {**record, "answer": extract_answer(problem, record["text"]), "correct": is_correct(problem, record["text"])}
+
+
+def _chunk_seed(seed: int, chunk: int) -> int:
+    # A chunk's samples depend only on (seed, chunk), not on what an earlier, killed run finished.
+    return int.from_bytes(hashlib.sha256(f"{seed}/{chunk}".encode()).digest()[:4], "little")
+
+
+def generate_all(generator, problems: Sequence[Problem], n_max: int, sampling: Sampling, seed: int,
+                 cache: RunCache, questions_per_chunk: int, progress: bool = True) -> None:
+    """Greedy answer and n_max samples for every problem not yet in the cache, a chunk at a time."""
+    greedy = dataclasses.replace(sampling, greedy=True)
+    chunks = [problems[i:i + questions_per_chunk] for i in range(0, len(problems), questions_per_chunk)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        done = sum(cache.has("samples", p.id) and cache.has("greedy", p.id) for p in problems)
+        bar = tqdm(total=len(problems), initial=done, unit="question", desc="best-of-n")
+    for k, chunk in enumerate(chunks):
+        pending = [p for p in chunk if not (cache.has("samples", p.id) and cache.has("greedy", p.id))]
+        for stage, n, decoding in (("greedy", 1, greedy), ("samples", n_max, sampling)):
+            todo = [p for p in chunk if not cache.has(stage, p.id)]
+            if not todo:
+                continue
+            outputs = generator.generate([p.messages() for p in todo], n, decoding, seed=_chunk_seed(seed, k))
+            for p, samples in zip(todo, outputs):
+                records = [candidate_record(p, s) for s in samples]
+                cache.put(stage, p.id, records[0] if stage == "greedy" else records)
+        if bar is not None:
+            bar.update(len(pending))
+    if bar is not None:
+        bar.close()
+
+
+def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, samples: int = BOOTSTRAP_SAMPLES) -> list[float]:
+    """95% percentile interval of the mean over questions (`values`: per question, or per question
+    differences for a paired interval)."""
+    if len(values) == 0:
+        return [float("nan"), float("nan")]
+    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def summarize(problems: Sequence[Problem], cache: RunCache, ns: Sequence[int], selector_names: Sequence[str],
+              borda_power: float = DEFAULT_BORDA_POWER, seed: int = 0) -> dict:
+    """results.json: accuracies (fractions) per selector and N, greedy, intervals and gains."""
+    selectors = build_selectors(selector_names, borda_power)
+    # Graded again from the saved text, so a grading fix applies to old runs without regenerating.
+    per_question = [[regrade(p, c) for c in cache.get("samples", p.id)] for p in problems]
+    greedy = np.array([float(regrade(p, cache.get("greedy", p.id))["correct"]) for p in problems])
+    rng = np.random.default_rng(seed)
+    correctness = {name: {n: np.array(v) for n, v in accuracy_by_n(per_question, sel, ns).items()}
+                   for name, sel in selectors.items()}
+    results = {
+        "greedy": float(greedy.mean()),
+        "selectors": {name: {str(n): float(v.mean()) for n, v in by_n.items()} for name, by_n in correctness.items()},
+        "n_questions": len(problems),
+        "ns": list(ns),
+        "greedy_interval": bootstrap_interval(greedy, rng),
+        "intervals": {name: {str(n): bootstrap_interval(v, rng) for n, v in by_n.items()}
+                      for name, by_n in correctness.items()},
+        "gains": {},
+        "oracle": {str(n): float(np.mean([any(c["correct"] for c in q[:n]) for q in per_question])) for n in ns},
+        "mean_tokens": float(np.mean([c["n_tokens"] for q in per_question for c in q])),
+        "unfinished_fraction": float(np.mean([not c["finished"] for q in per_question for c in q])),
+        "no_answer_fraction": float(np.mean([c["answer"] is None for q in per_question for c in q])),
+        "borda_power": borda_power,
+    }
+    # Gains of each selector over greedy and over random choice among the same samples, with
+    # paired bootstrap intervals (the same questions resampled for both sides).
+    for name, by_n in correctness.items():
+        if name == "random":
+            continue
+        gains = {}
+        for n, v in by_n.items():
+            entry = {"vs_greedy": _gain(v, greedy, rng)}
+            if "random" in correctness:
+                entry["vs_random"] = _gain(v, correctness["random"][n], rng)
+            gains[str(n)] = entry
+        results["gains"][name] = gains
+    return results
+
+
+def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> dict:
+    base = float(baseline.mean())
+    absolute = float(ours.mean()) - base
+    return {
+        "absolute": absolute,
+        "relative": absolute / base if base > 0 else None,
+        "interval": bootstrap_interval(ours - baseline, rng),
+    }
+
+
+def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: Sequence[int],
+            selector_names: Sequence[str], sampling: Sampling, seed: int = 0, run_config: dict | None = None,
+            overwrite: bool = False, questions_per_chunk: int = 8, borda_power: float = DEFAULT_BORDA_POWER,
+            progress: bool = True) -> dict:
+    """Generate (resumably), select, grade and write results.json, report.md and the plot."""
+    from srgrpo.bon.report import write_report
+
+    if not problems:
+        raise ValueError("no problems to run")
+    if not ns or min(ns) < 1:
+        raise ValueError(f"N values must be positive integers, got {list(ns)}")
+    build_selectors(selector_names, borda_power)  # fail on a bad name before any generation
+    output_dir = Path(output_dir)
+    config = dict(run_config or {})
+    config.update({"n_max": max(ns), "seed": seed, "sampling": dataclasses.asdict(sampling),
+                   "problems": [p.id for p in problems]})
+    prepare_output_dir(output_dir, config, overwrite, OUTPUT_FILES)
+    cache = RunCache(output_dir / "generations.jsonl")
+    started = time.perf_counter()
+    try:
+        generate_all(generator, problems, max(ns), sampling, seed, cache, questions_per_chunk, progress)
+    finally:
+        cache.close()
+    generation_seconds = time.perf_counter() - started
+    cache = RunCache(output_dir / "generations.jsonl")
+    cache.close()
+    results = summarize(problems, cache, ns, selector_names, borda_power, seed)
+    results["generation_seconds_this_call"] = generation_seconds
+    results["run"] = {k: v for k, v in config.items() if k != "problems"}
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    write_report(results, output_dir)
+    return results

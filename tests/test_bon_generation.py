@@ -1,0 +1,98 @@
+"""Free scoring during generation equals a fresh forward pass over prompt + response."""
+
+import math
+
+import pytest
+import torch
+
+from srgrpo import metrics
+from srgrpo.bon.generation import HFGenerator, Sampling, prompt_token_ids, reforward_features
+from srgrpo.scoring import ScoringOptions, StableRankScorer
+
+PROMPTS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "user", "content": "Add 1/3 and 1/4 please, and show the common denominator."}],
+    [{"role": "user", "content": "Hello!"}],
+]
+
+
+def _fresh_stable_rank(model, tokenizer, prompt_ids, response_ids, layer="final_norm"):
+    """SR of the response tokens from an unbatched, unpadded forward pass, by hand."""
+    scorer = StableRankScorer(model, tokenizer, layer=layer)
+    ids = torch.tensor([prompt_ids + response_ids])
+    states = scorer.hidden_states(ids, torch.ones_like(ids))[:, len(prompt_ids):]
+    return metrics.stable_rank(states, torch.ones(states.shape[:2], dtype=torch.bool)).item()
+
+
+@pytest.mark.parametrize("layer", ["final_norm", "last_block", 1])
+def test_free_scoring_matches_a_fresh_forward_pass(tiny_model, tokenizer, layer):
+    generator = HFGenerator(tiny_model, tokenizer, ScoringOptions(layer=layer), batch_size=4)
+    out = generator.generate(PROMPTS, n=3, sampling=Sampling(max_new_tokens=12), seed=1)
+    assert [len(q) for q in out] == [3, 3, 3]
+    flat = [(prompt_token_ids(tokenizer, m), s) for m, q in zip(PROMPTS, out) for s in q]
+    reference = reforward_features(StableRankScorer(tiny_model, tokenizer, layer=layer),
+                                   [p for p, _ in flat], [s.token_ids for _, s in flat])
+    scored = 0
+    for (prompt_ids, sample), ref in zip(flat, reference):
+        if not sample.token_ids:
+            assert math.isnan(sample.features["stable_rank"])
+            continue
+        scored += 1
+        for name, value in sample.features.items():
+            assert value == pytest.approx(ref[name], rel=1e-4, abs=1e-5), name
+        by_hand = _fresh_stable_rank(tiny_model, tokenizer, prompt_ids, sample.token_ids, layer)
+        assert sample.features["stable_rank"] == pytest.approx(by_hand, rel=1e-4)
+    assert scored >= 6
+    # The batch mixes prompt lengths (left padding) and responses that stop early or run to the cap.
+    assert len({len(p) for p, _ in flat}) == 3
+
+
+def test_free_scoring_honours_the_window_and_full_span(tiny_model, tokenizer):
+    options = ScoringOptions(span="full", max_length=30)
+    generator = HFGenerator(tiny_model, tokenizer, options, batch_size=8)
+    out = generator.generate(PROMPTS, n=2, sampling=Sampling(max_new_tokens=20), seed=3)
+    flat = [(prompt_token_ids(tokenizer, m), s) for m, q in zip(PROMPTS, out) for s in q]
+    reference = reforward_features(StableRankScorer(tiny_model, tokenizer, options),
+                                   [p for p, _ in flat], [s.token_ids for _, s in flat])
+    assert any(len(p) + len(s.token_ids) > 30 for p, s in flat)  # some rows are cut by the window
+    for (_, sample), ref in zip(flat, reference):
+        assert sample.features["stable_rank"] == pytest.approx(ref["stable_rank"], rel=1e-4, nan_ok=True)
+
+
+def test_left_truncation_falls_back_to_an_exact_reforward(tiny_model, tokenizer):
+    options = ScoringOptions(max_length=24, truncation_side="left")
+    out = HFGenerator(tiny_model, tokenizer, options, batch_size=8).generate(
+        PROMPTS, n=2, sampling=Sampling(max_new_tokens=16), seed=5)
+    flat = [(prompt_token_ids(tokenizer, m), s) for m, q in zip(PROMPTS, out) for s in q]
+    reference = reforward_features(StableRankScorer(tiny_model, tokenizer, options),
+                                   [p for p, _ in flat], [s.token_ids for _, s in flat])
+    for (_, sample), ref in zip(flat, reference):
+        assert sample.features["stable_rank"] == pytest.approx(ref["stable_rank"], rel=1e-4, nan_ok=True)
+
+
+def test_sampling_is_seeded_and_greedy_is_deterministic(tiny_model, tokenizer):
+    generator = HFGenerator(tiny_model, tokenizer, batch_size=4)
+    a = generator.generate(PROMPTS, n=2, sampling=Sampling(max_new_tokens=8), seed=7)
+    b = generator.generate(PROMPTS, n=2, sampling=Sampling(max_new_tokens=8), seed=7)
+    assert [[s.token_ids for s in q] for q in a] == [[s.token_ids for s in q] for q in b]
+    greedy = generator.generate(PROMPTS, n=5, sampling=Sampling(max_new_tokens=8, greedy=True), seed=0)
+    assert [len(q) for q in greedy] == [1, 1, 1]
+    # Greedy in a batch equals greedy alone: left padding does not change the answer.
+    alone = generator.generate(PROMPTS[1:2], n=1, sampling=Sampling(max_new_tokens=8, greedy=True), seed=0)
+    assert alone[0][0].token_ids == greedy[1][0].token_ids
+
+
+def test_reforward_route_and_bad_settings(tiny_model, tokenizer):
+    free = HFGenerator(tiny_model, tokenizer, batch_size=4).generate(PROMPTS, 2, Sampling(max_new_tokens=8), seed=2)
+    again = HFGenerator(tiny_model, tokenizer, batch_size=4, scoring="reforward").generate(
+        PROMPTS, 2, Sampling(max_new_tokens=8), seed=2)
+    for q_free, q_again in zip(free, again):
+        for s, t in zip(q_free, q_again):
+            assert s.token_ids == t.token_ids
+            assert s.features["stable_rank"] == pytest.approx(t.features["stable_rank"], rel=1e-4, nan_ok=True)
+    with pytest.raises(ValueError, match="scoring"):
+        HFGenerator(tiny_model, tokenizer, scoring="psychic")
+    with pytest.raises(ValueError, match="temperature"):
+        Sampling(temperature=0.0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        Sampling(max_new_tokens=0)
