@@ -90,6 +90,10 @@ def test_reforward_route_and_bad_settings(tiny_model, tokenizer):
         for s, t in zip(q_free, q_again):
             assert s.token_ids == t.token_ids
             assert s.features["stable_rank"] == pytest.approx(t.features["stable_rank"], rel=1e-4, nan_ok=True)
+    bare = HFGenerator(tiny_model, tokenizer, batch_size=4, scoring="none").generate(
+        PROMPTS, 2, Sampling(max_new_tokens=8), seed=2)
+    assert [[s.token_ids for s in q] for q in bare] == [[s.token_ids for s in q] for q in free]
+    assert all(s.features == {} for q in bare for s in q)
     with pytest.raises(ValueError, match="scoring"):
         HFGenerator(tiny_model, tokenizer, scoring="psychic")
     with pytest.raises(ValueError, match="temperature"):

@@ -25,7 +25,7 @@ from srgrpo.scoring import FALLBACK_TEMPLATE, ScoringOptions, StableRankScorer, 
 
 # Every candidate carries these, whatever the backend.
 SAMPLE_FEATURES = ("stable_rank", "self_certainty", "mean_logprob", "mean_entropy")
-SCORING_ROUTES = ("free", "reforward")
+SCORING_ROUTES = ("free", "reforward", "none")  # none: samples only (a timing baseline)
 
 
 @dataclass(frozen=True)
@@ -215,8 +215,10 @@ class HFGenerator:
         responses, finished = zip(*(_cut_at_stop(g, self.stop_ids, sampling.max_new_tokens) for g in generated))
         if self.scoring == "free":
             features = self._free_features(recorder, prompt_ids, list(responses), width)
-        else:
+        elif self.scoring == "reforward":
             features = reforward_features(self.scorer, prompt_ids, responses)
+        else:
+            features = [{} for _ in responses]
         texts = self.tokenizer.batch_decode(list(responses), skip_special_tokens=True)
         return [Sample(t, list(r), f, feats) for t, r, f, feats in zip(texts, responses, finished, features)]
 
