@@ -295,11 +295,13 @@ class VLLMGenerator:
         )
         prompt_ids = [prompt_token_ids(self.tokenizer, m) for m in prompts]
         results = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], params, use_tqdm=progress)
+        stop_ids = stop_token_ids(self.scorer.model, self.tokenizer)
         flat_prompts, flat_responses, finished = [], [], []
         for p, result in zip(prompt_ids, results):
             for completion in result.outputs:
                 flat_prompts.append(p)
-                flat_responses.append([t for t in completion.token_ids if t not in stop_token_ids(None, self.tokenizer)])
+                # vLLM keeps the end-of-sequence token in token_ids; the scorer's span excludes it.
+                flat_responses.append([t for t in completion.token_ids if t not in stop_ids])
                 finished.append(completion.finish_reason == "stop")
         features = reforward_features(self.scorer, flat_prompts, flat_responses)
         texts = self.tokenizer.batch_decode(flat_responses, skip_special_tokens=True)
