@@ -159,10 +159,8 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
     try:
         generate_all(generator, problems, max(ns), sampling, seed, cache, questions_per_chunk, progress)
     finally:
-        cache.close()
+        cache.close()  # the records stay in memory for the summary
     generation_seconds = time.perf_counter() - started
-    cache = RunCache(output_dir / "generations.jsonl")
-    cache.close()
     results = summarize(problems, cache, ns, selector_names, borda_power, seed)
     results["generation_seconds_this_call"] = generation_seconds
     results["run"] = {k: v for k, v in config.items() if k != "problems"}
