@@ -12,7 +12,15 @@ _STYLE = {
     "stable_rank": dict(color="tab:red", linewidth=2.4, marker="o", zorder=5),
     "random": dict(color="tab:gray", linewidth=1.8, marker="s", linestyle="--", zorder=4),
     "borda_stable_rank": dict(color="tab:orange", linewidth=1.4, marker="^"),
+    "self_certainty": dict(color="tab:blue", linewidth=1.1, marker="."),
+    "borda_self_certainty": dict(color="tab:cyan", linewidth=1.1, marker="v"),
+    "mean_logprob": dict(color="tab:green", linewidth=1.1, marker="."),
+    "majority": dict(color="tab:purple", linewidth=1.1, marker="D", markersize=4),
 }
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _pct(x) -> str:
@@ -30,11 +38,18 @@ def _signed(x) -> str:
 def markdown_report(results: dict) -> str:
     ns = [str(n) for n in results["ns"]]
     run = results.get("run", {})
+    sampling = run.get("sampling", {})
+    setup = []
+    if "model" in run:
+        setup.append(f"model {run['model'] or 'embedded SmolLM2-135M-Instruct'} ({run.get('dtype', 'auto')})")
+    if sampling:
+        setup.append(f"temperature {sampling['temperature']}, top-p {sampling['top_p']}, "
+                     f"at most {sampling['max_new_tokens']} new tokens")
+    setup.append(f"seed {run.get('seed', 0)}")
     lines = [
-        f"# Best-of-N: {run.get('dataset', '?')} ({results['n_questions']} questions)",
+        f"# Best-of-N{': ' + run['dataset'] if 'dataset' in run else ''} ({results['n_questions']} questions)",
         "",
-        f"Model {run.get('model') or 'embedded SmolLM2-135M-Instruct'}; sampling {run.get('sampling', {})}; "
-        f"seed {run.get('seed')}. Accuracy in %, with 95% bootstrap intervals over questions. "
+        _sentence("; ".join(setup)) + ". Accuracy in %, with 95% bootstrap intervals over questions. "
         "Random = the expected accuracy of a uniform pick among the same N samples.",
         "",
         "## Accuracy",
@@ -91,7 +106,8 @@ def plot_accuracy_vs_n(results: dict, path) -> Path:
     ax.set_xlabel("N (samples per question)")
     ax.set_ylabel("accuracy (%)")
     run = results.get("run", {})
-    ax.set_title(f"Best-of-N on {run.get('dataset', '?')} ({results['n_questions']} questions)")
+    where = f" on {run['dataset']}" if "dataset" in run else ""
+    ax.set_title(f"Best-of-N{where} ({results['n_questions']} questions)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2, loc="best")
     return save_figure(fig, path)
