@@ -135,6 +135,12 @@ def test_a_run_can_add_selectors_without_regenerating(tmp_path):
     results = run_bon(again, _problems(), tmp_path, selector_names=["stable_rank", "majority", "borda_self_certainty"],
                       **kwargs)
     assert again.calls == [] and set(results["selectors"]) == {"stable_rank", "majority", "borda_self_certainty"}
+    # Fewer N than were generated: the first samples serve, nothing is regenerated.
+    smaller = run_bon(again, _problems(), tmp_path, selector_names=["stable_rank"], **{**kwargs, "ns": [1, 2]})
+    assert again.calls == [] and set(smaller["selectors"]["stable_rank"]) == {"1", "2"}
+    # More N than were generated would need new samples: refused with a message, not mixed.
+    with pytest.raises(ValueError, match="n_max"):
+        run_bon(again, _problems(), tmp_path, selector_names=["stable_rank"], **{**kwargs, "ns": [1, 8]})
 
 
 def test_cli_bon_end_to_end(tmp_path, tiny_model_dir, capsys):

@@ -77,7 +77,8 @@ def add_bon_parser(sub) -> None:
         "nested prefixes of the same samples. Writes results.json ({greedy, selectors: {name: {N: acc}}}), "
         "report.md (accuracy table, gains over greedy and over random with bootstrap intervals), "
         "accuracy_vs_n.png and generations.jsonl. Generations are saved as they are produced: run the "
-        "same command again to resume; change --n or --selectors freely, nothing is regenerated.",
+        "same command again to resume; --selectors, and --n up to the largest N already sampled, can change "
+        "between runs on the same folder without regenerating anything.",
         epilog="examples:\n"
         "  srgrpo bon --dataset gsm8k --limit 100 --n 1,4,8 --output-dir runs/bon-gsm8k\n"
         "  srgrpo bon --dataset my_questions.jsonl --n 1,4,8,16 --selectors stable_rank,random,majority "

@@ -150,14 +150,19 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
         raise ValueError(f"N values must be positive integers, got {list(ns)}")
     build_selectors(selector_names, borda_power)  # fail on a bad name before any generation
     output_dir = Path(output_dir)
+    # Samples already drawn for a larger N serve any smaller N: keep their count as the pinned one.
+    n_max = max(ns)
+    previous = output_dir / "run.json"
+    if previous.is_file() and not overwrite:
+        n_max = max(n_max, json.loads(previous.read_text()).get("n_max", 0))
     config = dict(run_config or {})
-    config.update({"n_max": max(ns), "seed": seed, "sampling": dataclasses.asdict(sampling),
+    config.update({"n_max": n_max, "seed": seed, "sampling": dataclasses.asdict(sampling),
                    "problems": [p.id for p in problems]})
     prepare_output_dir(output_dir, config, overwrite, OUTPUT_FILES)
     cache = RunCache(output_dir / "generations.jsonl")
     started = time.perf_counter()
     try:
-        generate_all(generator, problems, max(ns), sampling, seed, cache, questions_per_chunk, progress)
+        generate_all(generator, problems, n_max, sampling, seed, cache, questions_per_chunk, progress)
     finally:
         cache.close()  # the records stay in memory for the summary
     generation_seconds = time.perf_counter() - started
