@@ -233,3 +233,38 @@ def test_training_curves_png(tmp_path):
     data[-1]["watch_warning"] = "x"
     path = plot_training_curves(data, tmp_path / "curves.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------- before/after
+def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_path):
+    from srgrpo.bon.grading import is_correct
+    from srgrpo.bon.tasks import load_problems
+    from srgrpo.training.trainer import _greedy_accuracy
+
+    tokenizer = make_tokenizer()
+    path = tmp_path / "eval.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": "#### 7"}) + "\n" for q in QUESTIONS[:3]))
+    problems = load_problems(str(path))
+    accuracy, rows = _greedy_accuracy(tiny_model, tokenizer, problems, max_new_tokens=6, batch_size=2)
+    assert len(rows) == 3 and accuracy == sum(r["correct"] for r in rows) / 3
+    for problem, row in zip(problems, rows):
+        assert row["correct"] == is_correct(problem, row["completion"])
+        # Batched left-padded generation gives what the model writes for the prompt alone.
+        ids = torch.tensor([tokenizer.apply_chat_template(problem.messages(), add_generation_prompt=True,
+                                                          return_dict=True)["input_ids"]])
+        alone = tiny_model.generate(input_ids=ids, do_sample=False, max_new_tokens=6,
+                                    pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:]
+        assert row["completion"] == tokenizer.decode(alone, skip_special_tokens=True)
+
+
+def test_train_reports_accuracy_before_and_after(tiny_model_dir, prompts_file, config_file, tmp_path):
+    evalset = tmp_path / "eval.jsonl"
+    evalset.write_text("".join(json.dumps({"question": q, "answer": "#### 7"}) + "\n" for q in QUESTIONS[:2]))
+    out = tmp_path / "run"
+    config = config_file(max_steps=1, eval_max_new_tokens=4)
+    assert main(["train", "--dataset", str(prompts_file), "--output-dir", str(out), "--model", str(tiny_model_dir),
+                 "--config", str(config), "--eval-dataset", str(evalset)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for label in ("before", "after"):
+        assert summary["eval"][label]["n"] == 2 and 0.0 <= summary["eval"][label]["accuracy"] <= 1.0
+        assert len((out / f"eval_{label}.jsonl").read_text().splitlines()) == 2
