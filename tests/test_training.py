@@ -268,3 +268,35 @@ def test_train_reports_accuracy_before_and_after(tiny_model_dir, prompts_file, c
     for label in ("before", "after"):
         assert summary["eval"][label]["n"] == 2 and 0.0 <= summary["eval"][label]["accuracy"] <= 1.0
         assert len((out / f"eval_{label}.jsonl").read_text().splitlines()) == 2
+
+
+def test_readme_trl_example_runs(prompts_file, tmp_path, monkeypatch):
+    """The README's 'five lines a TRL user writes', executed as written (tiny model, tiny run)."""
+    import functools
+    import re
+    from pathlib import Path
+
+    from peft import LoraConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    from srgrpo.training.trainer import load_prompt_dataset
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S)
+                   if "StableRankReward()" in block and "GRPOTrainer(" in block)
+    monkeypatch.chdir(tmp_path)
+    tokenizer = make_tokenizer()
+    namespace = {
+        "model": make_model(len(tokenizer), seed=11), "tokenizer": tokenizer,
+        "prompts": load_prompt_dataset(str(prompts_file)), "GRPOTrainer": GRPOTrainer, "LoraConfig": LoraConfig,
+        # Only the run's size shrinks; everything the snippet sets is kept.
+        "GRPOConfig": functools.partial(GRPOConfig, max_steps=1, num_generations=2, per_device_train_batch_size=2,
+                                        max_completion_length=4, report_to="none", bf16=False,
+                                        gradient_checkpointing=False, save_strategy="no"),
+    }
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    trainer, reward = namespace["trainer"], namespace["reward"]
+    assert trainer.state.global_step == 1 and reward.model is None
+    assert reward._scoring_model() is trainer.accelerator.unwrap_model(trainer.model)
+    logged = trainer.state.log_history[0]
+    assert logged["rewards/stable_rank/mean"] >= 1.0 and "stable_rank/group_std" in logged
