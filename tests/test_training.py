@@ -113,6 +113,7 @@ def test_train_command_resumes_from_the_last_checkpoint(tiny_model_dir, prompts_
     ("unknown_setting", "unknown setting(s) learning_rat"),
     ("unknown_grpo_argument", "unknown GRPOConfig argument(s) not_a_field"),
     ("missing_dataset", "not found"),
+    ("vllm_without_gpu", "use_vllm needs a CUDA GPU and vLLM"),
 ])
 def test_bad_input_fails_before_any_compute(case, message, tiny_model_dir, prompts_file, config_file, tmp_path,
                                             capsys, monkeypatch):
@@ -139,6 +140,10 @@ def test_bad_input_fails_before_any_compute(case, message, tiny_model_dir, promp
         config = config_file(grpo={"not_a_field": 1})
     elif case == "missing_dataset":
         dataset = tmp_path / "missing.jsonl"
+    elif case == "vllm_without_gpu":
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+        config = config_file(use_vllm=True)
     code = main(["train", "--dataset", str(dataset), "--output-dir", str(tmp_path / "run"), "--model", str(model),
                  "--config", str(config)])
     assert code == 2

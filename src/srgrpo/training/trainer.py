@@ -228,6 +228,13 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         raise ValueError("a prompt dataset and an output folder are required")
     output_dir = Path(config.output_dir)
     checkpoint = check_output_dir(output_dir, resume, overwrite)
+    if config.use_vllm:
+        import importlib.util
+
+        import torch
+
+        if importlib.util.find_spec("vllm") is None or not torch.cuda.is_available():
+            raise ValueError("use_vllm needs a CUDA GPU and vLLM (pip install 'srgrpo[vllm]')")
     dataset = load_prompt_dataset(config.dataset, config.dataset_split)  # before the model: fail fast
     if config.eval_dataset:
         from srgrpo.bon.tasks import load_problems
