@@ -96,6 +96,7 @@ class StableRankReward:
         if self.model is not None and self.model is policy and not _has_adapter(policy):
             raise ValueError("the reward's model is the policy being fully fine-tuned; give it a separate frozen copy")
         self._scorer = None
+        self._prompt_cache.clear()  # the chat template may have changed
         return self
 
     def _policy(self):
