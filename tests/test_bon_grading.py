@@ -74,6 +74,16 @@ def test_choice_letter_extraction(completion, letter):
     assert is_correct(CHOICE, completion) is (letter == "C")
 
 
+def test_a_restated_option_list_is_not_an_answer():
+    listing = "A) Clark\nB) Smith\nC) Whitebear\nD) Ebbinghaus"
+    assert extract_letter(listing) is None
+    assert extract_letter(listing + "\n\nThe correct answer is: D) Ebbinghaus") == "D"
+    assert extract_letter("C) Whitebear, because ...") == "C"  # a single option line is an answer
+    problem = Problem("c", "q", "C", "choice", ("Clark", "Smith", "Whitebear", "Ebbinghaus"))
+    assert is_correct(problem, listing + "\n\nAnswer: X = Whitebear")  # the option's text
+    assert not is_correct(problem, listing)
+
+
 def test_letters_beyond_the_options_are_not_answers():
     assert extract_letter("Answer: E", n_choices=4) is None
     assert extract_letter("Answer: E", n_choices=5) == "E"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from fractions import Fraction
+from typing import Sequence
 
 from srgrpo.bon.tasks import LETTERS, Problem
 
@@ -60,19 +61,31 @@ _LETTER_PATTERNS = [
 ]
 
 
-def extract_letter(completion: str, n_choices: int = 4) -> str | None:
+def extract_letter(completion: str, n_choices: int = 4, choices: Sequence[str] = ()) -> str | None:
     """The chosen option letter of a multiple-choice completion (None if there is none)."""
     letters = LETTERS[:n_choices]
+    text = completion
+    # Weak models often restate the option list; a list of labels is not an answer, and its last
+    # line ("D) ...") would otherwise always win. Drop such lines when more than one label appears.
+    label = rf"^\s*\(?([{letters}])\s*[\).:]"
+    if len(set(re.findall(label, text, flags=re.MULTILINE))) > 1:
+        text = re.sub(label + ".*$", "", text, flags=re.MULTILINE)
     for pattern in _LETTER_PATTERNS:
-        found = re.findall(pattern.replace("{L}", letters), completion, flags=re.IGNORECASE | re.MULTILINE)
+        found = re.findall(pattern.replace("{L}", letters), text, flags=re.IGNORECASE | re.MULTILINE)
         # Lower-case hits only count for explicit "answer: c"-style patterns, not for prose.
         found = [f for f in found if f.isupper() or pattern is _LETTER_PATTERNS[0]]
         if found:
             return found[-1].upper()
+    # "The answer is Whitebear": the text of exactly one option after the last "answer".
+    if choices and re.search("answer", text, flags=re.IGNORECASE):
+        tail = re.split("answer", text, flags=re.IGNORECASE)[-1].lower()
+        hits = [i for i, c in enumerate(choices) if c.strip() and c.strip().lower() in tail]
+        if len(hits) == 1:
+            return letters[hits[0]]
     # Last resort: a standalone capital letter, skipping "A"/"I" used as words ("A cat ...").
-    for match in reversed(list(re.finditer(rf"\b([{letters}])\b", completion))):
+    for match in reversed(list(re.finditer(rf"\b([{letters}])\b", text))):
         letter = match.group(1)
-        following = completion[match.end():match.end() + 2]
+        following = text[match.end():match.end() + 2]
         if letter in "AI" and re.match(r"\s[a-z]", following):
             continue
         return letter
@@ -98,7 +111,7 @@ def extract_answer(problem: Problem, completion: str) -> str | None:
     """The answer a completion gives, normalised so that equal answers compare equal (majority
     voting pools on it); None when no answer can be found."""
     if problem.kind == "choice":
-        return extract_letter(completion, len(problem.choices) or 4)
+        return extract_letter(completion, len(problem.choices) or 4, problem.choices)
     if problem.kind == "gsm8k":
         raw = extract_number(completion)
         value = parse_number(raw) if raw is not None else None
