@@ -244,13 +244,13 @@ def test_training_curves_png(tmp_path):
 def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_path):
     from srgrpo.bon.grading import is_correct
     from srgrpo.bon.tasks import load_problems
-    from srgrpo.training.trainer import _greedy_accuracy
+    from srgrpo.bon.evaluate import greedy_accuracy
 
     tokenizer = make_tokenizer()
     path = tmp_path / "eval.jsonl"
     path.write_text("".join(json.dumps({"question": q, "answer": "#### 7"}) + "\n" for q in QUESTIONS[:3]))
     problems = load_problems(str(path))
-    accuracy, rows = _greedy_accuracy(tiny_model, tokenizer, problems, max_new_tokens=6, batch_size=2)
+    accuracy, rows = greedy_accuracy(tiny_model, tokenizer, problems, max_new_tokens=6, batch_size=2)
     assert len(rows) == 3 and accuracy == sum(r["correct"] for r in rows) / 3
     for problem, row in zip(problems, rows):
         assert row["correct"] == is_correct(problem, row["completion"])

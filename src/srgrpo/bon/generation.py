@@ -154,7 +154,9 @@ class HFGenerator:
         self.scoring = scoring
         # The scorer reads the generator's own states (free route) or re-runs a model (re-forward;
         # pass a scorer built on another model to score with a different model than the generator).
-        self.scorer = scorer or StableRankScorer(model, tokenizer, options)
+        if scorer is None and scoring != "none":
+            scorer = StableRankScorer(model, tokenizer, options)
+        self.scorer = scorer
         if scoring == "free" and self.scorer.model is not model:
             raise ValueError("free scoring reads the generator's own hidden states: use scoring='reforward' "
                              "to score with a different model")
@@ -179,8 +181,10 @@ class HFGenerator:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(rows), unit="sample", desc="generating", leave=False)
-        torch.manual_seed(seed)
         for lo in range(0, len(rows), self.batch_size):
+            # Seeded per batch, so a batch's samples do not depend on how many random draws the
+            # batches before it took (e.g. free scoring's one extra token).
+            torch.manual_seed(seed * 1_000_003 + lo)
             batch = [prompt_ids[q] for q in rows[lo:lo + self.batch_size]]
             samples.extend(self._generate_batch(batch, sampling))
             if bar is not None:
@@ -198,10 +202,11 @@ class HFGenerator:
             attention[row, width - len(p):] = 1
         decoding = dict(do_sample=False, temperature=None, top_p=None, top_k=None) if sampling.greedy else \
             dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        # One token more than asked: a response cut at max_new_tokens then has its last token fed
-        # back once, so its hidden state exists; the extra token is dropped.
+        # Free scoring asks for one token more: a response cut at max_new_tokens then has its last
+        # token fed back once, so its hidden state exists; the extra token is dropped.
+        extra = 1 if self.scoring == "free" else 0
         kwargs = dict(input_ids=ids.to(self.device), attention_mask=attention.to(self.device),
-                      max_new_tokens=sampling.max_new_tokens + 1, pad_token_id=self.pad_id,
+                      max_new_tokens=sampling.max_new_tokens + extra, pad_token_id=self.pad_id,
                       eos_token_id=sorted(self.stop_ids) or None, **decoding)
         self.model.eval()
         with torch.inference_mode():

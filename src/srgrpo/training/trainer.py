@@ -161,45 +161,9 @@ def build_trainer(config: TrainConfig, model, tokenizer, dataset, callbacks=()):
 
 
 # ---------------------------------------------------------------------------------------- evaluation
-def _greedy_accuracy(model, tokenizer, problems, max_new_tokens: int, batch_size: int):
-    """Greedy accuracy with the Best-of-N issue's grading (N=1).
-
-    Uses `srgrpo.bon.evaluate.greedy_accuracy` where it exists. FALLBACK until it lands: plain HF
-    greedy generation here (left-padded batches, stop at end of turn), graded by
-    `srgrpo.bon.grading.is_correct`."""
-    try:
-        from srgrpo.bon.evaluate import greedy_accuracy
-    except ImportError:
-        pass
-    else:
-        return greedy_accuracy(model, tokenizer, problems, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    import torch
-
-    from srgrpo.bon.grading import is_correct
-
-    texts = [tokenizer.apply_chat_template(p.messages(), add_generation_prompt=True, tokenize=False) for p in problems]
-    order = sorted(range(len(problems)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
-    completions: dict[int, str] = {}
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    device = next(model.parameters()).device
-    try:
-        for k in range(0, len(order), batch_size):
-            batch = order[k : k + batch_size]
-            enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.inference_mode():
-                out = model.generate(**enc.to(device), do_sample=False, temperature=None, top_p=None, top_k=None,
-                                     max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-            for i, ids in zip(batch, out[:, enc["input_ids"].shape[1]:]):
-                completions[i] = tokenizer.decode(ids, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-    rows = [{"id": p.id, "gold": p.gold, "completion": completions[i], "correct": is_correct(p, completions[i])}
-            for i, p in enumerate(problems)]
-    return sum(r["correct"] for r in rows) / max(len(rows), 1), rows
-
-
 def greedy_eval(model, tokenizer, config: TrainConfig, output_dir: Path, label: str) -> dict:
     """Greedy accuracy on the held-out slice; per-question rows go to eval_{label}.jsonl."""
+    from srgrpo.bon.evaluate import greedy_accuracy
     from srgrpo.bon.tasks import load_problems
 
     problems = load_problems(config.eval_dataset, limit=config.eval_limit, seed=config.seed)
@@ -207,7 +171,8 @@ def greedy_eval(model, tokenizer, config: TrainConfig, output_dir: Path, label: 
     model.eval()
     started = time.perf_counter()
     try:
-        accuracy, rows = _greedy_accuracy(model, tokenizer, problems, config.eval_max_new_tokens, config.eval_batch_size)
+        accuracy, rows = greedy_accuracy(model, tokenizer, problems, max_new_tokens=config.eval_max_new_tokens,
+                                         batch_size=config.eval_batch_size)
     finally:
         model.train(was_training)
     with (output_dir / f"eval_{label}.jsonl").open("w") as out:
