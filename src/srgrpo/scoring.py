@@ -142,6 +142,18 @@ def check_pair(prompt, response, where: str = "pair") -> None:
         raise TypeError(f"{where}: response must be a string, got {type(response).__name__}")
 
 
+def render_prompt(tokenizer, prompt: Prompt) -> tuple[str, bool]:
+    """The text a model is prompted with, up to where its response starts, and whether it came from
+    the chat template (which writes its own BOS; plain text needs the tokenizer's special tokens).
+    With a chat template: the messages plus the generation prompt. Without: `{prompt}\\n\\nAnswer:`,
+    message contents joined by blank lines."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False), True
+    prompt_text = prompt if isinstance(prompt, str) else "\n\n".join(m["content"] for m in messages)
+    return FALLBACK_TEMPLATE.format(prompt=prompt_text, response=""), False
+
+
 def render_pair(tokenizer, prompt: Prompt, response: str) -> tuple[str, int, int, bool]:
     """Template a pair as the model sees it. Returns (text, response_char_start, response_char_end,
     uses_chat_template).
@@ -149,23 +161,21 @@ def render_pair(tokenizer, prompt: Prompt, response: str) -> tuple[str, int, int
     With a chat template: the prompt's messages plus an assistant turn holding the response. Where
     the template rewrites the response (some strip reasoning or whitespace), the text is the
     generation prompt followed by the response verbatim, as the model saw it when generating.
-    Without a chat template: `{prompt}\\n\\nAnswer:{response}`, message contents joined by blank lines.
+    Without a chat template: `render_prompt`'s text followed by the response.
     """
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    if getattr(tokenizer, "chat_template", None):
-        prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        full = tokenizer.apply_chat_template(
+    prefix, templated = render_prompt(tokenizer, prompt)
+    full = prefix + response
+    if templated:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        templated_full = tokenizer.apply_chat_template(
             messages + [{"role": "assistant", "content": response}], tokenize=False
         )
-        if not (full.startswith(prefix) and full[len(prefix):].startswith(response)):
-            full = prefix + response
-        return full, len(prefix), len(prefix) + len(response), True
-    prompt_text = prompt if isinstance(prompt, str) else "\n\n".join(m["content"] for m in messages)
-    prefix = FALLBACK_TEMPLATE.format(prompt=prompt_text, response="")
-    return prefix + response, len(prefix), len(prefix) + len(response), False
+        if templated_full.startswith(prefix) and templated_full[len(prefix):].startswith(response):
+            full = templated_full
+    return full, len(prefix), len(prefix) + len(response), templated
 
 
-def _response_token_span(tokenizer, text, char_start, char_end, with_special) -> tuple[list[int], int, int]:
+def response_token_span(tokenizer, text, char_start, char_end, with_special) -> tuple[list[int], int, int]:
     """Token ids of `text` and the [start, end) token positions covering the response characters."""
     if tokenizer.is_fast:
         enc = tokenizer(text, add_special_tokens=with_special, return_offsets_mapping=True)
@@ -188,7 +198,7 @@ def encode_pair(tokenizer, prompt: Prompt, response: str, options: ScoringOption
     check_pair(prompt, response, f"pair {index}")
     text, char_start, char_end, templated = render_pair(tokenizer, prompt, response)
     # A chat template writes its own BOS where the model wants one; plain text needs the tokenizer's.
-    ids, start, end = _response_token_span(tokenizer, text, char_start, char_end, with_special=not templated)
+    ids, start, end = response_token_span(tokenizer, text, char_start, char_end, with_special=not templated)
     problem = "empty or whitespace-only response" if not response.strip() else None
     return _windowed(tokenizer, ids, start, end, options, problem)
 

@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 
 from srgrpo import metrics
-from srgrpo.scoring import FALLBACK_TEMPLATE, ScoringOptions, StableRankScorer, encode_ids, next_token_stats
+from srgrpo.scoring import ScoringOptions, StableRankScorer, encode_ids, next_token_stats, render_prompt
 
 # Every candidate carries these, whatever the backend.
 SAMPLE_FEATURES = ("stable_rank", "self_certainty", "mean_logprob", "mean_entropy")
@@ -53,13 +53,9 @@ class Sample:
 
 
 def prompt_token_ids(tokenizer, messages: list[dict]) -> list[int]:
-    """The ids the model is prompted with: chat template plus generation prompt (the same rendering
-    the scorer uses), or the scorer's plain-text fallback for a model without a template."""
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    prompt = "\n\n".join(m["content"] for m in messages)
-    return tokenizer(FALLBACK_TEMPLATE.format(prompt=prompt, response=""), add_special_tokens=True)["input_ids"]
+    """The ids the model is prompted with, rendered exactly as the scorer renders a prompt."""
+    text, templated = render_prompt(tokenizer, messages)
+    return tokenizer(text, add_special_tokens=not templated)["input_ids"]
 
 
 def stop_token_ids(model, tokenizer) -> set[int]:
@@ -103,7 +99,7 @@ class _GenerationRecorder:
         self._handles = []
 
     def __enter__(self):
-        tap = self.scorer._tap
+        tap = self.scorer.layer_module(self.scorer.options.layer)
         module = self.scorer.backbone if tap is None else tap
 
         def keep_states(_module, _inputs, output):

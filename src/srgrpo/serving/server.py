@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Sequence
 
+from srgrpo.scoring import response_token_span
+
 logger = logging.getLogger("srgrpo.serve")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -80,15 +82,10 @@ def parse_request(body: bytes) -> tuple[list[str], list[str] | None]:
 
 def split_query(tokenizer, query: str, prompt: str | None) -> tuple[list[int], list[int]]:
     """Token ids of the query, tokenised as a whole, split into (prompt ids, response ids). A token
-    that straddles the boundary counts as response (as in the text scorer)."""
+    that straddles the boundary counts as response (the text scorer's rule, shared with it)."""
     boundary = len(prompt) if prompt else 0
-    if tokenizer.is_fast:
-        enc = tokenizer(query, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        k = next((i for i, (_, end) in enumerate(offsets) if end > boundary), len(ids))
-        return list(ids[:k]), list(ids[k:])
-    head = tokenizer(query[:boundary], add_special_tokens=False)["input_ids"] if boundary else []
-    return list(head), list(tokenizer(query[boundary:], add_special_tokens=False)["input_ids"])
+    ids, start, _ = response_token_span(tokenizer, query, boundary, len(query), with_special=False)
+    return list(ids[:start]), list(ids[start:])
 
 
 @dataclass
