@@ -25,7 +25,7 @@ import math
 from typing import Any, Sequence
 
 from srgrpo.scoring import FEATURES, EncodedPair, ScoringOptions, StableRankScorer, encode_ids
-from srgrpo.training.watch import batch_watch_stats
+from srgrpo.training.watch import batch_watch_stats, strip_trailing
 
 __all__ = ["StableRankReward"]
 
@@ -158,21 +158,21 @@ class StableRankReward:
         text = completion[-1]["content"] if isinstance(completion, (list, tuple)) else completion
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def encode(self, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> EncodedPair:
+    def encode(self, prompt_ids: Sequence[int], completion_ids: Sequence[int],
+               special_ids: set[int] | None = None) -> EncodedPair:
         """Window and span over prompt_ids + completion_ids, with no re-tokenisation. The trailing
         end-of-turn/padding ids that close a sampled completion are left out, as the text scorer
         leaves out the template's closing tokens: the response is the tokens the policy wrote."""
-        specials = set(self.tokenizer.all_special_ids)
-        stop = len(completion_ids)
-        while stop > 0 and completion_ids[stop - 1] in specials:
-            stop -= 1
-        return encode_ids(self.tokenizer, prompt_ids, list(completion_ids[:stop]), self.options)
+        if special_ids is None:
+            special_ids = set(self.tokenizer.all_special_ids)
+        return encode_ids(self.tokenizer, prompt_ids, strip_trailing(completion_ids, special_ids), self.options)
 
     # ------------------------------------------------------------------ scoring
     def score_ids(self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]]) -> list[float | None]:
         """One score per (prompt ids, completion ids), None where it cannot be scored."""
         scorer = self.scorer()
-        encoded = [self.encode(p, c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+        special_ids = set(self.tokenizer.all_special_ids)  # once per batch, not once per completion
+        encoded = [self.encode(p, c, special_ids) for p, c in zip(prompt_ids, completion_ids, strict=True)]
         values: list[float | None] = [None] * len(encoded)
         with self.frozen_base():
             for item in scorer.iter_encoded_features(encoded, (self.feature,)):

@@ -63,7 +63,8 @@ def group_diversity(group: Sequence[Sequence[int]], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else math.nan
 
 
-def _strip_trailing(ids: Sequence[int], drop: set[int]) -> list[int]:
+def strip_trailing(ids: Sequence[int], drop: set[int]) -> list[int]:
+    """`ids` without the `drop` ids that end it (the end-of-turn/padding that closes a completion)."""
     ids = list(ids)
     while ids and ids[-1] in drop:
         ids.pop()
@@ -81,7 +82,7 @@ def batch_watch_stats(
     would poison TRL's average over the logging interval)."""
     group_size = max(int(group_size), 1)
     drop = special_ids or set()
-    ids = [_strip_trailing(c, drop) for c in completion_ids]
+    ids = [strip_trailing(c, drop) for c in completion_ids]
     groups = [range(k, min(k + group_size, len(rewards))) for k in range(0, len(rewards), group_size)]
     spreads, zero_spread, diversities = [], 0, []
     for group in groups:
