@@ -92,50 +92,46 @@ def extract_letter(completion: str, n_choices: int = 4, choices: Sequence[str] =
     return None
 
 
-def _math_verify(gold: str, completion: str) -> bool:
+def _math_grade(gold: str, completion: str) -> tuple[str | None, bool]:
+    """math-verify, the completion parsed once for both the pooling key and the verdict."""
     from math_verify import parse, verify
 
     # math-verify's timeouts use signals, which only work on the main thread.
     timeout = 5 if threading.current_thread() is threading.main_thread() else None
     try:
-        gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout) or parse(gold, parsing_timeout=timeout)
         answer = parse(completion, parsing_timeout=timeout)
-        if not gold_parsed or not answer:
-            return False
-        return bool(verify(gold_parsed, answer, timeout_seconds=timeout))
-    except Exception:  # a pathological expression is a wrong answer, not a crash
-        return False
+    except Exception:  # a pathological expression is no answer, not a crash
+        return None, False
+    if not answer:
+        return None, False
+    # parse returns [sympy object, source string]; the sympy form pools 1/2 with \\frac{1}{2}.
+    key = str(answer[0]).strip()
+    try:
+        gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout) or parse(gold, parsing_timeout=timeout)
+        return key, bool(gold_parsed) and bool(verify(gold_parsed, answer, timeout_seconds=timeout))
+    except Exception:
+        return key, False
+
+
+def grade(problem: Problem, completion: str) -> tuple[str | None, bool]:
+    """(answer, correct): the answer a completion gives, normalised so that equal answers compare
+    equal (majority voting pools on it; None when none can be found), and whether it is right."""
+    if not isinstance(completion, str) or not completion.strip():
+        return None, False
+    if problem.kind == "math":
+        return _math_grade(problem.gold, completion)
+    if problem.kind == "choice":
+        answer = extract_letter(completion, len(problem.choices) or 4, problem.choices)
+        return answer, answer is not None and answer == problem.gold.strip().upper()
+    raw = extract_number(completion)
+    value = parse_number(raw) if raw is not None else None
+    gold = parse_number(problem.gold)
+    return (None if value is None else str(value)), value is not None and gold is not None and value == gold
 
 
 def extract_answer(problem: Problem, completion: str) -> str | None:
-    """The answer a completion gives, normalised so that equal answers compare equal (majority
-    voting pools on it); None when no answer can be found."""
-    if problem.kind == "choice":
-        return extract_letter(completion, len(problem.choices) or 4, problem.choices)
-    if problem.kind == "gsm8k":
-        raw = extract_number(completion)
-        value = parse_number(raw) if raw is not None else None
-        return None if value is None else str(value)
-    from math_verify import parse
-
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    try:
-        parsed = parse(completion, parsing_timeout=timeout)
-    except Exception:
-        return None
-    # parse returns [sympy object, source string]; the sympy form pools 1/2 with \\frac{1}{2}.
-    return str(parsed[0]).strip() if parsed else None
+    return grade(problem, completion)[0]
 
 
 def is_correct(problem: Problem, completion: str) -> bool:
-    if not isinstance(completion, str) or not completion.strip():
-        return False
-    if problem.kind == "math":
-        return _math_verify(problem.gold, completion)
-    answer = extract_answer(problem, completion)
-    if answer is None:
-        return False
-    if problem.kind == "choice":
-        return answer == problem.gold.strip().upper()
-    gold = parse_number(problem.gold)
-    return gold is not None and Fraction(answer) == gold
+    return grade(problem, completion)[1]

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from srgrpo.bon.generation import Sample, Sampling
-from srgrpo.bon.grading import extract_answer, is_correct
+from srgrpo.bon.grading import grade
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, accuracy_by_n, build_selectors
 from srgrpo.bon.tasks import Problem
 from srgrpo.run_state import RunCache, json_float, prepare_output_dir
@@ -32,18 +32,18 @@ BOOTSTRAP_SAMPLES = 2000
 
 
 def candidate_record(problem: Problem, sample: Sample) -> dict:
-    return {
+    return regrade(problem, {
         "text": sample.text,
         "n_tokens": len(sample.token_ids),
         "finished": sample.finished,
         "features": {k: json_float(v) for k, v in sample.features.items()},
-        "answer": extract_answer(problem, sample.text),
-        "correct": is_correct(problem, sample.text),
-    }
+    })
 
 
 def regrade(problem: Problem, record: dict) -> dict:
-    return {**record, "answer": extract_answer(problem, record["text"]), "correct": is_correct(problem, record["text"])}
+    """The record with its answer and grade computed from its text."""
+    answer, correct = grade(problem, record["text"])
+    return {**record, "answer": answer, "correct": correct}
 
 
 def _chunk_seed(seed: int, chunk: int) -> int:
