@@ -56,14 +56,18 @@ def generate_all(generator, problems: Sequence[Problem], n_max: int, sampling: S
     """Greedy answer and n_max samples for every problem not yet in the cache, a chunk at a time."""
     greedy = dataclasses.replace(sampling, greedy=True)
     chunks = [problems[i:i + questions_per_chunk] for i in range(0, len(problems), questions_per_chunk)]
+
+    def complete(p: Problem) -> bool:
+        return cache.has("greedy", p.id) and cache.has("samples", p.id)
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        done = sum(cache.has("samples", p.id) and cache.has("greedy", p.id) for p in problems)
+        done = sum(map(complete, problems))
         bar = tqdm(total=len(problems), initial=done, unit="question", desc="best-of-n")
     for k, chunk in enumerate(chunks):
-        pending = [p for p in chunk if not (cache.has("samples", p.id) and cache.has("greedy", p.id))]
+        pending = [p for p in chunk if not complete(p)]
         for stage, n, decoding in (("greedy", 1, greedy), ("samples", n_max, sampling)):
             todo = [p for p in chunk if not cache.has(stage, p.id)]
             if not todo:
