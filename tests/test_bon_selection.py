@@ -164,6 +164,10 @@ def test_cli_bon_end_to_end(tmp_path, tiny_model_dir, capsys):
     # Bad input: a clear message and exit status 2, before any model is loaded.
     assert main(["bon", "--dataset", "nope", "--output-dir", str(out)]) == 2
     assert "unknown dataset" in capsys.readouterr().err
+    assert main(["bon", "--dataset", "gsm8k", "--output-dir", str(out), "--backend", "vllm"]) == 2
+    assert "needs --model" in capsys.readouterr().err
+    assert main(["bon", "--dataset", "gsm8k", "--output-dir", str(out), "--gen-batch-size", "0"]) == 2
+    assert "--gen-batch-size" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bon", "--dataset", "gsm8k", "--output-dir", str(out), "--n", "0,4"])
     with pytest.raises(SystemExit):

@@ -45,10 +45,12 @@ def cmd_bon(args: argparse.Namespace) -> int:
     problems = load_problems(args.dataset, limit=args.limit, seed=args.seed, data_dir=args.data_dir)
     print(f"{len(problems)} questions from {args.dataset}; N = {args.n}; selectors: {', '.join(args.selectors)}",
           file=sys.stderr)
+    if args.backend == "vllm" and args.model is None:  # before any model is loaded
+        raise ValueError("--backend vllm needs --model (a Hugging Face id or folder vLLM can load)")
+    if args.gen_batch_size < 1:
+        raise ValueError(f"--gen-batch-size must be positive, got {args.gen_batch_size}")
     model, tokenizer = _load(args)
     if args.backend == "vllm":
-        if args.model is None:
-            raise ValueError("--backend vllm needs --model (a Hugging Face id or folder vLLM can load)")
         generator = VLLMGenerator(args.model, StableRankScorer(model, tokenizer, options))
     else:
         generator = HFGenerator(model, tokenizer, options, batch_size=args.gen_batch_size, scoring=args.scoring)
