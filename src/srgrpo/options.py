@@ -1,0 +1,87 @@
+"""How a (prompt, response) pair becomes a score: the options every consumer shares.
+
+One dataclass, so the CLI flags, training's config and the reward server all read the same fields,
+defaults and help text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SPANS = ("response", "full")
+NAMED_LAYERS = ("final_norm", "last_block")
+TRUNCATION_SIDES = ("right", "left")
+COMPUTE_DTYPES = ("float32", "float64")
+
+
+@dataclass
+class ScoringOptions:
+    """How a pair becomes a hidden-state matrix. Each field is also a CLI flag (`--max-length` ...)."""
+
+    span: str = field(
+        default="response",
+        metadata={
+            "choices": SPANS,
+            "help": "which tokens form H: 'response' = only the response's tokens (the paper's "
+            "RewardBench setting); 'full' = the whole templated prompt+response sequence",
+        },
+    )
+    layer: str = field(
+        default="final_norm",
+        metadata={
+            "help": "which hidden states: 'final_norm' = last layer after the final norm "
+            "(hidden_states[-1] in transformers); 'last_block' = raw output of the last decoder "
+            "block, before the norm; an integer N = hidden_states[N] (0 = embeddings, "
+            "negative counts from the end)",
+        },
+    )
+    max_length: int = field(
+        default=512,
+        metadata={
+            "help": "token window: longer templated sequences are cut to this many tokens "
+            "(the paper: 512 is enough)"
+        },
+    )
+    truncation_side: str = field(
+        default="right",
+        metadata={
+            "choices": TRUNCATION_SIDES,
+            "help": "which end a long sequence loses: 'right' keeps the first max_length tokens "
+            "(the response's end is cut); 'left' keeps the last ones (the prompt's start is cut)",
+        },
+    )
+    batch_size: int = field(default=8, metadata={"help": "pairs per forward pass"})
+    window_size: int = field(
+        default=64,
+        metadata={"help": "tokens per window of the windowed SR variant (stable_rank_windowed)"},
+    )
+    compute_dtype: str = field(
+        default="float32",
+        metadata={
+            "choices": COMPUTE_DTYPES,
+            "help": "dtype of the SR arithmetic, whatever the model's dtype",
+        },
+    )
+
+    def __post_init__(self):
+        if self.span not in SPANS:
+            raise ValueError(f"span must be one of {SPANS}, got {self.span!r}")
+        if self.truncation_side not in TRUNCATION_SIDES:
+            raise ValueError(f"truncation_side must be one of {TRUNCATION_SIDES}, got {self.truncation_side!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
+        if isinstance(self.layer, str) and self.layer not in NAMED_LAYERS:
+            try:
+                self.layer = int(self.layer)
+            except ValueError:
+                raise ValueError(
+                    f"layer must be one of {NAMED_LAYERS} or an integer, got {self.layer!r}"
+                ) from None
+        if isinstance(self.layer, bool) or not isinstance(self.layer, (str, int)):
+            raise ValueError(f"layer must be one of {NAMED_LAYERS} or an integer, got {self.layer!r}")
+        for name in ("max_length", "batch_size", "window_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
