@@ -7,7 +7,8 @@ import torch
 
 from srgrpo import metrics
 from srgrpo.bon.generation import HFGenerator, Sampling, prompt_token_ids, reforward_features
-from srgrpo.scoring import ScoringOptions, StableRankScorer
+from srgrpo.options import ScoringOptions
+from srgrpo.scoring import StableRankScorer
 
 PROMPTS = [
     [{"role": "user", "content": "What is the capital of France?"}],

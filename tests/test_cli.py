@@ -6,6 +6,7 @@ import pytest
 
 from srgrpo import load_model
 from srgrpo.cli import main
+from srgrpo.engine import ForwardEngine
 from srgrpo.scoring import StableRankScorer
 
 GOOD = [
@@ -84,7 +85,7 @@ def test_a_crash_keeps_the_scores_already_written(tmp_path, tiny_model_dir, monk
     pairs = [{"id": i, "prompt": "Q?", "response": "Answer " * (i + 1)} for i in range(6)]
     src = write_lines(tmp_path / "pairs.jsonl", pairs)
     out = tmp_path / "scores.jsonl"
-    original = StableRankScorer.run_backbone
+    original = ForwardEngine.run
     calls = []
 
     def dies_on_second_batch(self, *args):
@@ -93,7 +94,7 @@ def test_a_crash_keeps_the_scores_already_written(tmp_path, tiny_model_dir, monk
             raise RuntimeError("out of memory (simulated)")
         return original(self, *args)
 
-    monkeypatch.setattr(StableRankScorer, "run_backbone", dies_on_second_batch)
+    monkeypatch.setattr(ForwardEngine, "run", dies_on_second_batch)
     with pytest.raises(RuntimeError, match="simulated"):
         main(["score", "--input", str(src), "--output", str(out), "--model", str(tiny_model_dir), "--batch-size", "2", "--quiet"])
     rows = read_jsonl(out)

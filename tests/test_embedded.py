@@ -10,7 +10,8 @@ import torch
 
 import srgrpo
 from srgrpo.cli import main
-from srgrpo.scoring import ScoringOptions, encode_pair
+from srgrpo.options import ScoringOptions
+from srgrpo.text import encode_pair
 
 SHARED_DATA = Path(os.environ.get("SRGRPO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PREFERENCE = SHARED_DATA / "preference" / "rewardbench_offline.jsonl"

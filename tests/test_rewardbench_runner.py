@@ -10,7 +10,9 @@ from srgrpo.cli import main
 from srgrpo.evaluation.preference_data import PreferencePair, load_preference_pairs
 from srgrpo.evaluation.rewardbench import is_correct
 from srgrpo.evaluation.runner import run_rewardbench
-from srgrpo.scoring import ScoringOptions, StableRankScorer
+from srgrpo.engine import ForwardEngine
+from srgrpo.options import ScoringOptions
+from srgrpo.scoring import StableRankScorer
 
 
 def make_pairs():
@@ -36,7 +38,7 @@ def judge_ready():
 
 
 ALL = ["stable_rank", "stable_rank_centered", "stable_rank_normalized", "stable_rank_windowed", "effective_rank",
-       "inverse_condition_number", "pca_dimension", "mean_logprob", "self_certainty", "negative_entropy",
+       "inverse_condition_number", "pca_dimension", "mean_logprob", "self_certainty", "mean_entropy",
        "length", "shorter", "random", "ipo", "pointwise_judge", "pairwise_judge"]
 
 
@@ -75,7 +77,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, tiny_model, tokenizer,
                   options=ScoringOptions(batch_size=4), progress=False, n_bootstrap=100, report=False)
     reference = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path / "whole", **kwargs)
 
-    original = StableRankScorer.run_backbone
+    original = ForwardEngine.run
     calls = []
 
     def killed_on_third_batch(self, *args):
@@ -84,15 +86,15 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, tiny_model, tokenizer,
             raise KeyboardInterrupt
         return original(self, *args)
 
-    monkeypatch.setattr(StableRankScorer, "run_backbone", killed_on_third_batch)
+    monkeypatch.setattr(ForwardEngine, "run", killed_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
         run_rewardbench(tiny_model, tokenizer, pairs, tmp_path / "resumed", **kwargs)
     cached = (tmp_path / "resumed" / "cache.jsonl").read_text().splitlines()
     assert len(cached) == 8  # two batches of 4 items were saved before the kill
-    monkeypatch.setattr(StableRankScorer, "run_backbone", original)
+    monkeypatch.setattr(ForwardEngine, "run", original)
 
     calls.clear()
-    monkeypatch.setattr(StableRankScorer, "run_backbone", lambda self, *a: (calls.append(1), original(self, *a))[1])
+    monkeypatch.setattr(ForwardEngine, "run", lambda self, *a: (calls.append(1), original(self, *a))[1])
     resumed = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path / "resumed", **kwargs)
     assert len(calls) == 3  # only the 12 missing items (of 20) were computed
     assert resumed == reference

@@ -5,7 +5,9 @@ import torch
 
 from conftest import make_tokenizer
 from srgrpo.metrics import stable_rank
-from srgrpo.scoring import FALLBACK_TEMPLATE, ScoringOptions, StableRankScorer, encode_pair, render_pair
+from srgrpo.options import ScoringOptions
+from srgrpo.scoring import StableRankScorer
+from srgrpo.text import FALLBACK_TEMPLATE, encode_pair, render_pair
 
 PROMPTS = [
     "What is the capital of France?",
@@ -129,7 +131,7 @@ def test_batches_group_similar_lengths(tiny_model, tokenizer):
     scorer = StableRankScorer(tiny_model, tokenizer, batch_size=2)
     responses = ["short", "x " * 100, "y", "z " * 90]
     encoded = scorer.encode(["q"] * 4, responses)
-    assert list(scorer.length_batches(encoded)) == [[1, 3], [0, 2]]
+    assert scorer.engine.plan(encoded) == [[1, 3], [0, 2]]
 
 
 def test_truncation_right_and_left(tiny_model, tokenizer):
@@ -232,7 +234,9 @@ def test_iter_scores_reports_tokens_and_progress(tiny_model, tokenizer, capsys):
 
 
 def test_logit_features_match_the_full_model_logits(tiny_model, tokenizer):
-    from srgrpo.scoring import LOGIT_FEATURES
+    from srgrpo.features import names_from
+
+    LOGIT_FEATURES = names_from("logits")
 
     items = sorted(StableRankScorer(tiny_model, tokenizer, span="full").iter_features(PROMPTS, RESPONSES, LOGIT_FEATURES),
                    key=lambda r: r.index)

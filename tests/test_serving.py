@@ -10,7 +10,8 @@ import threading
 import pytest
 import torch
 
-from srgrpo.scoring import StableRankScorer, render_pair
+from srgrpo.scoring import StableRankScorer
+from srgrpo.text import render_pair
 from srgrpo.serving.client import RewardServerError, compute_score, get_rewards
 from srgrpo.serving.server import make_server
 from srgrpo.training.reward import StableRankReward

@@ -7,7 +7,8 @@
 
 from srgrpo.metrics import condition_number, effective_rank, pca_dimension, stable_rank
 from srgrpo.models import ModelLoadError, load_model
-from srgrpo.scoring import PairScore, ScoringOptions, StableRankScorer
+from srgrpo.options import ScoringOptions
+from srgrpo.scoring import PairScore, StableRankScorer
 
 __version__ = "0.1.0"
 

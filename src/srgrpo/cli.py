@@ -10,7 +10,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from srgrpo.scoring import ScoringOptions
+from srgrpo.options import ScoringOptions
 
 DESCRIPTION = """\
 Stable rank (SR = ||H||_F^2 / ||H||_2^2 of a response's last-layer hidden states) as a label-free

@@ -20,11 +20,15 @@ from typing import Sequence
 
 import torch
 
-from srgrpo import metrics
-from srgrpo.scoring import ScoringOptions, StableRankScorer, encode_ids, next_token_stats, render_prompt
+from srgrpo.engine import gather_spans
+from srgrpo.features import FEATURES, LogitStats, SpanStates, next_token_stats
+from srgrpo.options import ScoringOptions
+from srgrpo.scoring import StableRankScorer
+from srgrpo.text import encode_ids, render_prompt
 
-# Every candidate carries these, whatever the backend.
-SAMPLE_FEATURES = ("stable_rank", "self_certainty", "mean_logprob", "mean_entropy")
+# Every candidate carries every registered feature, whatever the backend, so that any feature can
+# select among candidates later without generating again.
+SAMPLE_FEATURES = tuple(FEATURES)
 SCORING_ROUTES = ("free", "reforward", "none")  # none: samples only (a timing baseline)
 
 
@@ -99,8 +103,9 @@ class _GenerationRecorder:
         self._handles = []
 
     def __enter__(self):
-        tap = self.scorer.layer_module(self.scorer.options.layer)
-        module = self.scorer.backbone if tap is None else tap
+        engine = self.scorer.engine
+        tap = engine.layer_module(self.scorer.options.layer)
+        module = engine.backbone if tap is None else tap
 
         def keep_states(_module, _inputs, output):
             if isinstance(output, tuple):
@@ -231,7 +236,7 @@ class HFGenerator:
         entropy = torch.stack(rec.entropy, 1).tolist()
         chosen = torch.stack(rec.chosen_logprob, 1).tolist()
         out: list[dict[str, float] | None] = [None] * len(responses)
-        spans, rows, reforward = [], [], []
+        spans, rows, reforward, logit_means = [], [], [], []
         for row, (p, r) in enumerate(zip(prompt_ids, responses)):
             encoded = encode_ids(self.tokenizer, p, r, options)
             if encoded.problem is not None:
@@ -248,21 +253,17 @@ class HFGenerator:
                 states = torch.cat([prompt_states[row, width - len(p):], states])
             spans.append(states)
             rows.append(row)
-            out[row] = {
-                "mean_logprob": sum(chosen[row][:m]) / m,
-                "self_certainty": sum(certainty[row][:m]) / m,
-                "mean_entropy": sum(entropy[row][:m]) / m,
-            }
+            logit_means.append([sum(chosen[row][:m]) / m, sum(certainty[row][:m]) / m, sum(entropy[row][:m]) / m])
         if spans:
-            longest = max(len(s) for s in spans)
-            padded = torch.zeros(len(spans), longest, spans[0].shape[-1], dtype=spans[0].dtype, device=spans[0].device)
-            mask = torch.zeros(len(spans), longest, dtype=torch.bool, device=spans[0].device)
-            for k, s in enumerate(spans):
-                padded[k, :len(s)] = s
-                mask[k, :len(s)] = True
-            sr = metrics.stable_rank(padded, mask, getattr(torch, options.compute_dtype)).tolist()
-            for row, value in zip(rows, sr):
-                out[row]["stable_rank"] = value
+            lengths = [len(s) for s in spans]
+            padded, mask = gather_spans(torch.nn.utils.rnn.pad_sequence(spans, batch_first=True), [0] * len(spans), lengths)
+            span_states = SpanStates(padded, mask, options)
+            means = torch.tensor(logit_means, dtype=torch.float64)
+            stats = LogitStats(means[:, 0], means[:, 1], means[:, 2])
+            columns = {name: (f.compute(span_states if f.source == "hidden" else stats)).tolist()
+                       for name, f in FEATURES.items()}
+            for k, row in enumerate(rows):
+                out[row] = {name: values[k] for name, values in columns.items()}
         if reforward:
             for row, feats in zip(reforward, reforward_features(
                     self.scorer, [prompt_ids[r] for r in reforward], [responses[r] for r in reforward])):

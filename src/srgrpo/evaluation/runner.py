@@ -23,7 +23,8 @@ from srgrpo.evaluation.rewardbench import PairOutcome, section_of, summarize
 from srgrpo.evaluation.scorers import SCORERS, random_score
 from srgrpo.run_state import RunCache, json_float as _json_float, nan_if_none as _float
 from srgrpo.run_state import prepare_output_dir as _prepare_output_dir
-from srgrpo.scoring import ScoringOptions, StableRankScorer
+from srgrpo.options import ScoringOptions
+from srgrpo.scoring import StableRankScorer
 
 SIDES = ("chosen", "rejected")
 JUDGE_CHUNK = 32  # items per judge call between cache writes
@@ -78,7 +79,7 @@ def _chunked_stage(stage: str, keys: Sequence[str], compute: Callable[[list[int]
 
 
 def _judge_stages(model, tokenizer, pairs, kinds: set[str], cache: RunCache, batch_size: int, progress: bool) -> None:
-    from srgrpo import judges
+    from srgrpo.evaluation import judges
 
     items = [(p, side) for p in pairs for side in SIDES]
     keys = [_item_key(p.id, side) for p, side in items]

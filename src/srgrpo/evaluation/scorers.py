@@ -1,9 +1,9 @@
 """The scorers `srgrpo rewardbench` compares, as data: one entry per name.
 
 A scorer turns each (prompt, response) item into a number, higher = better, except the pairwise
-judge, which sees both responses of a pair. Scorers of kind "feature" read a feature that
-`StableRankScorer.iter_features` computes, so all of them share one forward pass; the judges
-need forward passes of their own over judge prompts.
+judge, which sees both responses of a pair. Every feature of the registry (`srgrpo.features`) is a
+scorer of kind "feature"; they all share one forward pass. The judges need forward passes of
+their own over judge prompts.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
-
-def _identity(x: float) -> float:
-    return x
+from srgrpo.features import FEATURES
 
 
 @dataclass(frozen=True)
@@ -22,32 +20,21 @@ class ScorerSpec:
     name: str
     kind: str  # feature | length | random | ipo | pointwise | pairwise
     help: str
-    feature: str | None = None  # for kind "feature": the StableRankScorer feature it reads
-    transform: Callable[[float], float] = _identity  # maps the feature so that higher = better
-
-
-def _reciprocal(x: float) -> float:
-    return 1.0 / x if x else float("inf")
+    feature: str | None = None  # for kind "feature": the registered feature it reads
+    transform: Callable[[float], float] = float  # maps the value so that higher = better
 
 
 def _negate(x: float) -> float:
     return -x
 
 
+# Every registered feature is a scorer under its own name, turned so that higher wins.
 SCORERS: dict[str, ScorerSpec] = {
+    f.name: ScorerSpec(f.name, "feature", f.help, f.name, f.oriented) for f in FEATURES.values()
+}
+SCORERS.update({
     s.name: s
     for s in [
-        ScorerSpec("stable_rank", "feature", "stable rank of the response's hidden states (the paper)", "stable_rank"),
-        ScorerSpec("stable_rank_centered", "feature", "SR after subtracting the mean token vector", "stable_rank_centered"),
-        ScorerSpec("stable_rank_normalized", "feature", "SR of unit-norm token vectors", "stable_rank_normalized"),
-        ScorerSpec("stable_rank_windowed", "feature", "mean SR over fixed-size token windows (does not grow with length)",
-                   "stable_rank_windowed"),
-        ScorerSpec("effective_rank", "feature", "exp entropy of the normalised singular values (paper ablation)", "effective_rank"),
-        ScorerSpec("inverse_condition_number", "feature", "sigma_min / sigma_1 (paper ablation)", "condition_number", _reciprocal),
-        ScorerSpec("pca_dimension", "feature", "principal components for 95% of the variance (paper ablation)", "pca_dimension"),
-        ScorerSpec("mean_logprob", "feature", "mean log-probability of the response tokens (perplexity baseline)", "mean_logprob"),
-        ScorerSpec("self_certainty", "feature", "mean KL(uniform || next-token distribution) (arXiv 2502.18581)", "self_certainty"),
-        ScorerSpec("negative_entropy", "feature", "minus the mean next-token entropy", "mean_entropy", _negate),
         ScorerSpec("length", "length", "response length in tokens: the longer wins"),
         ScorerSpec("shorter", "length", "minus the response length: the shorter wins", transform=_negate),
         ScorerSpec("random", "random", "uniform random scores (seeded): the chance line"),
@@ -55,7 +42,8 @@ SCORERS: dict[str, ScorerSpec] = {
         ScorerSpec("pointwise_judge", "pointwise", "LLM judge: Prometheus-style 1-5 rubric, expected score"),
         ScorerSpec("pairwise_judge", "pairwise", "LLM judge: A/B preference, counted only when both orders agree"),
     ]
-}
+})
+RENAMED = {"negative_entropy": "mean_entropy"}  # old scorer names, for a helpful error
 
 # Everything that shares the scorer's forward pass, plus the free ones. Judges are opt-in: each
 # costs forward passes over longer judge prompts.
@@ -69,6 +57,9 @@ def parse_scorers(text: str) -> list[str]:
     if text.strip() == "default":
         return list(DEFAULT_SCORERS)
     names = [n.strip() for n in text.split(",") if n.strip()]
+    renamed = [f"{n} (now {RENAMED[n]})" for n in names if n in RENAMED]
+    if renamed:
+        raise ValueError(f"renamed scorer(s): {', '.join(renamed)}")
     unknown = [n for n in names if n not in SCORERS]
     if unknown or not names:
         raise ValueError(f"unknown scorer(s) {unknown or text!r}; choose from: {', '.join(SCORERS)}, default, all")

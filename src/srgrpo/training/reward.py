@@ -24,7 +24,10 @@ import dataclasses
 import math
 from typing import Any, Sequence
 
-from srgrpo.scoring import FEATURES, EncodedPair, ScoringOptions, StableRankScorer, encode_ids
+from srgrpo.features import get_feature
+from srgrpo.options import ScoringOptions
+from srgrpo.scoring import StableRankScorer
+from srgrpo.text import EncodedPair, encode_ids
 from srgrpo.training.watch import batch_watch_stats, strip_trailing
 
 __all__ = ["StableRankReward"]
@@ -43,7 +46,7 @@ class StableRankReward:
     `tokenizer`: the model's tokenizer (taken from the trainer by `bind` when not given).
     `options` / keyword overrides: `ScoringOptions` (span, layer, max_length, truncation_side,
     batch_size, compute_dtype, window_size). `feature`: which hidden-state score to use
-    (`stable_rank` by default; any name of `srgrpo.scoring.FEATURES`).
+    (`stable_rank` by default; any name of the registry `srgrpo.features.FEATURES`).
 
     Returns one float per completion, or None where it cannot be scored (empty completion, no
     response token inside the window, only special tokens, non-finite hidden states); TRL gives
@@ -62,8 +65,7 @@ class StableRankReward:
         group_size: int | None = None,
         **option_overrides,
     ):
-        if feature not in FEATURES:
-            raise ValueError(f"unknown feature {feature!r}; known: {', '.join(FEATURES)}")
+        self._feature = get_feature(feature)  # an unknown name fails here, listing the known ones
         self.model = model
         self.tokenizer = tokenizer
         self.options = dataclasses.replace(options or ScoringOptions(), **option_overrides)
@@ -176,7 +178,7 @@ class StableRankReward:
         values: list[float | None] = [None] * len(encoded)
         with self.frozen_base():
             for item in scorer.iter_encoded_features(encoded, (self.feature,)):
-                value = item.values[self.feature]
+                value = self._feature.oriented(item.values[self.feature])  # a reward is higher-is-better
                 values[item.index] = value if math.isfinite(value) else None
         return values
 

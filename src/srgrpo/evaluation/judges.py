@@ -29,7 +29,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from srgrpo.scoring import FALLBACK_TEMPLATE, EncodedPair, Prompt, StableRankScorer, check_pair
+from srgrpo.engine import ForwardEngine
+from srgrpo.scoring import finish_logits
+from srgrpo.text import FALLBACK_TEMPLATE, EncodedPair, Prompt, check_pair
 
 __all__ = [
     "SECTION_QUESTIONS",
@@ -227,20 +229,6 @@ def _label_groups(tokenizer, labels: Sequence[str]) -> list[list[int]]:
 # The forward pass
 
 
-def _finish_logits(model, logits: torch.Tensor) -> torch.Tensor:
-    """What a causal LM's forward does to the LM head's output beyond the projection, for the few
-    architectures that do something (Cohere's logit_scale, Gemma-2's final logit soft-capping)."""
-    scale = getattr(model, "logit_scale", None)
-    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
-        logits = logits * scale
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    cap = getattr(config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
-
-
-@torch.inference_mode()
 @torch.inference_mode()  # the LM head runs outside the backbone pass: no autograd graph for it either
 def label_logprobs(
     model,
@@ -256,12 +244,21 @@ def label_logprobs(
     """(N, len(labels)) float64 log-probabilities, over the full vocabulary, of each label's tokens at
     the last position of each judge text; NaN rows for inputs with a `problem`."""
     groups = _label_groups(tokenizer, labels)
-    # The scorer is used only for its batching: length-sorted batches, right padding, backbone run.
-    runner = StableRankScorer(model, tokenizer, batch_size=batch_size, max_length=max_length)
+    engine = ForwardEngine(model, tokenizer.pad_token_id, batch_size)
     head = model.get_output_embeddings()
     head_device = head.weight.device
     flat = torch.tensor([t for g in groups for t in g], device=head_device)
     owner = torch.tensor([k for k, g in enumerate(groups) for _ in g], device=head_device)
+
+    def on_states(batch, _key, hidden):  # hidden: (B, T, d) after the final norm
+        last = batch.attention_mask.sum(1) - 1
+        rows = hidden[torch.arange(len(batch.indices), device=hidden.device), last.to(hidden.device)]  # (B, d)
+        logits = finish_logits(model, head(rows.to(head_device)).float())  # (B, V), last positions only
+        logp = logits.log_softmax(-1)[:, flat]  # (B, candidates)
+        per_label = torch.full((len(batch.indices), len(labels)), -math.inf, device=head_device)
+        for k in range(len(labels)):
+            per_label[:, k] = logp[:, owner == k].logsumexp(-1)
+        return {"logp": per_label}
 
     encoded = [EncodedPair(x.input_ids, len(x.input_ids) - 1, len(x.input_ids), x.truncated, x.problem) for x in inputs]
     out = torch.full((len(encoded), len(labels)), math.nan, dtype=torch.float64)
@@ -271,19 +268,11 @@ def label_logprobs(
 
         bar = tqdm(total=sum(e.problem is None for e in encoded), unit="item", desc=desc)
     try:
-        for batch in runner.length_batches(encoded):
-            ids, attention = runner.collate([encoded[i] for i in batch])
-            hidden = runner.hidden_states(ids, attention)  # (B, T, d), post final norm
-            last = attention.sum(1) - 1
-            rows = hidden[torch.arange(len(batch), device=hidden.device), last.to(hidden.device)]  # (B, d)
-            logits = _finish_logits(model, head(rows.to(head_device)).float())  # (B, V), last positions only
-            logp = logits.log_softmax(-1)[:, flat]  # (B, candidates)
-            per_label = torch.full((len(batch), len(labels)), -math.inf, device=head_device)
-            for k in range(len(labels)):
-                per_label[:, k] = logp[:, owner == k].logsumexp(-1)
-            out[batch] = per_label.double().cpu()
-            if bar is not None:
-                bar.update(len(batch))
+        for index, _item, values in engine.stream([lambda: encoded], {"final": None}, on_states):
+            if values is not None:
+                out[index] = torch.tensor(values["logp"], dtype=torch.float64).reshape(len(labels))
+                if bar is not None:
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()
