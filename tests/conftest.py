@@ -1,5 +1,8 @@
 """Shared fixtures: a tiny Llama built from a config and a BPE tokenizer trained on the spot, so the
-fast tests need no download and no embedded model; plus the `slow` marker."""
+fast tests need no download and no embedded model; plus the `slow` marker.
+
+The device-sensitive tests run on `SRGRPO_TEST_DEVICE` (default cpu), or on `pytest --device cuda`:
+the tiny model fixtures live there, and tests build their tensors on the model's device."""
 
 from __future__ import annotations
 
@@ -27,6 +30,20 @@ CORPUS = [
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+    parser.addoption("--device", default=None,
+                     help="device of the models under test: cpu (default) or cuda; sets SRGRPO_TEST_DEVICE")
+
+
+def pytest_configure(config):
+    if config.getoption("--device"):
+        os.environ["SRGRPO_TEST_DEVICE"] = config.getoption("--device")  # subprocesses see it too
+
+
+def test_device():
+    """The device the tests put models on."""
+    import torch
+
+    return torch.device(os.environ.get("SRGRPO_TEST_DEVICE", "cpu"))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -68,12 +85,17 @@ def make_model(vocab_size: int, num_layers: int = 2, seed: int = 0):
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=num_layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
     )
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(config).eval().to(test_device())
 
 
 @pytest.fixture(scope="session")
 def tokenizer():
     return make_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def device():
+    return test_device()
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +107,6 @@ def tiny_model(tokenizer):
 def tiny_model_dir(tmp_path_factory, tiny_model, tokenizer):
     """The tiny model and tokenizer saved as a normal folder, for load_model and the CLI."""
     path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model.save_pretrained(path)
+    tiny_model.save_pretrained(path)  # load_model(path) puts it back on the default device ("auto")
     tokenizer.save_pretrained(path)
     return path

@@ -20,9 +20,9 @@ PROMPTS = [
 def _fresh_stable_rank(model, tokenizer, prompt_ids, response_ids, layer="final_norm"):
     """SR of the response tokens from an unbatched, unpadded forward pass, by hand."""
     scorer = StableRankScorer(model, tokenizer, layer=layer)
-    ids = torch.tensor([prompt_ids + response_ids])
+    ids = torch.tensor([prompt_ids + response_ids], device=scorer.device)
     states = scorer.hidden_states(ids, torch.ones_like(ids))[:, len(prompt_ids):]
-    return metrics.stable_rank(states, torch.ones(states.shape[:2], dtype=torch.bool)).item()
+    return metrics.stable_rank(states, torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)).item()
 
 
 @pytest.mark.parametrize("layer", ["final_norm", "last_block", 1])

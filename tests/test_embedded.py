@@ -58,7 +58,7 @@ def test_scores_match_the_naive_route_and_are_batch_invariant(smollm, preference
     for value, p, r in zip(batched, prompts, responses):
         e = encode_pair(tokenizer, p, r, ScoringOptions())
         with torch.no_grad():
-            h = model(torch.tensor([e.input_ids]), output_hidden_states=True).hidden_states[-1][0, e.start : e.end]
+            h = model(torch.tensor([e.input_ids], device=model.device), output_hidden_states=True).hidden_states[-1][0, e.start : e.end]
         s = torch.linalg.svdvals(h.double())
         assert value == pytest.approx((s.square().sum() / s[0].square()).item(), rel=1e-4)
 

@@ -57,7 +57,7 @@ def jmodel(jtok):
 def manual_label_logprobs(model, ids, groups):
     """log P(label) from the full model's logits at the last position (the naive route)."""
     with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0, -1].double()
+        logits = model(torch.tensor([ids], device=model.device)).logits[0, -1].double()
     logp = logits.log_softmax(-1)
     return torch.stack([logp[g].logsumexp(-1) for g in groups])
 

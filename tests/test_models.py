@@ -10,7 +10,8 @@ from srgrpo.models import ModelLoadError, load_model, resolve_dtype
 def test_load_model_from_a_local_folder(tiny_model_dir):
     model, tokenizer = load_model(tiny_model_dir)
     assert not model.training
-    assert model.device.type == "cpu" and model.dtype == torch.float32
+    expected = models.resolve_device("auto")
+    assert model.device.type == expected.type and model.dtype == models.resolve_dtype("auto", expected)
     assert tokenizer.chat_template
     model, _ = load_model(str(tiny_model_dir), dtype="bfloat16", device="cpu")
     assert model.dtype == torch.bfloat16

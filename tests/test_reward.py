@@ -80,7 +80,7 @@ def test_reward_restores_training_mode_and_builds_no_graph(tokenizer, base_and_p
     values = reward(PROMPTS, TEXTS, completion_ids=completion_ids(tokenizer, TEXTS))
     assert policy.training and all(isinstance(v, float) for v in values)
     # The adapter is switched back on afterwards: the policy's own outputs are unchanged by the call.
-    ids = torch.tensor([completion_ids(tokenizer, TEXTS[:1])[0]])
+    ids = torch.tensor([completion_ids(tokenizer, TEXTS[:1])[0]], device=policy.device)
     policy.eval()
     with torch.no_grad():
         a = policy(input_ids=ids).logits
@@ -118,7 +118,7 @@ def direct_sr(model, tokenizer, ids, start, end):
     from srgrpo.metrics import stable_rank
 
     scorer = StableRankScorer(model, tokenizer)
-    ids = torch.tensor([ids])
+    ids = torch.tensor([ids], device=model.device)
     return stable_rank(scorer.hidden_states(ids, torch.ones_like(ids))[0, start:end]).item()
 
 

@@ -59,7 +59,7 @@ def templated(tokenizer, prompt, response):
 def sr_of_text(model, tokenizer, text):
     from srgrpo.metrics import stable_rank
 
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]], device=model.device)
     return stable_rank(StableRankScorer(model, tokenizer).hidden_states(ids, torch.ones_like(ids))[0]).item()
 
 
