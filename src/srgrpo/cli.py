@@ -57,27 +57,46 @@ def _load(args):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from srgrpo import distributed
     from srgrpo.jsonl import JsonlWriter, json_number, read_pairs, rewrite_sorted
     from srgrpo.scoring import StableRankScorer
 
     options = scoring_options(args)  # validate before loading anything
+    main_process = distributed.is_main()
     rows = read_pairs(args.input)
     good = [r for r in rows if r.error is None]
     bad = [r for r in rows if r.error is not None]
-    for r in bad:
-        print(f"error: {r.error}", file=sys.stderr)
+    if main_process:
+        for r in bad:
+            print(f"error: {r.error}", file=sys.stderr)
     model, tokenizer = _load(args)
     scorer = StableRankScorer(model, tokenizer, options)
+
+    def score_share(share):
+        """(row, result) for each pair of `share`, as soon as its batch is done."""
+        results = scorer.iter_scores([r.prompt for r in share], [r.response for r in share],
+                                     progress=not args.quiet and not distributed.is_distributed())
+        return ((share[result.index], result) for result in results)
+
+    if distributed.is_distributed():
+        # Each process scores a share; the main process writes every round's results as they arrive.
+        scored = (pair for results in distributed.sharded_rounds(good, 32 * options.batch_size,
+                                                                 lambda share: list(score_share(share)))
+                  for pair in results)
+    else:
+        scored = score_share(good)
+    if not main_process:
+        for _ in scored:
+            pass
+        return 0
 
     started = time.perf_counter()
     values, unscored, truncated, n_tokens = [], {}, 0, 0
     with JsonlWriter(args.output) as out:
         for r in bad:
             out.write({"id": r.id, "line": r.line, "stable_rank": None, "error": r.error})
-        results = scorer.iter_scores([r.prompt for r in good], [r.response for r in good], progress=not args.quiet)
         try:
-            for result in results:
-                row = good[result.index]
+            for row, result in scored:
                 record = {"id": row.id, "line": row.line, "stable_rank": json_number(result.value),
                           "n_tokens": result.n_tokens, "truncated": result.truncated}
                 if result.warning:
@@ -95,7 +114,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     rewrite_sorted(args.output, key=lambda rec: rec["line"])
     elapsed = time.perf_counter() - started
 
-    print(f"\nscored {len(values)} of {len(rows)} rows in {elapsed:.1f} s "
+    workers = f" by {distributed.world_size()} processes" if distributed.is_distributed() else ""
+    print(f"\nscored {len(values)} of {len(rows)} rows in {elapsed:.1f} s{workers} "
           f"({n_tokens / max(elapsed, 1e-9):.0f} scored tokens/s) -> {args.output}", file=sys.stderr)
     if values:
         print(f"stable rank: mean {statistics.fmean(values):.4f}  median {statistics.median(values):.4f}  "
@@ -152,6 +172,8 @@ def cmd_rewardbench(args: argparse.Namespace) -> int:
         run_info={"model": args.model or "embedded SmolLM2-135M-Instruct", "dtype": args.dtype,
                   "data": str(args.data), "limit_per_subset": args.limit},
     )
+    if results is None:  # a helper process of a distributed run: the main process reports
+        return 0
     print(markdown_report(results, title="RewardBench evaluation"))
     print(f"\nwrote results.json, pairs.jsonl, report.md and plots to {args.output_dir} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)

@@ -86,9 +86,12 @@ def embedded_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`None`/"auto": the first CUDA GPU if there is one, else the CPU."""
+    """`None`/"auto": this process's GPU under a distributed launcher (cuda:LOCAL_RANK), else the
+    first CUDA GPU if there is one, else the CPU."""
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from srgrpo.distributed import launched_device
+
+        return launched_device() or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 

@@ -16,7 +16,7 @@ from typing import Iterable
 class RunCache:
     """Append-only JSONL of {"stage", "key", "value"} records. A line cut short by a kill is ignored."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, readonly: bool = False):
         self.path = path
         self.records: dict[tuple[str, str], object] = {}
         if path.is_file():
@@ -26,7 +26,8 @@ class RunCache:
                     self.records[(record["stage"], record["key"])] = record["value"]
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
-        self._file = path.open("a", encoding="utf-8")
+        # A helper process of a distributed run reads the cache but leaves writing to the main one.
+        self._file = None if readonly else path.open("a", encoding="utf-8")
 
     def get(self, stage: str, key: str):
         return self.records.get((stage, key))
@@ -40,7 +41,8 @@ class RunCache:
         self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def json_float(x: float):

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from srgrpo import distributed
 from srgrpo.evaluation.preference_data import PreferencePair
 from srgrpo.evaluation.rewardbench import PairOutcome, section_of, summarize
 from srgrpo.evaluation.scorers import SCORERS, random_score
@@ -28,6 +29,7 @@ from srgrpo.scoring import StableRankScorer
 
 SIDES = ("chosen", "rejected")
 JUDGE_CHUNK = 32  # items per judge call between cache writes
+DISTRIBUTED_ROUND = 64  # items per process between two gathers on the main process
 OUTPUT_FILES = ("cache.jsonl", "run.json", "results.json", "layer_sweep.json", "pairs.jsonl", "report.md")
 
 
@@ -36,27 +38,40 @@ def _item_key(pair_id: str, side: str) -> str:
 
 
 def _feature_stage(scorer: StableRankScorer, pairs, features, layers, cache: RunCache, progress: bool) -> None:
-    """Per item: the requested features, the layer sweep, and the response's token count."""
+    """Per item: the requested features, the layer sweep, and the response's token count. Each item
+    is cached as soon as its batch is done; under a distributed launcher the items are split across
+    processes and cached by the main one after each round."""
     todo = [(p, side) for p in pairs for side in SIDES if not cache.has("features", _item_key(p.id, side))]
     if not todo:
         return
-    prompts = [p.prompt for p, _ in todo]
-    responses = [getattr(p, side) for p, side in todo]
-    if not features and not layers:  # only the token counts are wanted: no forward pass
-        for (p, side), e in zip(todo, scorer.encode(prompts, responses)):
-            cache.put("features", _item_key(p.id, side),
-                      {"values": {}, "layers": {}, "response_tokens": e.response_end - e.response_start,
-                       "truncated": e.truncated, "warning": e.problem})
+
+    def compute(share) -> Iterable[tuple[str, dict]]:
+        prompts = [p.prompt for p, _ in share]
+        responses = [getattr(p, side) for p, side in share]
+        if not features and not layers:  # only the token counts are wanted: no forward pass
+            for (p, side), e in zip(share, scorer.encode(prompts, responses)):
+                yield _item_key(p.id, side), {"values": {}, "layers": {}, "truncated": e.truncated,
+                                              "response_tokens": e.response_end - e.response_start,
+                                              "warning": e.problem}
+            return
+        for item in scorer.iter_features(prompts, responses, features, sweep_layers=layers,
+                                         progress=progress and not distributed.is_distributed()):
+            p, side = share[item.index]
+            yield _item_key(p.id, side), {
+                "values": {k: _json_float(v) for k, v in item.values.items()},
+                "layers": {str(k): _json_float(v) for k, v in item.layer_values.items()},
+                "response_tokens": item.response_tokens,
+                "truncated": item.truncated,
+                "warning": item.warning,
+            }
+
+    if not distributed.is_distributed():
+        for key, record in compute(todo):
+            cache.put("features", key, record)
         return
-    for item in scorer.iter_features(prompts, responses, features, sweep_layers=layers, progress=progress):
-        p, side = todo[item.index]
-        cache.put("features", _item_key(p.id, side), {
-            "values": {k: _json_float(v) for k, v in item.values.items()},
-            "layers": {str(k): _json_float(v) for k, v in item.layer_values.items()},
-            "response_tokens": item.response_tokens,
-            "truncated": item.truncated,
-            "warning": item.warning,
-        })
+    for results in distributed.sharded_rounds(todo, DISTRIBUTED_ROUND, lambda share: list(compute(share))):
+        for key, record in results:
+            cache.put("features", key, record)
 
 
 def _chunked_stage(stage: str, keys: Sequence[str], compute: Callable[[list[int]], list], cache: RunCache,
@@ -64,16 +79,16 @@ def _chunked_stage(stage: str, keys: Sequence[str], compute: Callable[[list[int]
     """Run `compute` over the missing keys in chunks, caching after each chunk."""
     todo = [i for i, k in enumerate(keys) if not cache.has(stage, k)]
     bar = None
-    if progress and todo:
+    if progress and todo and distributed.is_main():
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), unit="item", desc=stage)
-    for lo in range(0, len(todo), JUDGE_CHUNK):
-        chunk = todo[lo : lo + JUDGE_CHUNK]
-        for i, value in zip(chunk, compute(chunk)):
+    # One chunk per process per round (one round = one chunk without a launcher).
+    for results in distributed.sharded_rounds(todo, JUDGE_CHUNK, lambda share: list(zip(share, compute(share)))):
+        for i, value in results:
             cache.put(stage, keys[i], _json_float(value))
         if bar is not None:
-            bar.update(len(chunk))
+            bar.update(len(results))
     if bar is not None:
         bar.close()
 
@@ -139,10 +154,12 @@ def run_rewardbench(
     progress: bool = True,
     run_info: dict | None = None,
     report: bool = True,
-) -> dict:
+) -> dict | None:
     """Score `pairs` with every scorer and write the results into `output_dir`; returns
     {scorer: summary} as written to results.json. `run_info` (model name, data source, ...) goes
-    into run.json, so a resume with other arguments is refused."""
+    into run.json, so a resume with other arguments is refused. Under a distributed launcher the
+    items are split across processes; the main process writes everything and returns the results,
+    the others return None."""
     if not pairs:
         raise ValueError("no preference pairs to evaluate")
     unknown = [s for s in scorers if s not in SCORERS]
@@ -154,11 +171,14 @@ def run_rewardbench(
     features = sorted({s.feature for s in specs if s.kind == "feature"})
     run_config = {**(run_info or {}), "scoring": dataclasses.asdict(options), "scorers": list(scorers),
                   "layers": list(layers), "pair_ids": [p.id for p in pairs], "seed": seed}
-    _prepare_output_dir(output_dir, run_config, overwrite, OUTPUT_FILES, extra_dirs=("plots",))
+    # Under a distributed launcher every process scores a share; only the main one writes.
+    if distributed.is_main():
+        _prepare_output_dir(output_dir, run_config, overwrite, OUTPUT_FILES, extra_dirs=("plots",))
+    distributed.barrier()
 
     started = time.perf_counter()
     scorer = StableRankScorer(model, tokenizer, options)
-    cache = RunCache(output_dir / "cache.jsonl")
+    cache = RunCache(output_dir / "cache.jsonl", readonly=not distributed.is_main())
     try:
         _feature_stage(scorer, pairs, features, list(layers), cache, progress)
         judge_kinds = {s.kind for s in specs} & {"ipo", "pointwise", "pairwise"}
@@ -167,6 +187,8 @@ def run_rewardbench(
     finally:
         cache.close()
     compute_seconds = time.perf_counter() - started
+    if not distributed.is_main():
+        return None
 
     results = {}
     for spec in specs:
