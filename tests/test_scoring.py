@@ -91,7 +91,7 @@ def test_last_block_is_the_raw_block_output_before_the_norm(tiny_model, tokenize
     captured = {}
     handle = tiny_model.model.layers[-1].register_forward_hook(lambda m, i, o: captured.update(h=o))
     with torch.no_grad():
-        out = tiny_model(torch.tensor([e.input_ids], device=model.device), output_hidden_states=True)
+        out = tiny_model(torch.tensor([e.input_ids], device=tiny_model.device), output_hidden_states=True)
     handle.remove()
     raw = captured["h"][0, e.start : e.end]
     # The final-norm route equals norm(raw); the last_block route equals raw itself.
@@ -243,7 +243,7 @@ def test_logit_features_match_the_full_model_logits(tiny_model, tokenizer):
     for item, p, r in zip(items, PROMPTS, RESPONSES):
         e = encode_pair(tokenizer, p, r, ScoringOptions())
         with torch.no_grad():
-            logits = tiny_model(torch.tensor([e.input_ids], device=model.device)).logits[0].double()
+            logits = tiny_model(torch.tensor([e.input_ids], device=tiny_model.device)).logits[0].double()
         # logits at t predict token t+1: the response tokens [start, end) come from [start-1, end-1)
         z = logits[e.start - 1 : e.end - 1]
         logp = z.log_softmax(-1)
@@ -276,7 +276,7 @@ def test_features_and_layer_sweep_share_one_forward_per_batch(tiny_model, tokeni
     for item, p, r in zip(items, PROMPTS, RESPONSES):
         e = encode_pair(tokenizer, p, r, ScoringOptions())
         with torch.no_grad():
-            h = tiny_model(torch.tensor([e.input_ids], device=model.device), output_hidden_states=True).hidden_states[-1][0, e.start : e.end]
+            h = tiny_model(torch.tensor([e.input_ids], device=tiny_model.device), output_hidden_states=True).hidden_states[-1][0, e.start : e.end]
         assert item.values["effective_rank"] == pytest.approx(effective_rank(h).item(), rel=1e-6)
     with pytest.raises(ValueError, match="unknown feature"):
         list(scorer.iter_features(PROMPTS, RESPONSES, ("vibes",)))

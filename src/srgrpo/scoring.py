@@ -70,6 +70,11 @@ FIRST_CHUNK_BATCHES = 2
 CHUNK_BATCHES = 32
 
 
+def _char_length(prompt: Prompt, response: str) -> int:
+    text = prompt if isinstance(prompt, str) else "".join(str(m.get("content", "")) for m in prompt)
+    return len(text) + len(response)
+
+
 class StableRankScorer:
     """Scores (prompt, response) pairs with the stable rank of their hidden states.
 
@@ -120,16 +125,24 @@ class StableRankScorer:
         templated and tokenised while the device runs the current one."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        for i, (prompt, response) in enumerate(zip(prompts, responses)):
+            check_pair(prompt, response, f"pair {i}")  # before any work, naming the bad pair
+        # Chunks follow the pairs' character lengths (a proxy for token lengths known before
+        # tokenising), so the engine's per-chunk length sort still puts similar lengths together.
+        order = sorted(range(len(prompts)), key=lambda i: -_char_length(prompts[i], responses[i]))
         sizes = [FIRST_CHUNK_BATCHES * self.options.batch_size]
-        while sum(sizes) < len(prompts):
+        while sum(sizes) < len(order):
             sizes.append(CHUNK_BATCHES * self.options.batch_size)
         bounds = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
 
-        def chunk(lo, hi):
-            return lambda: encode_pairs(self.tokenizer, prompts[lo:hi], responses[lo:hi], self.options, first_index=lo)
+        def chunk(picked):
+            return lambda: encode_pairs(self.tokenizer, [prompts[i] for i in picked], [responses[i] for i in picked],
+                                        self.options, first_index=picked[0])
 
-        chunks = [chunk(lo, min(hi, len(prompts))) for lo, hi in zip(bounds, bounds[1:]) if lo < len(prompts)]
-        yield from self._iter(chunks, len(prompts), features, sweep_layers, progress)
+        chunks = [chunk(order[lo:hi]) for lo, hi in zip(bounds, bounds[1:]) if lo < len(order)]
+        for item in self._iter(chunks, len(prompts), features, sweep_layers, progress):
+            item.index = order[item.index]
+            yield item
 
     def iter_encoded_features(
         self,
