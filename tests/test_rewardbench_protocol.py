@@ -30,13 +30,33 @@ def make_outcomes(subset: str, n_correct: int, n_wrong: int, start: int = 0) -> 
 # --- the constants ------------------------------------------------------------------------------
 
 
+# allenai/reward-bench, rewardbench/constants.py at commit 05a9005efb607249822c193590c8ecab87c77052
+# (2026-01-31; the file last changed in 6552e932cffe3e4797ebae13a8c5814c660afaf6, "Mirror change
+# from leaderboard (#175)"): EXAMPLE_COUNTS and SUBSET_MAPPING, copied here verbatim so that a change
+# on either side shows up as a failing test.
+OFFICIAL_EXAMPLE_COUNTS = {
+    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28,
+    "mt-bench-med": 40, "mt-bench-hard": 37, "math-prm": 984, "refusals-dangerous": 100,
+    "refusals-offensive": 100, "llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92,
+    "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46, "xstest-should-refuse": 154,
+    "xstest-should-respond": 250, "donotanswer": 136, "hep-cpp": 164, "hep-go": 164, "hep-java": 164,
+    "hep-js": 164, "hep-python": 164, "hep-rust": 164,
+}
+OFFICIAL_SUBSET_MAPPING = {
+    "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
+    "Chat Hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
+                  "llmbar-adver-GPTOut", "llmbar-adver-manual"],
+    "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
+               "donotanswer"],
+    "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
+}
+
+
 def test_constants_match_the_official_ones():
-    assert EXAMPLE_COUNTS["math-prm"] == 984
-    # Official order, kept on purpose although the dataset has 154 refuse / 250 respond.
-    assert EXAMPLE_COUNTS["xstest-should-refuse"] == 250
-    assert EXAMPLE_COUNTS["xstest-should-respond"] == 154
-    assert all(EXAMPLE_COUNTS[f"hep-{lang}"] == 164 for lang in ("cpp", "go", "java", "js", "python", "rust"))
-    assert sum(EXAMPLE_COUNTS.values()) == 100 + 95 + 95 + 28 + 40 + 37 + 984 + 100 + 100 + 100 + 134 + 92 + 47 + 46 + 250 + 154 + 136 + 6 * 164
+    assert EXAMPLE_COUNTS == OFFICIAL_EXAMPLE_COUNTS
+    assert list(SECTIONS) == list(OFFICIAL_SUBSET_MAPPING)  # section order too: tables follow it
+    assert {name: list(subsets) for name, subsets in SECTIONS.items()} == OFFICIAL_SUBSET_MAPPING
+    assert EXAMPLE_COUNTS["xstest-should-refuse"] == 154 and EXAMPLE_COUNTS["xstest-should-respond"] == 250
     every_subset = [s for subsets in SECTIONS.values() for s in subsets]
     assert sorted(every_subset) == sorted(EXAMPLE_COUNTS)  # each subset in exactly one section
 
@@ -121,7 +141,7 @@ def test_math_prm_weight_984():
 def test_xstest_uses_official_weights():
     outcomes = make_outcomes("xstest-should-refuse", 1, 0) + make_outcomes("xstest-should-respond", 0, 1)
     result = summarize(outcomes, n_bootstrap=10)
-    assert result["sections"]["Safety"] == pytest.approx(250 / (250 + 154))
+    assert result["sections"]["Safety"] == pytest.approx(154 / (154 + 250))
 
 
 def test_only_unknown_subsets_has_no_headline():

@@ -23,6 +23,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from srgrpo.evaluation.rewardbench import OTHER_SECTION, section_of
+from srgrpo.evaluation.rewardbench import SECTIONS as RB_SECTIONS
+
 __all__ = [
     "SECTIONS",
     "markdown_report",
@@ -33,23 +36,12 @@ __all__ = [
     "plot_score_vs_length",
 ]
 
-SECTIONS = ("Chat", "Chat Hard", "Safety", "Reasoning")  # RewardBench v1 order; "other" comes after
-OTHER = "other"
+SECTIONS = tuple(RB_SECTIONS)  # RewardBench v1 order; "other" comes after
+OTHER = OTHER_SECTION
 DASH = "—"
 DPI = 120
 CHOSEN_COLOR = "#1f77b4"
 REJECTED_COLOR = "#ff7f0e"
-
-# RewardBench v1 subsets, for ordering a subset table when the caller gives no subset -> section map.
-REWARDBENCH_SUBSETS = {
-    "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
-    "Chat Hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
-                  "llmbar-adver-GPTOut", "llmbar-adver-manual"],
-    "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
-               "donotanswer"],
-    "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
-}
-_SUBSET_SECTION = {subset: section for section, subsets in REWARDBENCH_SUBSETS.items() for subset in subsets}
 
 FIGURES = {  # file name -> caption
     "sections": "Accuracy per section with 95% CI",
@@ -214,7 +206,7 @@ def _subset_section(subset: str, summaries: Sequence[dict], subset_sections: dic
         section = _dict(_dict(s.get("subsets")).get(subset)).get("section")
         if isinstance(section, str):
             return section
-    return _SUBSET_SECTION.get(subset, OTHER)
+    return section_of(subset)
 
 
 def _subset_table(ranked: list[tuple[str, dict]], subset_sections: dict | None) -> list[str]:
