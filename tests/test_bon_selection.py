@@ -9,7 +9,7 @@ from srgrpo.bon.generation import Sample, Sampling
 from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import (accuracy_by_n, best_by, borda, build_selectors, majority_vote,
                                   random_choice)
-from srgrpo.bon.tasks import Problem
+from srgrpo.tasks.datasets import Problem
 from srgrpo.cli import main
 
 

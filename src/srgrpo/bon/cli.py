@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, SELECTOR_NAMES
-from srgrpo.bon.tasks import DATASETS
+from srgrpo.tasks.datasets import DATASETS
 
 DEFAULT_SELECTORS = ("stable_rank", "random", "self_certainty", "mean_logprob", "majority",
                      "borda_self_certainty", "borda_stable_rank")
@@ -36,7 +36,7 @@ def cmd_bon(args: argparse.Namespace) -> int:
     from srgrpo.bon.generation import HFGenerator, Sampling, VLLMGenerator
     from srgrpo.bon.report import markdown_report
     from srgrpo.bon.runner import run_bon
-    from srgrpo.bon.tasks import load_problems
+    from srgrpo.tasks.datasets import load_problems
     from srgrpo.cli import _load, scoring_options
     from srgrpo.scoring import StableRankScorer
 
