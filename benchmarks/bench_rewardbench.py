@@ -26,7 +26,7 @@ import torch
 
 import srgrpo
 from srgrpo.evaluation.preference_data import load_preference_pairs
-from srgrpo.evaluation.report import markdown_report
+from srgrpo.reports.rewardbench import markdown_report
 from srgrpo.evaluation.runner import run_rewardbench
 from srgrpo.evaluation.scorers import SCORERS
 

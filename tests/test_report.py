@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402
 import pytest  # noqa: E402
 
-from srgrpo.evaluation.report import (  # noqa: E402
+from srgrpo.reports.rewardbench import (  # noqa: E402
     markdown_report,
     plot_layer_sweep,
     plot_score_distributions,

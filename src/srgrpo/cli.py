@@ -129,7 +129,7 @@ def parse_layers(text: str | None, num_layers: int) -> list[int]:
 
 def cmd_rewardbench(args: argparse.Namespace) -> int:
     from srgrpo.evaluation.preference_data import load_preference_pairs
-    from srgrpo.evaluation.report import markdown_report
+    from srgrpo.reports.rewardbench import markdown_report
     from srgrpo.evaluation.runner import run_rewardbench
     from srgrpo.evaluation.scorers import parse_scorers
 

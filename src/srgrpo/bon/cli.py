@@ -34,7 +34,7 @@ def parse_selectors(text: str) -> list[str]:
 
 def cmd_bon(args: argparse.Namespace) -> int:
     from srgrpo.bon.generation import HFGenerator, Sampling, VLLMGenerator
-    from srgrpo.bon.report import markdown_report
+    from srgrpo.reports.best_of_n import markdown_report
     from srgrpo.bon.runner import run_bon
     from srgrpo.tasks.datasets import load_problems
     from srgrpo.cli import _load, scoring_options

@@ -146,7 +146,7 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
             overwrite: bool = False, questions_per_chunk: int = 8, borda_power: float = DEFAULT_BORDA_POWER,
             progress: bool = True) -> dict:
     """Generate (resumably), select, grade and write results.json, report.md and the plot."""
-    from srgrpo.bon.report import write_report
+    from srgrpo.reports.best_of_n import write_report
 
     if not problems:
         raise ValueError("no problems to run")

@@ -183,7 +183,7 @@ def run_rewardbench(
         (output_dir / "layer_sweep.json").write_text(json.dumps(layer_sweep, indent=2))
     _write_jsonl(output_dir / "pairs.jsonl", pair_rows)
     if report:
-        from srgrpo.evaluation.report import write_report
+        from srgrpo.reports.rewardbench import write_report
 
         meta = {**(run_info or {}), "pairs": len(pairs), "scorers": ", ".join(scorers),
                 "span": options.span, "layer": options.layer, "window": options.max_length,

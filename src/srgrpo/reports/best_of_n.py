@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from srgrpo.evaluation.report import markdown_table, new_figure, save_figure
+from srgrpo.reports.rewardbench import markdown_table, new_figure, save_figure
 
 # Plot styles: the method and its two reference points stand out, the other baselines recede.
 _STYLE = {
