@@ -57,7 +57,7 @@ def _load(args):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from srgrpo.jsonl import JsonlWriter, json_number, read_pairs, rewrite_sorted
+    from srgrpo.score_io import JsonlWriter, json_number, read_pairs, rewrite_sorted
     from srgrpo.scoring import StableRankScorer
 
     options = scoring_options(args)  # validate before loading anything
@@ -159,7 +159,7 @@ def cmd_rewardbench(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from srgrpo.jsonl import read_pairs
+    from srgrpo.score_io import read_pairs
     from srgrpo.scoring import StableRankScorer
 
     with resources.as_file(resources.files("srgrpo") / "examples" / "pairs.jsonl") as path:

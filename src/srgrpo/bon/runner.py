@@ -25,7 +25,7 @@ from srgrpo.bon.generation import Sample, Sampling
 from srgrpo.tasks.grading import grade
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, accuracy_by_n, build_selectors
 from srgrpo.tasks.datasets import Problem
-from srgrpo.run_state import RunCache, json_float, prepare_output_dir
+from srgrpo.records import RunCache, json_float, prepare_output_dir
 
 OUTPUT_FILES = ("generations.jsonl", "run.json", "results.json", "report.md", "accuracy_vs_n.png")
 BOOTSTRAP_SAMPLES = 2000

@@ -21,8 +21,8 @@ from typing import Callable, Iterable, Sequence
 from srgrpo.evaluation.preference_data import PreferencePair
 from srgrpo.evaluation.rewardbench import PairOutcome, section_of, summarize
 from srgrpo.evaluation.scorers import SCORERS, random_score
-from srgrpo.run_state import RunCache, json_float as _json_float, nan_if_none as _float
-from srgrpo.run_state import prepare_output_dir as _prepare_output_dir
+from srgrpo.records import RunCache, json_float as _json_float, nan_if_none as _float
+from srgrpo.records import prepare_output_dir as _prepare_output_dir
 from srgrpo.scoring import ScoringOptions, StableRankScorer
 
 SIDES = ("chosen", "rejected")
