@@ -132,3 +132,21 @@ def test_jsonl_questions_and_their_errors(tmp_path):
         load_problems(str(bad))
     with pytest.raises(DatasetError, match="unknown dataset"):
         load_problems("no-such-benchmark")
+
+
+def test_the_dataset_registry_is_the_one_list_of_names(capsys):
+    from srgrpo.bon import DATASETS as reexported
+    from srgrpo.cli import main
+    from srgrpo.tasks.datasets import DATASETS, dataset_help
+
+    assert reexported is DATASETS
+    assert list(DATASETS) == ["gsm8k", "math500", "gpqa", "mmlu", "aime2025"]
+    assert all(spec.name == name and spec.description for name, spec in DATASETS.items())
+    assert [name for name, spec in DATASETS.items() if spec.sample_limit] == ["mmlu"]
+    assert dataset_help().startswith("gsm8k, math500, gpqa, mmlu, aime2025 or a JSONL file")
+    with pytest.raises(SystemExit):
+        main(["bon", "--help"])
+    help_text = capsys.readouterr().out
+    assert all(f"{name}: " in help_text for name in DATASETS)
+    with pytest.raises(DatasetError, match="use one of gsm8k, math500, gpqa, mmlu, aime2025 or a JSONL"):
+        load_problems("no-such-benchmark")

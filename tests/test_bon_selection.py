@@ -172,3 +172,20 @@ def test_cli_bon_end_to_end(tmp_path, tiny_model_dir, capsys):
         main(["bon", "--dataset", "gsm8k", "--output-dir", str(out), "--n", "0,4"])
     with pytest.raises(SystemExit):
         main(["bon", "--dataset", "gsm8k", "--output-dir", str(out), "--selectors", "vibes"])
+
+
+def test_the_selector_registry_is_the_one_list_of_names(capsys):
+    from srgrpo.bon import SELECTOR_NAMES
+    from srgrpo.bon.selectors import SELECTORS
+
+    assert SELECTOR_NAMES == tuple(SELECTORS)
+    built = build_selectors(list(SELECTORS))
+    assert list(built) == list(SELECTORS) and all(callable(s) for s in built.values())
+    # Every registered selector is listed, with its description, in `srgrpo bon --help`.
+    with pytest.raises(SystemExit):
+        main(["bon", "--help"])
+    help_text = capsys.readouterr().out
+    for name, spec in SELECTORS.items():
+        assert f"{name} " in help_text and spec.description.split(":")[0] in help_text
+    with pytest.raises(ValueError, match="unknown selector"):
+        build_selectors(["stable_rank", "vibes"])

