@@ -57,7 +57,8 @@ def _load(args):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from srgrpo.score_io import JsonlWriter, json_number, read_pairs, rewrite_sorted
+    from srgrpo.records import json_float
+    from srgrpo.score_io import JsonlWriter, read_pairs, rewrite_sorted
     from srgrpo.scoring import StableRankScorer
 
     options = scoring_options(args)  # validate before loading anything
@@ -78,7 +79,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         try:
             for result in results:
                 row = good[result.index]
-                record = {"id": row.id, "line": row.line, "stable_rank": json_number(result.value),
+                record = {"id": row.id, "line": row.line, "stable_rank": json_float(result.value),
                           "n_tokens": result.n_tokens, "truncated": result.truncated}
                 if result.warning:
                     record["warning"] = result.warning

@@ -26,9 +26,9 @@ from srgrpo.tasks.grading import grade
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, accuracy_by_n, build_selectors
 from srgrpo.tasks.datasets import Problem
 from srgrpo.records import RunCache, json_float, prepare_output_dir
+from srgrpo.stats import bootstrap_mean_interval
 
 OUTPUT_FILES = ("generations.jsonl", "run.json", "results.json", "report.md", "accuracy_vs_n.png")
-BOOTSTRAP_SAMPLES = 2000
 
 
 def candidate_record(problem: Problem, sample: Sample) -> dict:
@@ -82,15 +82,6 @@ def generate_all(generator, problems: Sequence[Problem], n_max: int, sampling: S
         bar.close()
 
 
-def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, samples: int = BOOTSTRAP_SAMPLES) -> list[float]:
-    """95% percentile interval of the mean over questions (`values`: per question, or per question
-    differences for a paired interval)."""
-    if len(values) == 0:
-        return [float("nan"), float("nan")]
-    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
 def summarize(problems: Sequence[Problem], cache: RunCache, ns: Sequence[int], selector_names: Sequence[str],
               borda_power: float = DEFAULT_BORDA_POWER, seed: int = 0) -> dict:
     """results.json: accuracies (fractions) per selector and N, greedy, intervals and gains."""
@@ -106,8 +97,8 @@ def summarize(problems: Sequence[Problem], cache: RunCache, ns: Sequence[int], s
         "selectors": {name: {str(n): float(v.mean()) for n, v in by_n.items()} for name, by_n in correctness.items()},
         "n_questions": len(problems),
         "ns": list(ns),
-        "greedy_interval": bootstrap_interval(greedy, rng),
-        "intervals": {name: {str(n): bootstrap_interval(v, rng) for n, v in by_n.items()}
+        "greedy_interval": bootstrap_mean_interval(greedy, rng),
+        "intervals": {name: {str(n): bootstrap_mean_interval(v, rng) for n, v in by_n.items()}
                       for name, by_n in correctness.items()},
         "gains": {},
         "oracle": {str(n): float(np.mean([any(c["correct"] for c in q[:n]) for q in per_question])) for n in ns},
@@ -137,7 +128,7 @@ def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> dict:
     return {
         "absolute": absolute,
         "relative": absolute / base if base > 0 else None,
-        "interval": bootstrap_interval(ours - baseline, rng),
+        "interval": bootstrap_mean_interval(ours - baseline, rng),
     }
 
 

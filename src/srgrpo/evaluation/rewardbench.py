@@ -11,11 +11,13 @@ subset, so each draw keeps the subset sizes and the section arithmetic of the po
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from srgrpo.records import nan_if_none
+from srgrpo.stats import percentile_interval, stratified_binomial_counts
 
 OTHER_SECTION = "other"
 
@@ -97,8 +99,8 @@ def summarize(
         raise ValueError("summarize needs at least one PairOutcome; got none (did every pair fail to load?)")
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
-    chosen = np.array([_as_float(o.chosen) for o in outcomes])
-    rejected = np.array([_as_float(o.rejected) for o in outcomes])
+    chosen = np.array([nan_if_none(o.chosen) for o in outcomes])
+    rejected = np.array([nan_if_none(o.rejected) for o in outcomes])
     correct = chosen > rejected  # NaN compares False: unscored pairs are wrong
     subsets = sorted({o.subset for o in outcomes}, key=_subset_order)
     members = {s: np.array([i for i, o in enumerate(outcomes) if o.subset == s]) for s in subsets}
@@ -106,7 +108,7 @@ def summarize(
     counts = np.array([correct[members[s]].sum() for s in subsets])
 
     point = _aggregate(counts[None, :].astype(float), sizes, subsets)
-    draws = _aggregate(_bootstrap_counts(correct, members, subsets, n_bootstrap, seed), sizes, subsets)
+    draws = _aggregate(stratified_binomial_counts(sizes, counts, n_bootstrap, seed), sizes, subsets)
     sections = {name: float(values[0]) for name, values in point["sections"].items()}
     return {
         "accuracy": float(point["accuracy"][0]),
@@ -115,19 +117,14 @@ def summarize(
         "absent_sections": [name for name in SECTIONS if name not in sections],
         "subsets": {s: {"accuracy": float(c / n), "n": int(n)} for s, c, n in zip(subsets, counts, sizes)},
         "ci": {
-            "accuracy": _interval(draws["accuracy"]),
-            "score": None if draws["score"] is None else _interval(draws["score"]),
-            "sections": {name: _interval(values) for name, values in draws["sections"].items()},
+            "accuracy": percentile_interval(draws["accuracy"]),
+            "score": None if draws["score"] is None else percentile_interval(draws["score"]),
+            "sections": {name: percentile_interval(values) for name, values in draws["sections"].items()},
         },
         "length_controlled": _length_controlled(outcomes, correct, length_tolerance),
         "n_pairs": len(outcomes),
         "n_unscored": int((np.isnan(chosen) | np.isnan(rejected)).sum()),
     }
-
-
-def _as_float(value) -> float:
-    # A scorer may hand over None (JSON null) for a pair it could not score.
-    return math.nan if value is None else float(value)
 
 
 def _subset_order(subset: str) -> tuple[int, int, str]:
@@ -160,29 +157,6 @@ def _aggregate(counts: np.ndarray, sizes: np.ndarray, subsets: list[str]) -> dic
         "sections": sections,
         "score": np.mean(official, axis=0) if official else None,
     }
-
-
-def _bootstrap_counts(
-    correct: np.ndarray, members: dict[str, np.ndarray], subsets: list[str], n_bootstrap: int, seed: int
-) -> np.ndarray:
-    """Correct-pair counts per subset for each bootstrap draw, shape (n_bootstrap, n_subsets).
-
-    Resampling a subset's n pairs with replacement and counting the correct ones is exactly a
-    Binomial(n, k/n) draw (k = correct pairs in the subset), so the counts are drawn directly:
-    the same distribution as resampling indices, in O(draws x subsets) time and memory.
-    """
-    rng = np.random.default_rng(seed)
-    counts = np.empty((n_bootstrap, len(subsets)))
-    for j, s in enumerate(subsets):
-        n = len(members[s])
-        counts[:, j] = rng.binomial(n, correct[members[s]].sum() / n, size=n_bootstrap)
-    return counts
-
-
-def _interval(values: np.ndarray) -> list[float]:
-    """95% percentile interval of bootstrap values."""
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return [float(lo), float(hi)]
 
 
 def _length_controlled(outcomes: Sequence[PairOutcome], correct: np.ndarray, tolerance: float) -> dict:

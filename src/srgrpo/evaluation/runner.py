@@ -16,13 +16,13 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from srgrpo.evaluation.preference_data import PreferencePair
 from srgrpo.evaluation.rewardbench import PairOutcome, section_of, summarize
 from srgrpo.evaluation.scorers import SCORERS, random_score
 from srgrpo.records import RunCache, json_float as _json_float, nan_if_none as _float
-from srgrpo.records import prepare_output_dir as _prepare_output_dir
+from srgrpo.records import prepare_output_dir as _prepare_output_dir, write_jsonl_atomic
 from srgrpo.scoring import ScoringOptions, StableRankScorer
 
 SIDES = ("chosen", "rejected")
@@ -181,7 +181,7 @@ def run_rewardbench(
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     if layer_sweep:
         (output_dir / "layer_sweep.json").write_text(json.dumps(layer_sweep, indent=2))
-    _write_jsonl(output_dir / "pairs.jsonl", pair_rows)
+    write_jsonl_atomic(output_dir / "pairs.jsonl", pair_rows)
     if report:
         from srgrpo.reports.rewardbench import write_report
 
@@ -207,9 +207,3 @@ def _pair_rows(pairs, specs, cache: RunCache, seed: int) -> list[dict]:
                        for spec in specs},
         })
     return rows
-
-
-def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
