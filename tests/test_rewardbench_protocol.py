@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -14,10 +13,16 @@ from srgrpo.evaluation.rewardbench import (
     OTHER_SECTION,
     SECTIONS,
     PairOutcome,
-    is_correct,
+    chosen_wins,
     section_of,
-    summarize,
+    summarize_rewardbench,
 )
+from srgrpo.results import RewardBenchSummary, SubsetAccuracy
+
+
+def summarize(outcomes, **kwargs) -> dict:
+    """The summary as results.json holds it: the checks below pin that file format too."""
+    return summarize_rewardbench(outcomes, **kwargs).to_json()
 
 
 def make_outcomes(subset: str, n_correct: int, n_wrong: int, start: int = 0) -> list[PairOutcome]:
@@ -74,14 +79,14 @@ def test_section_of():
 # --- correctness ----------------------------------------------------------------------------------
 
 
-def test_is_correct_is_strict_and_nan_is_wrong():
-    assert is_correct(2.0, 1.0)
-    assert not is_correct(1.0, 2.0)
-    assert not is_correct(1.0, 1.0)  # a tie is wrong
-    assert not is_correct(math.nan, 1.0)
-    assert not is_correct(1.0, math.nan)
-    assert not is_correct(math.nan, math.nan)
-    assert is_correct(math.inf, 1.0)
+def test_chosen_wins_is_strict_and_nan_is_wrong():
+    assert chosen_wins(2.0, 1.0)
+    assert not chosen_wins(1.0, 2.0)
+    assert not chosen_wins(1.0, 1.0)  # a tie is wrong
+    assert not chosen_wins(math.nan, 1.0)
+    assert not chosen_wins(1.0, math.nan)
+    assert not chosen_wins(math.nan, math.nan)
+    assert chosen_wins(math.inf, 1.0)
 
 
 def test_ties_and_nans_count_wrong_in_summary():
@@ -225,15 +230,31 @@ def test_bootstrap_matches_index_resampling():
     assert result["ci"]["accuracy"] == pytest.approx(list(expected), abs=0.021)
 
 
-def test_bootstrap_is_fast():
+def test_bootstrap_cost_does_not_grow_with_the_pairs(monkeypatch):
+    """The bootstrap draws one Binomial count per subset and draw, never one index per pair: its
+    random numbers (hence its time) are n_bootstrap x subsets, whatever the number of pairs."""
+    import srgrpo.stats
+
+    drawn = []
+    real_rng = np.random.default_rng
+
+    class CountingRng:
+        def __init__(self, seed):
+            self.rng = real_rng(seed)
+
+        def binomial(self, n, p, size):
+            drawn.append(size)
+            return self.rng.binomial(n, p, size=size)
+
     rng = np.random.default_rng(0)
+    monkeypatch.setattr(srgrpo.stats.np.random, "default_rng", CountingRng)
     subsets = [s for subsets in SECTIONS.values() for s in subsets] + ["extra"]
-    outcomes = [
-        PairOutcome(str(i), subsets[i % len(subsets)], float(rng.normal()), float(rng.normal())) for i in range(3000)
-    ]
-    start = time.perf_counter()
-    summarize(outcomes, n_bootstrap=1000)
-    assert time.perf_counter() - start < 1.0
+    for n_pairs in (300, 3000):
+        drawn.clear()
+        outcomes = [PairOutcome(str(i), subsets[i % len(subsets)], float(rng.normal()), float(rng.normal()))
+                    for i in range(n_pairs)]
+        summarize(outcomes, n_bootstrap=1000)
+        assert drawn == [1000] * len(subsets)
 
 
 # --- length control -------------------------------------------------------------------------------
@@ -257,3 +278,17 @@ def test_length_controlled_picks_pairs_within_tolerance():
 def test_length_controlled_without_token_counts_is_none():
     result = summarize(make_outcomes("hep-go", 3, 1), n_bootstrap=10)
     assert result["length_controlled"] == {"accuracy": None, "n": 0}
+
+
+def test_the_typed_summary_and_its_json_are_the_same_result():
+    outcomes = make_outcomes("alpacaeval-easy", 3, 1) + make_outcomes("hep-go", 1, 1) + make_outcomes("x", 1, 0)
+    typed = summarize_rewardbench(outcomes, n_bootstrap=50, seed=2)
+    assert isinstance(typed, RewardBenchSummary)
+    assert typed.subsets["alpacaeval-easy"] == SubsetAccuracy(0.75, 4)
+    assert typed.sections["Chat"] == pytest.approx(0.75) and typed.ci.score is not None
+    assert RewardBenchSummary.from_json(json.loads(json.dumps(typed.to_json()))) == typed
+    # A file of another shape is refused where it is read, naming the field, not shown as a dash.
+    broken = typed.to_json()
+    del broken["length_controlled"]
+    with pytest.raises(KeyError, match="length_controlled"):
+        RewardBenchSummary.from_json(broken)

@@ -130,7 +130,8 @@ def parse_layers(text: str | None, num_layers: int) -> list[int]:
 
 def cmd_rewardbench(args: argparse.Namespace) -> int:
     from srgrpo.evaluation.preference_data import load_preference_pairs
-    from srgrpo.reports.rewardbench import markdown_report
+    from srgrpo.reports.rewardbench import rewardbench_markdown
+    from srgrpo.results import rewardbench_results_from_json
     from srgrpo.evaluation.runner import run_rewardbench
     from srgrpo.evaluation.scorers import parse_scorers
 
@@ -153,7 +154,7 @@ def cmd_rewardbench(args: argparse.Namespace) -> int:
         run_info={"model": args.model or "embedded SmolLM2-135M-Instruct", "dtype": args.dtype,
                   "data": str(args.data), "limit_per_subset": args.limit},
     )
-    print(markdown_report(results, title="RewardBench evaluation"))
+    print(rewardbench_markdown(rewardbench_results_from_json(results), title="RewardBench evaluation"))
     print(f"\nwrote results.json, pairs.jsonl, report.md and plots to {args.output_dir} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0

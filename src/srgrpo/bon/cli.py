@@ -40,7 +40,8 @@ def _dataset_help() -> str:
 
 def cmd_bon(args: argparse.Namespace) -> int:
     from srgrpo.bon.generation import HFGenerator, Sampling, VLLMGenerator
-    from srgrpo.reports.best_of_n import markdown_report
+    from srgrpo.reports.best_of_n import best_of_n_markdown
+    from srgrpo.results import BestOfNSummary
     from srgrpo.bon.runner import run_bon
     from srgrpo.tasks.datasets import load_problems
     from srgrpo.cli import _load, scoring_options
@@ -68,7 +69,7 @@ def cmd_bon(args: argparse.Namespace) -> int:
         run_config={"dataset": args.dataset, "model": args.model, "dtype": args.dtype, "backend": args.backend,
                     "scoring": args.scoring, "options": vars(options)},
     )
-    print(markdown_report(results))
+    print(best_of_n_markdown(BestOfNSummary.from_json(results)))
     print(f"wrote results.json, generations.jsonl, report.md and accuracy_vs_n.png to {args.output_dir} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0

@@ -1,5 +1,8 @@
 """RewardBench v1 scoring rules, kept as data, and the summary of a run over preference pairs.
 
+This module is the one registry of RewardBench's sections, subsets and weights: everything else
+(the runner, the report) reads SECTIONS / EXAMPLE_COUNTS / section_of.
+
 A pair is correct when the chosen response scores strictly higher than the rejected one. Subset
 accuracies roll up into the four official sections with the official per-subset example counts as
 weights (EXAMPLE_COUNTS and SUBSET_MAPPING of allenai/reward-bench `rewardbench/constants.py`, last
@@ -17,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from srgrpo.records import nan_if_none
+from srgrpo.results import LengthControlled, RewardBenchIntervals, RewardBenchSummary, SubsetAccuracy
 from srgrpo.stats import percentile_interval, stratified_binomial_counts
 
 OTHER_SECTION = "other"
@@ -70,7 +74,7 @@ def section_of(subset: str) -> str:
     return _SECTION_OF.get(subset, OTHER_SECTION)
 
 
-def is_correct(chosen: float, rejected: float) -> bool:
+def chosen_wins(chosen: float, rejected: float) -> bool:
     """Strictly greater wins; a tie, or a NaN on either side, is wrong (NaN comparisons are False)."""
     return bool(chosen > rejected)
 
@@ -87,16 +91,16 @@ class PairOutcome:
     rejected_tokens: int | None = None
 
 
-def summarize(
+def summarize_rewardbench(
     outcomes: Sequence[PairOutcome], n_bootstrap: int = 1000, seed: int = 0, length_tolerance: float = 0.2
-) -> dict:
+) -> RewardBenchSummary:
     """Accuracy, section scores, headline score and 95% bootstrap intervals of a run.
 
-    All accuracies are fractions in 0..1; the result is JSON-serialisable (None where a value is
-    undefined). Unscored pairs (a NaN on either side) count as wrong and are counted in n_unscored.
+    All accuracies are fractions in 0..1 (None where a value is undefined). Unscored pairs (a NaN
+    on either side) count as wrong and are counted in n_unscored.
     """
     if len(outcomes) == 0:
-        raise ValueError("summarize needs at least one PairOutcome; got none (did every pair fail to load?)")
+        raise ValueError("summarize_rewardbench needs at least one PairOutcome; got none (did every pair fail to load?)")
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     chosen = np.array([nan_if_none(o.chosen) for o in outcomes])
@@ -110,21 +114,21 @@ def summarize(
     point = _aggregate(counts[None, :].astype(float), sizes, subsets)
     draws = _aggregate(stratified_binomial_counts(sizes, counts, n_bootstrap, seed), sizes, subsets)
     sections = {name: float(values[0]) for name, values in point["sections"].items()}
-    return {
-        "accuracy": float(point["accuracy"][0]),
-        "score": None if point["score"] is None else float(point["score"][0]),
-        "sections": sections,
-        "absent_sections": [name for name in SECTIONS if name not in sections],
-        "subsets": {s: {"accuracy": float(c / n), "n": int(n)} for s, c, n in zip(subsets, counts, sizes)},
-        "ci": {
-            "accuracy": percentile_interval(draws["accuracy"]),
-            "score": None if draws["score"] is None else percentile_interval(draws["score"]),
-            "sections": {name: percentile_interval(values) for name, values in draws["sections"].items()},
-        },
-        "length_controlled": _length_controlled(outcomes, correct, length_tolerance),
-        "n_pairs": len(outcomes),
-        "n_unscored": int((np.isnan(chosen) | np.isnan(rejected)).sum()),
-    }
+    return RewardBenchSummary(
+        accuracy=float(point["accuracy"][0]),
+        score=None if point["score"] is None else float(point["score"][0]),
+        sections=sections,
+        absent_sections=[name for name in SECTIONS if name not in sections],
+        subsets={s: SubsetAccuracy(float(c / n), int(n)) for s, c, n in zip(subsets, counts, sizes)},
+        ci=RewardBenchIntervals(
+            accuracy=percentile_interval(draws["accuracy"]),
+            score=None if draws["score"] is None else percentile_interval(draws["score"]),
+            sections={name: percentile_interval(values) for name, values in draws["sections"].items()},
+        ),
+        length_controlled=_length_controlled(outcomes, correct, length_tolerance),
+        n_pairs=len(outcomes),
+        n_unscored=int((np.isnan(chosen) | np.isnan(rejected)).sum()),
+    )
 
 
 def _subset_order(subset: str) -> tuple[int, int, str]:
@@ -159,11 +163,11 @@ def _aggregate(counts: np.ndarray, sizes: np.ndarray, subsets: list[str]) -> dic
     }
 
 
-def _length_controlled(outcomes: Sequence[PairOutcome], correct: np.ndarray, tolerance: float) -> dict:
+def _length_controlled(outcomes: Sequence[PairOutcome], correct: np.ndarray, tolerance: float) -> LengthControlled:
     """Accuracy over pairs whose responses have similar lengths, so length preference cannot decide them."""
     kept = [i for i, o in enumerate(outcomes) if _similar_length(o.chosen_tokens, o.rejected_tokens, tolerance)]
     accuracy = float(correct[kept].mean()) if kept else None
-    return {"accuracy": accuracy, "n": len(kept)}
+    return LengthControlled(accuracy, len(kept))
 
 
 def _similar_length(chosen_tokens: int | None, rejected_tokens: int | None, tolerance: float) -> bool:
