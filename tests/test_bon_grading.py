@@ -150,3 +150,14 @@ def test_the_dataset_registry_is_the_one_list_of_names(capsys):
     assert all(f"{name}: " in help_text for name in DATASETS)
     with pytest.raises(DatasetError, match="use one of gsm8k, math500, gpqa, mmlu, aime2025 or a JSONL"):
         load_problems("no-such-benchmark")
+
+
+def test_the_readme_documents_every_registered_dataset_and_selector():
+    from srgrpo.bon.selectors import SELECTORS
+    from srgrpo.tasks.datasets import DATASETS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    datasets = readme[readme.index("**Datasets** (`--dataset`)"):readme.index("**Selectors** (`--selectors`")]
+    selectors = readme[readme.index("**Selectors** (`--selectors`"):readme.index("**Grading**")]
+    assert [name for name in DATASETS if f"`{name}`" not in datasets] == []
+    assert [name for name in SELECTORS if f"`{name}`" not in selectors] == []

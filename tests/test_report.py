@@ -232,3 +232,12 @@ def test_section_and_layer_plots_with_gaps(tmp_path, results):
     sweep = {i: summary(0.5 + 0.01 * i, 0.5 + 0.01 * i, None if i == 2 else 0.55, math.nan) for i in range(8)}
     assert_png(plot_layer_sweep(sweep, tmp_path / "ls.png"))
     assert plot_layer_sweep({}, tmp_path / "none.png") is None
+
+
+def test_spearman_in_the_length_plot_is_scipys_rank_correlation():
+    from srgrpo.reports.rewardbench import _spearman
+
+    assert _spearman([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(0.8)
+    assert _spearman([1, 2, 2, 3], [3, 2, 2, 1]) == pytest.approx(-1.0)  # ties share their mean rank
+    assert _spearman([1, 2], [1, 2]) is None  # fewer than 3 points
+    assert _spearman([1, 1, 1], [1, 2, 3]) is None  # a constant side has no ranking
