@@ -20,8 +20,8 @@ from srgrpo.reports.rewardbench import (  # noqa: E402
 )
 from srgrpo.reports.rewardbench import rewardbench_markdown as markdown_report  # noqa: E402
 from srgrpo.reports.rewardbench import write_rewardbench_report as write_report  # noqa: E402
-from srgrpo.results import (LengthControlled, RewardBenchIntervals, RewardBenchSummary,  # noqa: E402
-                            SubsetAccuracy)
+from srgrpo.results import (LengthControlled, PairRow, RewardBenchIntervals, RewardBenchSummary,  # noqa: E402
+                            SideScores, SubsetAccuracy)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -166,10 +166,11 @@ def pair_rows(n_per_section=30, seed=0):
                 chosen = None
             if i % 11 == 0:
                 rejected = float("nan")
-            rows.append({"id": f"{section}-{i}", "subset": subsets[i % len(subsets)], "section": section,
-                         "chosen_tokens": ct, "rejected_tokens": rt,
-                         "scores": {"stable_rank": {"chosen": chosen, "rejected": rejected},
-                                    "judge": {"chosen": float(rng.randint(1, 10)), "rejected": float("inf")}}})
+            rows.append(PairRow.from_json({
+                "id": f"{section}-{i}", "subset": subsets[i % len(subsets)], "section": section,
+                "chosen_tokens": ct, "rejected_tokens": rt, "warnings": {},
+                "scores": {"stable_rank": {"chosen": chosen, "rejected": rejected},
+                           "judge": {"chosen": float(rng.randint(1, 10)), "rejected": float("inf")}}}))
     return rows
 
 
@@ -220,7 +221,7 @@ def test_plots_survive_none_and_nan_scores(tmp_path, results):
         assert_png(tmp_path / name)
 
     for row in rows:
-        row["scores"]["stable_rank"] = {"chosen": None, "rejected": math.nan}
+        row.scores["stable_rank"] = SideScores(None, math.nan)
     assert plot_score_distributions(rows, "stable_rank", tmp_path / "none1.png") is None
     assert plot_score_vs_length(rows, "stable_rank", tmp_path / "none2.png") is None
     assert not (tmp_path / "none1.png").exists() and not (tmp_path / "none2.png").exists()

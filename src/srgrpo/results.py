@@ -1,7 +1,7 @@
 """Typed results of the apps, exactly as their JSON files hold them.
 
 Each app fills one of these (RewardBench: `RewardBenchSummary` per scorer in results.json and per
-layer in layer_sweep.json; Best-of-N: `BestOfNSummary`, results.json; training: `TrainingSummary`,
+layer in layer_sweep.json, `PairRow` per line of pairs.jsonl; Best-of-N: `BestOfNSummary`, results.json; training: `TrainingSummary`,
 summary.json), and the reports in `srgrpo.reports` are functions of them. `to_json()` gives the
 dict written to disk (its shape is the files' format) and `from_json()` reads one back; a file whose
 schema differs fails there, with a KeyError naming the field, instead of showing up as a blank cell
@@ -75,6 +75,34 @@ class RewardBenchSummary:
             n_pairs=data["n_pairs"],
             n_unscored=data["n_unscored"],
         )
+
+
+@dataclass
+class SideScores:
+    chosen: float | None  # None: could not be scored (null in JSON)
+    rejected: float | None
+
+
+@dataclass
+class PairRow:
+    """One preference pair's line in pairs.jsonl: its scores from every scorer."""
+
+    id: str
+    subset: str
+    section: str
+    chosen_tokens: int
+    rejected_tokens: int
+    warnings: dict[str, str]  # side -> why it could not be scored (only sides with a warning)
+    scores: dict[str, SideScores]  # scorer -> scores
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PairRow:
+        return cls(data["id"], data["subset"], data["section"], data["chosen_tokens"], data["rejected_tokens"],
+                   dict(data["warnings"]),
+                   {name: SideScores(s["chosen"], s["rejected"]) for name, s in data["scores"].items()})
 
 
 def rewardbench_results_from_json(data: Mapping[str, Any]) -> dict[str, RewardBenchSummary]:

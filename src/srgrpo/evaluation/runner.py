@@ -186,12 +186,13 @@ def run_rewardbench(
     write_jsonl_atomic(output_dir / "pairs.jsonl", pair_rows)
     if report:
         from srgrpo.reports.rewardbench import write_rewardbench_report
+        from srgrpo.results import PairRow
 
         meta = {**(run_info or {}), "pairs": len(pairs), "scorers": ", ".join(scorers),
                 "span": options.span, "layer": options.layer, "window": options.max_length,
                 "compute seconds (this invocation)": round(compute_seconds, 1)}
         plot_scorer = "stable_rank" if "stable_rank" in scorers else scorers[0]
-        write_rewardbench_report(output_dir, summaries, pair_rows, title="RewardBench evaluation", meta=meta,
+        write_rewardbench_report(output_dir, summaries, [PairRow.from_json(r) for r in pair_rows], title="RewardBench evaluation", meta=meta,
                                  layer_sweep=layer_sweep or None, scorer_for_plots=plot_scorer)
     return results
 

@@ -3,8 +3,7 @@
 Inputs:
 
 - `results`: scorer name -> `RewardBenchSummary` (srgrpo.results), as results.json holds them;
-- `pair_rows`: one dict per pair as pairs.jsonl holds them, `{"id", "subset", "section",
-  "chosen_tokens", "rejected_tokens", "scores": {scorer: {"chosen", "rejected"}}}`;
+- `pair_rows`: one `PairRow` per pair, as pairs.jsonl holds them;
 - `layer_sweep`: hidden_states index -> `RewardBenchSummary`, as layer_sweep.json holds them.
 
 A value the summary leaves undefined (None, or a NaN score) is shown as "—" in tables and left out of
@@ -18,14 +17,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from srgrpo.evaluation.rewardbench import OTHER_SECTION, section_of
 from srgrpo.evaluation.rewardbench import SECTIONS as RB_SECTIONS
 from srgrpo.reports.figures import new_figure, percent_axis, save_figure
 from srgrpo.reports.tables import (DASH, finite, finite_interval, markdown_table, meta_value, percent,
                                    percent_with_interval)
-from srgrpo.results import RewardBenchSummary
+from srgrpo.results import PairRow, RewardBenchSummary
 
 __all__ = [
     "SECTIONS",
@@ -52,11 +51,6 @@ FIGURES = {  # file name -> caption
 
 # ----------------------------------------------------------------------------------------------------
 # values
-
-
-def _dict(value: Any) -> dict:
-    # For pairs.jsonl rows only (untyped records): summaries are read by attribute.
-    return value if isinstance(value, dict) else {}
 
 
 def _section_value(summary: RewardBenchSummary, section: str) -> float | None:
@@ -331,23 +325,19 @@ def plot_sections(results: Mapping[str, RewardBenchSummary], path) -> Path | Non
     return save_figure(fig, path)
 
 
-def _pair_scores(pair_rows: Sequence[dict], scorer: str) -> list[tuple[dict, float | None, float | None]]:
-    """(row, chosen, rejected) for each row holding `scorer`; non-finite scores become None."""
-    out = []
-    for row in pair_rows or []:
-        entry = _dict(_dict(_dict(row).get("scores")).get(scorer))
-        if entry:
-            out.append((row, finite(entry.get("chosen")), finite(entry.get("rejected"))))
-    return out
+def _pair_scores(pair_rows: Sequence[PairRow], scorer: str) -> list[tuple[PairRow, float | None, float | None]]:
+    """(row, chosen, rejected) for each row scored by `scorer`; non-finite scores become None."""
+    return [(row, finite(row.scores[scorer].chosen), finite(row.scores[scorer].rejected))
+            for row in pair_rows if scorer in row.scores]
 
 
-def _row_sections(rows: Iterable[dict]) -> list[str]:
-    found = {str(r.get("section")) for r in rows}
+def _row_sections(rows: Iterable[PairRow]) -> list[str]:
+    found = {row.section for row in rows}
     order = [*SECTIONS, OTHER]
     return [s for s in order if s in found] + sorted(found - set(order))
 
 
-def plot_score_distributions(pair_rows: Sequence[dict], scorer: str, path) -> Path | None:
+def plot_score_distributions(pair_rows: Sequence[PairRow], scorer: str, path) -> Path | None:
     """Chosen and rejected score histograms (overlaid, shared bins), one panel per section with scores.
     None when `scorer` has no finite score."""
     import numpy as np
@@ -362,8 +352,8 @@ def plot_score_distributions(pair_rows: Sequence[dict], scorer: str, path) -> Pa
     fig = new_figure(max(6.0, 4.6 * cols), 3.6 * rows_n + 0.6)
     axes = fig.subplots(rows_n, cols, squeeze=False).ravel()
     for ax, section in zip(axes, sections):
-        chosen = np.array([c for row, c, _ in scored if str(row.get("section")) == section and c is not None])
-        rejected = np.array([r for row, _, r in scored if str(row.get("section")) == section and r is not None])
+        chosen = np.array([c for row, c, _ in scored if row.section == section and c is not None])
+        rejected = np.array([r for row, _, r in scored if row.section == section and r is not None])
         both = np.concatenate([chosen, rejected])
         bins = _bins(both)
         lo, hi = bins[0], bins[-1]
@@ -373,7 +363,7 @@ def plot_score_distributions(pair_rows: Sequence[dict], scorer: str, path) -> Pa
                         label=f"{label} (median {np.median(values):.3g})")
                 ax.hist(np.clip(values, lo, hi), bins=bins, color=color, histtype="step", linewidth=1.2)
                 ax.axvline(np.median(values), color=color, linestyle="--", linewidth=1.2)
-        pairs = [(c, r) for row, c, r in scored if str(row.get("section")) == section and c is not None and r is not None]
+        pairs = [(c, r) for row, c, r in scored if row.section == section and c is not None and r is not None]
         wins = sum(c > r for c, r in pairs)
         detail = f"{section}: {len(pairs)} pairs"
         if pairs:
@@ -474,7 +464,7 @@ def _spearman(x, y) -> float | None:
     return float(spearmanr(x, y).statistic)
 
 
-def plot_score_vs_length(pair_rows: Sequence[dict], scorer: str, path) -> Path | None:
+def plot_score_vs_length(pair_rows: Sequence[PairRow], scorer: str, path) -> Path | None:
     """Left: score against response tokens, chosen and rejected in two colours (Spearman rho in the
     legend). Right: per pair, score difference (chosen - rejected) against token-count difference,
     with the count of pairs in each quadrant: if most pairs sit in the two quadrants where the longer
@@ -485,7 +475,7 @@ def plot_score_vs_length(pair_rows: Sequence[dict], scorer: str, path) -> Path |
     points = {"chosen": ([], []), "rejected": ([], [])}
     diffs = ([], [])
     for row, c, r in entries:
-        ct, rt = finite(row.get("chosen_tokens")), finite(row.get("rejected_tokens"))
+        ct, rt = finite(row.chosen_tokens), finite(row.rejected_tokens)
         if c is not None and ct is not None:
             points["chosen"][0].append(ct)
             points["chosen"][1].append(c)
@@ -572,7 +562,7 @@ def plot_score_vs_length(pair_rows: Sequence[dict], scorer: str, path) -> Path |
 def write_rewardbench_report(
     output_dir: str | os.PathLike,
     results: Mapping[str, RewardBenchSummary],
-    pair_rows: Sequence[dict],
+    pair_rows: Sequence[PairRow],
     *,
     title: str,
     meta: dict | None = None,
@@ -600,8 +590,7 @@ def write_rewardbench_report(
             figures.append((path.name, caption))
         elif path.exists():
             path.unlink()  # a stale plot from an earlier run would contradict this report
-    subset_sections = {str(r.get("subset")): str(r.get("section")) for r in pair_rows or []
-                       if isinstance(r, dict) and r.get("subset") is not None and r.get("section") is not None}
+    subset_sections = {row.subset: row.section for row in pair_rows}
     report = output_dir / "report.md"
     report.write_text(
         rewardbench_markdown(results, title=title, meta=meta, layer_sweep=layer_sweep, figures=figures,
