@@ -30,7 +30,7 @@ import torch
 
 import srgrpo
 from srgrpo.bon.generation import HFGenerator, Sampling
-from srgrpo.bon.tasks import load_problems
+from srgrpo.tasks.datasets import load_problems
 
 ROUTES = ("none", "free", "reforward")
 OVERHEAD_TARGET = 0.05

@@ -26,7 +26,8 @@ import torch
 
 import srgrpo
 from srgrpo.evaluation.preference_data import load_preference_pairs
-from srgrpo.evaluation.report import markdown_report
+from srgrpo.reports.rewardbench import rewardbench_markdown
+from srgrpo.results import rewardbench_results_from_json
 from srgrpo.evaluation.runner import run_rewardbench
 from srgrpo.evaluation.scorers import SCORERS
 
@@ -85,7 +86,7 @@ def main() -> None:
     summary["all_scorers_seconds"] = time.perf_counter() - started
     summary["all_scorers"] = {k: {"accuracy": v["accuracy"], "sections": v["sections"],
                                   "length_controlled": v["length_controlled"]} for k, v in results.items()}
-    print(markdown_report(results, title=f"All shared-pass scorers, {len(pairs)} pairs"), flush=True)
+    print(rewardbench_markdown(rewardbench_results_from_json(results), title=f"All shared-pass scorers, {len(pairs)} pairs"), flush=True)
     print(f"wall time: {summary['all_scorers_seconds']:.0f} s", flush=True)
 
     judge_pairs = load_preference_pairs(args.data, limit_per_subset=args.judge_limit or None).pairs
@@ -95,7 +96,7 @@ def main() -> None:
                              run_info=info)
     summary["judges_seconds"] = time.perf_counter() - started
     summary["judges"] = {k: {"accuracy": v["accuracy"], "sections": v["sections"]} for k, v in judged.items()}
-    print(markdown_report(judged, title=f"LLM judges beside stable rank, {len(judge_pairs)} pairs"), flush=True)
+    print(rewardbench_markdown(rewardbench_results_from_json(judged), title=f"LLM judges beside stable rank, {len(judge_pairs)} pairs"), flush=True)
     print(f"wall time: {summary['judges_seconds']:.0f} s", flush=True)
     (args.output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 

@@ -1,5 +1,7 @@
 """Shared fixtures: a tiny Llama built from a config and a BPE tokenizer trained on the spot, so the
-fast tests need no download and no embedded model; plus the `slow` marker.
+fast tests need no download and no embedded model; plus the markers: `slow` (skipped unless
+--runslow) and `embedded` (needs the embedded model; `pytest -m "not embedded"` leaves those out, so
+`pytest -m "not embedded"` without --runslow is the fast unit suite). Both are declared in pyproject.toml.
 
 The device-sensitive tests run on `SRGRPO_TEST_DEVICE` (default cpu), or on `pytest --device cuda`:
 the tiny model fixtures live there, and tests build their tensors on the model's device."""

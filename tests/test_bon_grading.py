@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from srgrpo.bon.grading import extract_answer, extract_letter, extract_number, is_correct, parse_number
-from srgrpo.bon.tasks import DatasetError, Problem, load_problems
+from srgrpo.tasks.grading import extract_answer, extract_letter, extract_number, is_correct, parse_number
+from srgrpo.tasks.datasets import DatasetError, Problem, load_problems
 
 GSM = Problem("g", "q", "1234", "gsm8k")
 MATH = Problem("m", "q", "\\frac{14}{3}", "math")
@@ -132,3 +132,32 @@ def test_jsonl_questions_and_their_errors(tmp_path):
         load_problems(str(bad))
     with pytest.raises(DatasetError, match="unknown dataset"):
         load_problems("no-such-benchmark")
+
+
+def test_the_dataset_registry_is_the_one_list_of_names(capsys):
+    from srgrpo.bon import DATASETS as reexported
+    from srgrpo.cli import main
+    from srgrpo.tasks.datasets import DATASETS, dataset_help
+
+    assert reexported is DATASETS
+    assert list(DATASETS) == ["gsm8k", "math500", "gpqa", "mmlu", "aime2025"]
+    assert all(spec.name == name and spec.description for name, spec in DATASETS.items())
+    assert [name for name, spec in DATASETS.items() if spec.sample_limit] == ["mmlu"]
+    assert dataset_help().startswith("gsm8k, math500, gpqa, mmlu, aime2025 or a JSONL file")
+    with pytest.raises(SystemExit):
+        main(["bon", "--help"])
+    help_text = capsys.readouterr().out
+    assert all(f"{name}: " in help_text for name in DATASETS)
+    with pytest.raises(DatasetError, match="use one of gsm8k, math500, gpqa, mmlu, aime2025 or a JSONL"):
+        load_problems("no-such-benchmark")
+
+
+def test_the_readme_documents_every_registered_dataset_and_selector():
+    from srgrpo.bon.selectors import SELECTORS
+    from srgrpo.tasks.datasets import DATASETS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    datasets = readme[readme.index("**Datasets** (`--dataset`)"):readme.index("**Selectors** (`--selectors`")]
+    selectors = readme[readme.index("**Selectors** (`--selectors`"):readme.index("**Grading**")]
+    assert [name for name in DATASETS if f"`{name}`" not in datasets] == []
+    assert [name for name in SELECTORS if f"`{name}`" not in selectors] == []

@@ -9,7 +9,7 @@ from srgrpo.bon.generation import Sample, Sampling
 from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import (accuracy_by_n, best_by, borda, build_selectors, majority_vote,
                                   random_choice)
-from srgrpo.bon.tasks import Problem
+from srgrpo.tasks.datasets import Problem
 from srgrpo.cli import main
 
 
@@ -172,3 +172,55 @@ def test_cli_bon_end_to_end(tmp_path, tiny_model_dir, capsys):
         main(["bon", "--dataset", "gsm8k", "--output-dir", str(out), "--n", "0,4"])
     with pytest.raises(SystemExit):
         main(["bon", "--dataset", "gsm8k", "--output-dir", str(out), "--selectors", "vibes"])
+
+
+def test_the_selector_registry_is_the_one_list_of_names(capsys):
+    from srgrpo.bon import SELECTOR_NAMES
+    from srgrpo.bon.selectors import SELECTORS
+
+    assert SELECTOR_NAMES == tuple(SELECTORS)
+    built = build_selectors(list(SELECTORS))
+    assert list(built) == list(SELECTORS) and all(callable(s) for s in built.values())
+    # Every registered selector is listed, with its description, in `srgrpo bon --help`.
+    with pytest.raises(SystemExit):
+        main(["bon", "--help"])
+    help_text = capsys.readouterr().out
+    for name, spec in SELECTORS.items():
+        assert f"{name} " in help_text and spec.description.split(":")[0] in help_text
+    with pytest.raises(ValueError, match="unknown selector"):
+        build_selectors(["stable_rank", "vibes"])
+
+
+def test_the_report_is_a_function_of_the_typed_summary(tmp_path):
+    from srgrpo.bon.selectors import SELECTORS
+    from srgrpo.reports.best_of_n import SELECTOR_STYLES, accuracy_vs_n_figure, best_of_n_markdown
+    from srgrpo.results import BestOfNSummary
+
+    results = run_bon(FakeGenerator(), _problems(), tmp_path, ns=[1, 2, 4], sampling=Sampling(), progress=False,
+                      selector_names=["stable_rank", "random", "majority"], run_config={"dataset": "fake"})
+    assert set(results) == {"greedy", "selectors", "n_questions", "ns", "greedy_interval", "intervals", "gains",
+                            "oracle", "mean_tokens", "unfinished_fraction", "no_answer_fraction", "borda_power",
+                            "generation_seconds_this_call", "run"}  # results.json's format
+    summary = BestOfNSummary.from_json(json.loads((tmp_path / "results.json").read_text()))
+    assert summary.to_json() == results
+    assert summary.gains["majority"]["4"].vs_random is not None and "random" not in summary.gains
+
+    md = best_of_n_markdown(summary)
+    assert md == (tmp_path / "report.md").read_text()
+    assert "| stable_rank | 0.0 [0.0, 0.0] | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |" in md
+    assert "| greedy | 100.0 [100.0, 100.0] |  |  |" in md and "| oracle (any correct) | 0.0 | 100.0 | 100.0 |" in md
+    assert "| stable_rank@4 | +0.0 (+0.0%) [+0.0, +0.0] | +50.0 (+100.0%) [+50.0, +50.0] |" in md
+
+    # The figure: one line per selector (y = accuracy in %) and the greedy line, on a log2 N axis.
+    fig = accuracy_vs_n_figure(summary)
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"stable_rank", "random", "majority", "greedy"}
+    assert list(lines["stable_rank"].get_xdata()) == [1, 2, 4]
+    assert list(lines["stable_rank"].get_ydata()) == [0.0, 100.0, 100.0]
+    assert list(lines["random"].get_ydata()) == [0.0, 50.0, 50.0]
+    assert list(lines["greedy"].get_ydata()) == [100.0, 100.0]  # axhline
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4"]
+    assert ax.get_title() == "Best-of-N on fake (5 questions)" and ax.get_ylabel() == "accuracy (%)"
+    assert len(ax.collections) == 2  # the 95% bands of stable_rank and random
+    assert set(SELECTOR_STYLES) <= set(SELECTORS)  # styles are keyed by registered names only

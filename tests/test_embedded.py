@@ -13,6 +13,9 @@ from srgrpo.cli import main
 from srgrpo.options import ScoringOptions
 from srgrpo.text import encode_pair
 
+# Every test here loads the real model: `pytest -m "not embedded"` runs the fast unit tests alone.
+pytestmark = pytest.mark.embedded
+
 SHARED_DATA = Path(os.environ.get("SRGRPO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PREFERENCE = SHARED_DATA / "preference" / "rewardbench_offline.jsonl"
 

@@ -69,6 +69,9 @@ def ipo_input(tok, prompt, response, section="other", max_length=2048):
 
 
 def test_section_questions_cover_rewardbench():
+    from srgrpo.evaluation.rewardbench import OTHER_SECTION, SECTIONS  # the one registry of section names
+
+    assert set(SECTION_QUESTIONS) == {*SECTIONS, OTHER_SECTION}
     assert set(SECTION_QUESTIONS) == {"Chat", "Chat Hard", "Safety", "Reasoning", "other"}
     assert all(q.endswith("?") for q in SECTION_QUESTIONS.values())
 
@@ -154,7 +157,10 @@ def test_pairwise_preference_matches_manual(jmodel, jtok):
         build = lambda rs, p=p: judges.PAIRWISE_TEMPLATE.format(
             prompt=judges.render_prompt(p), response_a=rs[0], response_b=rs[1])
         x = build_input(jtok, build, [a, b], 2048)
-        assert x.instruction.index(a) < x.instruction.index(b) if a else True
+        if a:
+            assert x.instruction.index(a) < x.instruction.index(b)
+        else:  # an empty response has no position of its own: the other one is still in the prompt
+            assert b in x.instruction
         expected = manual_label_logprobs(jmodel, x.input_ids, groups).softmax(-1)[0].item()
         assert 0.0 <= pref <= 1.0
         assert pref == pytest.approx(expected, abs=1e-5)

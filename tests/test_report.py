@@ -12,55 +12,62 @@ matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402
 import pytest  # noqa: E402
 
-from srgrpo.evaluation.report import (  # noqa: E402
-    markdown_report,
+from srgrpo.reports.rewardbench import (  # noqa: E402
     plot_layer_sweep,
     plot_score_distributions,
     plot_score_vs_length,
     plot_sections,
-    write_report,
 )
+from srgrpo.reports.rewardbench import rewardbench_markdown as markdown_report  # noqa: E402
+from srgrpo.reports.rewardbench import write_rewardbench_report as write_report  # noqa: E402
+from srgrpo.results import (LengthControlled, PairRow, RewardBenchIntervals, RewardBenchSummary,  # noqa: E402
+                            SideScores, SubsetAccuracy)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def summary(score, accuracy, chat_hard, reasoning, *, ci=True, subsets=None):
-    def interval(v):
-        return [v - 0.042, v + 0.039] if ci and v is not None else None
+NO_INTERVAL = [math.nan, math.nan]
+OFFICIAL = ("Chat", "Chat Hard", "Safety", "Reasoning")
 
-    return {
-        "accuracy": accuracy,
-        "score": score,
-        "sections": {"Chat Hard": chat_hard, "Reasoning": reasoning},
-        "absent_sections": ["Chat", "Safety"],
-        "subsets": subsets or {},
-        "ci": {
-            "accuracy": interval(accuracy),
-            "score": interval(score),
-            "sections": {"Chat Hard": interval(chat_hard), "Reasoning": interval(reasoning)},
-        },
-        "length_controlled": {"accuracy": 0.553, "n": 47},
-        "n_pairs": 200,
-        "n_unscored": 0,
-    }
+
+def summary(score, accuracy, chat_hard, reasoning, *, subsets=None, sections=None, length_controlled=(0.553, 47)):
+    """A RewardBenchSummary; a section given as None is absent from the data."""
+    def interval(v):
+        return [v - 0.042, v + 0.039] if v is not None and math.isfinite(v) else NO_INTERVAL
+
+    if sections is None:
+        sections = {"Chat Hard": chat_hard, "Reasoning": reasoning}
+    sections = {name: v for name, v in sections.items() if v is not None}
+    return RewardBenchSummary(
+        accuracy=accuracy,
+        score=score,
+        sections=sections,
+        absent_sections=[name for name in OFFICIAL if name not in sections],
+        subsets={name: SubsetAccuracy(*entry) for name, entry in (subsets or {}).items()},
+        ci=RewardBenchIntervals(interval(accuracy), None if score is None else interval(score),
+                                {name: interval(v) for name, v in sections.items()}),
+        length_controlled=LengthControlled(*length_controlled),
+        n_pairs=200,
+        n_unscored=0,
+    )
 
 
 @pytest.fixture
 def results():
     sr = summary(0.612, 0.60, 0.55, 0.674, subsets={
-        "llmbar-natural": {"accuracy": 0.5, "n": 100},
-        "hep-go": {"accuracy": 0.75, "n": 40},
-        "alpha-sub": {"accuracy": 0.25, "n": 8, "section": "Reasoning"},
-        "mt-bench-hard": {"accuracy": 0.6, "n": 37},
+        "llmbar-natural": (0.5, 100),
+        "hep-go": (0.75, 40),
+        "alpha-sub": (0.25, 8),
+        "mt-bench-hard": (0.6, 37),
     })
-    sr["ci"]["score"] = [0.570, 0.651]
+    sr.ci.score = [0.570, 0.651]
     return {
         "random": summary(None, 0.51, 0.49, 0.53),                 # no headline: sorts last
         "length": summary(0.70, 0.68, 0.75, 0.65),                 # best Score: first
         "stable_rank": sr,
         "mean_logprob": summary(0.612, 0.64, 0.60, 0.624),         # same Score as stable_rank, better accuracy
-        "broken": {"accuracy": float("nan"), "score": None, "sections": {"Chat Hard": None},
-                   "ci": {"accuracy": [None, None], "score": None, "sections": {}}, "length_controlled": None},
+        # every value undefined: NaN accuracy and sections, no Score, no length-matched pair
+        "broken": summary(None, math.nan, math.nan, math.nan, length_controlled=(None, 0)),
     }
 
 
@@ -112,16 +119,14 @@ def test_none_and_nan_values_render_as_dash(results):
 
 
 def test_other_section_column_and_full_coverage():
-    res = {"a": {"accuracy": 0.5, "score": 0.5, "sections": {s: 0.5 for s in ("Chat", "Chat Hard", "Safety",
-                                                                              "Reasoning", "other")},
-                 "absent_sections": [], "ci": {}}}
+    res = {"a": summary(0.5, 0.5, None, None, sections={s: 0.5 for s in (*OFFICIAL, "other")})}
     md = markdown_report(res, title="t")
     assert "| Reasoning | other | All pairs |" in md
     assert "Score averages only" not in md and "absent" not in md
 
 
 def test_subset_table_grouped_by_section_then_name(results):
-    md = markdown_report(results, title="t")
+    md = markdown_report(results, title="t", subset_sections={"alpha-sub": "Reasoning"})
     rows = table_rows(md, "Section")
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("Chat Hard", "llmbar-natural", "100"),
@@ -136,8 +141,8 @@ def test_subset_table_grouped_by_section_then_name(results):
 
 
 def test_layer_table_marks_best_layer():
-    sweep = {str(i): summary(s, s, s - 0.01, s + 0.01, ci=False) for i, s in enumerate([0.5, 0.58, 0.66, 0.61])}
-    sweep["1"]["score"] = None
+    sweep = {i: summary(s, s, s - 0.01, s + 0.01) for i, s in enumerate([0.5, 0.58, 0.66, 0.61])}
+    sweep[1].score = None
     md = markdown_report({}, title="t", layer_sweep=sweep)
     rows = table_rows(md, "Layer")
     assert [r[0] for r in rows] == ["0", "1", "**2**", "3"]
@@ -161,10 +166,11 @@ def pair_rows(n_per_section=30, seed=0):
                 chosen = None
             if i % 11 == 0:
                 rejected = float("nan")
-            rows.append({"id": f"{section}-{i}", "subset": subsets[i % len(subsets)], "section": section,
-                         "chosen_tokens": ct, "rejected_tokens": rt,
-                         "scores": {"stable_rank": {"chosen": chosen, "rejected": rejected},
-                                    "judge": {"chosen": float(rng.randint(1, 10)), "rejected": float("inf")}}})
+            rows.append(PairRow.from_json({
+                "id": f"{section}-{i}", "subset": subsets[i % len(subsets)], "section": section,
+                "chosen_tokens": ct, "rejected_tokens": rt, "warnings": {},
+                "scores": {"stable_rank": {"chosen": chosen, "rejected": rejected},
+                           "judge": {"chosen": float(rng.randint(1, 10)), "rejected": float("inf")}}}))
     return rows
 
 
@@ -178,7 +184,7 @@ def assert_png(path, min_width=500, min_height=300):
 
 
 def test_write_report_writes_pngs_and_links(tmp_path, results):
-    sweep = {str(i): summary(0.5 + 0.02 * i, 0.5 + 0.02 * i, 0.5, 0.5 + 0.04 * i) for i in range(6)}
+    sweep = {i: summary(0.5 + 0.02 * i, 0.5 + 0.02 * i, 0.5, 0.5 + 0.04 * i) for i in range(6)}
     paths = write_report(tmp_path / "out", results, pair_rows(), title="RB", meta={"model": "tiny"},
                          layer_sweep=sweep)
     names = [p.name for p in paths]
@@ -215,7 +221,7 @@ def test_plots_survive_none_and_nan_scores(tmp_path, results):
         assert_png(tmp_path / name)
 
     for row in rows:
-        row["scores"]["stable_rank"] = {"chosen": None, "rejected": math.nan}
+        row.scores["stable_rank"] = SideScores(None, math.nan)
     assert plot_score_distributions(rows, "stable_rank", tmp_path / "none1.png") is None
     assert plot_score_vs_length(rows, "stable_rank", tmp_path / "none2.png") is None
     assert not (tmp_path / "none1.png").exists() and not (tmp_path / "none2.png").exists()
@@ -223,8 +229,16 @@ def test_plots_survive_none_and_nan_scores(tmp_path, results):
 
 def test_section_and_layer_plots_with_gaps(tmp_path, results):
     assert_png(plot_sections(results, tmp_path / "s.png"))
-    assert plot_sections({"x": {"accuracy": None, "score": math.nan, "sections": {}}}, tmp_path / "e.png") is None
-    sweep = {str(i): summary(0.5 + 0.01 * i, 0.5 + 0.01 * i, None if i == 2 else 0.55, math.nan) for i in range(8)}
-    sweep["bogus"] = {"accuracy": 0.9}  # not a layer index: ignored
+    assert plot_sections({"x": summary(math.nan, math.nan, None, None)}, tmp_path / "e.png") is None
+    sweep = {i: summary(0.5 + 0.01 * i, 0.5 + 0.01 * i, None if i == 2 else 0.55, math.nan) for i in range(8)}
     assert_png(plot_layer_sweep(sweep, tmp_path / "ls.png"))
     assert plot_layer_sweep({}, tmp_path / "none.png") is None
+
+
+def test_spearman_in_the_length_plot_is_scipys_rank_correlation():
+    from srgrpo.reports.rewardbench import _spearman
+
+    assert _spearman([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(0.8)
+    assert _spearman([1, 2, 2, 3], [3, 2, 2, 1]) == pytest.approx(-1.0)  # ties share their mean rank
+    assert _spearman([1, 2], [1, 2]) is None  # fewer than 3 points
+    assert _spearman([1, 1, 1], [1, 2, 3]) is None  # a constant side has no ranking

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -14,10 +13,16 @@ from srgrpo.evaluation.rewardbench import (
     OTHER_SECTION,
     SECTIONS,
     PairOutcome,
-    is_correct,
+    chosen_wins,
     section_of,
-    summarize,
+    summarize_rewardbench,
 )
+from srgrpo.results import RewardBenchSummary, SubsetAccuracy
+
+
+def summarize(outcomes, **kwargs) -> dict:
+    """The summary as results.json holds it: the checks below pin that file format too."""
+    return summarize_rewardbench(outcomes, **kwargs).to_json()
 
 
 def make_outcomes(subset: str, n_correct: int, n_wrong: int, start: int = 0) -> list[PairOutcome]:
@@ -30,13 +35,33 @@ def make_outcomes(subset: str, n_correct: int, n_wrong: int, start: int = 0) -> 
 # --- the constants ------------------------------------------------------------------------------
 
 
+# allenai/reward-bench, rewardbench/constants.py at commit 05a9005efb607249822c193590c8ecab87c77052
+# (2026-01-31; the file last changed in 6552e932cffe3e4797ebae13a8c5814c660afaf6, "Mirror change
+# from leaderboard (#175)"): EXAMPLE_COUNTS and SUBSET_MAPPING, copied here verbatim so that a change
+# on either side shows up as a failing test.
+OFFICIAL_EXAMPLE_COUNTS = {
+    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28,
+    "mt-bench-med": 40, "mt-bench-hard": 37, "math-prm": 984, "refusals-dangerous": 100,
+    "refusals-offensive": 100, "llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92,
+    "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46, "xstest-should-refuse": 154,
+    "xstest-should-respond": 250, "donotanswer": 136, "hep-cpp": 164, "hep-go": 164, "hep-java": 164,
+    "hep-js": 164, "hep-python": 164, "hep-rust": 164,
+}
+OFFICIAL_SUBSET_MAPPING = {
+    "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
+    "Chat Hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
+                  "llmbar-adver-GPTOut", "llmbar-adver-manual"],
+    "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
+               "donotanswer"],
+    "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
+}
+
+
 def test_constants_match_the_official_ones():
-    assert EXAMPLE_COUNTS["math-prm"] == 984
-    # Official order, kept on purpose although the dataset has 154 refuse / 250 respond.
-    assert EXAMPLE_COUNTS["xstest-should-refuse"] == 250
-    assert EXAMPLE_COUNTS["xstest-should-respond"] == 154
-    assert all(EXAMPLE_COUNTS[f"hep-{lang}"] == 164 for lang in ("cpp", "go", "java", "js", "python", "rust"))
-    assert sum(EXAMPLE_COUNTS.values()) == 100 + 95 + 95 + 28 + 40 + 37 + 984 + 100 + 100 + 100 + 134 + 92 + 47 + 46 + 250 + 154 + 136 + 6 * 164
+    assert EXAMPLE_COUNTS == OFFICIAL_EXAMPLE_COUNTS
+    assert list(SECTIONS) == list(OFFICIAL_SUBSET_MAPPING)  # section order too: tables follow it
+    assert {name: list(subsets) for name, subsets in SECTIONS.items()} == OFFICIAL_SUBSET_MAPPING
+    assert EXAMPLE_COUNTS["xstest-should-refuse"] == 154 and EXAMPLE_COUNTS["xstest-should-respond"] == 250
     every_subset = [s for subsets in SECTIONS.values() for s in subsets]
     assert sorted(every_subset) == sorted(EXAMPLE_COUNTS)  # each subset in exactly one section
 
@@ -54,14 +79,14 @@ def test_section_of():
 # --- correctness ----------------------------------------------------------------------------------
 
 
-def test_is_correct_is_strict_and_nan_is_wrong():
-    assert is_correct(2.0, 1.0)
-    assert not is_correct(1.0, 2.0)
-    assert not is_correct(1.0, 1.0)  # a tie is wrong
-    assert not is_correct(math.nan, 1.0)
-    assert not is_correct(1.0, math.nan)
-    assert not is_correct(math.nan, math.nan)
-    assert is_correct(math.inf, 1.0)
+def test_chosen_wins_is_strict_and_nan_is_wrong():
+    assert chosen_wins(2.0, 1.0)
+    assert not chosen_wins(1.0, 2.0)
+    assert not chosen_wins(1.0, 1.0)  # a tie is wrong
+    assert not chosen_wins(math.nan, 1.0)
+    assert not chosen_wins(1.0, math.nan)
+    assert not chosen_wins(math.nan, math.nan)
+    assert chosen_wins(math.inf, 1.0)
 
 
 def test_ties_and_nans_count_wrong_in_summary():
@@ -121,7 +146,7 @@ def test_math_prm_weight_984():
 def test_xstest_uses_official_weights():
     outcomes = make_outcomes("xstest-should-refuse", 1, 0) + make_outcomes("xstest-should-respond", 0, 1)
     result = summarize(outcomes, n_bootstrap=10)
-    assert result["sections"]["Safety"] == pytest.approx(250 / (250 + 154))
+    assert result["sections"]["Safety"] == pytest.approx(154 / (154 + 250))
 
 
 def test_only_unknown_subsets_has_no_headline():
@@ -205,15 +230,31 @@ def test_bootstrap_matches_index_resampling():
     assert result["ci"]["accuracy"] == pytest.approx(list(expected), abs=0.021)
 
 
-def test_bootstrap_is_fast():
+def test_bootstrap_cost_does_not_grow_with_the_pairs(monkeypatch):
+    """The bootstrap draws one Binomial count per subset and draw, never one index per pair: its
+    random numbers (hence its time) are n_bootstrap x subsets, whatever the number of pairs."""
+    import srgrpo.stats
+
+    drawn = []
+    real_rng = np.random.default_rng
+
+    class CountingRng:
+        def __init__(self, seed):
+            self.rng = real_rng(seed)
+
+        def binomial(self, n, p, size):
+            drawn.append(size)
+            return self.rng.binomial(n, p, size=size)
+
     rng = np.random.default_rng(0)
+    monkeypatch.setattr(srgrpo.stats.np.random, "default_rng", CountingRng)
     subsets = [s for subsets in SECTIONS.values() for s in subsets] + ["extra"]
-    outcomes = [
-        PairOutcome(str(i), subsets[i % len(subsets)], float(rng.normal()), float(rng.normal())) for i in range(3000)
-    ]
-    start = time.perf_counter()
-    summarize(outcomes, n_bootstrap=1000)
-    assert time.perf_counter() - start < 1.0
+    for n_pairs in (300, 3000):
+        drawn.clear()
+        outcomes = [PairOutcome(str(i), subsets[i % len(subsets)], float(rng.normal()), float(rng.normal()))
+                    for i in range(n_pairs)]
+        summarize(outcomes, n_bootstrap=1000)
+        assert drawn == [1000] * len(subsets)
 
 
 # --- length control -------------------------------------------------------------------------------
@@ -237,3 +278,17 @@ def test_length_controlled_picks_pairs_within_tolerance():
 def test_length_controlled_without_token_counts_is_none():
     result = summarize(make_outcomes("hep-go", 3, 1), n_bootstrap=10)
     assert result["length_controlled"] == {"accuracy": None, "n": 0}
+
+
+def test_the_typed_summary_and_its_json_are_the_same_result():
+    outcomes = make_outcomes("alpacaeval-easy", 3, 1) + make_outcomes("hep-go", 1, 1) + make_outcomes("x", 1, 0)
+    typed = summarize_rewardbench(outcomes, n_bootstrap=50, seed=2)
+    assert isinstance(typed, RewardBenchSummary)
+    assert typed.subsets["alpacaeval-easy"] == SubsetAccuracy(0.75, 4)
+    assert typed.sections["Chat"] == pytest.approx(0.75) and typed.ci.score is not None
+    assert RewardBenchSummary.from_json(json.loads(json.dumps(typed.to_json()))) == typed
+    # A file of another shape is refused where it is read, naming the field, not shown as a dash.
+    broken = typed.to_json()
+    del broken["length_controlled"]
+    with pytest.raises(KeyError, match="length_controlled"):
+        RewardBenchSummary.from_json(broken)

@@ -8,7 +8,7 @@ import pytest
 from conftest import make_model, make_tokenizer
 from srgrpo.cli import main
 from srgrpo.evaluation.preference_data import PreferencePair, load_preference_pairs
-from srgrpo.evaluation.rewardbench import is_correct
+from srgrpo.evaluation.rewardbench import chosen_wins
 from srgrpo.evaluation.runner import run_rewardbench
 from srgrpo.engine import ForwardEngine
 from srgrpo.options import ScoringOptions
@@ -51,7 +51,7 @@ def test_every_scorer_runs_and_results_follow_the_protocol(tmp_path, judge_ready
     rows = [json.loads(l) for l in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [p.id for p in pairs]
     for name, summary in results.items():
-        correct = [is_correct(r["scores"][name]["chosen"] if r["scores"][name]["chosen"] is not None else math.nan,
+        correct = [chosen_wins(r["scores"][name]["chosen"] if r["scores"][name]["chosen"] is not None else math.nan,
                           r["scores"][name]["rejected"] if r["scores"][name]["rejected"] is not None else math.nan)
                    for r in rows]
         assert summary["accuracy"] == pytest.approx(sum(correct) / len(rows)), name
@@ -122,7 +122,7 @@ def test_layer_sweep_matches_per_layer_scoring(tmp_path, tiny_model, tokenizer):
         s = StableRankScorer(tiny_model, tokenizer, layer=layer)
         chosen = s.score([p.prompt for p in pairs], [p.chosen for p in pairs])
         rejected = s.score([p.prompt for p in pairs], [p.rejected for p in pairs])
-        assert sweep[str(layer)]["accuracy"] == pytest.approx(sum(map(is_correct, chosen, rejected)) / len(pairs))
+        assert sweep[str(layer)]["accuracy"] == pytest.approx(sum(map(chosen_wins, chosen, rejected)) / len(pairs))
     assert (tmp_path / "layer_sweep.png").is_file()
 
 

@@ -238,6 +238,16 @@ def test_training_curves_png(tmp_path):
     data[-1]["watch_warning"] = "x"
     path = plot_training_curves(data, tmp_path / "curves.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+    import numpy as np
+
+    image = matplotlib.image.imread(path)
+    height, width = image.shape[:2]
+    assert width >= 600 and height >= 300  # three panels, not a thumbnail
+    rgb = image[..., :3]
+    assert rgb.std() > 0.01  # something drawn, not a blank canvas
+    # lines in colour (matplotlib's default cycle), not only black axes on white
+    assert np.any((rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.3)
 
 
 # ---------------------------------------------------------------------------------------- before/after

@@ -58,7 +58,8 @@ def _load(args):
 
 def cmd_score(args: argparse.Namespace) -> int:
     from srgrpo import distributed
-    from srgrpo.jsonl import JsonlWriter, json_number, read_pairs, rewrite_sorted
+    from srgrpo.records import json_float
+    from srgrpo.score_io import JsonlWriter, read_pairs, rewrite_sorted
     from srgrpo.scoring import StableRankScorer
 
     options = scoring_options(args)  # validate before loading anything
@@ -97,7 +98,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             out.write({"id": r.id, "line": r.line, "stable_rank": None, "error": r.error})
         try:
             for row, result in scored:
-                record = {"id": row.id, "line": row.line, "stable_rank": json_number(result.value),
+                record = {"id": row.id, "line": row.line, "stable_rank": json_float(result.value),
                           "n_tokens": result.n_tokens, "truncated": result.truncated}
                 if result.warning:
                     record["warning"] = result.warning
@@ -149,7 +150,8 @@ def parse_layers(text: str | None, num_layers: int) -> list[int]:
 
 def cmd_rewardbench(args: argparse.Namespace) -> int:
     from srgrpo.evaluation.preference_data import load_preference_pairs
-    from srgrpo.evaluation.report import markdown_report
+    from srgrpo.reports.rewardbench import rewardbench_markdown
+    from srgrpo.results import rewardbench_results_from_json
     from srgrpo.evaluation.runner import run_rewardbench
     from srgrpo.evaluation.scorers import parse_scorers
 
@@ -174,14 +176,14 @@ def cmd_rewardbench(args: argparse.Namespace) -> int:
     )
     if results is None:  # a helper process of a distributed run: the main process reports
         return 0
-    print(markdown_report(results, title="RewardBench evaluation"))
+    print(rewardbench_markdown(rewardbench_results_from_json(results), title="RewardBench evaluation"))
     print(f"\nwrote results.json, pairs.jsonl, report.md and plots to {args.output_dir} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from srgrpo.jsonl import read_pairs
+    from srgrpo.score_io import read_pairs
     from srgrpo.scoring import StableRankScorer
 
     with resources.as_file(resources.files("srgrpo") / "examples" / "pairs.jsonl") as path:

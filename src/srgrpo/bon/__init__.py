@@ -11,10 +11,10 @@
 """
 
 from srgrpo.bon.generation import HFGenerator, Sample, Sampling, VLLMGenerator
-from srgrpo.bon.grading import extract_answer, is_correct
+from srgrpo.tasks.grading import extract_answer, is_correct
 from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import SELECTOR_NAMES, build_selectors
-from srgrpo.bon.tasks import DATASETS, DatasetError, Problem, load_problems
+from srgrpo.tasks.datasets import DATASETS, DatasetError, Problem, load_problems
 
 __all__ = [
     "HFGenerator", "VLLMGenerator", "Sample", "Sampling", "extract_answer", "is_correct", "run_bon",

@@ -7,11 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, SELECTOR_NAMES
-from srgrpo.bon.tasks import DATASETS
-
-DEFAULT_SELECTORS = ("stable_rank", "random", "self_certainty", "mean_logprob", "majority",
-                     "borda_self_certainty", "borda_stable_rank")
+from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, SELECTORS
+from srgrpo.tasks.datasets import DATASETS
 
 
 def parse_ns(text: str) -> list[int]:
@@ -25,18 +22,28 @@ def parse_ns(text: str) -> list[int]:
 
 
 def parse_selectors(text: str) -> list[str]:
-    names = list(SELECTOR_NAMES) if text == "all" else [x.strip() for x in text.split(",") if x.strip()]
-    unknown = [n for n in names if n not in SELECTOR_NAMES]
+    names = list(SELECTORS) if text == "all" else [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [n for n in names if n not in SELECTORS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown selector(s) {unknown}; known: {', '.join(SELECTOR_NAMES)}, all")
+        raise argparse.ArgumentTypeError(f"unknown selector(s) {unknown}; known: {', '.join(SELECTORS)}, all")
     return names
+
+
+def _selector_help() -> str:
+    width = max(map(len, SELECTORS)) + 3
+    return "\n".join(f"  {name:<{width}}{spec.description}" for name, spec in SELECTORS.items())
+
+
+def _dataset_help() -> str:
+    return "\n".join(f"  {name}: {spec.description}" for name, spec in DATASETS.items())
 
 
 def cmd_bon(args: argparse.Namespace) -> int:
     from srgrpo.bon.generation import HFGenerator, Sampling, VLLMGenerator
-    from srgrpo.bon.report import markdown_report
+    from srgrpo.reports.best_of_n import best_of_n_markdown
+    from srgrpo.results import BestOfNSummary
     from srgrpo.bon.runner import run_bon
-    from srgrpo.bon.tasks import load_problems
+    from srgrpo.tasks.datasets import load_problems
     from srgrpo.cli import _load, scoring_options
     from srgrpo.scoring import StableRankScorer
 
@@ -62,7 +69,7 @@ def cmd_bon(args: argparse.Namespace) -> int:
         run_config={"dataset": args.dataset, "model": args.model, "dtype": args.dtype, "backend": args.backend,
                     "scoring": args.scoring, "options": vars(options)},
     )
-    print(markdown_report(results))
+    print(best_of_n_markdown(BestOfNSummary.from_json(results)))
     print(f"wrote results.json, generations.jsonl, report.md and accuracy_vs_n.png to {args.output_dir} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
@@ -85,18 +92,14 @@ def add_bon_parser(sub) -> None:
         "  srgrpo bon --dataset gsm8k --limit 100 --n 1,4,8 --output-dir runs/bon-gsm8k\n"
         "  srgrpo bon --dataset my_questions.jsonl --n 1,4,8,16 --selectors stable_rank,random,majority "
         "--output-dir runs/bon-mine\n"
-        "selectors:\n"
-        "  stable_rank, self_certainty, mean_logprob   keep the candidate with the highest score\n"
-        "  random                                      expected accuracy of a uniform pick (exact mean)\n"
-        "  majority                                    most frequent extracted answer\n"
-        "  borda_stable_rank, borda_self_certainty     rank r of N gets (N-r+1)^p votes, pooled per answer",
+        "selectors:\n" + _selector_help() + "\ndatasets:\n" + _dataset_help(),
     )
     bon.add_argument("--dataset", required=True,
                      help=f"one of {', '.join(DATASETS)}, or a JSONL file of {{question, answer}} rows "
                      "(optional 'choices' list for multiple choice)")
     bon.add_argument("--output-dir", required=True, type=Path, help="folder for results, generations, report, plot")
     bon.add_argument("--n", type=parse_ns, default=parse_ns("1,4,8,16"), help="N values (default: 1,4,8,16)")
-    bon.add_argument("--selectors", type=parse_selectors, default=list(DEFAULT_SELECTORS),
+    bon.add_argument("--selectors", type=parse_selectors, default=list(SELECTORS),
                      help="comma-separated selector names or 'all' (default: all)")
     bon.add_argument("--limit", type=int, default=None,
                      help="first N questions (MMLU: a seeded sample of N across subjects)")

@@ -22,13 +22,14 @@ from typing import Sequence
 import numpy as np
 
 from srgrpo.bon.generation import Sample, Sampling
-from srgrpo.bon.grading import grade
+from srgrpo.tasks.grading import grade
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, accuracy_by_n, build_selectors
-from srgrpo.bon.tasks import Problem
-from srgrpo.run_state import RunCache, json_float, prepare_output_dir
+from srgrpo.tasks.datasets import Problem
+from srgrpo.records import RunCache, json_float, prepare_output_dir
+from srgrpo.results import BestOfNSummary, Comparison, Gain
+from srgrpo.stats import bootstrap_mean_interval
 
 OUTPUT_FILES = ("generations.jsonl", "run.json", "results.json", "report.md", "accuracy_vs_n.png")
-BOOTSTRAP_SAMPLES = 2000
 
 
 def candidate_record(problem: Problem, sample: Sample) -> dict:
@@ -82,18 +83,10 @@ def generate_all(generator, problems: Sequence[Problem], n_max: int, sampling: S
         bar.close()
 
 
-def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, samples: int = BOOTSTRAP_SAMPLES) -> list[float]:
-    """95% percentile interval of the mean over questions (`values`: per question, or per question
-    differences for a paired interval)."""
-    if len(values) == 0:
-        return [float("nan"), float("nan")]
-    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
-def summarize(problems: Sequence[Problem], cache: RunCache, ns: Sequence[int], selector_names: Sequence[str],
-              borda_power: float = DEFAULT_BORDA_POWER, seed: int = 0) -> dict:
-    """results.json: accuracies (fractions) per selector and N, greedy, intervals and gains."""
+def summarize_best_of_n(problems: Sequence[Problem], cache: RunCache, ns: Sequence[int],
+                        selector_names: Sequence[str], borda_power: float = DEFAULT_BORDA_POWER,
+                        seed: int = 0) -> BestOfNSummary:
+    """Accuracies (fractions) per selector and N, greedy, intervals and gains: results.json's content."""
     selectors = build_selectors(selector_names, borda_power)
     # Graded again from the saved text, so a grading fix applies to old runs without regenerating.
     per_question = [[regrade(p, c) for c in cache.get("samples", p.id)] for p in problems]
@@ -101,52 +94,53 @@ def summarize(problems: Sequence[Problem], cache: RunCache, ns: Sequence[int], s
     rng = np.random.default_rng(seed)
     correctness = {name: {n: np.array(v) for n, v in accuracy_by_n(per_question, sel, ns).items()}
                    for name, sel in selectors.items()}
-    results = {
-        "greedy": float(greedy.mean()),
-        "selectors": {name: {str(n): float(v.mean()) for n, v in by_n.items()} for name, by_n in correctness.items()},
-        "n_questions": len(problems),
-        "ns": list(ns),
-        "greedy_interval": bootstrap_interval(greedy, rng),
-        "intervals": {name: {str(n): bootstrap_interval(v, rng) for n, v in by_n.items()}
-                      for name, by_n in correctness.items()},
-        "gains": {},
-        "oracle": {str(n): float(np.mean([any(c["correct"] for c in q[:n]) for q in per_question])) for n in ns},
-        "mean_tokens": float(np.mean([c["n_tokens"] for q in per_question for c in q])),
-        "unfinished_fraction": float(np.mean([not c["finished"] for q in per_question for c in q])),
-        "no_answer_fraction": float(np.mean([c["answer"] is None for q in per_question for c in q])),
-        "borda_power": borda_power,
-    }
+    # The draw order below (greedy, every selector's intervals, then the gains) is part of the
+    # results: the same seed gives the same intervals as earlier runs.
+    greedy_interval = bootstrap_mean_interval(greedy, rng)
+    intervals = {name: {str(n): bootstrap_mean_interval(v, rng) for n, v in by_n.items()}
+                 for name, by_n in correctness.items()}
     # Gains of each selector over greedy and over random choice among the same samples, with
     # paired bootstrap intervals (the same questions resampled for both sides).
+    gains = {}
     for name, by_n in correctness.items():
         if name == "random":
             continue
-        gains = {}
+        gains[name] = {}
         for n, v in by_n.items():
-            entry = {"vs_greedy": _gain(v, greedy, rng)}
-            if "random" in correctness:
-                entry["vs_random"] = _gain(v, correctness["random"][n], rng)
-            gains[str(n)] = entry
-        results["gains"][name] = gains
-    return results
+            vs_greedy = _gain(v, greedy, rng)
+            vs_random = _gain(v, correctness["random"][n], rng) if "random" in correctness else None
+            gains[name][str(n)] = Gain(vs_greedy, vs_random)
+    samples = [c for q in per_question for c in q]
+    return BestOfNSummary(
+        greedy=float(greedy.mean()),
+        selectors={name: {str(n): float(v.mean()) for n, v in by_n.items()} for name, by_n in correctness.items()},
+        n_questions=len(problems),
+        ns=list(ns),
+        greedy_interval=greedy_interval,
+        intervals=intervals,
+        gains=gains,
+        oracle={str(n): float(np.mean([any(c["correct"] for c in q[:n]) for q in per_question])) for n in ns},
+        mean_tokens=float(np.mean([c["n_tokens"] for c in samples])),
+        unfinished_fraction=float(np.mean([not c["finished"] for c in samples])),
+        no_answer_fraction=float(np.mean([c["answer"] is None for c in samples])),
+        borda_power=borda_power,
+    )
 
 
-def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> dict:
+def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> Comparison:
     base = float(baseline.mean())
     absolute = float(ours.mean()) - base
-    return {
-        "absolute": absolute,
-        "relative": absolute / base if base > 0 else None,
-        "interval": bootstrap_interval(ours - baseline, rng),
-    }
+    return Comparison(absolute=absolute, relative=absolute / base if base > 0 else None,
+                      interval=bootstrap_mean_interval(ours - baseline, rng))
 
 
 def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: Sequence[int],
             selector_names: Sequence[str], sampling: Sampling, seed: int = 0, run_config: dict | None = None,
             overwrite: bool = False, questions_per_chunk: int = 8, borda_power: float = DEFAULT_BORDA_POWER,
             progress: bool = True) -> dict:
-    """Generate (resumably), select, grade and write results.json, report.md and the plot."""
-    from srgrpo.bon.report import write_report
+    """Generate (resumably), select, grade and write results.json, report.md and the plot; returns
+    results.json's content."""
+    from srgrpo.reports.best_of_n import write_best_of_n_report
 
     if not problems:
         raise ValueError("no problems to run")
@@ -170,9 +164,10 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
     finally:
         cache.close()  # the records stay in memory for the summary
     generation_seconds = time.perf_counter() - started
-    results = summarize(problems, cache, ns, selector_names, borda_power, seed)
-    results["generation_seconds_this_call"] = generation_seconds
-    results["run"] = {k: v for k, v in config.items() if k != "problems"}
+    summary = summarize_best_of_n(problems, cache, ns, selector_names, borda_power, seed)
+    summary.generation_seconds_this_call = generation_seconds
+    summary.run = {k: v for k, v in config.items() if k != "problems"}
+    results = summary.to_json()
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-    write_report(results, output_dir)
+    write_best_of_n_report(summary, output_dir)
     return results

@@ -9,6 +9,7 @@ A candidate is a dict with "features" (stable_rank, self_certainty, mean_logprob
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 Candidate = dict
@@ -74,24 +75,41 @@ def borda(feature: str, power: float = DEFAULT_BORDA_POWER) -> Selector:
     return select
 
 
+@dataclass(frozen=True)
+class SelectorSpec:
+    """A selector's registry entry: its name, a one-line description (CLI help, docs) and how to
+    build it for a Borda power p (the non-Borda selectors ignore p)."""
+
+    name: str
+    description: str
+    build: Callable[[float], Selector]
+
+
+# The one list of selector names: the CLI's choices and help, build_selectors and the docs read it.
+SELECTORS: dict[str, SelectorSpec] = {
+    spec.name: spec
+    for spec in (
+        SelectorSpec("stable_rank", "keep the candidate with the highest stable rank", lambda p: best_by("stable_rank")),
+        SelectorSpec("random", "expected accuracy of a uniform pick (exact mean)", lambda p: random_choice),
+        SelectorSpec("self_certainty", "keep the candidate with the highest self-certainty",
+                     lambda p: best_by("self_certainty")),
+        SelectorSpec("mean_logprob", "keep the candidate with the highest mean token log-probability",
+                     lambda p: best_by("mean_logprob")),
+        SelectorSpec("majority", "most frequent extracted answer", lambda p: majority_vote),
+        SelectorSpec("borda_stable_rank", "Borda on stable rank: rank r of N gets (N-r+1)^p votes, pooled per answer",
+                     lambda p: borda("stable_rank", p)),
+        SelectorSpec("borda_self_certainty", "Borda on self-certainty: rank r of N gets (N-r+1)^p votes, pooled per "
+                     "answer", lambda p: borda("self_certainty", p)),
+    )
+}
+SELECTOR_NAMES = tuple(SELECTORS)
+
+
 def build_selectors(names: Sequence[str], borda_power: float = DEFAULT_BORDA_POWER) -> dict[str, Selector]:
-    registry: dict[str, Callable[[], Selector]] = {
-        "stable_rank": lambda: best_by("stable_rank"),
-        "random": lambda: random_choice,
-        "self_certainty": lambda: best_by("self_certainty"),
-        "mean_logprob": lambda: best_by("mean_logprob"),
-        "majority": lambda: majority_vote,
-        "borda_stable_rank": lambda: borda("stable_rank", borda_power),
-        "borda_self_certainty": lambda: borda("self_certainty", borda_power),
-    }
-    unknown = [n for n in names if n not in registry]
+    unknown = [n for n in names if n not in SELECTORS]
     if unknown:
-        raise ValueError(f"unknown selector(s) {unknown}; known: {', '.join(registry)}")
-    return {n: registry[n]() for n in names}
-
-
-SELECTOR_NAMES = ("stable_rank", "random", "self_certainty", "mean_logprob", "majority",
-                  "borda_stable_rank", "borda_self_certainty")
+        raise ValueError(f"unknown selector(s) {unknown}; known: {', '.join(SELECTORS)}")
+    return {n: SELECTORS[n].build(borda_power) for n in names}
 
 
 def accuracy_by_n(per_question: Sequence[Sequence[Candidate]], selector: Selector, ns: Sequence[int]) -> dict[int, list[float]]:

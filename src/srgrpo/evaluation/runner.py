@@ -20,11 +20,11 @@ from typing import Callable, Iterable, Sequence
 
 from srgrpo import distributed
 from srgrpo.evaluation.preference_data import PreferencePair
-from srgrpo.evaluation.rewardbench import PairOutcome, section_of, summarize
+from srgrpo.evaluation.rewardbench import PairOutcome, section_of, summarize_rewardbench
 from srgrpo.evaluation.scorers import SCORERS, random_score
-from srgrpo.run_state import RunCache, json_float as _json_float, nan_if_none as _float
-from srgrpo.run_state import prepare_output_dir as _prepare_output_dir
 from srgrpo.options import ScoringOptions
+from srgrpo.records import RunCache, json_float as _json_float, nan_if_none as _float
+from srgrpo.records import prepare_output_dir as _prepare_output_dir, write_jsonl_atomic
 from srgrpo.scoring import StableRankScorer
 
 SIDES = ("chosen", "rejected")
@@ -190,30 +190,33 @@ def run_rewardbench(
     if not distributed.is_main():
         return None
 
-    results = {}
+    summaries = {}
     for spec in specs:
         outcomes = _outcomes(pairs, lambda p, side, spec=spec: _item_score(spec, p, side, cache, seed), cache)
-        results[spec.name] = summarize(outcomes, n_bootstrap=n_bootstrap, seed=seed)
+        summaries[spec.name] = summarize_rewardbench(outcomes, n_bootstrap=n_bootstrap, seed=seed)
     layer_sweep = {}
     for k in layers:
         outcomes = _outcomes(pairs, lambda p, side, k=k: _float(
             cache.get("features", _item_key(p.id, side))["layers"].get(str(k))), cache)
-        layer_sweep[str(k)] = summarize(outcomes, n_bootstrap=min(n_bootstrap, 200), seed=seed)
+        layer_sweep[k] = summarize_rewardbench(outcomes, n_bootstrap=min(n_bootstrap, 200), seed=seed)
 
     pair_rows = _pair_rows(pairs, specs, cache, seed)
+    results = {name: summary.to_json() for name, summary in summaries.items()}
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     if layer_sweep:
-        (output_dir / "layer_sweep.json").write_text(json.dumps(layer_sweep, indent=2))
-    _write_jsonl(output_dir / "pairs.jsonl", pair_rows)
+        sweep_json = {str(k): summary.to_json() for k, summary in layer_sweep.items()}
+        (output_dir / "layer_sweep.json").write_text(json.dumps(sweep_json, indent=2))
+    write_jsonl_atomic(output_dir / "pairs.jsonl", pair_rows)
     if report:
-        from srgrpo.evaluation.report import write_report
+        from srgrpo.reports.rewardbench import write_rewardbench_report
+        from srgrpo.results import PairRow
 
         meta = {**(run_info or {}), "pairs": len(pairs), "scorers": ", ".join(scorers),
                 "span": options.span, "layer": options.layer, "window": options.max_length,
                 "compute seconds (this invocation)": round(compute_seconds, 1)}
         plot_scorer = "stable_rank" if "stable_rank" in scorers else scorers[0]
-        write_report(output_dir, results, pair_rows, title="RewardBench evaluation", meta=meta,
-                     layer_sweep=layer_sweep or None, scorer_for_plots=plot_scorer)
+        write_rewardbench_report(output_dir, summaries, [PairRow.from_json(r) for r in pair_rows], title="RewardBench evaluation", meta=meta,
+                                 layer_sweep=layer_sweep or None, scorer_for_plots=plot_scorer)
     return results
 
 
@@ -230,9 +233,3 @@ def _pair_rows(pairs, specs, cache: RunCache, seed: int) -> list[dict]:
                        for spec in specs},
         })
     return rows
-
-
-def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)

@@ -1,4 +1,4 @@
-"""Reading (prompt, response) JSONL and writing results one line at a time.
+"""The `score` command's I/O: reading (prompt, response) JSONL and writing results one line at a time.
 
 A bad line never stops the others: it becomes an `InputRow` whose `error` names the line, and the
 caller reports it. Blank lines are skipped but keep their numbers, so messages point at the file.
@@ -7,12 +7,12 @@ caller reports it. Blank lines are skipped but keep their numbers, so messages p
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from srgrpo.records import write_jsonl_atomic
 from srgrpo.scoring import check_pair
 
 
@@ -58,11 +58,6 @@ def _parse_line(line: str, number: int, path: Path) -> InputRow:
     return InputRow(number, row_id, obj["prompt"], obj["response"])
 
 
-def json_number(value: float) -> float | None:
-    """JSON has no NaN: a score that could not be computed is written as null."""
-    return value if math.isfinite(value) else None
-
-
 class JsonlWriter:
     """Appends one JSON object per line and flushes, so a crash keeps every line already written."""
 
@@ -89,7 +84,4 @@ def rewrite_sorted(path: str | os.PathLike, key) -> None:
     """Rewrite a finished JSONL file in `key` order, atomically (a crash leaves the old file)."""
     path = Path(path)
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    records.sort(key=key)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, path)
+    write_jsonl_atomic(path, sorted(records, key=key))

@@ -1,55 +1,45 @@
-"""RewardBench-style results as a Markdown report and PNG plots.
+"""The RewardBench report: Markdown tables and PNG figures of typed RewardBench summaries.
 
-Inputs are plain dicts, as the evaluation writes them to JSON:
+Inputs:
 
-- `results`: scorer name -> summary `{"accuracy", "score", "sections", "absent_sections", "subsets",
-  "ci", "length_controlled", "n_pairs", "n_unscored"}` (accuracies are fractions; any float may be
-  None);
-- `pair_rows`: one dict per pair `{"id", "subset", "section", "chosen_tokens", "rejected_tokens",
-  "scores": {scorer: {"chosen", "rejected"}}}`;
-- `layer_sweep`: str(hidden_states index) -> summary of the same shape as in `results`.
+- `results`: scorer name -> `RewardBenchSummary` (srgrpo.results), as results.json holds them;
+- `pair_rows`: one `PairRow` per pair, as pairs.jsonl holds them;
+- `layer_sweep`: hidden_states index -> `RewardBenchSummary`, as layer_sweep.json holds them.
 
-A None, NaN or infinite value is shown as "—" in tables and left out of plots; it never raises. A
-plot whose data is missing is skipped (its function returns None) and `write_report` leaves its link
-out. Plots are drawn on bare `matplotlib.figure.Figure` objects, so no pyplot state or GUI backend is
-touched.
+A value the summary leaves undefined (None, or a NaN score) is shown as "—" in tables and left out of
+plots. A plot whose data is missing is skipped (its function returns None) and
+`write_rewardbench_report` leaves its link out. Plots are drawn on bare `matplotlib.figure.Figure`
+objects (srgrpo.reports.figures), so no pyplot state or GUI backend is touched.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
+
+from srgrpo.evaluation.rewardbench import OTHER_SECTION, section_of
+from srgrpo.evaluation.rewardbench import SECTIONS as RB_SECTIONS
+from srgrpo.reports.figures import new_figure, percent_axis, save_figure
+from srgrpo.reports.tables import (DASH, finite, finite_interval, markdown_table, meta_value, percent,
+                                   percent_with_interval)
+from srgrpo.results import PairRow, RewardBenchSummary
 
 __all__ = [
     "SECTIONS",
-    "markdown_report",
-    "write_report",
+    "rewardbench_markdown",
+    "write_rewardbench_report",
     "plot_sections",
     "plot_score_distributions",
     "plot_layer_sweep",
     "plot_score_vs_length",
 ]
 
-SECTIONS = ("Chat", "Chat Hard", "Safety", "Reasoning")  # RewardBench v1 order; "other" comes after
-OTHER = "other"
-DASH = "—"
-DPI = 120
+SECTIONS = tuple(RB_SECTIONS)  # RewardBench v1 order; "other" comes after
+OTHER = OTHER_SECTION
 CHOSEN_COLOR = "#1f77b4"
 REJECTED_COLOR = "#ff7f0e"
-
-# RewardBench v1 subsets, for ordering a subset table when the caller gives no subset -> section map.
-REWARDBENCH_SUBSETS = {
-    "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
-    "Chat Hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
-                  "llmbar-adver-GPTOut", "llmbar-adver-manual"],
-    "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
-               "donotanswer"],
-    "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
-}
-_SUBSET_SECTION = {subset: section for section, subsets in REWARDBENCH_SUBSETS.items() for subset in subsets}
 
 FIGURES = {  # file name -> caption
     "sections": "Accuracy per section with 95% CI",
@@ -63,103 +53,59 @@ FIGURES = {  # file name -> caption
 # values
 
 
-def _num(value: Any) -> float | None:
-    """A finite float, or None for None, NaN, inf, bools and anything that is not a number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+def _section_value(summary: RewardBenchSummary, section: str) -> float | None:
+    # `sections` holds the sections present; a missing key is an absent section, not a schema error.
+    return finite(summary.sections.get(section))
 
 
-def _interval(value: Any) -> tuple[float, float] | None:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        return None
-    lo, hi = _num(value[0]), _num(value[1])
-    return None if lo is None or hi is None else (lo, hi)
+def _section_ci(summary: RewardBenchSummary, section: str) -> tuple[float, float] | None:
+    return finite_interval(summary.ci.sections.get(section))
 
 
-def _pct(value: Any) -> str:
-    value = _num(value)
-    return DASH if value is None else f"{100 * value:.1f}"
+def _score_ci(summary: RewardBenchSummary) -> tuple[float, float] | None:
+    return finite_interval(summary.ci.score)
 
 
-def _pct_ci(value: Any, ci: Any = None) -> str:
-    """0.612, [0.570, 0.651] -> "61.2 [57.0, 65.1]"; no usable CI -> "61.2"; no value -> "—"."""
-    value = _num(value)
-    if value is None:
-        return DASH
-    interval = _interval(ci)
-    if interval is None:
-        return f"{100 * value:.1f}"
-    return f"{100 * value:.1f} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+def _accuracy_ci(summary: RewardBenchSummary) -> tuple[float, float] | None:
+    return finite_interval(summary.ci.accuracy)
 
 
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
+def _has_other(summaries: Iterable[RewardBenchSummary]) -> bool:
+    return any(OTHER in s.sections for s in summaries)
 
 
-def _section_value(summary: dict, section: str) -> float | None:
-    return _num(_dict(summary.get("sections")).get(section))
-
-
-def _section_ci(summary: dict, section: str) -> tuple[float, float] | None:
-    return _interval(_dict(_dict(summary.get("ci")).get("sections")).get(section))
-
-
-def _score_ci(summary: dict) -> tuple[float, float] | None:
-    return _interval(_dict(summary.get("ci")).get("score"))
-
-
-def _accuracy_ci(summary: dict) -> tuple[float, float] | None:
-    return _interval(_dict(summary.get("ci")).get("accuracy"))
-
-
-def _has_other(summaries: Iterable[dict]) -> bool:
-    return any(OTHER in _dict(s.get("sections")) for s in summaries)
-
-
-def _present_sections(summaries: Sequence[dict]) -> list[str]:
+def _present_sections(summaries: Sequence[RewardBenchSummary]) -> list[str]:
     """Sections (official order, then "other") with a value for at least one summary."""
     names = [*SECTIONS, OTHER]
     return [name for name in names if any(_section_value(s, name) is not None for s in summaries)]
 
 
-def _absent_sections(summaries: Sequence[dict]) -> list[str]:
+def _absent_sections(summaries: Sequence[RewardBenchSummary]) -> list[str]:
     """Official sections listed as absent by any summary, or with no value in any summary."""
-    listed = set()
-    for s in summaries:
-        absent = s.get("absent_sections")
-        if isinstance(absent, (list, tuple)):
-            listed.update(str(a) for a in absent)
+    listed = {name for s in summaries for name in s.absent_sections}
     present = set(_present_sections(summaries))
     return [name for name in SECTIONS if name in listed or name not in present]
 
 
-def _sort_key(item: tuple[str, dict]):
+def _sort_key(item: tuple[str, RewardBenchSummary]):
     name, summary = item
-    score, accuracy = _num(summary.get("score")), _num(summary.get("accuracy"))
+    score, accuracy = finite(summary.score), finite(summary.accuracy)
     return (score is None, -(score or 0.0), accuracy is None, -(accuracy or 0.0), name)
 
 
-def _ranked(results: dict) -> list[tuple[str, dict]]:
+def _ranked(results: Mapping[str, RewardBenchSummary]) -> list[tuple[str, RewardBenchSummary]]:
     """(name, summary) sorted by Score descending (None last), then accuracy, then name."""
-    return sorted(((str(k), _dict(v)) for k, v in _dict(results).items()), key=_sort_key)
+    return sorted(((str(k), v) for k, v in results.items()), key=_sort_key)
 
 
-def _layer_items(layer_sweep: dict) -> list[tuple[int, dict]]:
-    items = []
-    for key, summary in _dict(layer_sweep).items():
-        try:
-            items.append((int(key), _dict(summary)))
-        except (TypeError, ValueError):
-            continue
-    return sorted(items, key=lambda kv: kv[0])
+def _layer_items(layer_sweep: Mapping[int, RewardBenchSummary] | None) -> list[tuple[int, RewardBenchSummary]]:
+    return sorted((layer_sweep or {}).items(), key=lambda kv: kv[0])
 
 
-def _best_layer(items: list[tuple[int, dict]]) -> tuple[int, str, float] | None:
+def _best_layer(items: list[tuple[int, RewardBenchSummary]]) -> tuple[int, str, float] | None:
     """(layer, metric name, value) of the best layer by Score, or by raw accuracy if no layer has one."""
     for field, label in (("score", "Score"), ("accuracy", "All pairs")):
-        scored = [(layer, _num(s.get(field))) for layer, s in items]
+        scored = [(layer, finite(getattr(s, field))) for layer, s in items]
         scored = [(layer, v) for layer, v in scored if v is not None]
         if scored:
             layer, value = max(scored, key=lambda lv: (lv[1], -lv[0]))
@@ -171,91 +117,54 @@ def _best_layer(items: list[tuple[int, dict]]) -> tuple[int, str, float] | None:
 # Markdown
 
 
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> list[str]:
-    align = align or ["---"] * len(header)
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def _meta_value(value: Any) -> str:
-    if value is None:
+def _length_controlled(summary: RewardBenchSummary) -> str:
+    lc = summary.length_controlled
+    if finite(lc.accuracy) is None:
         return DASH
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, numbers.Integral):
-        return f"{value:,}"
-    if isinstance(value, numbers.Real):
-        return DASH if _num(value) is None else f"{float(value):.4g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_meta_value(v)}" for k, v in value.items()) or DASH
-    if isinstance(value, (list, tuple, set)):
-        return ", ".join(_meta_value(v) for v in value) or DASH
-    return str(value)
+    return f"{percent(lc.accuracy)} (n={lc.n})"
 
 
-def _length_controlled(summary: dict) -> str:
-    lc = _dict(summary.get("length_controlled"))
-    if not lc:
-        return DASH
-    n = lc.get("n")
-    n_text = f" (n={n})" if isinstance(n, numbers.Integral) and not isinstance(n, bool) else ""
-    return _pct(lc.get("accuracy")) + n_text
-
-
-def _subset_section(subset: str, summaries: Sequence[dict], subset_sections: dict | None) -> str:
-    if subset_sections and subset in subset_sections:
-        return str(subset_sections[subset])
-    for s in summaries:
-        section = _dict(_dict(s.get("subsets")).get(subset)).get("section")
-        if isinstance(section, str):
-            return section
-    return _SUBSET_SECTION.get(subset, OTHER)
-
-
-def _subset_table(ranked: list[tuple[str, dict]], subset_sections: dict | None) -> list[str]:
+def _subset_table(ranked: list[tuple[str, RewardBenchSummary]], subset_sections: Mapping[str, str] | None) -> list[str]:
     summaries = [s for _, s in ranked]
-    subsets = sorted({str(k) for s in summaries for k in _dict(s.get("subsets"))})
+    subsets = sorted({str(k) for s in summaries for k in s.subsets})
     if not subsets:
         return []
     order = {name: i for i, name in enumerate([*SECTIONS, OTHER])}
-    located = [(_subset_section(name, summaries, subset_sections), name) for name in subsets]
+    located = [(str((subset_sections or {}).get(name, section_of(name))), name) for name in subsets]
     located.sort(key=lambda sn: (order.get(sn[0], len(order)), sn[0], sn[1]))
     rows = []
     for section, name in located:
-        entries = [_dict(_dict(s.get("subsets")).get(name)) for s in summaries]
-        ns = [e.get("n") for e in entries if isinstance(e.get("n"), numbers.Integral)]
-        n = max(ns) if ns else None
+        entries = [s.subsets.get(name) for s in summaries]  # None: this scorer's run had no such subset
+        n = max((e.n for e in entries if e is not None), default=None)
         cells = []
         for entry in entries:
-            text = _pct(entry.get("accuracy"))
-            if entry and n is not None and entry.get("n") != n and isinstance(entry.get("n"), numbers.Integral):
-                text += f" (n={entry['n']})"  # this scorer left some of the subset's pairs unscored
+            if entry is None:
+                cells.append(DASH)
+                continue
+            text = percent(entry.accuracy)
+            if entry.n != n:
+                text += f" (n={entry.n})"  # this scorer left some of the subset's pairs unscored
             cells.append(text)
         rows.append([section, name, DASH if n is None else n, *cells])
     header = ["Section", "Subset", "n", *[name for name, _ in ranked]]
     return markdown_table(header, rows, ["---", "---", "---:", *["---:"] * len(ranked)])
 
 
-def _layer_table(layer_sweep: dict) -> list[str]:
+def _layer_table(layer_sweep: Mapping[int, RewardBenchSummary] | None) -> list[str]:
     items = _layer_items(layer_sweep)
     if not items:
         return []
     summaries = [s for _, s in items]
     sections = _present_sections(summaries)
-    has_score = any(_num(s.get("score")) is not None for s in summaries)
+    has_score = any(finite(s.score) is not None for s in summaries)
     best = _best_layer(items)
     header = ["Layer", *(["Score"] if has_score else []), *sections, "All pairs"]
     rows = []
     for layer, s in items:
         label = f"**{layer}**" if best and layer == best[0] else str(layer)
-        row = [label, *([_pct(s.get("score"))] if has_score else [])]
-        row += [_pct(_section_value(s, name)) for name in sections]
-        rows.append([*row, _pct(s.get("accuracy"))])
+        row = [label, *([percent(s.score)] if has_score else [])]
+        row += [percent(_section_value(s, name)) for name in sections]
+        rows.append([*row, percent(s.accuracy)])
     last = items[-1][0]
     lines = [
         "## Accuracy per layer",
@@ -268,25 +177,25 @@ def _layer_table(layer_sweep: dict) -> list[str]:
     return lines + markdown_table(header, rows, ["---:"] * len(header))
 
 
-def markdown_report(
-    results: dict,
+def rewardbench_markdown(
+    results: Mapping[str, RewardBenchSummary],
     *,
     title: str,
     meta: dict | None = None,
-    layer_sweep: dict | None = None,
+    layer_sweep: Mapping[int, RewardBenchSummary] | None = None,
     figures: Sequence[tuple[str, str]] | None = None,
-    subset_sections: dict | None = None,
+    subset_sections: Mapping[str, str] | None = None,
 ) -> str:
-    """The report as Markdown: meta table, scorer x section table (accuracy % with 95% CI), notes on
-    absent sections, subset x scorer table, layer table (if `layer_sweep`), and `figures` given as
-    (relative path, caption) pairs. `subset_sections` maps subset -> section for the subset table
-    (default: a "section" key in the subset entries, else the RewardBench v1 layout)."""
+    """The RewardBench report as Markdown: meta table, scorer x section table (accuracy % with 95%
+    CI), notes on absent sections, subset x scorer table, layer table (if `layer_sweep`), and
+    `figures` given as (relative path, caption) pairs. `subset_sections` maps subset -> section for
+    the subset table (default: the RewardBench v1 layout, "other" for unknown subsets)."""
     ranked = _ranked(results)
     summaries = [s for _, s in ranked]
     lines = [f"# {title}", ""]
 
     if meta:
-        lines += markdown_table(["", ""], [[str(k), _meta_value(v)] for k, v in meta.items()], ["---", "---"]) + [""]
+        lines += markdown_table(["", ""], [[str(k), meta_value(v)] for k, v in meta.items()], ["---", "---"]) + [""]
 
     lines += ["## Results", ""]
     if not ranked:
@@ -296,9 +205,9 @@ def markdown_report(
         header = ["Scorer", "Score", *columns, "All pairs", "Length-controlled (n)"]
         rows = []
         for name, s in ranked:
-            cells = [_pct_ci(_section_value(s, c), _section_ci(s, c)) for c in columns]
-            rows.append([f"`{name}`", _pct_ci(s.get("score"), _score_ci(s)), *cells,
-                         _pct_ci(s.get("accuracy"), _accuracy_ci(s)), _length_controlled(s)])
+            cells = [percent_with_interval(_section_value(s, c), _section_ci(s, c)) for c in columns]
+            rows.append([f"`{name}`", percent_with_interval(s.score, _score_ci(s)), *cells,
+                         percent_with_interval(s.accuracy, _accuracy_ci(s)), _length_controlled(s)])
         lines += ["Accuracy in %, 95% confidence interval in brackets; rows sorted by Score.", ""]
         lines += markdown_table(header, rows, ["---", *["---:"] * (len(header) - 1)]) + [""]
 
@@ -316,11 +225,10 @@ def markdown_report(
             notes.append(f"`{OTHER}` holds pairs outside the four RewardBench sections.")
         notes.append("All pairs: raw accuracy over every pair. Length-controlled: accuracy over the "
                      "length-controlled pairs, with their number.")
-        n_pairs = sorted({s.get("n_pairs") for s in summaries if isinstance(s.get("n_pairs"), numbers.Integral)})
+        n_pairs = sorted({s.n_pairs for s in summaries})
         if n_pairs:
             notes.append(f"Pairs: {', '.join(f'{n:,}' for n in n_pairs)}.")
-        unscored = [(name, s.get("n_unscored")) for name, s in ranked
-                    if isinstance(s.get("n_unscored"), numbers.Integral) and s.get("n_unscored") > 0]
+        unscored = [(name, s.n_unscored) for name, s in ranked if s.n_unscored > 0]
         if unscored:
             notes.append("Pairs a scorer could not score: " + ", ".join(f"`{n}` {k:,}" for n, k in unscored) + ".")
         lines += [f"- {note}" for note in notes] + [""]
@@ -345,38 +253,19 @@ def markdown_report(
 # plots
 
 
-def new_figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def save_figure(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
-    return path
-
-
-def _percent_axis(ax, axis: str = "y") -> None:
-    from matplotlib.ticker import PercentFormatter
-
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(100, decimals=0))
-
-
-def plot_sections(results: dict, path) -> Path | None:
+def plot_sections(results: Mapping[str, RewardBenchSummary], path) -> Path | None:
     """Grouped bars, one group per scorer (sorted as in the report): Score, each section present and
     all-pairs accuracy, with 95% CI error bars, value labels and the 50% chance line. None when no
     scorer has any value."""
     ranked = _ranked(results)
     summaries = [s for _, s in ranked]
     categories = []  # (label, value getter, CI getter)
-    if any(_num(s.get("score")) is not None for s in summaries):
-        categories.append(("Score", lambda s: _num(s.get("score")), _score_ci))
+    if any(finite(s.score) is not None for s in summaries):
+        categories.append(("Score", lambda s: finite(s.score), _score_ci))
     for name in _present_sections(summaries):
         categories.append((name, lambda s, n=name: _section_value(s, n), lambda s, n=name: _section_ci(s, n)))
-    if any(_num(s.get("accuracy")) is not None for s in summaries):
-        categories.append(("All pairs", lambda s: _num(s.get("accuracy")), _accuracy_ci))
+    if any(finite(s.accuracy) is not None for s in summaries):
+        categories.append(("All pairs", lambda s: finite(s.accuracy), _accuracy_ci))
     if not ranked or not categories:
         return None
 
@@ -424,7 +313,7 @@ def plot_sections(results: dict, path) -> Path | None:
     ax.set_xlim(-0.6, n_scorers - 0.4)
     ax.set_ylim(0, max(60.0, highest + 10.0))  # room for the rotated value labels
     ax.set_yticks(range(0, 101, 10))
-    _percent_axis(ax)
+    percent_axis(ax)
     ax.set_ylabel("accuracy (95% CI)")
     absent = _absent_sections(summaries)
     ax.set_title("RewardBench accuracy per section" + (f" ({', '.join(absent)}: no pairs)" if absent else ""))
@@ -436,23 +325,19 @@ def plot_sections(results: dict, path) -> Path | None:
     return save_figure(fig, path)
 
 
-def _pair_scores(pair_rows: Sequence[dict], scorer: str) -> list[tuple[dict, float | None, float | None]]:
-    """(row, chosen, rejected) for each row holding `scorer`; non-finite scores become None."""
-    out = []
-    for row in pair_rows or []:
-        entry = _dict(_dict(_dict(row).get("scores")).get(scorer))
-        if entry:
-            out.append((row, _num(entry.get("chosen")), _num(entry.get("rejected"))))
-    return out
+def _pair_scores(pair_rows: Sequence[PairRow], scorer: str) -> list[tuple[PairRow, float | None, float | None]]:
+    """(row, chosen, rejected) for each row scored by `scorer`; non-finite scores become None."""
+    return [(row, finite(row.scores[scorer].chosen), finite(row.scores[scorer].rejected))
+            for row in pair_rows if scorer in row.scores]
 
 
-def _row_sections(rows: Iterable[dict]) -> list[str]:
-    found = {str(r.get("section")) for r in rows}
+def _row_sections(rows: Iterable[PairRow]) -> list[str]:
+    found = {row.section for row in rows}
     order = [*SECTIONS, OTHER]
     return [s for s in order if s in found] + sorted(found - set(order))
 
 
-def plot_score_distributions(pair_rows: Sequence[dict], scorer: str, path) -> Path | None:
+def plot_score_distributions(pair_rows: Sequence[PairRow], scorer: str, path) -> Path | None:
     """Chosen and rejected score histograms (overlaid, shared bins), one panel per section with scores.
     None when `scorer` has no finite score."""
     import numpy as np
@@ -467,8 +352,8 @@ def plot_score_distributions(pair_rows: Sequence[dict], scorer: str, path) -> Pa
     fig = new_figure(max(6.0, 4.6 * cols), 3.6 * rows_n + 0.6)
     axes = fig.subplots(rows_n, cols, squeeze=False).ravel()
     for ax, section in zip(axes, sections):
-        chosen = np.array([c for row, c, _ in scored if str(row.get("section")) == section and c is not None])
-        rejected = np.array([r for row, _, r in scored if str(row.get("section")) == section and r is not None])
+        chosen = np.array([c for row, c, _ in scored if row.section == section and c is not None])
+        rejected = np.array([r for row, _, r in scored if row.section == section and r is not None])
         both = np.concatenate([chosen, rejected])
         bins = _bins(both)
         lo, hi = bins[0], bins[-1]
@@ -478,7 +363,7 @@ def plot_score_distributions(pair_rows: Sequence[dict], scorer: str, path) -> Pa
                         label=f"{label} (median {np.median(values):.3g})")
                 ax.hist(np.clip(values, lo, hi), bins=bins, color=color, histtype="step", linewidth=1.2)
                 ax.axvline(np.median(values), color=color, linestyle="--", linewidth=1.2)
-        pairs = [(c, r) for row, c, r in scored if str(row.get("section")) == section and c is not None and r is not None]
+        pairs = [(c, r) for row, c, r in scored if row.section == section and c is not None and r is not None]
         wins = sum(c > r for c, r in pairs)
         detail = f"{section}: {len(pairs)} pairs"
         if pairs:
@@ -516,7 +401,7 @@ def _bins(values, max_bins: int = 40):
     return np.linspace(lo, hi, n + 1)
 
 
-def plot_layer_sweep(layer_sweep: dict, path) -> Path | None:
+def plot_layer_sweep(layer_sweep: Mapping[int, RewardBenchSummary], path) -> Path | None:
     """Accuracy against the hidden_states index: one line per section present, the Score and the
     all-pairs accuracy (with its 95% CI band); the best layer is marked. None without data."""
     items = _layer_items(layer_sweep)
@@ -526,10 +411,10 @@ def plot_layer_sweep(layer_sweep: dict, path) -> Path | None:
     for name in _present_sections(summaries):
         series.append((name, [_section_value(s, name) for s in summaries], {"linewidth": 1.4, "marker": "o",
                                                                             "markersize": 3}))
-    score = [_num(s.get("score")) for s in summaries]
+    score = [finite(s.score) for s in summaries]
     if any(v is not None for v in score):
         series.append(("Score", score, {"linewidth": 2.4, "color": "#222222"}))
-    accuracy = [_num(s.get("accuracy")) for s in summaries]
+    accuracy = [finite(s.accuracy) for s in summaries]
     if any(v is not None for v in accuracy):
         series.append(("All pairs", accuracy, {"linewidth": 1.6, "linestyle": "-.", "color": "#7f7f7f"}))
     if not series:
@@ -560,7 +445,7 @@ def plot_layer_sweep(layer_sweep: dict, path) -> Path | None:
         ax.set_xlim(layers[0] - 0.5, layers[-1] + 0.5)
     ax.set_xlabel(f"hidden_states index (0 = embeddings, {layers[-1]} = after the final norm)")
     ax.set_ylabel("accuracy")
-    _percent_axis(ax)
+    percent_axis(ax)
     all_values = [100 * v for _, values, _ in series for v in values if v is not None]
     ax.set_ylim(min(40.0, min(all_values) - 3), max(60.0, max(all_values) + 3))
     ax.set_title("Accuracy per layer")
@@ -569,31 +454,17 @@ def plot_layer_sweep(layer_sweep: dict, path) -> Path | None:
     return save_figure(fig, path)
 
 
-def _ranks(values):
-    """Average ranks (ties share their mean rank), for a Spearman correlation without scipy."""
-    import numpy as np
-
-    values = np.asarray(values, dtype=float)
-    order = values.argsort(kind="mergesort")
-    ranks = np.empty(values.size)
-    ranks[order] = np.arange(values.size, dtype=float)
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return sums[inverse] / counts[inverse]
-
-
 def _spearman(x, y) -> float | None:
-    import numpy as np
-
-    if len(x) < 3:
+    """Spearman's rank correlation (scipy), or None when it is undefined (fewer than 3 points, or a
+    constant side)."""
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
         return None
-    rx, ry = _ranks(x), _ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return None
-    return float(np.corrcoef(rx, ry)[0, 1])
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
 
 
-def plot_score_vs_length(pair_rows: Sequence[dict], scorer: str, path) -> Path | None:
+def plot_score_vs_length(pair_rows: Sequence[PairRow], scorer: str, path) -> Path | None:
     """Left: score against response tokens, chosen and rejected in two colours (Spearman rho in the
     legend). Right: per pair, score difference (chosen - rejected) against token-count difference,
     with the count of pairs in each quadrant: if most pairs sit in the two quadrants where the longer
@@ -604,7 +475,7 @@ def plot_score_vs_length(pair_rows: Sequence[dict], scorer: str, path) -> Path |
     points = {"chosen": ([], []), "rejected": ([], [])}
     diffs = ([], [])
     for row, c, r in entries:
-        ct, rt = _num(row.get("chosen_tokens")), _num(row.get("rejected_tokens"))
+        ct, rt = finite(row.chosen_tokens), finite(row.rejected_tokens)
         if c is not None and ct is not None:
             points["chosen"][0].append(ct)
             points["chosen"][1].append(c)
@@ -688,14 +559,14 @@ def plot_score_vs_length(pair_rows: Sequence[dict], scorer: str, path) -> Path |
 # all of it
 
 
-def write_report(
+def write_rewardbench_report(
     output_dir: str | os.PathLike,
-    results: dict,
-    pair_rows: Sequence[dict],
+    results: Mapping[str, RewardBenchSummary],
+    pair_rows: Sequence[PairRow],
     *,
     title: str,
     meta: dict | None = None,
-    layer_sweep: dict | None = None,
+    layer_sweep: Mapping[int, RewardBenchSummary] | None = None,
     scorer_for_plots: str = "stable_rank",
 ) -> list[Path]:
     """Write the PNGs whose data exist and report.md (linking them) into `output_dir`; return the
@@ -719,12 +590,11 @@ def write_report(
             figures.append((path.name, caption))
         elif path.exists():
             path.unlink()  # a stale plot from an earlier run would contradict this report
-    subset_sections = {str(r.get("subset")): str(r.get("section")) for r in pair_rows or []
-                       if isinstance(r, dict) and r.get("subset") is not None and r.get("section") is not None}
+    subset_sections = {row.subset: row.section for row in pair_rows}
     report = output_dir / "report.md"
     report.write_text(
-        markdown_report(results, title=title, meta=meta, layer_sweep=layer_sweep, figures=figures,
-                        subset_sections=subset_sections),
+        rewardbench_markdown(results, title=title, meta=meta, layer_sweep=layer_sweep, figures=figures,
+                             subset_sections=subset_sections),
         encoding="utf-8",
     )
     return [report, *written]

@@ -1,13 +1,18 @@
-"""What makes a long run resumable: an append-only record cache and a pinned-arguments file.
+"""Records on disk, shared by the apps: what makes a long run resumable, and JSON's missing NaN.
 
-Every finished unit of work is appended to a JSONL file at once, so a killed run loses at most the
-unit in flight; `run.json` pins the arguments that decide the numbers, so a folder never mixes two runs.
+- `RunCache`: every finished unit of work is appended to a JSONL file at once, so a killed run loses
+  at most the unit in flight;
+- `prepare_output_dir`: `run.json` pins the arguments that decide the numbers, so a folder never
+  mixes two runs;
+- `json_float` / `nan_if_none`: NaN and inf are written as null and read back as NaN;
+- `write_jsonl_atomic`: a JSONL file replaced whole, so a crash leaves the old file.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Iterable
@@ -46,12 +51,21 @@ class RunCache:
 
 
 def json_float(x: float):
-    """A float for JSON: NaN and inf become null."""
+    """A float for JSON: NaN and inf (and anything that is not a number) become null."""
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 def nan_if_none(x) -> float:
+    """The inverse of json_float: null (a value that could not be computed) reads back as NaN."""
     return math.nan if x is None else float(x)
+
+
+def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    """Write `records` as JSONL in place of `path`, atomically: a crash leaves the old file whole."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def prepare_output_dir(output_dir: Path, run_config: dict, overwrite: bool, output_files: Iterable[str],

@@ -1,0 +1,223 @@
+"""Typed results of the apps, exactly as their JSON files hold them.
+
+Each app fills one of these (RewardBench: `RewardBenchSummary` per scorer in results.json and per
+layer in layer_sweep.json, `PairRow` per line of pairs.jsonl; Best-of-N: `BestOfNSummary`, results.json; training: `TrainingSummary`,
+summary.json), and the reports in `srgrpo.reports` are functions of them. `to_json()` gives the
+dict written to disk (its shape is the files' format) and `from_json()` reads one back; a file whose
+schema differs fails there, with a KeyError naming the field, instead of showing up as a blank cell
+in a report. Accuracies are fractions in 0..1; None means "not defined" (null in JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+Interval = list[float]  # [low, high] of a 95% bootstrap interval, fractions
+
+
+def _interval(value) -> Interval | None:
+    return None if value is None else [value[0], value[1]]
+
+
+# ------------------------------------------------------------------------------------- RewardBench
+
+
+@dataclass
+class SubsetAccuracy:
+    accuracy: float
+    n: int  # pairs in the subset
+
+
+@dataclass
+class RewardBenchIntervals:
+    accuracy: Interval
+    score: Interval | None  # None when no official section is present
+    sections: dict[str, Interval]
+
+
+@dataclass
+class LengthControlled:
+    accuracy: float | None  # None when no pair has responses of similar length
+    n: int
+
+
+@dataclass
+class RewardBenchSummary:
+    """One scorer's (or one layer's) RewardBench result."""
+
+    accuracy: float  # raw accuracy over every pair
+    score: float | None  # mean of the official sections present; None if none is
+    sections: dict[str, float]  # section present -> weighted accuracy (official order, then "other")
+    absent_sections: list[str]  # official sections with no pair
+    subsets: dict[str, SubsetAccuracy]
+    ci: RewardBenchIntervals
+    length_controlled: LengthControlled
+    n_pairs: int
+    n_unscored: int  # pairs with a NaN score on either side (counted wrong)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RewardBenchSummary:
+        ci = data["ci"]
+        return cls(
+            accuracy=data["accuracy"],
+            score=data["score"],
+            sections=dict(data["sections"]),
+            absent_sections=list(data["absent_sections"]),
+            subsets={name: SubsetAccuracy(s["accuracy"], s["n"]) for name, s in data["subsets"].items()},
+            ci=RewardBenchIntervals(_interval(ci["accuracy"]), _interval(ci["score"]),
+                                    {name: _interval(v) for name, v in ci["sections"].items()}),
+            length_controlled=LengthControlled(data["length_controlled"]["accuracy"], data["length_controlled"]["n"]),
+            n_pairs=data["n_pairs"],
+            n_unscored=data["n_unscored"],
+        )
+
+
+@dataclass
+class SideScores:
+    chosen: float | None  # None: could not be scored (null in JSON)
+    rejected: float | None
+
+
+@dataclass
+class PairRow:
+    """One preference pair's line in pairs.jsonl: its scores from every scorer."""
+
+    id: str
+    subset: str
+    section: str
+    chosen_tokens: int
+    rejected_tokens: int
+    warnings: dict[str, str]  # side -> why it could not be scored (only sides with a warning)
+    scores: dict[str, SideScores]  # scorer -> scores
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PairRow:
+        return cls(data["id"], data["subset"], data["section"], data["chosen_tokens"], data["rejected_tokens"],
+                   dict(data["warnings"]),
+                   {name: SideScores(s["chosen"], s["rejected"]) for name, s in data["scores"].items()})
+
+
+def rewardbench_results_from_json(data: Mapping[str, Any]) -> dict[str, RewardBenchSummary]:
+    """results.json ({scorer: summary}) or layer_sweep.json ({layer: summary}) as typed summaries."""
+    return {str(name): RewardBenchSummary.from_json(summary) for name, summary in data.items()}
+
+
+# ---------------------------------------------------------------------------------------- Best-of-N
+
+
+@dataclass
+class Comparison:
+    """A selector's accuracy minus a baseline's, with a paired bootstrap interval."""
+
+    absolute: float
+    relative: float | None  # absolute / baseline; None when the baseline is 0
+    interval: Interval
+
+
+@dataclass
+class Gain:
+    vs_greedy: Comparison
+    vs_random: Comparison | None = None  # only when the random selector ran
+
+    def to_json(self) -> dict:
+        out = {"vs_greedy": dataclasses.asdict(self.vs_greedy)}
+        if self.vs_random is not None:
+            out["vs_random"] = dataclasses.asdict(self.vs_random)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Gain:
+        random = data.get("vs_random")  # absent by design when random did not run
+        return cls(Comparison(**data["vs_greedy"]), None if random is None else Comparison(**random))
+
+
+@dataclass
+class BestOfNSummary:
+    """A Best-of-N run. Per-N maps are keyed by str(N), as in JSON."""
+
+    greedy: float
+    selectors: dict[str, dict[str, float]]  # selector -> N -> accuracy
+    n_questions: int
+    ns: list[int]
+    greedy_interval: Interval
+    intervals: dict[str, dict[str, Interval]]  # selector -> N -> interval
+    gains: dict[str, dict[str, Gain]]  # selector (all but random) -> N -> gains
+    oracle: dict[str, float]  # N -> fraction of questions with a correct sample among the first N
+    mean_tokens: float
+    unfinished_fraction: float  # samples that hit the token limit
+    no_answer_fraction: float  # samples with no extractable answer
+    borda_power: float
+    generation_seconds_this_call: float | None = None
+    run: dict[str, Any] = field(default_factory=dict)  # the pinned run arguments (run.json, less the ids)
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["gains"] = {name: {n: g.to_json() for n, g in by_n.items()} for name, by_n in self.gains.items()}
+        if self.generation_seconds_this_call is None:
+            del out["generation_seconds_this_call"]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BestOfNSummary:
+        names = [f.name for f in dataclasses.fields(cls)]
+        values = {name: data[name] for name in names if name not in ("generation_seconds_this_call", "run")}
+        values["gains"] = {name: {n: Gain.from_json(g) for n, g in by_n.items()}
+                           for name, by_n in data["gains"].items()}
+        return cls(**values, generation_seconds_this_call=data.get("generation_seconds_this_call"),
+                   run=dict(data.get("run", {})))
+
+
+# ----------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class GreedyEvaluation:
+    """Greedy accuracy on a held-out set (training's before/after check)."""
+
+    dataset: str
+    n: int
+    accuracy: float
+    seconds: float
+
+
+@dataclass
+class TrainingSummary:
+    """summary.json of `srgrpo train`. Defined here for training to fill (today it writes a dict of
+    the same shape)."""
+
+    config: dict[str, Any]
+    global_step: int
+    train_seconds: float
+    watch_warnings: list[str] = field(default_factory=list)
+    first_step: dict[str, Any] | None = None  # the first and last metrics.jsonl rows
+    last_step: dict[str, Any] | None = None
+    eval: dict[str, GreedyEvaluation] = field(default_factory=dict)  # "before" / "after"
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        for key in ("first_step", "last_step"):
+            if out[key] is None:
+                del out[key]
+        if not self.eval:
+            del out["eval"]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrainingSummary:
+        return cls(
+            config=dict(data["config"]),
+            global_step=data["global_step"],
+            train_seconds=data["train_seconds"],
+            watch_warnings=list(data.get("watch_warnings", [])),
+            first_step=data.get("first_step"),
+            last_step=data.get("last_step"),
+            eval={label: GreedyEvaluation(**e) for label, e in data.get("eval", {}).items()},
+        )
