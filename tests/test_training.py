@@ -236,6 +236,10 @@ def test_defaults_are_the_papers_and_every_trl_option_is_a_flag(tmp_path):
                                                   "truncation_side": "left", "batch_size": 8, "window_size": 16,
                                                   "compute_dtype": "float64"}
     assert parse_train_args(["--dataset", "d", "--output_dir", "o", f"--config={path}"]).grpo.max_steps == 9
+    old = tmp_path / "old.yaml"  # a config file of srgrpo 0.1 says what each renamed key is called now
+    old.write_text("span: full\ngrpo:\n  top_p: 0.9\n")
+    with pytest.raises(ValueError, match=r"span \(now reward_span\), grpo \(now its GRPOConfig settings at the top"):
+        parse_train_args(["--dataset", "d", "--output_dir", "o", "--config", str(old)])
     with pytest.raises(ValueError, match="span"):
         make_run(dataset="d", output_dir="o", reward_span="prompt")
     with pytest.raises(ValueError, match="not_a_field"):

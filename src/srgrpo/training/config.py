@@ -232,6 +232,14 @@ One optimizer step takes per_device_train_batch_size x gradient_accumulation_ste
 completions, i.e. that / num_generations prompts (16 with the defaults on one device)."""
 
 
+# Keys of the config files of srgrpo <= 0.1 (TrainConfig) that are named differently now.
+RENAMED = {
+    "model": "model_name_or_path", "span": "reward_span", "layer": "reward_layer", "max_length": "reward_max_length",
+    "warmup_ratio": "warmup_steps, a share of the steps when below 1",
+    "grpo": "its GRPOConfig settings at the top level of the file",
+}
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
 
@@ -254,8 +262,9 @@ class TrainArgumentParser(TrlParser):
         known = {action.dest for action in self._actions}
         unknown = [key for key in kwargs if key not in known]
         if unknown:
-            hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, 1)) else key
-                     for key in unknown]
+            hints = [f"{key} (now {RENAMED[key]})" if key in RENAMED
+                     else f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, 1))
+                     else key for key in unknown]
             raise ValueError(f"--config: unknown setting(s) {', '.join(hints)}")
         return super().set_defaults_with_config(**kwargs)
 

@@ -274,6 +274,9 @@ def train(run: TrainRun) -> dict:
     trainer.train(resume_from_checkpoint=checkpoint)
     summary["train_seconds"] = round(time.perf_counter() - started, 1)
     summary["global_step"] = trainer.state.global_step
+    # How the processes trained: e.g. distributed / gloo / DistributedDataParallel under torchrun on CPU.
+    summary["parallel"] = {"parallel_mode": args.parallel_mode.value, "ddp_backend": args.ddp_backend,
+                           "model_wrapper": type(trainer.model_wrapped).__name__}
     trainer.save_model(str(output_dir / "final"))  # the LoRA adapter (TRL writes it from the main process)
     if not main_process:
         return summary
