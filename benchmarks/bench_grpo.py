@@ -74,19 +74,21 @@ def run_variant(variant: str, args) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from srgrpo.training.config import TrainConfig
+    from trl import get_peft_config
+
+    from srgrpo.training.config import make_run
     from srgrpo.training.reward import StableRankReward
-    from srgrpo.training.trainer import build_trainer, grpo_arguments, load_prompt_dataset, lora_config
+    from srgrpo.training.trainer import build_trainer, load_prompt_dataset
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load(args.model, args.dtype)
     frozen = load(args.model, args.dtype)[0] if variant == "b" else None
     prompts = load_prompt_dataset(str(args.prompts)).select(range(args.steps + 1))
-    config = TrainConfig(
+    run = make_run(
         dataset=str(args.prompts), output_dir=tempfile.mkdtemp(prefix=f"bench-grpo-{variant}-"),
         max_steps=args.steps + 1, num_generations=args.k, per_device_train_batch_size=args.k,
         gradient_accumulation_steps=1, max_completion_length=args.max_completion_length,
-        learning_rate=1e-6, save_steps=10_000, seed=0, grpo={"shuffle_dataset": False},
+        learning_rate=1e-6, save_steps=10_000, seed=0, shuffle_dataset=False,
     )
     reward_seconds = []
 
@@ -119,12 +121,12 @@ def run_variant(variant: str, args) -> dict:
     from trl import GRPOTrainer
 
     if variant == "a":
-        trainer, reward = build_trainer(config, model, tokenizer, prompts, [StepTimer()])
+        trainer, reward = build_trainer(run, model, tokenizer, prompts, [StepTimer()])
         trainer.reward_funcs[0] = timed(reward)
     else:
-        reward = StableRankReward(frozen, tokenizer, options=config.scoring_options()) if variant == "b" else constant_reward
-        trainer = GRPOTrainer(model=model, reward_funcs=[timed(reward)], args=grpo_arguments(config, device.type),
-                              train_dataset=prompts, processing_class=tokenizer, peft_config=lora_config(config),
+        reward = StableRankReward(frozen, tokenizer, options=run.reward.scoring_options()) if variant == "b" else constant_reward
+        trainer = GRPOTrainer(model=model, reward_funcs=[timed(reward)], args=run.grpo,
+                              train_dataset=prompts, processing_class=tokenizer, peft_config=get_peft_config(run.model),
                               callbacks=[StepTimer()])
         if variant == "b":
             reward.bind(trainer)

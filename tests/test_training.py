@@ -1,4 +1,5 @@
-"""SR-GRPO training: a tiny GRPO run on CPU, resume, config, bad input, the collapse watch."""
+"""SR-GRPO training: a tiny GRPO run on CPU, resume, configuration through TRL's parser, bad input,
+the collapse watch, the curves."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from conftest import make_model, make_tokenizer
 from srgrpo.cli import main
-from srgrpo.training.config import TrainConfig, load_config
+from srgrpo.training.config import make_run, parse_train_args
 from srgrpo.training.watch import (
     CollapseThresholds,
     WatchCallback,
@@ -28,7 +29,8 @@ QUESTIONS = ["What is the capital of France?", "Add 1/3 and 1/4.", "Write a haik
 TINY = {
     "num_generations": 2, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
     "learning_rate": 1e-2, "max_completion_length": 8, "save_steps": 1, "gradient_checkpointing": False,
-    "lora_r": 4, "lora_target_modules": ["q_proj", "v_proj", "gate_proj"], "max_steps": 2, "reward_batch_size": 4, "warmup_ratio": 0.0,
+    "lora_r": 4, "lora_target_modules": ["q_proj", "v_proj", "gate_proj"], "max_steps": 2, "reward_batch_size": 4,
+    "warmup_steps": 0.0,
 }
 
 
@@ -53,11 +55,11 @@ def test_tiny_grpo_changes_lora_weights_and_logs_the_reward(tokenizer, prompts_f
     from srgrpo.training.trainer import build_trainer, load_prompt_dataset
     from srgrpo.training.watch import WatchCallback
 
-    config = TrainConfig(dataset=str(prompts_file), output_dir=str(tmp_path / "run"), **TINY)
+    run = make_run(dataset=str(prompts_file), output_dir=str(tmp_path / "run"), **TINY)
     model = make_model(len(tokenizer), seed=7)
     base_before = {k: v.clone() for k, v in model.state_dict().items()}
     watch = WatchCallback(tmp_path / "run" / "metrics.jsonl")
-    trainer, reward = build_trainer(config, model, make_tokenizer(), load_prompt_dataset(str(prompts_file)), [watch])
+    trainer, reward = build_trainer(run, model, make_tokenizer(), load_prompt_dataset(str(prompts_file)), [watch])
     lora_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
     assert lora_before and reward.model is None and reward.group_size == 2
     trainer.train()
@@ -69,7 +71,7 @@ def test_tiny_grpo_changes_lora_weights_and_logs_the_reward(tokenizer, prompts_f
     base = trainer.model.get_base_model().state_dict()
     for name, value in base_before.items():
         key = name if name in base else name.replace(".weight", ".base_layer.weight")
-        assert torch.equal(base[key], value), name
+        assert torch.equal(base[key].cpu(), value.cpu()), name  # the trainer may have moved the model to a GPU
 
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
@@ -110,10 +112,17 @@ def test_train_command_resumes_from_the_last_checkpoint(tiny_model_dir, prompts_
     ("no_prompt_column", "no prompt column: expected one of prompt, question, found text, label"),
     ("no_chat_template", "no chat template"),
     ("bad_lora_target", "LoRA target module(s) qkv_proj not found"),
-    ("unknown_setting", "unknown setting(s) learning_rat"),
-    ("unknown_grpo_argument", "unknown GRPOConfig argument(s) not_a_field"),
+    ("unknown_setting", "unknown setting(s) learning_rat (did you mean learning_rate?)"),
+    ("unknown_flag", "unknown flag(s) --learning-rat (did you mean --learning-rate?)"),
+    ("bad_choice_in_config", "dtype must be one of auto, bfloat16, float16, float32, got 'float33'"),
+    ("bad_scale_rewards", "scale_rewards must be group, batch or none, got 'groups'"),
+    ("resume_and_overwrite", "--resume and --overwrite contradict each other"),
+    ("full_finetuning", "srgrpo train needs LoRA (use_peft)"),
+    ("unsupported_model_option", "cannot honour load_in_4bit=True"),
     ("missing_dataset", "not found"),
     ("vllm_without_gpu", "use_vllm needs a CUDA GPU and vLLM"),
+    ("too_few_prompts", "has 4 prompt(s) but one optimizer step needs 16 (per_device_train_batch_size 8 x "
+                        "gradient_accumulation_steps 16 x 1 process(es) / num_generations 8)"),
 ])
 def test_bad_input_fails_before_any_compute(case, message, tiny_model_dir, prompts_file, config_file, tmp_path,
                                             capsys, monkeypatch):
@@ -123,11 +132,12 @@ def test_bad_input_fails_before_any_compute(case, message, tiny_model_dir, promp
         raise AssertionError("GRPOTrainer was built despite bad input")
 
     monkeypatch.setattr(trl, "GRPOTrainer", no_training)
-    dataset, model, config = prompts_file, tiny_model_dir, config_file()
+    dataset, model, config, extra = prompts_file, tiny_model_dir, config_file(), []
+    never_loaded = tmp_path / "never-loaded"  # for checks that come before the model is loaded
     if case == "no_prompt_column":
         dataset = tmp_path / "texts.jsonl"
         dataset.write_text(json.dumps({"text": "hi", "label": 1}) + "\n")
-        model = tmp_path / "never-loaded"  # the dataset is checked before the model is loaded
+        model = never_loaded
     elif case == "no_chat_template":
         model = tmp_path / "plain"
         make_model(len(make_tokenizer())).save_pretrained(model)
@@ -135,46 +145,151 @@ def test_bad_input_fails_before_any_compute(case, message, tiny_model_dir, promp
     elif case == "bad_lora_target":
         config = config_file(lora_target_modules=["q_proj", "qkv_proj"])
     elif case == "unknown_setting":
-        config = config_file(learning_rat=0.1)
-    elif case == "unknown_grpo_argument":
-        config = config_file(grpo={"not_a_field": 1})
+        config, model = config_file(learning_rat=0.1), never_loaded
+    elif case == "unknown_flag":
+        extra, model = ["--learning-rat", "0.1"], never_loaded
+    elif case == "bad_choice_in_config":
+        config, model = config_file(dtype="float33"), never_loaded
+    elif case == "bad_scale_rewards":
+        config, model = config_file(scale_rewards="groups"), never_loaded
+    elif case == "resume_and_overwrite":
+        extra, model = ["--resume", "--overwrite"], never_loaded
+    elif case == "full_finetuning":
+        extra, model = ["--use_peft", "false"], never_loaded
+    elif case == "unsupported_model_option":
+        extra, model = ["--load_in_4bit"], never_loaded
     elif case == "missing_dataset":
         dataset = tmp_path / "missing.jsonl"
     elif case == "vllm_without_gpu":
         if torch.cuda.is_available():
             pytest.skip("this machine has a GPU")
         config = config_file(use_vllm=True)
-    code = main(["train", "--dataset", str(dataset), "--output-dir", str(tmp_path / "run"), "--model", str(model),
-                 "--config", str(config)])
+    elif case == "too_few_prompts":  # the defaults: 8 per device x 16 accumulation / K=8 = 16 prompts a step
+        config, model, extra = None, never_loaded, ["--max-steps", "2"]
+    args = ["train", "--dataset", str(dataset), "--output-dir", str(tmp_path / "run"), "--model", str(model)]
+    code = main(args + (["--config", str(config)] if config else []) + extra)
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_config_defaults_are_the_papers_and_files_override_them(tmp_path):
-    config = TrainConfig()
-    assert (config.lora_r, config.lora_alpha, config.lora_dropout) == (16, 32, 0.1)
-    assert set(config.lora_target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    assert (config.num_generations, config.learning_rate, config.lr_scheduler_type, config.warmup_ratio) == (8, 1e-6, "cosine", 0.1)
-    assert (config.beta, config.scale_rewards) == (0.04, "group")
-    assert config.per_device_train_batch_size * config.gradient_accumulation_steps == 128  # the paper's batch
+def test_a_run_too_small_for_one_step_is_refused_before_the_model_loads(prompts_file, tmp_path, capsys, monkeypatch):
+    """`srgrpo train --dataset prompts.jsonl --max-steps 2` with 4 prompts and the defaults used to
+    train 0 steps and exit 0; it must say how many prompts a step needs and which settings count."""
+    import srgrpo.models
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(srgrpo.models, "load_model", no_model)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", str(prompts_file), "--output-dir", str(out), "--max-steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "has 4 prompt(s) but one optimizer step needs 16" in err
+    for setting in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "process"):
+        assert setting in err
+    assert not out.exists()
+    # The same data fills a step once the batch is smaller: 2 per device x 2 accumulation / K=2 = 2 prompts.
+    from srgrpo.training.trainer import check_prompts_fill_a_step, prompts_per_step
+
+    small = make_run(dataset=str(prompts_file), output_dir=str(out), num_generations=2,
+                     per_device_train_batch_size=2, gradient_accumulation_steps=2).grpo
+    assert prompts_per_step(small) == 2
+    check_prompts_fill_a_step(small, 4, "prompts.jsonl")
+    # Generation rounds that serve fewer micro-batches than a step takes need several rounds' prompts.
+    rounds = make_run(dataset="d", output_dir="o", num_generations=2, per_device_train_batch_size=2,
+                      gradient_accumulation_steps=4, steps_per_generation=2).grpo
+    assert prompts_per_step(rounds) == 4  # 2x2 completions per round = 2 prompts, 2 rounds per step
+    with pytest.raises(ValueError, match="needs 4 .*steps_per_generation"):
+        check_prompts_fill_a_step(rounds, 3, "prompts.jsonl")
+
+
+def test_defaults_are_the_papers_and_every_trl_option_is_a_flag(tmp_path):
+    from peft import LoraConfig
+    from trl import GRPOConfig, ModelConfig, get_peft_config
+
+    run = parse_train_args(["--dataset", "d.jsonl", "--output-dir", "o"])
+    grpo, model = run.grpo, run.model
+    assert isinstance(grpo, GRPOConfig) and isinstance(model, ModelConfig)
+    assert (grpo.num_generations, grpo.learning_rate, grpo.lr_scheduler_type, grpo.warmup_steps) == (8, 1e-6, "cosine", 0.1)
+    assert (grpo.beta, grpo.scale_rewards, grpo.max_steps) == (0.04, "group", 400)
+    assert grpo.per_device_train_batch_size * grpo.gradient_accumulation_steps == 128  # the paper's batch
+    assert grpo.bf16 is (torch.cuda.is_available()) and grpo.world_size == 1
+    lora = get_peft_config(model)
+    assert isinstance(lora, LoraConfig) and (lora.r, lora.lora_alpha, lora.lora_dropout) == (16, 32, 0.1)
+    assert lora.target_modules == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert model.model_name_or_path is None and model.dtype == "auto"  # the embedded model, srgrpo's auto dtype
+    assert (run.script.dataset, grpo.output_dir) == ("d.jsonl", "o")
+
+    # A YAML file overrides the defaults; flags override the file; any GRPOConfig/ModelConfig field
+    # and every scoring option is settable without srgrpo naming it.
     path = tmp_path / "c.yaml"
-    path.write_text("learning_rate: 1e-5\nbeta: 0.01\ngrpo:\n  top_p: 0.9\n")
-    loaded = load_config(path, max_steps=7, model=None)
-    assert (loaded.learning_rate, loaded.beta, loaded.max_steps, loaded.grpo) == (1e-5, 0.01, 7, {"top_p": 0.9})
-    with pytest.raises(ValueError, match="scale_rewards"):
-        TrainConfig(scale_rewards="groups")
+    path.write_text("learning_rate: 1e-5\nbeta: 0.01\ntop_p: 0.9\nlora_target_modules: [q_proj]\n"
+                    "reward_truncation_side: left\nreward_compute_dtype: float64\nreward_window_size: 16\n"
+                    "max_steps: 9\n")
+    run = parse_train_args(["--dataset", "d", "--output_dir", "o", "--config", str(path), "--max_steps", "7",
+                            "--model", "m", "--reward-span", "full", "--num_iterations", "2"])
+    assert (run.grpo.learning_rate, run.grpo.beta, run.grpo.top_p, run.grpo.max_steps) == (1e-5, 0.01, 0.9, 7)
+    assert run.grpo.num_iterations == 2 and run.model.model_name_or_path == "m"
+    assert run.model.lora_target_modules == ["q_proj"]  # a single module name stays a name, not a regex
+    assert vars(run.reward.scoring_options()) == {"span": "full", "layer": "final_norm", "max_length": 512,
+                                                  "truncation_side": "left", "batch_size": 8, "window_size": 16,
+                                                  "compute_dtype": "float64"}
+    assert parse_train_args(["--dataset", "d", "--output_dir", "o", f"--config={path}"]).grpo.max_steps == 9
+    old = tmp_path / "old.yaml"  # a config file of srgrpo 0.1 says what each renamed key is called now
+    old.write_text("span: full\ngrpo:\n  top_p: 0.9\n")
+    with pytest.raises(ValueError, match=r"span \(now reward_span\), grpo \(now its GRPOConfig settings at the top"):
+        parse_train_args(["--dataset", "d", "--output_dir", "o", "--config", str(old)])
     with pytest.raises(ValueError, match="span"):
-        TrainConfig(span="prompt")
+        make_run(dataset="d", output_dir="o", reward_span="prompt")
+    with pytest.raises(ValueError, match="not_a_field"):
+        make_run(dataset="d", output_dir="o", not_a_field=1)
 
 
-def test_grpo_arguments_map_the_config():
-    from srgrpo.training.trainer import grpo_arguments
+def test_every_scoring_option_is_a_flag_and_reaches_the_reward(tokenizer, prompts_file, tmp_path):
+    import dataclasses
 
-    args = grpo_arguments(TrainConfig(output_dir="o", grpo={"top_p": 0.9}), "cpu")
-    assert (args.num_generations, args.learning_rate, args.beta, args.scale_rewards) == (8, 1e-6, 0.04, "group")
-    assert args.warmup_steps == 0.1 and args.lr_scheduler_type == "cosine" and args.top_p == 0.9
-    assert args.bf16 is False and args.use_vllm is False
+    from srgrpo.scoring import ScoringOptions
+    from srgrpo.training.config import RewardArguments, TrainArgumentParser
+    from srgrpo.training.trainer import build_trainer, load_prompt_dataset
+
+    flags = {s for action in TrainArgumentParser()._actions for s in action.option_strings}
+    names = [f.name for f in dataclasses.fields(ScoringOptions)]
+    assert len(names) == 7 and {f"--reward_{n}" for n in names} <= flags
+    assert [f.name for f in dataclasses.fields(RewardArguments)] == [f"reward_{n}" for n in names]
+    options = {"reward_span": "full", "reward_layer": "last_block", "reward_max_length": 64,
+               "reward_truncation_side": "left", "reward_batch_size": 3, "reward_window_size": 16,
+               "reward_compute_dtype": "float64"}
+    run = make_run(dataset=str(prompts_file), output_dir=str(tmp_path / "run"), **{**TINY, **options})
+    _, reward = build_trainer(run, make_model(len(tokenizer)), make_tokenizer(), load_prompt_dataset(str(prompts_file)))
+    assert reward.options == ScoringOptions(span="full", layer="last_block", max_length=64, truncation_side="left",
+                                            batch_size=3, window_size=16, compute_dtype="float64")
+
+
+def test_paper_defaults_name_existing_trl_fields():
+    """The defaults srgrpo sets on TRL's classes name fields the installed TRL has (with_defaults
+    refuses any other at import), and an unknown name is refused."""
+    from trl import GRPOConfig
+
+    from srgrpo.training.config import SRGRPOConfig, with_defaults
+
+    assert issubclass(SRGRPOConfig, GRPOConfig)
+    with pytest.raises(TypeError, match="GRPOConfig has no field 'num_generation'"):
+        @with_defaults(num_generation=8)
+        class Renamed(GRPOConfig):
+            pass
+
+
+def test_train_help_lists_the_flags(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: srgrpo train --dataset DATASET --output_dir OUTPUT_DIR")
+    for flag in ("--dataset", "--output_dir", "--config", "--model", "--max_steps", "--eval_dataset", "--resume",
+                 "--overwrite", "--stop_on_collapse", "--num_generations", "--beta", "--lora_r", "--use_vllm",
+                 "--reward_span", "--reward_truncation_side", "--reward_compute_dtype", "--reward_window_size"):
+        assert f"  {flag} " in out or f", {flag} " in out, flag
 
 
 # ---------------------------------------------------------------------------------------- watch
@@ -231,23 +346,31 @@ def test_watch_callback_writes_rows_warns_once_and_can_stop(tmp_path):
     assert len(watch.warnings) == 1 and control.should_training_stop
 
 
-def test_training_curves_png(tmp_path):
-    from srgrpo.training.plots import plot_training_curves
+def test_training_curves_png_draws_every_panel_and_leaves_pyplot_alone(tmp_path):
+    import sys
 
+    import matplotlib
+    from matplotlib.image import imread
+
+    from srgrpo.training.plots import PANELS, plot_training_curves
+
+    backend = matplotlib.get_backend()
+    had_pyplot = "matplotlib.pyplot" in sys.modules
     data = rows(lambda i: 5 + i, lambda i: 100 - i)
     data[-1]["watch_warning"] = "x"
-    path = plot_training_curves(data, tmp_path / "curves.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    import matplotlib.image
-    import numpy as np
-
-    image = matplotlib.image.imread(path)
-    height, width = image.shape[:2]
-    assert width >= 600 and height >= 300  # three panels, not a thumbnail
-    rgb = image[..., :3]
-    assert rgb.std() > 0.01  # something drawn, not a blank canvas
+    path = plot_training_curves(data, tmp_path / "curves.png", dpi=50)
+    image = imread(path)
+    assert image.shape[:2] == (round(3.6 * 50), 5 * len(PANELS) * 50)  # 3 panels, 5 x 3.6 inches each, at 50 dpi
+    # Something is drawn in each panel: every third of the image has more than one colour.
+    width = image.shape[1] // len(PANELS)
+    for k in range(len(PANELS)):
+        panel = image[:, k * width:(k + 1) * width, :3].reshape(-1, 3)
+        assert len(torch.unique(torch.from_numpy(panel.copy()), dim=0)) > 10
+    assert matplotlib.get_backend() == backend
+    assert ("matplotlib.pyplot" in sys.modules) == had_pyplot
     # lines in colour (matplotlib's default cycle), not only black axes on white
-    assert np.any((rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.3)
+    rgb = torch.from_numpy(image[..., :3].copy()).float()
+    assert bool(((rgb.amax(-1) - rgb.amin(-1)) > 0.3).any())
 
 
 # ---------------------------------------------------------------------------------------- before/after

@@ -1,151 +1,305 @@
-"""SR-GRPO settings: the paper's defaults in one dataclass that a YAML/JSON file can override.
+"""SR-GRPO settings, read by TRL's own parser.
 
-Every field carries its help text. `load_config(path)` reads a file of `field: value` pairs; an
-unknown key is an error (a typo must not silently train with a default). Any further GRPOConfig
-argument of TRL goes under the `grpo` key and is checked against GRPOConfig's fields.
+`srgrpo train` is configured by four dataclasses, parsed together by `trl.TrlParser` (flags, and a
+YAML file through `--config`; command-line flags win over the file):
+
+- `TrainScriptArguments`: ours, what the run does around the trainer (prompts, before/after
+  evaluation, the collapse watch, resuming);
+- `RewardArguments`: every field of `srgrpo.scoring.ScoringOptions`, prefixed `reward_` (the
+  reward's token window is not the generation's);
+- `SRGRPOModelConfig`: `trl.ModelConfig` (model, dtype, LoRA through `trl.get_peft_config`);
+- `SRGRPOConfig`: `trl.GRPOConfig` (every GRPO and Trainer argument).
+
+The last two are TRL's classes with the paper's defaults set on a subclass (`with_defaults`): no
+field is copied, so every option of the installed TRL is a flag as it is, and a field TRL renames
+needs no edit here unless it is one of the defaults below (then importing this module says so).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import json
+import difflib
+import os
+import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+
+from trl import GRPOConfig, ModelConfig, TrlParser
 
 from srgrpo.scoring import ScoringOptions
 
 # All attention and MLP projections of Llama/Qwen/Mistral-style decoders (the paper's LoRA targets).
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
+REQUIRED = object()  # with_defaults: the field has no default, the user must set it
 
+
+@dataclass(frozen=True)
+class Default:
+    """A default for `with_defaults` that also changes the field's argparse metadata (help, aliases)."""
+
+    value: typing.Any
+    metadata: dict = field(default_factory=dict)
+
+
+def with_defaults(**defaults):
+    """Class decorator: make `cls` a dataclass whose inherited fields `defaults` get new default
+    values, keeping the parent's type and help text (a `Default` may change them). An unknown name
+    (a field TRL renamed or removed) is an error at import time rather than a default that
+    silently stops applying."""
+
+    def apply(cls):
+        parent = cls.__mro__[1]
+        inherited = {f.name: f for f in dataclasses.fields(parent)}
+        hints = typing.get_type_hints(parent)
+        annotations = dict(cls.__dict__.get("__annotations__", {}))
+        for name, value in defaults.items():
+            if name not in inherited:
+                raise TypeError(f"{parent.__name__} has no field {name!r} (renamed in this TRL version?): "
+                                f"update srgrpo.training.config")
+            metadata = dict(inherited[name].metadata)
+            if isinstance(value, Default):
+                metadata.update(value.metadata)
+                value = value.value
+            annotations[name] = hints[name]
+            if value is REQUIRED:
+                new = field(kw_only=True, metadata=metadata)
+            elif isinstance(value, (list, dict)):
+                new = field(default_factory=lambda value=value: type(value)(value), metadata=metadata)
+            else:
+                new = field(default=value, metadata=metadata)
+            setattr(cls, name, new)
+        cls.__annotations__ = annotations
+        return dataclass(cls)
+
+    return apply
+
+
+# ---------------------------------------------------------------------------------------- ours
 @dataclass
-class TrainConfig:
-    """What `srgrpo train` runs. Defaults follow SR-GRPO (arXiv 2512.02807, appendix)."""
+class TrainScriptArguments:
+    """What `srgrpo train` does around TRL's trainer."""
 
-    # --- data and model
-    dataset: str | None = field(default=None, metadata={
+    _argument_group_name = "srgrpo train: prompts, before/after evaluation, watch, resume"
+
+    dataset: str = field(metadata={
         "help": "prompt dataset: a JSONL/JSON file or a Hugging Face dataset id/folder with a 'prompt' column "
         "(a string or chat messages) or a 'question' column (GSM8K-style)"})
     dataset_split: str = field(default="train", metadata={"help": "split of a Hugging Face dataset"})
-    model: str | None = field(default=None, metadata={
-        "help": "policy (and frozen reward base): HF id, local folder or .gguf (default: embedded SmolLM2-135M-Instruct)"})
-    dtype: str = field(default="auto", metadata={"help": "model dtype: auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16"})
-    output_dir: str | None = field(default=None, metadata={"help": "checkpoints, logs, metrics.jsonl, curves"})
-
-    # --- LoRA (paper: r=16, alpha=32, dropout 0.1 on every attention and MLP projection)
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout"})
-    lora_target_modules: list[str] = field(default_factory=lambda: list(ALL_PROJECTIONS), metadata={
-        "help": "module names LoRA adapts; each must exist in the model"})
-
-    # --- GRPO (paper: K=8, lr 1e-6 cosine with 10% warm-up, effective batch 128 completions)
-    num_generations: int = field(default=8, metadata={"help": "completions per prompt (K): one group"})
-    per_device_train_batch_size: int = field(default=8, metadata={
-        "help": "completions per device per micro-batch (a multiple of num_generations is simplest)"})
-    gradient_accumulation_steps: int = field(default=16, metadata={
-        "help": "micro-batches per optimizer step: 8 x 16 = 128 completions (16 prompts) per step on one device"})
-    learning_rate: float = field(default=1e-6, metadata={"help": "peak learning rate"})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps spent warming up"})
-    # The paper's appendix says 0.04, its main text 0.01; TRL's own default is 0.0 (no KL term).
-    beta: float = field(default=0.04, metadata={"help": "KL coefficient against the frozen base (paper: 0.04; main text says 0.01)"})
-    scale_rewards: str = field(default="group", metadata={
-        "help": "advantage scaling: group (standardise within each group, the paper), batch or none"})
-    max_steps: int = field(default=400, metadata={"help": "optimizer steps (paper: 300-400)"})
-    max_completion_length: int = field(default=512, metadata={"help": "tokens per completion"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the policy"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision; None = on GPU only"})
-    gradient_checkpointing: bool = field(default=True, metadata={"help": "trade compute for memory"})
-    logging_steps: int = field(default=1, metadata={"help": "log (and write metrics.jsonl) every N steps"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps"})
-    save_total_limit: int | None = field(default=3, metadata={"help": "checkpoints kept"})
-    use_vllm: bool = field(default=False, metadata={"help": "generate with vLLM (GPU only; needs the vllm extra)"})
-    vllm_mode: str = field(default="colocate", metadata={"help": "vLLM mode: colocate or server (see TRL)"})
-
-    # --- the reward (ScoringOptions; the paper's training section scores the whole sequence)
-    span: str = field(default="response", metadata={"help": "SR over the 'response' tokens or the 'full' prompt+response"})
-    layer: str = field(default="final_norm", metadata={"help": "final_norm, last_block or a hidden_states index"})
-    max_length: int = field(default=512, metadata={"help": "token window the reward sees"})
-    reward_batch_size: int = field(default=8, metadata={"help": "completions per reward forward pass"})
-
-    # --- watch
-    watch_window: int = field(default=5, metadata={"help": "logged steps compared at the start and the end"})
-    stop_on_collapse: bool = field(default=False, metadata={"help": "stop when SR rises while length or diversity collapses"})
-
-    # --- before/after evaluation (greedy accuracy, the Best-of-N grading with N=1)
     eval_dataset: str | None = field(default=None, metadata={
         "help": "held-out set evaluated greedily before and after training: gsm8k, math500, gpqa, mmlu, "
-        "aime2025 or a JSONL of {question, answer}; None = no evaluation"})
+        "aime2025 or a JSONL of {question, answer}; unset = no evaluation"})
     eval_limit: int = field(default=100, metadata={"help": "questions of the held-out set"})
     eval_max_new_tokens: int = field(default=256, metadata={"help": "greedy tokens per answer"})
     eval_batch_size: int = field(default=8, metadata={"help": "questions per generate call"})
-
-    # --- anything else TRL's GRPOConfig takes (checked against its fields)
-    grpo: dict[str, Any] = field(default_factory=dict, metadata={"help": "extra GRPOConfig arguments"})
+    watch_window: int = field(default=5, metadata={"help": "logged steps the collapse watch compares at the start and the end"})
+    stop_on_collapse: bool = field(default=False, metadata={
+        "help": "stop when SR rises while length or diversity collapses (off: only warn)"})
+    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output_dir"})
+    overwrite: bool = field(default=False, metadata={"help": "discard a previous run in --output_dir"})
 
     def __post_init__(self):
-        # YAML 1.1 reads "1e-6" as a string; accept numbers written either way.
-        for name in ("learning_rate", "warmup_ratio", "beta", "lora_dropout", "temperature"):
-            value = getattr(self, name)
-            try:
-                setattr(self, name, float(value))
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be a number, got {value!r}") from None
-        if self.scale_rewards not in ("group", "batch", "none"):
-            raise ValueError(f"scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
-        for name in ("num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
-                     "max_steps", "max_completion_length", "lora_r", "logging_steps", "save_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.num_generations < 2:
-            raise ValueError("num_generations must be at least 2: advantages are relative within a group")
-        if not isinstance(self.lora_target_modules, list) or not all(isinstance(m, str) for m in self.lora_target_modules):
-            raise ValueError(f"lora_target_modules must be a list of module names, got {self.lora_target_modules!r}")
-        if not isinstance(self.grpo, dict):
-            raise ValueError(f"grpo must be a mapping of GRPOConfig arguments, got {type(self.grpo).__name__}")
-        self.scoring_options()  # validates span, layer and window now, before any compute
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite contradict each other")
+        for name in ("eval_limit", "eval_max_new_tokens", "eval_batch_size", "watch_window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+
+
+def _reward_arguments() -> type:
+    """`RewardArguments`: one `reward_<name>` field per ScoringOptions field, with its type, default,
+    choices and help; built from ScoringOptions so that a new scoring option is a flag at once."""
+    hints = typing.get_type_hints(ScoringOptions)
+    specs = [(f"reward_{f.name}", hints[f.name], field(default=f.default, metadata=dict(f.metadata)))
+             for f in dataclasses.fields(ScoringOptions)]
 
     def scoring_options(self) -> ScoringOptions:
-        return ScoringOptions(span=self.span, layer=self.layer, max_length=self.max_length,
-                              batch_size=self.reward_batch_size)
+        return ScoringOptions(**{f.name: getattr(self, f"reward_{f.name}") for f in dataclasses.fields(ScoringOptions)})
 
-    def override(self, **values) -> "TrainConfig":
-        """A copy with `values` set (None values are ignored: an unset CLI flag keeps the file's value)."""
-        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+    def __post_init__(self):
+        self.scoring_options()  # an invalid span, layer or window fails now, before any compute
 
-
-def read_config_file(path: str | Path) -> dict:
-    """`field: value` pairs from a YAML (.yaml/.yml) or JSON file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config file must hold a mapping of settings, got {type(data).__name__}")
-    return data
+    return dataclasses.make_dataclass("RewardArguments", specs, namespace={
+        "__doc__": "The stable-rank reward's scoring options (srgrpo.scoring.ScoringOptions), prefixed reward_.",
+        "__module__": __name__,
+        "_argument_group_name": "reward: srgrpo.scoring.ScoringOptions of the stable-rank reward",
+        "scoring_options": scoring_options,
+        "__post_init__": __post_init__,
+    })
 
 
-def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
-    """The defaults, then the file's settings, then `overrides` (non-None only). Unknown keys are errors."""
-    data = read_config_file(path) if path else {}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    try:
-        config = TrainConfig(**data)
-    except TypeError as err:
-        raise ValueError(f"{path}: {err}") from None
-    return config.override(**overrides)
+RewardArguments = _reward_arguments()
+
+
+# ---------------------------------------------------------------------------------------- TRL's, with the paper's defaults
+@with_defaults(
+    model_name_or_path=Default(None, {"aliases": ["--model"], "help": "policy (and frozen reward base): HF id, local "
+                                      "folder or .gguf (default: the embedded SmolLM2-135M-Instruct)"}),
+    dtype=Default("auto", {"help": "model dtype: auto (float32 on CPU, bfloat16 on GPU), bfloat16, float16, float32"}),
+    use_peft=True,            # the reward is the policy with its adapter switched off: LoRA is required
+    lora_r=16, lora_alpha=32, lora_dropout=0.1, lora_target_modules=ALL_PROJECTIONS,
+)
+class SRGRPOModelConfig(ModelConfig):
+    """trl.ModelConfig with SR-GRPO's defaults (LoRA r=16, alpha=32, dropout 0.1 on every attention
+    and MLP projection)."""
+
+    _argument_group_name = "model and LoRA: trl.ModelConfig"
+
+    def __post_init__(self):
+        super().__post_init__()
+        # ModelConfig turns a one-name list into a string, which peft reads as a regular expression
+        # over full module names ("q_proj" would match nothing): keep a bare module name a list.
+        if isinstance(self.lora_target_modules, str) and self.lora_target_modules != "all-linear" \
+                and self.lora_target_modules.isidentifier():
+            self.lora_target_modules = [self.lora_target_modules]
+
+
+
+def launcher_world_size() -> int:
+    """Processes started by a distributed launcher (torchrun, accelerate launch): WORLD_SIZE."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@with_defaults(
+    output_dir=REQUIRED,
+    # The paper (arXiv 2512.02807, appendix): K=8, lr 1e-6 cosine with 10% warm-up, effective batch
+    # 128 completions = 8 per device x 16 accumulation steps, KL beta 0.04 (its main text says 0.01;
+    # TRL's default is 0), advantages standardised within each group, 300-400 steps.
+    num_generations=8, per_device_train_batch_size=8, gradient_accumulation_steps=16,
+    learning_rate=1e-6, lr_scheduler_type="cosine", warmup_steps=0.1,  # below 1: a share of the steps
+    beta=0.04, scale_rewards="group", max_steps=400, max_completion_length=512, temperature=1.0,
+    seed=0, logging_steps=1, save_steps=50, save_total_limit=3, report_to="none",
+)
+class SRGRPOConfig(GRPOConfig):
+    """trl.GRPOConfig with SR-GRPO's defaults. Two settings follow the machine when left unset:
+    `bf16` (on with a GPU, off on CPU) and, under a distributed launcher without a GPU, `use_cpu`
+    with the gloo backend, so that `torchrun --nproc_per_node N` is data-parallel training."""
+
+    _argument_group_name = "GRPO and training: trl.GRPOConfig"
+
+    def __post_init__(self):
+        import torch
+
+        on_gpu = torch.cuda.is_available() and not self.use_cpu
+        if launcher_world_size() > 1 and not on_gpu:
+            self.use_cpu = True
+            self.ddp_backend = self.ddp_backend or "gloo"
+        if self.bf16 is None:
+            self.bf16 = on_gpu and not self.fp16
+        super().__post_init__()
+
+
+DATACLASSES = (TrainScriptArguments, RewardArguments, SRGRPOModelConfig, SRGRPOConfig)
+
+
+@dataclass
+class TrainRun:
+    """Everything one `srgrpo train` run is configured with."""
+
+    script: TrainScriptArguments
+    reward: typing.Any  # RewardArguments
+    model: SRGRPOModelConfig
+    grpo: SRGRPOConfig
+
+    def to_dict(self) -> dict:
+        return {"script": dataclasses.asdict(self.script), "reward": dataclasses.asdict(self.reward),
+                "model": dataclasses.asdict(self.model), "grpo": self.grpo.to_dict()}
+
+
+# ---------------------------------------------------------------------------------------- parsing
+USAGE = "%(prog)s --dataset DATASET --output_dir OUTPUT_DIR [--config FILE] [--model MODEL] [options]"
+
+DESCRIPTION = """\
+Fine-tune a model with TRL's GRPOTrainer and LoRA, rewarding each completion with its stable rank
+under the frozen base (the same weights with the adapter switched off). Defaults follow the paper:
+LoRA r=16 alpha=32 dropout 0.1 on all attention and MLP projections, K=8 completions per prompt,
+lr 1e-6 cosine with 10% warm-up, KL beta 0.04, advantages standardised within groups, 8 completions
+per device x 16 accumulation steps. Writes TRL checkpoints, metrics.jsonl (reward, SR spread,
+length, repetition, zero-spread groups), training_curves.png and summary.json into --output_dir.
+
+Every field of trl.GRPOConfig and trl.ModelConfig is a flag (--name or --name-with-dashes), and so is
+every scoring option of the reward (--reward_span, --reward_max_length, ...). --config FILE reads
+the same settings from YAML (`name: value`, unknown names are errors); flags win over the file."""
+
+EPILOG = """\
+examples:
+  srgrpo train --dataset ../shared/data/eval/gsm8k_train.jsonl --output-dir runs/grpo
+  srgrpo train --dataset prompts.jsonl --output-dir runs/grpo --config grpo.yaml --eval-dataset gsm8k
+  srgrpo train --dataset prompts.jsonl --output-dir runs/grpo --resume
+  torchrun --nproc_per_node 4 -m srgrpo.cli train --dataset prompts.jsonl --output-dir runs/grpo
+
+One optimizer step takes per_device_train_batch_size x gradient_accumulation_steps x processes
+completions, i.e. that / num_generations prompts (16 with the defaults on one device)."""
+
+
+# Keys of the config files of srgrpo <= 0.1 (TrainConfig) that are named differently now.
+RENAMED = {
+    "model": "model_name_or_path", "span": "reward_span", "layer": "reward_layer", "max_length": "reward_max_length",
+    "warmup_ratio": "warmup_steps, a share of the steps when below 1",
+    "grpo": "its GRPOConfig settings at the top level of the file",
+}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+class TrainArgumentParser(TrlParser):
+    """TrlParser over srgrpo train's dataclasses. Errors raise ValueError (the CLI turns them into
+    exit status 2 with the message) instead of exiting; unknown keys of the config file are errors
+    that name the closest setting."""
+
+    def __init__(self, prog: str = "srgrpo train"):
+        super().__init__(DATACLASSES, prog=prog, usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
+                         formatter_class=_HelpFormatter, allow_abbrev=False)
+        self.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                          help="YAML file of settings (any flag's name without the dashes); flags win over it")
+
+    def error(self, message):
+        raise ValueError(f"{message} (see srgrpo train --help)")
+
+    def set_defaults_with_config(self, **kwargs) -> list[str]:
+        known = {action.dest for action in self._actions}
+        unknown = [key for key in kwargs if key not in known]
+        if unknown:
+            hints = [f"{key} (now {RENAMED[key]})" if key in RENAMED
+                     else f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, 1))
+                     else key for key in unknown]
+            raise ValueError(f"--config: unknown setting(s) {', '.join(hints)}")
+        return super().set_defaults_with_config(**kwargs)
+
+    def parse(self, argv: list[str]) -> TrainRun:
+        # TRL finds the config file as the token after a separate "--config"
+        args = []
+        for token in argv:
+            args.extend(token.split("=", 1) if token.startswith("--config=") else [token])
+        *parsed, unknown = self.parse_args_and_config(args, return_remaining_strings=True)
+        if unknown:
+            flags = [s for action in self._actions for s in action.option_strings]
+            hints = [f"{arg} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(arg, flags, 1)) else arg
+                     for arg in unknown if arg.startswith("-")] or unknown
+            raise ValueError(f"unknown flag(s) {', '.join(hints)} (see srgrpo train --help)")
+        script, reward, model, grpo = parsed[:4]  # parsed[4], if any: the (consumed) --config namespace
+        self._check_choices(script, reward, model, grpo)
+        return TrainRun(script=script, reward=reward, model=model, grpo=grpo)
+
+    def _check_choices(self, *objects) -> None:
+        """argparse checks `choices` on the command line only; values from the config file too."""
+        values = {k: v for obj in objects for k, v in vars(obj).items()}
+        for action in self._actions:
+            value = values.get(action.dest)
+            if action.choices and value is not None and not isinstance(value, list) and value not in action.choices \
+                    and str(value) not in map(str, action.choices):
+                raise ValueError(f"{action.dest} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+
+
+def parse_train_args(argv: list[str]) -> TrainRun:
+    """`srgrpo train`'s arguments (flags and --config YAML) as a TrainRun."""
+    return TrainArgumentParser().parse(argv)
+
+
+def make_run(**settings) -> TrainRun:
+    """A TrainRun from Python keyword arguments (any field of the four dataclasses, by name), for
+    scripts and tests; an unknown name is an error."""
+    parsed = TrainArgumentParser().parse_dict(settings)
+    return TrainRun(*parsed)

@@ -1,4 +1,8 @@
-"""Training curves of an SR-GRPO run from its metrics.jsonl rows: reward, length, repetition."""
+"""Training curves of an SR-GRPO run from its metrics.jsonl rows: reward, length, repetition.
+
+Drawn with matplotlib's object API (`matplotlib.figure.Figure` and its Agg canvas): no pyplot,
+so the caller's pyplot backend and figure list are left alone.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,14 @@ PANELS = [
 ]
 
 
-def plot_training_curves(rows: Sequence[dict], path: str | Path) -> Path:
+def plot_training_curves(rows: Sequence[dict], path: str | Path, dpi: int = 120) -> Path:
     """Write a three-panel PNG; steps where the watch warned are marked in every panel."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
+    fig = Figure(figsize=(5 * len(PANELS), 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(PANELS))
     warned = [r["step"] for r in rows if r.get("watch_warning")]
     for ax, (title, lines) in zip(axes, PANELS):
         for column, label in lines:
@@ -38,6 +42,5 @@ def plot_training_curves(rows: Sequence[dict], path: str | Path) -> Path:
             ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path, dpi=dpi)
     return path

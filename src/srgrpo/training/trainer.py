@@ -1,19 +1,24 @@
 """SR-GRPO end to end: prompts -> TRL GRPOTrainer with LoRA and the stable-rank reward -> checkpoints,
 metrics.jsonl, training curves, and greedy accuracy before and after.
 
-Every check that can fail on the user's input (dataset columns, chat template, LoRA targets,
-an output folder holding another run) runs before any generation or training step.
+Every check that can fail on the user's input (dataset columns, whether the prompts fill one
+optimizer step, chat template, LoRA targets, an output folder holding another run) runs before any
+generation or training step, and all but the model's own checks before the model is loaded.
+
+Under a distributed launcher (torchrun, accelerate launch) every process runs this same code: TRL
+and accelerate split the prompts and average the gradients (`SRGRPOConfig` picks the gloo backend
+on CPU), and only the main process writes reports; checkpoints are TRL's (main process only).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
-from srgrpo.training.config import TrainConfig
+from srgrpo.training.config import TrainRun
 from srgrpo.training.reward import StableRankReward
 
 logger = logging.getLogger("srgrpo.train")
@@ -74,17 +79,87 @@ def check_chat_template(tokenizer, name: str) -> None:
         )
 
 
-def check_lora_targets(model, targets: list[str]) -> None:
+def check_lora_targets(model, targets) -> None:
     """Every LoRA target must name modules of the model (peft silently skips a typo when another
-    name matches)."""
+    name matches). `targets`: module names, "all-linear", or a regular expression over full
+    module names (peft's meaning of a string)."""
+    import re
+
+    import torch
+
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    if isinstance(targets, str):
+        if targets == "all-linear" or any(re.fullmatch(targets, name) for name, _ in model.named_modules()):
+            return
+        raise ValueError(f"LoRA target pattern {targets!r} matches no module of the model; "
+                         f"its linear layers are: {', '.join(linear)}")
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in targets if t not in names]
     if missing:
-        import torch
-
-        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
         raise ValueError(f"LoRA target module(s) {', '.join(missing)} not found in the model; "
                          f"its linear layers are: {', '.join(linear)}")
+
+
+# ModelConfig/GRPOConfig settings srgrpo train cannot honour (it loads the model with
+# srgrpo.load_model), with the value it needs; anything else is refused before the model loads.
+UNSUPPORTED = {
+    "model_revision": "main", "attn_implementation": None, "load_in_8bit": False, "load_in_4bit": False,
+    "lora_task_type": "CAUSAL_LM", "trust_remote_code": False, "model_init_kwargs": None,
+}
+
+
+def check_run_settings(run: TrainRun) -> None:
+    """Settings the run depends on that TRL's own configuration checks leave open."""
+    if not run.model.use_peft:
+        raise ValueError("srgrpo train needs LoRA (use_peft): the reward is the stable rank under the frozen base, "
+                         "which is the policy with its adapter switched off; for full fine-tuning build the "
+                         "GRPOTrainer yourself with StableRankReward(frozen_model, tokenizer)")
+    if run.grpo.scale_rewards not in ("group", "batch", "none"):  # TRL checks it only at the first step
+        raise ValueError(f"scale_rewards must be group, batch or none, got {run.grpo.scale_rewards!r}")
+    values = {**vars(run.model), **vars(run.grpo)}
+    bad = [f"{name}={values[name]!r}" for name, value in UNSUPPORTED.items() if name in values and values[name] != value]
+    if bad:
+        raise ValueError(f"srgrpo train cannot honour {', '.join(bad)} (it loads the model with srgrpo.load_model); "
+                         "leave these settings at their defaults")
+    if run.grpo.use_vllm:
+        import importlib.util
+
+        import torch
+
+        if importlib.util.find_spec("vllm") is None or not torch.cuda.is_available():
+            raise ValueError("use_vllm needs a CUDA GPU and vLLM (pip install 'srgrpo[vllm]')")
+
+
+def prompts_per_step(args) -> int:
+    """Distinct prompts one optimizer step consumes, by TRL's sampler (trl 1.x RepeatSampler): a
+    generation round draws generation_batch_size / num_generations prompts (a round short of that
+    is dropped) and serves num_iterations x steps_per_generation micro-batches; an optimizer step
+    takes gradient_accumulation_steps micro-batches. With the defaults (steps_per_generation =
+    gradient_accumulation_steps) this is per_device_train_batch_size x gradient_accumulation_steps
+    x processes / num_generations."""
+    per_round = args.generation_batch_size // args.num_generations
+    micro_batches_per_round = args.num_iterations * args.steps_per_generation
+    return per_round * math.ceil(args.gradient_accumulation_steps / micro_batches_per_round)
+
+
+def check_prompts_fill_a_step(args, n_prompts: int, source: str) -> None:
+    """Refuse a dataset too small for one optimizer step (TRL would train 0 steps and succeed)."""
+    needed = prompts_per_step(args)
+    if n_prompts >= needed:
+        return
+    how = (f"per_device_train_batch_size {args.per_device_train_batch_size} x gradient_accumulation_steps "
+           f"{args.gradient_accumulation_steps} x {args.world_size} process(es) / num_generations "
+           f"{args.num_generations}")
+    if args.steps_per_generation != args.gradient_accumulation_steps or args.num_iterations != 1:
+        how = (f"generation_batch_size {args.generation_batch_size} / num_generations {args.num_generations} prompts "
+               f"per generation round, {args.num_iterations * args.steps_per_generation} micro-batch(es) per round "
+               f"(num_iterations x steps_per_generation), gradient_accumulation_steps "
+               f"{args.gradient_accumulation_steps} micro-batches per step")
+    raise ValueError(
+        f"prompt dataset {source} has {n_prompts} prompt(s) but one optimizer step needs {needed} ({how}): "
+        "add prompts, or lower per_device_train_batch_size or gradient_accumulation_steps (or the number of "
+        "processes), or raise num_generations"
+    )
 
 
 def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> str | None:
@@ -103,145 +178,115 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> str | N
 
 
 # ---------------------------------------------------------------------------------------- trainer
-def grpo_arguments(config: TrainConfig, device_type: str):
-    """TRL's GRPOConfig from ours; `config.grpo` may add any other GRPOConfig field."""
-    from trl import GRPOConfig
+def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=()):
+    """A GRPOTrainer with LoRA (trl.get_peft_config of the run's ModelConfig) on `model` and the
+    stable-rank reward, with every scoring option of the run, bound to it (adapter disabled, so the
+    frozen base costs no extra memory). Returns (trainer, reward)."""
+    from trl import GRPOTrainer, get_peft_config
 
-    known = {f.name for f in dataclasses.fields(GRPOConfig)}
-    unknown = sorted(set(config.grpo) - known)
-    if unknown:
-        raise ValueError(f"grpo: unknown GRPOConfig argument(s) {', '.join(unknown)}")
-    values = dict(
-        output_dir=config.output_dir,
-        num_generations=config.num_generations,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,  # transformers 5: a value below 1 is a share of the steps
-        beta=config.beta,
-        scale_rewards=config.scale_rewards,
-        max_steps=config.max_steps,
-        max_completion_length=config.max_completion_length,
-        temperature=config.temperature,
-        seed=config.seed,
-        bf16=(device_type == "cuda") if config.bf16 is None else config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
-        logging_steps=config.logging_steps,
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        use_vllm=config.use_vllm,
-        vllm_mode=config.vllm_mode,
-        report_to="none",
-    )
-    values.update(config.grpo)
-    return GRPOConfig(**values)
-
-
-def lora_config(config: TrainConfig):
-    from peft import LoraConfig
-
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
-
-
-def build_trainer(config: TrainConfig, model, tokenizer, dataset, callbacks=()):
-    """A GRPOTrainer with LoRA on `model` and the stable-rank reward bound to it (adapter disabled,
-    so the frozen base costs no extra memory). Returns (trainer, reward)."""
-    from trl import GRPOTrainer
-
-    check_chat_template(tokenizer, config.model or "(embedded)")
-    check_lora_targets(model, config.lora_target_modules)
-    args = grpo_arguments(config, next(model.parameters()).device.type)
-    reward = StableRankReward(options=config.scoring_options())
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=lora_config(config), callbacks=list(callbacks))
+    check_chat_template(tokenizer, run.model.model_name_or_path or "(embedded)")
+    check_lora_targets(model, run.model.lora_target_modules)
+    reward = StableRankReward(options=run.reward.scoring_options())
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=run.grpo, train_dataset=dataset,
+                          processing_class=tokenizer, peft_config=get_peft_config(run.model), callbacks=list(callbacks))
     reward.bind(trainer)
     return trainer, reward
 
 
 # ---------------------------------------------------------------------------------------- evaluation
-def greedy_eval(model, tokenizer, config: TrainConfig, output_dir: Path, label: str) -> dict:
+def greedy_eval(model, tokenizer, run: TrainRun, output_dir: Path, label: str) -> dict:
     """Greedy accuracy on the held-out slice; per-question rows go to eval_{label}.jsonl."""
     from srgrpo.bon.evaluate import greedy_accuracy
     from srgrpo.bon.tasks import load_problems
 
-    problems = load_problems(config.eval_dataset, limit=config.eval_limit, seed=config.seed)
+    script = run.script
+    problems = load_problems(script.eval_dataset, limit=script.eval_limit, seed=run.grpo.seed)
     was_training = model.training
     model.eval()
     started = time.perf_counter()
     try:
-        accuracy, rows = greedy_accuracy(model, tokenizer, problems, max_new_tokens=config.eval_max_new_tokens,
-                                         batch_size=config.eval_batch_size)
+        accuracy, rows = greedy_accuracy(model, tokenizer, problems, max_new_tokens=script.eval_max_new_tokens,
+                                         batch_size=script.eval_batch_size)
     finally:
         model.train(was_training)
     with (output_dir / f"eval_{label}.jsonl").open("w") as out:
         for row in rows:
             out.write(json.dumps(row, default=str) + "\n")
-    return {"dataset": config.eval_dataset, "n": len(problems), "accuracy": accuracy,
+    return {"dataset": script.eval_dataset, "n": len(problems), "accuracy": accuracy,
             "seconds": round(time.perf_counter() - started, 1)}
 
 
 # ---------------------------------------------------------------------------------------- run
-def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict:
-    """Run SR-GRPO as configured; returns the summary also written to `summary.json`."""
+def _wait_for_everyone(args) -> None:
+    if args.world_size > 1:
+        args.distributed_state.wait_for_everyone()
+
+
+def train(run: TrainRun) -> dict:
+    """Run SR-GRPO as configured; returns the summary that the main process writes to `summary.json`."""
     from srgrpo.models import load_model
     from srgrpo.training.plots import plot_training_curves
     from srgrpo.training.watch import CollapseThresholds, WatchCallback, read_metrics
 
-    if not config.dataset or not config.output_dir:
-        raise ValueError("a prompt dataset and an output folder are required")
-    output_dir = Path(config.output_dir)
-    checkpoint = check_output_dir(output_dir, resume, overwrite)
-    if config.use_vllm:
-        import importlib.util
-
-        import torch
-
-        if importlib.util.find_spec("vllm") is None or not torch.cuda.is_available():
-            raise ValueError("use_vllm needs a CUDA GPU and vLLM (pip install 'srgrpo[vllm]')")
-    dataset = load_prompt_dataset(config.dataset, config.dataset_split)  # before the model: fail fast
-    if config.eval_dataset:
+    script, args = run.script, run.grpo
+    main_process = args.process_index == 0
+    output_dir = Path(args.output_dir)
+    check_run_settings(run)
+    checkpoint = check_output_dir(output_dir, script.resume, script.overwrite)
+    with args.main_process_first(desc="prompt dataset"):
+        dataset = load_prompt_dataset(script.dataset, script.dataset_split)  # before the model: fail fast
+    check_prompts_fill_a_step(args, len(dataset), script.dataset)
+    if script.eval_dataset:
         from srgrpo.bon.tasks import load_problems
 
-        load_problems(config.eval_dataset, limit=1)  # an unknown eval set fails now, not after training
-    model, tokenizer = load_model(config.model, dtype=config.dtype)
-    check_chat_template(tokenizer, config.model or "(embedded)")
-    check_lora_targets(model, config.lora_target_modules)
+        load_problems(script.eval_dataset, limit=1)  # an unknown eval set fails now, not after training
+    model, tokenizer = load_model(run.model.model_name_or_path, dtype=run.model.dtype, device=args.device)
+    check_chat_template(tokenizer, run.model.model_name_or_path or "(embedded)")
+    check_lora_targets(model, run.model.lora_target_modules)
+    _wait_for_everyone(args)  # every process has checked the folder before the main one changes it
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if checkpoint is None and overwrite:  # start afresh: the previous run's checkpoints and files go
-        import shutil
+    if main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None and script.overwrite:  # start afresh: the previous run's checkpoints and files go
+            import shutil
 
-        for old in output_dir.glob("checkpoint-*"):
-            shutil.rmtree(old)
-        for name in ("metrics.jsonl", "summary.json", "eval_before.jsonl", "eval_after.jsonl"):
-            (output_dir / name).unlink(missing_ok=True)
-    (output_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+            for old in output_dir.glob("checkpoint-*"):
+                shutil.rmtree(old)
+            for name in ("metrics.jsonl", "summary.json", "eval_before.jsonl", "eval_after.jsonl"):
+                (output_dir / name).unlink(missing_ok=True)
+        (output_dir / "train_config.json").write_text(json.dumps(run.to_dict(), indent=2, default=str) + "\n")
     summary_path = output_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if checkpoint and summary_path.is_file() else {}
-    summary["config"] = dataclasses.asdict(config)
+    summary = json.loads(summary_path.read_text()) if main_process and checkpoint and summary_path.is_file() else {}
+    summary["config"] = run.to_dict()
+    summary["world_size"] = args.world_size
 
-    if config.eval_dataset and "before" not in summary.get("eval", {}):
-        summary.setdefault("eval", {})["before"] = greedy_eval(model, tokenizer, config, output_dir, "before")
-        logger.warning("greedy accuracy before training: %s", summary["eval"]["before"])
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    if script.eval_dataset and "before" not in summary.get("eval", {}):
+        if main_process:
+            summary.setdefault("eval", {})["before"] = greedy_eval(model, tokenizer, run, output_dir, "before")
+            logger.warning("greedy accuracy before training: %s", summary["eval"]["before"])
+            summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
-    watch = WatchCallback(output_dir / "metrics.jsonl", CollapseThresholds(window=config.watch_window),
-                          stop_on_collapse=config.stop_on_collapse)
-    trainer, _ = build_trainer(config, model, tokenizer, dataset, callbacks=[watch])
+    watch = WatchCallback(output_dir / "metrics.jsonl", CollapseThresholds(window=script.watch_window),
+                          stop_on_collapse=script.stop_on_collapse)
+    _wait_for_everyone(args)  # every process has read metrics.jsonl before the main one rewrites it
+    trainer, _ = build_trainer(run, model, tokenizer, dataset, callbacks=[watch])
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     summary["train_seconds"] = round(time.perf_counter() - started, 1)
     summary["global_step"] = trainer.state.global_step
-    trainer.save_model(str(output_dir / "final"))  # the LoRA adapter
+    # How the processes trained: e.g. distributed / gloo / DistributedDataParallel under torchrun on CPU.
+    summary["parallel"] = {"parallel_mode": args.parallel_mode.value, "ddp_backend": args.ddp_backend,
+                           "model_wrapper": type(trainer.model_wrapped).__name__}
+    trainer.save_model(str(output_dir / "final"))  # the LoRA adapter (TRL writes it from the main process)
+    if not main_process:
+        return summary
 
     rows = read_metrics(output_dir / "metrics.jsonl")
     summary["watch_warnings"] = watch.warnings
     if rows:
         summary["first_step"], summary["last_step"] = rows[0], rows[-1]
         plot_training_curves(rows, output_dir / "training_curves.png")
-    if config.eval_dataset:
-        summary.setdefault("eval", {})["after"] = greedy_eval(trainer.model, tokenizer, config, output_dir, "after")
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    if script.eval_dataset:
+        summary.setdefault("eval", {})["after"] = greedy_eval(trainer.model, tokenizer, run, output_dir, "after")
+    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

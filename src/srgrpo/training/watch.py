@@ -9,6 +9,8 @@ loop on the same phrases, or all say the same thing. Two pieces watch for that:
   these over the logging interval and logs them beside its own reward and length metrics.
 - `WatchCallback` writes one line per logged step to `metrics.jsonl` and warns (optionally stops)
   when SR rises while length or diversity collapses, comparing recent steps with the first ones.
+  Every process of a distributed run keeps the history (so all stop together); only the main
+  process writes the file and the log.
 """
 
 from __future__ import annotations
@@ -177,10 +179,13 @@ class WatchCallback(TrainerCallback):
         self.history: list[dict] = []
         self.warnings: list[str] = []
         self._collapsing = False
+        # Read now, before training: in a distributed run the main process rewrites the file when
+        # training begins, and no process should read it half-written.
+        self._previous = read_metrics(self.metrics_path)
 
     def on_train_begin(self, args, state, control, **kwargs):
         # On resume, drop lines logged after the checkpoint: those steps are about to run again.
-        rows = [r for r in read_metrics(self.metrics_path) if r["step"] <= state.global_step]
+        rows = [r for r in self._previous if r["step"] <= state.global_step]
         if state.is_world_process_zero:
             self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
             self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -196,9 +201,11 @@ class WatchCallback(TrainerCallback):
             row["watch_warning"] = message
             if not self._collapsing:  # warn when the condition sets in, not on every step it lasts
                 self.warnings.append(message)
-                logger.warning("step %d: %s", state.global_step, message)
+                if state.is_world_process_zero:
+                    logger.warning("step %d: %s", state.global_step, message)
             if self.stop_on_collapse:
-                logger.warning("step %d: stopping training (stop_on_collapse)", state.global_step)
+                if state.is_world_process_zero:
+                    logger.warning("step %d: stopping training (stop_on_collapse)", state.global_step)
                 control.should_training_stop = True
                 control.should_save = True
         self._collapsing = message is not None

@@ -1,0 +1,51 @@
+"""`srgrpo train` under torchrun: two CPU processes (gloo) train one model data-parallel, and only
+the main process writes the reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from srgrpo.training.watch import read_metrics
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+QUESTIONS = ["What is the capital of France?", "Add 1/3 and 1/4.", "Write a haiku about rain.", "Say hello.",
+             "Name a colour.", "Count to three.", "What is 2+2?", "Spell cat."]
+# 2 processes x 2 completions per device x 1 accumulation step / K=2: 2 prompts per optimizer step.
+TINY = {"num_generations": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+        "learning_rate": 1e-2, "max_completion_length": 8, "save_steps": 1, "gradient_checkpointing": False,
+        "lora_r": 4, "lora_target_modules": ["q_proj", "v_proj"], "max_steps": 2, "reward_batch_size": 4,
+        "warmup_steps": 0.0}
+
+
+def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "srgrpo.cli", "train", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_torchrun_two_cpu_processes_train_data_parallel(tiny_model_dir, tmp_path):
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in QUESTIONS))
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    done = torchrun(["--dataset", "prompts.jsonl", "--output-dir", "run", "--model", str(tiny_model_dir),
+                     "--config", "tiny.json"], tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    log = done.stdout + done.stderr
+    assert "parallel_mode != ParallelMode.DISTRIBUTED" not in log  # today's symptom of two independent copies
+
+    out = tmp_path / "run"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_step"] == 2
+    assert summary["parallel"] == {"parallel_mode": "distributed", "ddp_backend": "gloo",
+                                   "model_wrapper": "DistributedDataParallel"}
+    # One writer: each step is logged once, not once per process.
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
+    assert (out / "checkpoint-2").is_dir() and (out / "final" / "adapter_config.json").is_file()
+    assert (out / "training_curves.png").stat().st_size > 0
+    assert done.stdout.count('"global_step"') == 1  # only the main process prints the report
