@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import srgrpo
-from srgrpo.bon.generation import HFGenerator, Sampling
+from srgrpo.generation import HFGenerator, Sampling
 from srgrpo.tasks.datasets import load_problems
 
 ROUTES = ("none", "free", "reforward")

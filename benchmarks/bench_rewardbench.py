@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 
 import srgrpo
+from common import REPO, REWARDBENCH_OFFLINE
 from srgrpo.evaluation.preference_data import load_preference_pairs
-from srgrpo.reports.rewardbench import rewardbench_markdown
+from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
 from srgrpo.results import rewardbench_results_from_json
 from srgrpo.evaluation.runner import run_rewardbench
 from srgrpo.evaluation.scorers import SCORERS
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "preference" / "rewardbench_offline.jsonl"
+DEFAULT_DATA = REWARDBENCH_OFFLINE
 JUDGES = ["ipo", "pointwise_judge", "pairwise_judge"]
 
 
@@ -45,11 +45,11 @@ def time_stable_rank_vs_forward(model, tokenizer, pairs, batch_size: int) -> dic
     sr_seconds = time.perf_counter() - started
 
     encoded = scorer.encode(prompts, responses)
-    batches = [scorer.collate([encoded[i] for i in b]) for b in scorer.length_batches(encoded)]
+    batches = [scorer.engine.collate([encoded[i] for i in b]) for b in scorer.engine.plan(encoded)]
     started = time.perf_counter()
     with torch.inference_mode():
         for ids, attention in batches:
-            scorer.backbone(input_ids=ids, attention_mask=attention, use_cache=False)
+            scorer.engine.backbone(input_ids=ids, attention_mask=attention, use_cache=False)
     forward_seconds = time.perf_counter() - started
     tokens = sum(len(e.input_ids) for e in encoded if e.problem is None)
     return {"items": len(responses), "tokens": tokens, "stable_rank_seconds": sr_seconds,
@@ -84,6 +84,7 @@ def main() -> None:
     results = run_rewardbench(model, tokenizer, pairs, args.output_dir / "all_scorers", scorers=shared, options=options,
                               layers=range(model.config.num_hidden_layers + 1), overwrite=True, run_info=info)
     summary["all_scorers_seconds"] = time.perf_counter() - started
+    write_rewardbench_report_from_dir(args.output_dir / "all_scorers")
     summary["all_scorers"] = {k: {"accuracy": v["accuracy"], "sections": v["sections"],
                                   "length_controlled": v["length_controlled"]} for k, v in results.items()}
     print(rewardbench_markdown(rewardbench_results_from_json(results), title=f"All shared-pass scorers, {len(pairs)} pairs"), flush=True)
@@ -95,6 +96,7 @@ def main() -> None:
                              scorers=["stable_rank", "length", "random", *JUDGES], options=options, overwrite=True,
                              run_info=info)
     summary["judges_seconds"] = time.perf_counter() - started
+    write_rewardbench_report_from_dir(args.output_dir / "judges")
     summary["judges"] = {k: {"accuracy": v["accuracy"], "sections": v["sections"]} for k, v in judged.items()}
     print(rewardbench_markdown(rewardbench_results_from_json(judged), title=f"LLM judges beside stable rank, {len(judge_pairs)} pairs"), flush=True)
     print(f"wall time: {summary['judges_seconds']:.0f} s", flush=True)

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import srgrpo
+from common import REWARDBENCH_OFFLINE
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "preference" / "rewardbench_offline.jsonl"
+DEFAULT_DATA = REWARDBENCH_OFFLINE
 
 
 def pick_rows(path: Path, prefix: str, per_subset: int) -> list[dict]:

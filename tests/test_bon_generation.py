@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from srgrpo import metrics
-from srgrpo.bon.generation import HFGenerator, Sampling, prompt_token_ids, reforward_features
+from srgrpo.generation import HFGenerator, Sampling, prompt_token_ids, reforward_features
 from srgrpo.options import ScoringOptions
 from srgrpo.scoring import StableRankScorer
 

@@ -5,12 +5,14 @@ import math
 
 import pytest
 
-from srgrpo.bon.generation import Sample, Sampling
+from srgrpo.generation import Sample, Sampling
 from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import (accuracy_by_n, best_by, borda, build_selectors, majority_vote,
                                   random_choice)
 from srgrpo.tasks.datasets import Problem
 from srgrpo.cli import main
+from srgrpo.reports.best_of_n import write_best_of_n_report
+from srgrpo.results import BestOfNSummary
 
 
 def cand(answer, correct, sr=1.0, sc=0.0):
@@ -93,6 +95,8 @@ def test_one_sampling_pass_serves_every_n(tmp_path):
     gen = FakeGenerator()
     results = run_bon(gen, _problems(), tmp_path, ns=[1, 2, 4], selector_names=["stable_rank", "random", "majority"],
                       sampling=Sampling(), questions_per_chunk=2, progress=False)
+    assert not (tmp_path / "report.md").exists()  # the runner writes data; reports are the reports' job
+    write_best_of_n_report(BestOfNSummary.from_json(results), tmp_path)
     sampled = [c for c in gen.calls if not c[2]]
     assert {c[1] for c in sampled} == {4} and sum(c[0] for c in sampled) == 5  # max(N) once per question
     assert sum(c[0] for c in gen.calls if c[2]) == 5  # and one greedy answer each
@@ -193,7 +197,7 @@ def test_the_selector_registry_is_the_one_list_of_names(capsys):
 
 def test_the_report_is_a_function_of_the_typed_summary(tmp_path):
     from srgrpo.bon.selectors import SELECTORS
-    from srgrpo.reports.best_of_n import SELECTOR_STYLES, accuracy_vs_n_figure, best_of_n_markdown
+    from srgrpo.reports.best_of_n import SELECTOR_STYLES, accuracy_vs_n_figure, best_of_n_markdown, write_best_of_n_report
     from srgrpo.results import BestOfNSummary
 
     results = run_bon(FakeGenerator(), _problems(), tmp_path, ns=[1, 2, 4], sampling=Sampling(), progress=False,
@@ -203,6 +207,7 @@ def test_the_report_is_a_function_of_the_typed_summary(tmp_path):
                             "generation_seconds_this_call", "run"}  # results.json's format
     summary = BestOfNSummary.from_json(json.loads((tmp_path / "results.json").read_text()))
     assert summary.to_json() == results
+    write_best_of_n_report(summary, tmp_path)
     assert summary.gains["majority"]["4"].vs_random is not None and "random" not in summary.gains
 
     md = best_of_n_markdown(summary)

@@ -12,6 +12,7 @@ from srgrpo.evaluation.rewardbench import chosen_wins
 from srgrpo.evaluation.runner import run_rewardbench
 from srgrpo.engine import ForwardEngine
 from srgrpo.options import ScoringOptions
+from srgrpo.reports.rewardbench import write_rewardbench_report_from_dir
 from srgrpo.scoring import StableRankScorer
 
 
@@ -67,6 +68,8 @@ def test_every_scorer_runs_and_results_follow_the_protocol(tmp_path, judge_ready
     scorer = StableRankScorer(model, tok)
     expected = scorer.score([p.prompt for p in pairs], [p.chosen for p in pairs])
     assert [r["scores"]["stable_rank"]["chosen"] for r in rows] == pytest.approx(expected, rel=1e-5)
+    assert not (tmp_path / "report.md").exists()  # the runner writes data; reports are the reports' job
+    write_rewardbench_report_from_dir(tmp_path)
     for name in ("report.md", "sections.png", "score_distributions.png", "score_vs_length.png"):
         assert (tmp_path / name).is_file(), name
 
@@ -74,7 +77,7 @@ def test_every_scorer_runs_and_results_follow_the_protocol(tmp_path, judge_ready
 def test_killed_run_resumes_to_the_same_numbers(tmp_path, tiny_model, tokenizer, monkeypatch):
     pairs = make_pairs()
     kwargs = dict(scorers=["stable_rank", "mean_logprob", "random", "length"], layers=[0, 1, 2],
-                  options=ScoringOptions(batch_size=4), progress=False, n_bootstrap=100, report=False)
+                  options=ScoringOptions(batch_size=4), progress=False, n_bootstrap=100)
     reference = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path / "whole", **kwargs)
 
     original = ForwardEngine.run
@@ -104,11 +107,11 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, tiny_model, tokenizer,
 
 def test_a_different_run_in_the_same_folder_is_refused(tmp_path, tiny_model, tokenizer):
     pairs = make_pairs()
-    run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, scorers=["length"], progress=False, report=False)
+    run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, scorers=["length"], progress=False)
     with pytest.raises(ValueError, match="scorers differ"):
-        run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, scorers=["random"], progress=False, report=False)
+        run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, scorers=["random"], progress=False)
     results = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, scorers=["random"], progress=False,
-                              report=False, overwrite=True)
+                              overwrite=True)
     assert list(results) == ["random"]
 
 
@@ -123,6 +126,7 @@ def test_layer_sweep_matches_per_layer_scoring(tmp_path, tiny_model, tokenizer):
         chosen = s.score([p.prompt for p in pairs], [p.chosen for p in pairs])
         rejected = s.score([p.prompt for p in pairs], [p.rejected for p in pairs])
         assert sweep[str(layer)]["accuracy"] == pytest.approx(sum(map(chosen_wins, chosen, rejected)) / len(pairs))
+    write_rewardbench_report_from_dir(tmp_path)
     assert (tmp_path / "layer_sweep.png").is_file()
 
 

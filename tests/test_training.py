@@ -375,9 +375,9 @@ def test_training_curves_png_draws_every_panel_and_leaves_pyplot_alone(tmp_path)
 
 # ---------------------------------------------------------------------------------------- before/after
 def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_path):
-    from srgrpo.bon.grading import is_correct
-    from srgrpo.bon.tasks import load_problems
-    from srgrpo.bon.evaluate import greedy_accuracy
+    from srgrpo.tasks.grading import is_correct
+    from srgrpo.tasks.datasets import load_problems
+    from srgrpo.tasks.accuracy import greedy_accuracy
 
     tokenizer = make_tokenizer()
     path = tmp_path / "eval.jsonl"

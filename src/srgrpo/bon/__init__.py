@@ -10,7 +10,7 @@
     results["selectors"]["stable_rank"]["8"], results["greedy"]
 """
 
-from srgrpo.bon.generation import HFGenerator, Sample, Sampling, VLLMGenerator
+from srgrpo.generation import HFGenerator, Sample, Sampling, VLLMGenerator
 from srgrpo.tasks.grading import extract_answer, is_correct
 from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import SELECTOR_NAMES, build_selectors

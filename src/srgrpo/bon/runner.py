@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from srgrpo.bon.generation import Sample, Sampling
+from srgrpo.generation import Sample, Sampling
 from srgrpo.tasks.grading import grade
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, accuracy_by_n, build_selectors
 from srgrpo.tasks.datasets import Problem
@@ -138,10 +138,8 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
             selector_names: Sequence[str], sampling: Sampling, seed: int = 0, run_config: dict | None = None,
             overwrite: bool = False, questions_per_chunk: int = 8, borda_power: float = DEFAULT_BORDA_POWER,
             progress: bool = True) -> dict:
-    """Generate (resumably), select, grade and write results.json, report.md and the plot; returns
-    results.json's content."""
-    from srgrpo.reports.best_of_n import write_best_of_n_report
-
+    """Generate (resumably), select, grade and write results.json; returns its content. The report
+    (report.md, accuracy_vs_n.png) is `srgrpo.reports.best_of_n.write_best_of_n_report`'s job."""
     if not problems:
         raise ValueError("no problems to run")
     if not ns or min(ns) < 1:
@@ -169,5 +167,4 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
     summary.run = {k: v for k, v in config.items() if k != "problems"}
     results = summary.to_json()
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-    write_best_of_n_report(summary, output_dir)
     return results

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -153,9 +152,10 @@ def run_rewardbench(
     overwrite: bool = False,
     progress: bool = True,
     run_info: dict | None = None,
-    report: bool = True,
 ) -> dict | None:
-    """Score `pairs` with every scorer and write the results into `output_dir`; returns
+    """Score `pairs` with every scorer and write results.json, pairs.jsonl (and layer_sweep.json)
+    into `output_dir` (the report is `srgrpo.reports.rewardbench.write_rewardbench_report_from_dir`'s
+    job); returns
     {scorer: summary} as written to results.json. `run_info` (model name, data source, ...) goes
     into run.json, so a resume with other arguments is refused. Under a distributed launcher the
     items are split across processes; the main process writes everything and returns the results,
@@ -176,7 +176,6 @@ def run_rewardbench(
         _prepare_output_dir(output_dir, run_config, overwrite, OUTPUT_FILES, extra_dirs=("plots",))
     distributed.barrier()
 
-    started = time.perf_counter()
     scorer = StableRankScorer(model, tokenizer, options)
     cache = RunCache(output_dir / "cache.jsonl", readonly=not distributed.is_main())
     try:
@@ -186,7 +185,6 @@ def run_rewardbench(
             _judge_stages(model, tokenizer, pairs, judge_kinds, cache, options.batch_size, progress)
     finally:
         cache.close()
-    compute_seconds = time.perf_counter() - started
     if not distributed.is_main():
         return None
 
@@ -207,16 +205,6 @@ def run_rewardbench(
         sweep_json = {str(k): summary.to_json() for k, summary in layer_sweep.items()}
         (output_dir / "layer_sweep.json").write_text(json.dumps(sweep_json, indent=2))
     write_jsonl_atomic(output_dir / "pairs.jsonl", pair_rows)
-    if report:
-        from srgrpo.reports.rewardbench import write_rewardbench_report
-        from srgrpo.results import PairRow
-
-        meta = {**(run_info or {}), "pairs": len(pairs), "scorers": ", ".join(scorers),
-                "span": options.span, "layer": options.layer, "window": options.max_length,
-                "compute seconds (this invocation)": round(compute_seconds, 1)}
-        plot_scorer = "stable_rank" if "stable_rank" in scorers else scorers[0]
-        write_rewardbench_report(output_dir, summaries, [PairRow.from_json(r) for r in pair_rows], title="RewardBench evaluation", meta=meta,
-                                 layer_sweep=layer_sweep or None, scorer_for_plots=plot_scorer)
     return results
 
 

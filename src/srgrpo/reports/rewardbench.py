@@ -14,6 +14,7 @@ objects (srgrpo.reports.figures), so no pyplot state or GUI backend is touched.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -24,7 +25,7 @@ from srgrpo.evaluation.rewardbench import SECTIONS as RB_SECTIONS
 from srgrpo.reports.figures import new_figure, percent_axis, save_figure
 from srgrpo.reports.tables import (DASH, finite, finite_interval, markdown_table, meta_value, percent,
                                    percent_with_interval)
-from srgrpo.results import PairRow, RewardBenchSummary
+from srgrpo.results import PairRow, RewardBenchSummary, rewardbench_results_from_json
 
 __all__ = [
     "SECTIONS",
@@ -598,3 +599,26 @@ def write_rewardbench_report(
         encoding="utf-8",
     )
     return [report, *written]
+
+
+def write_rewardbench_report_from_dir(output_dir: str | os.PathLike, title: str = "RewardBench evaluation",
+                                      extra_meta: dict | None = None) -> list[Path]:
+    """`write_rewardbench_report` from what `run_rewardbench` wrote into `output_dir` (results.json,
+    pairs.jsonl, layer_sweep.json, run.json); returns the paths written, report.md first."""
+    output_dir = Path(output_dir)
+    results = rewardbench_results_from_json(json.loads((output_dir / "results.json").read_text()))
+    rows = [PairRow.from_json(json.loads(line))
+            for line in (output_dir / "pairs.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    sweep_file = output_dir / "layer_sweep.json"
+    layer_sweep = ({int(k): RewardBenchSummary.from_json(v) for k, v in json.loads(sweep_file.read_text()).items()}
+                   if sweep_file.is_file() else None)
+    run_file = output_dir / "run.json"
+    run = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    scoring = run.get("scoring", {})
+    meta = {k: run[k] for k in ("model", "dtype", "data", "limit_per_subset") if k in run}
+    meta.update({"pairs": len(rows), "scorers": ", ".join(results), "span": scoring.get("span"),
+                 "layer": scoring.get("layer"), "window": scoring.get("max_length")})
+    meta.update(extra_meta or {})
+    plot_scorer = "stable_rank" if "stable_rank" in results else next(iter(results))
+    return write_rewardbench_report(output_dir, results, rows, title=title, meta=meta, layer_sweep=layer_sweep,
+                                    scorer_for_plots=plot_scorer)

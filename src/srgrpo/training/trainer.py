@@ -196,8 +196,8 @@ def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=()):
 # ---------------------------------------------------------------------------------------- evaluation
 def greedy_eval(model, tokenizer, run: TrainRun, output_dir: Path, label: str) -> dict:
     """Greedy accuracy on the held-out slice; per-question rows go to eval_{label}.jsonl."""
-    from srgrpo.bon.evaluate import greedy_accuracy
-    from srgrpo.bon.tasks import load_problems
+    from srgrpo.tasks.accuracy import greedy_accuracy
+    from srgrpo.tasks.datasets import load_problems
 
     script = run.script
     problems = load_problems(script.eval_dataset, limit=script.eval_limit, seed=run.grpo.seed)
@@ -237,7 +237,7 @@ def train(run: TrainRun) -> dict:
         dataset = load_prompt_dataset(script.dataset, script.dataset_split)  # before the model: fail fast
     check_prompts_fill_a_step(args, len(dataset), script.dataset)
     if script.eval_dataset:
-        from srgrpo.bon.tasks import load_problems
+        from srgrpo.tasks.datasets import load_problems
 
         load_problems(script.eval_dataset, limit=1)  # an unknown eval set fails now, not after training
     model, tokenizer = load_model(run.model.model_name_or_path, dtype=run.model.dtype, device=args.device)

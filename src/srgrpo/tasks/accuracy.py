@@ -1,12 +1,13 @@
-"""Greedy accuracy (N = 1) with the Best-of-N grading: the before/after check of `srgrpo train`."""
+"""Greedy accuracy (N = 1) on benchmark questions with their grading: the before/after check of
+`srgrpo train`, with the same batched generator Best-of-N samples from."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from srgrpo.bon.generation import HFGenerator, Sampling
-from srgrpo.bon.grading import is_correct
-from srgrpo.bon.tasks import Problem
+from srgrpo.generation import HFGenerator, Sampling
+from srgrpo.tasks.grading import is_correct
+from srgrpo.tasks.datasets import Problem
 
 
 def greedy_accuracy(model, tokenizer, problems: Sequence[Problem], max_new_tokens: int = 512,

@@ -1,4 +1,4 @@
-"""`srgrpo bon`: the command-line face of srgrpo.bon.runner."""
+"""`srgrpo bon`: Best-of-N decoding, the command-line face of srgrpo.bon.runner."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, SELECTORS
+from srgrpo.cli.common import HelpFormatter, add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
 from srgrpo.tasks.datasets import DATASETS
 
 
@@ -38,13 +39,12 @@ def _dataset_help() -> str:
     return "\n".join(f"  {name}: {spec.description}" for name, spec in DATASETS.items())
 
 
-def cmd_bon(args: argparse.Namespace) -> int:
-    from srgrpo.bon.generation import HFGenerator, Sampling, VLLMGenerator
-    from srgrpo.reports.best_of_n import best_of_n_markdown
+def run(args: argparse.Namespace) -> int:
+    from srgrpo.generation import HFGenerator, Sampling, VLLMGenerator
+    from srgrpo.reports.best_of_n import best_of_n_markdown, write_best_of_n_report
     from srgrpo.results import BestOfNSummary
     from srgrpo.bon.runner import run_bon
     from srgrpo.tasks.datasets import load_problems
-    from srgrpo.cli import _load, scoring_options
     from srgrpo.scoring import StableRankScorer
 
     options = scoring_options(args)
@@ -56,7 +56,7 @@ def cmd_bon(args: argparse.Namespace) -> int:
         raise ValueError("--backend vllm needs --model (a Hugging Face id or folder vLLM can load)")
     if args.gen_batch_size < 1:
         raise ValueError(f"--gen-batch-size must be positive, got {args.gen_batch_size}")
-    model, tokenizer = _load(args)
+    model, tokenizer = load_model_from_args(args)
     if args.backend == "vllm":
         generator = VLLMGenerator(args.model, StableRankScorer(model, tokenizer, options))
     else:
@@ -69,17 +69,17 @@ def cmd_bon(args: argparse.Namespace) -> int:
         run_config={"dataset": args.dataset, "model": args.model, "dtype": args.dtype, "backend": args.backend,
                     "scoring": args.scoring, "options": vars(options)},
     )
-    print(best_of_n_markdown(BestOfNSummary.from_json(results)))
+    summary = BestOfNSummary.from_json(results)
+    write_best_of_n_report(summary, args.output_dir)
+    print(best_of_n_markdown(summary))
     print(f"wrote results.json, generations.jsonl, report.md and accuracy_vs_n.png to {args.output_dir} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 
 
-def add_bon_parser(sub) -> None:
-    from srgrpo.cli import _HelpFormatter, add_model_arguments, add_scoring_arguments
-
+def add_parser(sub) -> None:
     bon = sub.add_parser(
-        "bon", formatter_class=_HelpFormatter,
+        "bon", formatter_class=HelpFormatter,
         help="Best-of-N decoding: sample N answers, keep the one with the highest stable rank, grade",
         description="Sample max(N) answers per question once (plus one greedy answer), score each with "
         "stable rank and the baselines while it is generated, and evaluate every selector at every N on "
@@ -122,4 +122,4 @@ def add_bon_parser(sub) -> None:
     bon.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_arguments(bon)
     add_scoring_arguments(bon)
-    bon.set_defaults(func=cmd_bon)
+    bon.set_defaults(func=run)

@@ -1,4 +1,4 @@
-"""Candidate generation for Best-of-N, each candidate scored with stable rank and log-prob features.
+"""Generation with every candidate scored on the way: Best-of-N's candidates, training's greedy check.
 
 Two generation backends share one interface (`generate(prompts, n, sampling, seed) -> [[Sample]]`):
 - `HFGenerator`: transformers `generate`, batched with left padding. By default it scores for free:

@@ -16,15 +16,15 @@ import sys
 HELP = "SR-GRPO: GRPO + LoRA whose reward is the stable rank under the frozen base model"
 
 
-def add_train_parser(sub) -> argparse.ArgumentParser:
+def add_parser(sub) -> argparse.ArgumentParser:
     train = sub.add_parser("train", help=HELP, add_help=False, prefix_chars="+",
                            description=HELP + " (srgrpo train --help lists the flags)")
     train.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=run)
     return train
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from srgrpo.training.config import parse_train_args
     from srgrpo.training.trainer import train
 

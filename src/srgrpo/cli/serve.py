@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from srgrpo.cli.common import add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
+
 EPILOG = """\
 examples:
   srgrpo serve --port 5000                                     # embedded SmolLM2-135M-Instruct
@@ -16,9 +18,7 @@ OpenRLHF: --remote_rm_url http://HOST:PORT/get_reward
 verl: custom_reward_function.path=<srgrpo>/serving/client.py name=compute_score, SRGRPO_REWARD_URL=http://HOST:PORT"""
 
 
-def add_serve_parser(sub) -> argparse.ArgumentParser:
-    from srgrpo.cli import add_model_arguments, add_scoring_arguments
-
+def add_parser(sub) -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="serve the stable-rank reward over HTTP (OpenRLHF remote reward model protocol)",
@@ -40,14 +40,13 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
                        help="reward sent for a text that cannot be scored (default: null)")
     add_model_arguments(serve)
     add_scoring_arguments(serve)
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=run)
     return serve
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import logging
 
-    from srgrpo.cli import _load, scoring_options
     from srgrpo.serving.server import make_server
     from srgrpo.training.reward import StableRankReward
 
@@ -55,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("max_body_bytes", "max_batch_texts"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")
-    model, tokenizer = _load(args)
+    model, tokenizer = load_model_from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     server = make_server(StableRankReward(model, tokenizer, options), args.host, args.port,
                          model_name=args.model or "embedded SmolLM2-135M-Instruct",

@@ -1,0 +1,72 @@
+"""What every command shares: model and scoring arguments, loading, help formatting.
+
+Imported by the command modules; imports none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from srgrpo.options import ScoringOptions
+
+DESCRIPTION = """\
+Stable rank (SR = ||H||_F^2 / ||H||_2^2 of a response's last-layer hidden states) as a label-free
+reward. The default model is the embedded SmolLM2-135M-Instruct; --model takes any Hugging Face id
+or local folder."""
+
+HelpFormatter = argparse.RawDescriptionHelpFormatter
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=None,
+                       help="Hugging Face model id, local folder or .gguf file (default: embedded SmolLM2-135M-Instruct)")
+    group.add_argument("--dtype", default="auto",
+                       help="model dtype: auto (the default: float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16")
+    group.add_argument("--device", default="auto", help="auto (GPU if present; the default), cpu, cuda, cuda:1, ...")
+    group.add_argument("--cache-dir", default=None,
+                       help="where the embedded model is converted to (default: $SRGRPO_CACHE_DIR or ~/.cache/srgrpo)")
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per ScoringOptions field, so the options and their help live in one place."""
+    group = parser.add_argument_group("scoring options")
+    for f in dataclasses.fields(ScoringOptions):
+        group.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=int if f.type == "int" else str,
+            default=f.default,
+            choices=f.metadata.get("choices"),
+            help=f.metadata["help"] + " (default: %(default)s)",
+        )
+
+
+def scoring_options(args: argparse.Namespace) -> ScoringOptions:
+    return ScoringOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ScoringOptions)})
+
+
+def load_model_from_args(args):
+    """The model and tokenizer the model arguments name."""
+    from srgrpo.models import load_model
+
+    print(f"loading model {args.model or '(embedded SmolLM2-135M-Instruct)'} ...", file=sys.stderr)
+    return load_model(args.model, dtype=args.dtype, device=args.device, cache_dir=args.cache_dir)
+
+
+def parse_layers(text: str | None, num_layers: int) -> list[int]:
+    """'all' -> every hidden_states index 0..L; '0,5,-1' -> those indices (negatives from the end)."""
+    if not text:
+        return []
+    if text.strip() == "all":
+        return list(range(num_layers + 1))
+    try:
+        layers = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--layers must be 'all' or comma-separated integers, got {text!r}") from None
+    n_states = num_layers + 1
+    bad = [k for k in layers if not -n_states <= k < n_states]
+    if bad:
+        raise ValueError(f"--layers {bad} out of range for a model with {num_layers} layers (0..{num_layers})")
+    return sorted({k % n_states for k in layers})

@@ -1,0 +1,78 @@
+"""Imports flow one way: base -> forward engine -> features -> scorer -> shared pieces -> apps ->
+reports -> cli. An app never imports another app, and nothing imports a layer above its own.
+Read from the source (every import, also those inside functions), so a sideways import fails here."""
+
+import ast
+from pathlib import Path
+
+import srgrpo
+
+PACKAGE = Path(srgrpo.__file__).parent
+
+# Module (first component under srgrpo/) -> layer. A module may import its own layer's base modules
+# and anything below; apps (layer 5) never import each other.
+LAYERS = {
+    "options": 0, "text": 0, "metrics": 0, "models": 0, "distributed": 0, "records": 0, "stats": 0,
+    "results": 0,
+    "engine": 1,
+    "features": 2,
+    "scoring": 3,
+    "generation": 4, "tasks": 4, "score_io": 4,
+    "evaluation": 5, "bon": 5, "training": 5, "serving": 5,
+    "reports": 6,
+    "cli": 7,
+}
+APPS = {name for name, layer in LAYERS.items() if layer == 5}
+
+
+def component(module: str) -> str:
+    return module.split(".")[1] if module.startswith("srgrpo.") else ""
+
+
+def imports_of(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "srgrpo":  # `from srgrpo import x`: a submodule, or the package's own face
+                for alias in node.names:
+                    if alias.name in LAYERS:
+                        yield node.lineno, f"srgrpo.{alias.name}"
+            else:
+                yield node.lineno, node.module
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+
+
+def test_every_module_has_a_layer():
+    names = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+             if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
+    assert names == set(LAYERS), f"give these a layer (or remove them from LAYERS): {names ^ set(LAYERS)}"
+
+
+def test_imports_flow_one_way():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts == ("__init__.py",):
+            continue  # the package's public face re-exports from every layer
+        here = relative.parts[0].removesuffix(".py")
+        for line, module in imports_of(path):
+            there = component(module)
+            if not there or there == here:
+                continue
+            if LAYERS[there] > LAYERS[here] or (here in APPS and there in APPS):
+                wrong.append(f"{relative}:{line} imports {module} ({here} is layer {LAYERS[here]}, "
+                             f"{there} is layer {LAYERS[there]})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_private_names_cross_modules():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("srgrpo"):
+                wrong += [f"{path.relative_to(PACKAGE)}:{node.lineno} imports {node.module}.{a.name}"
+                          for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not wrong, "\n".join(wrong)
