@@ -249,7 +249,7 @@ def test_defaults_are_the_papers_and_every_trl_option_is_a_flag(tmp_path):
 def test_every_scoring_option_is_a_flag_and_reaches_the_reward(tokenizer, prompts_file, tmp_path):
     import dataclasses
 
-    from srgrpo.scoring import ScoringOptions
+    from srgrpo.options import ScoringOptions
     from srgrpo.training.config import RewardArguments, TrainArgumentParser
     from srgrpo.training.trainer import build_trainer, load_prompt_dataset
 
@@ -389,7 +389,7 @@ def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_
         assert row["correct"] == is_correct(problem, row["completion"])
         # Batched left-padded generation gives what the model writes for the prompt alone.
         ids = torch.tensor([tokenizer.apply_chat_template(problem.messages(), add_generation_prompt=True,
-                                                          return_dict=True)["input_ids"]])
+                                                          return_dict=True)["input_ids"]], device=tiny_model.device)
         alone = tiny_model.generate(input_ids=ids, do_sample=False, max_new_tokens=6,
                                     pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:]
         assert row["completion"] == tokenizer.decode(alone, skip_special_tokens=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from srgrpo.records import write_jsonl_atomic
-from srgrpo.scoring import check_pair
+from srgrpo.text import check_pair
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from srgrpo.scoring import check_pair
+from srgrpo.text import check_pair
 
 UNSPECIFIED_SUBSET = "unspecified"
 REQUIRED_FIELDS = ("prompt", "chosen", "rejected")

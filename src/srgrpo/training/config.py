@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, ModelConfig, TrlParser
 
-from srgrpo.scoring import ScoringOptions
+from srgrpo.options import ScoringOptions
 
 # All attention and MLP projections of Llama/Qwen/Mistral-style decoders (the paper's LoRA targets).
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
