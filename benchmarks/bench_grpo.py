@@ -73,7 +73,6 @@ def run_variant(variant: str, args) -> dict:
     """One variant in this process; returns its measurements."""
     import torch
     from transformers import TrainerCallback
-
     from trl import get_peft_config
 
     from srgrpo.training.config import make_run

@@ -56,9 +56,9 @@ from pathlib import Path
 
 import psutil
 import torch
+from common import REWARDBENCH_OFFLINE as DEFAULT_DATA
 
 import srgrpo
-from common import REWARDBENCH_OFFLINE as DEFAULT_DATA
 from srgrpo import metrics
 from srgrpo.engine import gather_spans
 from srgrpo.models import resolve_device, resolve_dtype

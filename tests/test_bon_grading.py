@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from srgrpo.tasks.grading import extract_answer, extract_letter, extract_number, is_correct, parse_number
 from srgrpo.tasks.datasets import DatasetError, Problem, load_problems
+from srgrpo.tasks.grading import extract_answer, extract_letter, extract_number, is_correct, parse_number
 
 GSM = Problem("g", "q", "1234", "gsm8k")
 MATH = Problem("m", "q", "\\frac{14}{3}", "math")

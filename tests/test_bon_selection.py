@@ -5,14 +5,13 @@ import math
 
 import pytest
 
-from srgrpo.generation import Sample, Sampling
 from srgrpo.bon.runner import run_bon
-from srgrpo.bon.selectors import (accuracy_by_n, best_by, borda, build_selectors, majority_vote,
-                                  random_choice)
-from srgrpo.tasks.datasets import Problem
+from srgrpo.bon.selectors import accuracy_by_n, best_by, borda, build_selectors, majority_vote, random_choice
 from srgrpo.cli import main
+from srgrpo.generation import Sample, Sampling
 from srgrpo.reports.best_of_n import write_best_of_n_report
 from srgrpo.results import BestOfNSummary
+from srgrpo.tasks.datasets import Problem
 
 
 def cand(answer, correct, sr=1.0, sc=0.0):
@@ -197,7 +196,12 @@ def test_the_selector_registry_is_the_one_list_of_names(capsys):
 
 def test_the_report_is_a_function_of_the_typed_summary(tmp_path):
     from srgrpo.bon.selectors import SELECTORS
-    from srgrpo.reports.best_of_n import SELECTOR_STYLES, accuracy_vs_n_figure, best_of_n_markdown, write_best_of_n_report
+    from srgrpo.reports.best_of_n import (
+        SELECTOR_STYLES,
+        accuracy_vs_n_figure,
+        best_of_n_markdown,
+        write_best_of_n_report,
+    )
     from srgrpo.results import BestOfNSummary
 
     results = run_bon(FakeGenerator(), _problems(), tmp_path, ns=[1, 2, 4], sampling=Sampling(), progress=False,

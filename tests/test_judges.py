@@ -3,8 +3,8 @@ import warnings
 
 import pytest
 import torch
-
 from conftest import make_model, make_tokenizer
+
 from srgrpo.evaluation import judges
 from srgrpo.evaluation.judges import (
     IPO_TEMPLATE,

@@ -20,8 +20,14 @@ from srgrpo.reports.rewardbench import (  # noqa: E402
 )
 from srgrpo.reports.rewardbench import rewardbench_markdown as markdown_report  # noqa: E402
 from srgrpo.reports.rewardbench import write_rewardbench_report as write_report  # noqa: E402
-from srgrpo.results import (LengthControlled, PairRow, RewardBenchIntervals, RewardBenchSummary,  # noqa: E402
-                            SideScores, SubsetAccuracy)
+from srgrpo.results import (  # noqa: E402
+    LengthControlled,
+    PairRow,
+    RewardBenchIntervals,
+    RewardBenchSummary,
+    SideScores,
+    SubsetAccuracy,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from conftest import make_model
+
 from srgrpo.scoring import StableRankScorer
 from srgrpo.training.reward import StableRankReward
 

@@ -4,13 +4,13 @@ import json
 import math
 
 import pytest
-
 from conftest import make_model, make_tokenizer
+
 from srgrpo.cli import main
+from srgrpo.engine import ForwardEngine
 from srgrpo.evaluation.preference_data import PreferencePair, load_preference_pairs
 from srgrpo.evaluation.rewardbench import chosen_wins
 from srgrpo.evaluation.runner import run_rewardbench
-from srgrpo.engine import ForwardEngine
 from srgrpo.options import ScoringOptions
 from srgrpo.reports.rewardbench import write_rewardbench_report_from_dir
 from srgrpo.scoring import StableRankScorer
@@ -161,8 +161,8 @@ def test_cli_rewardbench_with_bad_rows(tmp_path, tiny_model_dir, capsys):
 
 
 def test_loading_the_real_offline_file_if_present():
-    from pathlib import Path
     import os
+    from pathlib import Path
 
     path = Path(os.environ.get("SRGRPO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     path = path / "preference" / "rewardbench_offline.jsonl"

@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import make_tokenizer
+
 from srgrpo.metrics import stable_rank
 from srgrpo.options import ScoringOptions
 from srgrpo.scoring import StableRankScorer

@@ -8,8 +8,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import make_model, make_tokenizer
+
 from srgrpo.cli import main
 from srgrpo.training.config import make_run, parse_train_args
 from srgrpo.training.watch import (
@@ -375,9 +375,9 @@ def test_training_curves_png_draws_every_panel_and_leaves_pyplot_alone(tmp_path)
 
 # ---------------------------------------------------------------------------------------- before/after
 def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_path):
-    from srgrpo.tasks.grading import is_correct
-    from srgrpo.tasks.datasets import load_problems
     from srgrpo.tasks.accuracy import greedy_accuracy
+    from srgrpo.tasks.datasets import load_problems
+    from srgrpo.tasks.grading import is_correct
 
     tokenizer = make_tokenizer()
     path = tmp_path / "eval.jsonl"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from srgrpo.engine import gather_spans
 from srgrpo.features import FEATURES, LogitStats, SpanStates, next_token_stats
@@ -177,21 +178,14 @@ class HFGenerator:
         prompt_ids = [prompt_token_ids(self.tokenizer, m) for m in prompts]
         rows = [q for q in range(len(prompts)) for _ in range(n)]
         samples: list[Sample] = []
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(rows), unit="sample", desc="generating", leave=False)
-        for lo in range(0, len(rows), self.batch_size):
-            # Seeded per batch, so a batch's samples do not depend on how many random draws the
-            # batches before it took (e.g. free scoring's one extra token).
-            torch.manual_seed(seed * 1_000_003 + lo)
-            batch = [prompt_ids[q] for q in rows[lo:lo + self.batch_size]]
-            samples.extend(self._generate_batch(batch, sampling))
-            if bar is not None:
+        with tqdm(total=len(rows), unit="sample", desc="generating", leave=False, disable=not progress) as bar:
+            for lo in range(0, len(rows), self.batch_size):
+                # Seeded per batch, so a batch's samples do not depend on how many random draws the
+                # batches before it took (e.g. free scoring's one extra token).
+                torch.manual_seed(seed * 1_000_003 + lo)
+                batch = [prompt_ids[q] for q in rows[lo:lo + self.batch_size]]
+                samples.extend(self._generate_batch(batch, sampling))
                 bar.update(len(batch))
-        if bar is not None:
-            bar.close()
         return [samples[q * n:(q + 1) * n] for q in range(len(prompts))]
 
     def _generate_batch(self, prompt_ids: list[list[int]], sampling: Sampling) -> list[Sample]:

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from srgrpo import metrics
 from srgrpo.engine import Batch, ForwardEngine, gather_spans
 from srgrpo.features import FEATURES, SpanStates, check_features, logit_stats
 from srgrpo.options import ScoringOptions
-from srgrpo.text import EncodedPair, Prompt, encode_ids, encode_pairs, response_token_span
-# Transitional re-exports for modules not yet moved to srgrpo.text (removed once they are).
-from srgrpo.text import check_pair, render_pair  # noqa: F401
+from srgrpo.text import EncodedPair, Prompt, check_pair, encode_ids, encode_pairs, response_token_span
 
 __all__ = ["StableRankScorer", "ScoringOptions", "PairScore", "ItemFeatures", "EncodedPair", "FEATURES",
            "encode_ids", "response_token_span", "warn_unscored", "finish_logits"]
@@ -178,12 +177,7 @@ class StableRankScorer:
                 return out
             return {key: metrics.stable_rank(span, mask, compute_dtype)}
 
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, unit="pair", desc="scoring")
-        try:
+        with tqdm(total=total, unit="pair", desc="scoring", disable=not progress) as bar:
             for index, item, values in self.engine.stream(chunks, taps, on_states):
                 n_tokens, response_tokens = item.end - item.start, item.response_end - item.response_start
                 if values is None:
@@ -197,11 +191,7 @@ class StableRankScorer:
                         warning = "hidden states are all zero"
                     yield ItemFeatures(index, {f: values[f] for f in features}, n_tokens, response_tokens,
                                        item.truncated, warning, {k: values[("layer", k)] for k in sweep_layers})
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
+                bar.update(1)
 
     def iter_scores(self, prompts: Sequence[Prompt], responses: Sequence[str], progress: bool = False) -> Iterator[PairScore]:
         """Yield one PairScore (stable rank) per pair as soon as its batch is done."""

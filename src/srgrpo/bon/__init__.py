@@ -10,11 +10,11 @@
     results["selectors"]["stable_rank"]["8"], results["greedy"]
 """
 
-from srgrpo.generation import HFGenerator, Sample, Sampling, VLLMGenerator
-from srgrpo.tasks.grading import extract_answer, is_correct
 from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import SELECTOR_NAMES, build_selectors
+from srgrpo.generation import HFGenerator, Sample, Sampling, VLLMGenerator
 from srgrpo.tasks.datasets import DATASETS, DatasetError, Problem, load_problems
+from srgrpo.tasks.grading import extract_answer, is_correct
 
 __all__ = [
     "HFGenerator", "VLLMGenerator", "Sample", "Sampling", "extract_answer", "is_correct", "run_bon",

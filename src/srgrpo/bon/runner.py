@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from srgrpo.generation import Sample, Sampling
-from srgrpo.tasks.grading import grade
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, accuracy_by_n, build_selectors
-from srgrpo.tasks.datasets import Problem
+from srgrpo.generation import Sample, Sampling
 from srgrpo.records import RunCache, json_float, prepare_output_dir
 from srgrpo.results import BestOfNSummary, Comparison, Gain
 from srgrpo.stats import bootstrap_mean_interval
+from srgrpo.tasks.datasets import Problem
+from srgrpo.tasks.grading import grade
 
 OUTPUT_FILES = ("generations.jsonl", "run.json", "results.json", "report.md", "accuracy_vs_n.png")
 
@@ -61,26 +62,19 @@ def generate_all(generator, problems: Sequence[Problem], n_max: int, sampling: S
     def complete(p: Problem) -> bool:
         return cache.has("greedy", p.id) and cache.has("samples", p.id)
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        done = sum(map(complete, problems))
-        bar = tqdm(total=len(problems), initial=done, unit="question", desc="best-of-n")
-    for k, chunk in enumerate(chunks):
-        pending = [p for p in chunk if not complete(p)]
-        for stage, n, decoding in (("greedy", 1, greedy), ("samples", n_max, sampling)):
-            todo = [p for p in chunk if not cache.has(stage, p.id)]
-            if not todo:
-                continue
-            outputs = generator.generate([p.messages() for p in todo], n, decoding, seed=_chunk_seed(seed, k))
-            for p, samples in zip(todo, outputs):
-                records = [candidate_record(p, s) for s in samples]
-                cache.put(stage, p.id, records[0] if stage == "greedy" else records)
-        if bar is not None:
+    done = sum(map(complete, problems))
+    with tqdm(total=len(problems), initial=done, unit="question", desc="best-of-n", disable=not progress) as bar:
+        for k, chunk in enumerate(chunks):
+            pending = [p for p in chunk if not complete(p)]
+            for stage, n, decoding in (("greedy", 1, greedy), ("samples", n_max, sampling)):
+                todo = [p for p in chunk if not cache.has(stage, p.id)]
+                if not todo:
+                    continue
+                outputs = generator.generate([p.messages() for p in todo], n, decoding, seed=_chunk_seed(seed, k))
+                for p, samples in zip(todo, outputs):
+                    records = [candidate_record(p, s) for s in samples]
+                    cache.put(stage, p.id, records[0] if stage == "greedy" else records)
             bar.update(len(pending))
-    if bar is not None:
-        bar.close()
 
 
 def summarize_best_of_n(problems: Sequence[Problem], cache: RunCache, ns: Sequence[int],

@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, SELECTORS
-from srgrpo.cli.common import HelpFormatter, add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
+from srgrpo.cli.common import (
+    HelpFormatter,
+    add_model_arguments,
+    add_scoring_arguments,
+    load_model_from_args,
+    scoring_options,
+)
 from srgrpo.tasks.datasets import DATASETS
 
 
@@ -40,12 +46,12 @@ def _dataset_help() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from srgrpo.bon.runner import run_bon
     from srgrpo.generation import HFGenerator, Sampling, VLLMGenerator
     from srgrpo.reports.best_of_n import best_of_n_markdown, write_best_of_n_report
     from srgrpo.results import BestOfNSummary
-    from srgrpo.bon.runner import run_bon
-    from srgrpo.tasks.datasets import load_problems
     from srgrpo.scoring import StableRankScorer
+    from srgrpo.tasks.datasets import load_problems
 
     options = scoring_options(args)
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)

@@ -6,7 +6,13 @@ import argparse
 import time
 from importlib import resources
 
-from srgrpo.cli.common import HelpFormatter, add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
+from srgrpo.cli.common import (
+    HelpFormatter,
+    add_model_arguments,
+    add_scoring_arguments,
+    load_model_from_args,
+    scoring_options,
+)
 
 
 def add_parser(sub) -> None:

@@ -7,8 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from srgrpo.cli.common import (HelpFormatter, add_model_arguments, add_scoring_arguments, load_model_from_args,
-                               parse_layers, scoring_options)
+from srgrpo.cli.common import (
+    HelpFormatter,
+    add_model_arguments,
+    add_scoring_arguments,
+    load_model_from_args,
+    parse_layers,
+    scoring_options,
+)
 
 
 def add_parser(sub) -> None:
@@ -50,10 +56,10 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from srgrpo.evaluation.preference_data import load_preference_pairs
-    from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
-    from srgrpo.results import rewardbench_results_from_json
     from srgrpo.evaluation.runner import run_rewardbench
     from srgrpo.evaluation.scorers import parse_scorers
+    from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
+    from srgrpo.results import rewardbench_results_from_json
 
     options = scoring_options(args)
     scorers = parse_scorers(args.scorers)

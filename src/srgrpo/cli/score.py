@@ -8,7 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from srgrpo.cli.common import HelpFormatter, add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
+from srgrpo.cli.common import (
+    HelpFormatter,
+    add_model_arguments,
+    add_scoring_arguments,
+    load_model_from_args,
+    scoring_options,
+)
 
 
 def add_parser(sub) -> None:

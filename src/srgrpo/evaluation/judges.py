@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from srgrpo.engine import ForwardEngine
 from srgrpo.scoring import finish_logits
@@ -262,20 +263,11 @@ def label_logprobs(
 
     encoded = [EncodedPair(x.input_ids, len(x.input_ids) - 1, len(x.input_ids), x.truncated, x.problem) for x in inputs]
     out = torch.full((len(encoded), len(labels)), math.nan, dtype=torch.float64)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(e.problem is None for e in encoded), unit="item", desc=desc)
-    try:
+    with tqdm(total=sum(e.problem is None for e in encoded), unit="item", desc=desc, disable=not progress) as bar:
         for index, _item, values in engine.stream([lambda: encoded], {"final": None}, on_states):
             if values is not None:
                 out[index] = torch.tensor(values["logp"], dtype=torch.float64).reshape(len(labels))
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.update(1)
     return out
 
 

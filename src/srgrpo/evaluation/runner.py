@@ -17,13 +17,17 @@ import json
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from tqdm.auto import tqdm
+
 from srgrpo import distributed
 from srgrpo.evaluation.preference_data import PreferencePair
 from srgrpo.evaluation.rewardbench import PairOutcome, section_of, summarize_rewardbench
 from srgrpo.evaluation.scorers import SCORERS, random_score
 from srgrpo.options import ScoringOptions
-from srgrpo.records import RunCache, json_float as _json_float, nan_if_none as _float
-from srgrpo.records import prepare_output_dir as _prepare_output_dir, write_jsonl_atomic
+from srgrpo.records import RunCache, write_jsonl_atomic
+from srgrpo.records import json_float as _json_float
+from srgrpo.records import nan_if_none as _float
+from srgrpo.records import prepare_output_dir as _prepare_output_dir
 from srgrpo.scoring import StableRankScorer
 
 SIDES = ("chosen", "rejected")
@@ -77,19 +81,12 @@ def _chunked_stage(stage: str, keys: Sequence[str], compute: Callable[[list[int]
                    progress: bool) -> None:
     """Run `compute` over the missing keys in chunks, caching after each chunk."""
     todo = [i for i, k in enumerate(keys) if not cache.has(stage, k)]
-    bar = None
-    if progress and todo and distributed.is_main():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), unit="item", desc=stage)
-    # One chunk per process per round (one round = one chunk without a launcher).
-    for results in distributed.sharded_rounds(todo, JUDGE_CHUNK, lambda share: list(zip(share, compute(share)))):
-        for i, value in results:
-            cache.put(stage, keys[i], _json_float(value))
-        if bar is not None:
+    with tqdm(total=len(todo), unit="item", desc=stage, disable=not (progress and todo and distributed.is_main())) as bar:
+        # One chunk per process per round (one round = one chunk without a launcher).
+        for results in distributed.sharded_rounds(todo, JUDGE_CHUNK, lambda share: list(zip(share, compute(share)))):
+            for i, value in results:
+                cache.put(stage, keys[i], _json_float(value))
             bar.update(len(results))
-    if bar is not None:
-        bar.close()
 
 
 def _judge_stages(model, tokenizer, pairs, kinds: set[str], cache: RunCache, batch_size: int, progress: bool) -> None:

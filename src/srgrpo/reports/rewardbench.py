@@ -23,8 +23,15 @@ from typing import Iterable, Mapping, Sequence
 from srgrpo.evaluation.rewardbench import OTHER_SECTION, section_of
 from srgrpo.evaluation.rewardbench import SECTIONS as RB_SECTIONS
 from srgrpo.reports.figures import new_figure, percent_axis, save_figure
-from srgrpo.reports.tables import (DASH, finite, finite_interval, markdown_table, meta_value, percent,
-                                   percent_with_interval)
+from srgrpo.reports.tables import (
+    DASH,
+    finite,
+    finite_interval,
+    markdown_table,
+    meta_value,
+    percent,
+    percent_with_interval,
+)
 from srgrpo.results import PairRow, RewardBenchSummary, rewardbench_results_from_json
 
 __all__ = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from srgrpo.generation import HFGenerator, Sampling
-from srgrpo.tasks.grading import is_correct
 from srgrpo.tasks.datasets import Problem
+from srgrpo.tasks.grading import is_correct
 
 
 def greedy_accuracy(model, tokenizer, problems: Sequence[Problem], max_new_tokens: int = 512,

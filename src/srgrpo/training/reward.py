@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from typing import Any, Sequence
 
 from srgrpo.features import get_feature
 from srgrpo.options import ScoringOptions
+from srgrpo.records import json_float
 from srgrpo.scoring import StableRankScorer
 from srgrpo.text import EncodedPair, encode_ids
 from srgrpo.training.watch import batch_watch_stats, strip_trailing
@@ -179,7 +179,7 @@ class StableRankReward:
         with self.frozen_base():
             for item in scorer.iter_encoded_features(encoded, (self.feature,)):
                 value = self._feature.oriented(item.values[self.feature])  # a reward is higher-is-better
-                values[item.index] = value if math.isfinite(value) else None
+                values[item.index] = json_float(value)  # TRL takes None for an unscorable completion
         return values
 
     def __call__(self, prompts, completions, completion_ids=None, prompt_ids=None, log_metric=None, **_: Any):
