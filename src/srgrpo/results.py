@@ -190,12 +190,13 @@ class GreedyEvaluation:
 
 @dataclass
 class TrainingSummary:
-    """summary.json of `srgrpo train`. Defined here for training to fill (today it writes a dict of
-    the same shape)."""
+    """summary.json of `srgrpo train`."""
 
     config: dict[str, Any]
     global_step: int
     train_seconds: float
+    world_size: int = 1  # processes that trained together (data parallel)
+    parallel: dict[str, Any] | None = None  # how they did: parallel mode, DDP backend, model wrapper
     watch_warnings: list[str] = field(default_factory=list)
     first_step: dict[str, Any] | None = None  # the first and last metrics.jsonl rows
     last_step: dict[str, Any] | None = None
@@ -203,7 +204,7 @@ class TrainingSummary:
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
-        for key in ("first_step", "last_step"):
+        for key in ("first_step", "last_step", "parallel"):
             if out[key] is None:
                 del out[key]
         if not self.eval:
@@ -216,6 +217,8 @@ class TrainingSummary:
             config=dict(data["config"]),
             global_step=data["global_step"],
             train_seconds=data["train_seconds"],
+            world_size=data.get("world_size", 1),
+            parallel=data.get("parallel"),
             watch_warnings=list(data.get("watch_warnings", [])),
             first_step=data.get("first_step"),
             last_step=data.get("last_step"),

@@ -18,6 +18,7 @@ import math
 import time
 from pathlib import Path
 
+from srgrpo.results import TrainingSummary
 from srgrpo.training.config import TrainRun
 from srgrpo.training.reward import StableRankReward
 
@@ -288,5 +289,6 @@ def train(run: TrainRun) -> dict:
         plot_training_curves(rows, output_dir / "training_curves.png")
     if script.eval_dataset:
         summary.setdefault("eval", {})["after"] = greedy_eval(trainer.model, tokenizer, run, output_dir, "after")
+    summary = TrainingSummary.from_json(summary).to_json()  # a missing or misnamed field fails here, not in a reader
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
