@@ -54,6 +54,7 @@ class Feature:
     source: str  # one of SOURCES
     higher_is_better: bool
     compute: Callable  # SpanStates -> (B,) for "hidden"; LogitStats -> (B,) for "logits"
+    full_spectrum: bool = False  # needs every singular value (an eigendecomposition in float64)
 
     def oriented(self, value: float) -> float:
         """The value turned so that higher is better (for rankings and selections)."""
@@ -63,7 +64,8 @@ class Feature:
 FEATURES: dict[str, Feature] = {}
 
 
-def feature(name: str, help: str, source: str = "hidden", higher_is_better: bool = True):
+def feature(name: str, help: str, source: str = "hidden", higher_is_better: bool = True,
+            full_spectrum: bool = False):
     """Register the decorated function as feature `name`."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
@@ -71,7 +73,7 @@ def feature(name: str, help: str, source: str = "hidden", higher_is_better: bool
     def register(fn: Callable) -> Callable:
         if name in FEATURES:
             raise ValueError(f"feature {name!r} is registered twice")
-        FEATURES[name] = Feature(name, help, source, higher_is_better, fn)
+        FEATURES[name] = Feature(name, help, source, higher_is_better, fn, full_spectrum)
         return fn
 
     return register
@@ -121,17 +123,17 @@ def _stable_rank_windowed(s: SpanStates) -> torch.Tensor:
 
 
 # The full-spectrum ablations need float64 to resolve small singular values.
-@feature("effective_rank", "exp entropy of the normalised singular values (paper ablation)")
+@feature("effective_rank", "exp entropy of the normalised singular values (paper ablation)", full_spectrum=True)
 def _effective_rank(s: SpanStates) -> torch.Tensor:
     return metrics.effective_rank(s.states, s.mask)
 
 
-@feature("inverse_condition_number", "sigma_min / sigma_1 (paper ablation)")
+@feature("inverse_condition_number", "sigma_min / sigma_1 (paper ablation)", full_spectrum=True)
 def _inverse_condition_number(s: SpanStates) -> torch.Tensor:
     return 1.0 / metrics.condition_number(s.states, s.mask)
 
 
-@feature("pca_dimension", "principal components for 95% of the variance (paper ablation)")
+@feature("pca_dimension", "principal components for 95% of the variance (paper ablation)", full_spectrum=True)
 def _pca_dimension(s: SpanStates) -> torch.Tensor:
     return metrics.pca_dimension(s.states, s.mask)
 

@@ -28,8 +28,9 @@ from srgrpo.scoring import StableRankScorer
 from srgrpo.text import encode_ids, render_prompt
 
 # Every candidate carries every registered feature, whatever the backend, so that any feature can
-# select among candidates later without generating again.
-SAMPLE_FEATURES = tuple(FEATURES)
+# select among candidates later without generating again; except the full-spectrum ablations,
+# whose float64 eigendecompositions would cost more than selection is allowed to (2% of generation).
+SAMPLE_FEATURES = tuple(name for name, f in FEATURES.items() if not f.full_spectrum)
 SCORING_ROUTES = ("free", "reforward", "none")  # none: samples only (a timing baseline)
 
 
@@ -254,8 +255,8 @@ class HFGenerator:
             span_states = SpanStates(padded, mask, options)
             means = torch.tensor(logit_means, dtype=torch.float64)
             stats = LogitStats(means[:, 0], means[:, 1], means[:, 2])
-            columns = {name: (f.compute(span_states if f.source == "hidden" else stats)).tolist()
-                       for name, f in FEATURES.items()}
+            columns = {name: FEATURES[name].compute(span_states if FEATURES[name].source == "hidden" else stats).tolist()
+                       for name in SAMPLE_FEATURES}
             for k, row in enumerate(rows):
                 out[row] = {name: values[k] for name, values in columns.items()}
         if reforward:
