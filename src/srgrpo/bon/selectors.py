@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from srgrpo.features import FEATURES
+from srgrpo.generation import SAMPLE_FEATURES
+
 Candidate = dict
 Selector = Callable[[Sequence[Candidate]], float]
 
@@ -19,12 +22,13 @@ DEFAULT_BORDA_POWER = 0.5  # DESIGN.md: rank r of N gets (N - r + 1)^p votes; p 
 
 
 def _score(candidate: Candidate, feature: str) -> float:
+    """The candidate's `feature`, turned so that higher is better; NaN or missing ranks last."""
     value = candidate["features"].get(feature)
-    return -math.inf if value is None or not math.isfinite(value) else value
+    return -math.inf if value is None or not math.isfinite(value) else FEATURES[feature].oriented(value)
 
 
 def best_by(feature: str) -> Selector:
-    """Keep the candidate with the highest `feature` (the first one on a tie; NaN ranks last)."""
+    """Keep the candidate with the best `feature` (the first one on a tie; NaN ranks last)."""
 
     def select(candidates: Sequence[Candidate]) -> float:
         best = max(range(len(candidates)), key=lambda i: (_score(candidates[i], feature), -i))
@@ -85,23 +89,33 @@ class SelectorSpec:
     build: Callable[[float], Selector]
 
 
+def _best_by_spec(name: str) -> SelectorSpec:
+    feature = FEATURES[name]
+    word = "highest" if feature.higher_is_better else "lowest"
+    return SelectorSpec(name, f"keep the candidate with the {word} {name} ({feature.help})", lambda p: best_by(name))
+
+
+def _borda_spec(name: str) -> SelectorSpec:
+    return SelectorSpec(f"borda_{name}", f"Borda on {name}: rank r of N gets (N-r+1)^p votes, pooled per answer",
+                        lambda p: borda(name, p))
+
+
 # The one list of selector names: the CLI's choices and help, build_selectors and the docs read it.
+# Every feature a candidate carries (srgrpo.generation.SAMPLE_FEATURES, read from the feature
+# registry) selects by itself; Borda pools the ranks of the main ones per answer.
 SELECTORS: dict[str, SelectorSpec] = {
     spec.name: spec
     for spec in (
-        SelectorSpec("stable_rank", "keep the candidate with the highest stable rank", lambda p: best_by("stable_rank")),
+        *(_best_by_spec(name) for name in SAMPLE_FEATURES),
         SelectorSpec("random", "expected accuracy of a uniform pick (exact mean)", lambda p: random_choice),
-        SelectorSpec("self_certainty", "keep the candidate with the highest self-certainty",
-                     lambda p: best_by("self_certainty")),
-        SelectorSpec("mean_logprob", "keep the candidate with the highest mean token log-probability",
-                     lambda p: best_by("mean_logprob")),
         SelectorSpec("majority", "most frequent extracted answer", lambda p: majority_vote),
-        SelectorSpec("borda_stable_rank", "Borda on stable rank: rank r of N gets (N-r+1)^p votes, pooled per answer",
-                     lambda p: borda("stable_rank", p)),
-        SelectorSpec("borda_self_certainty", "Borda on self-certainty: rank r of N gets (N-r+1)^p votes, pooled per "
-                     "answer", lambda p: borda("self_certainty", p)),
+        _borda_spec("stable_rank"),
+        _borda_spec("self_certainty"),
     )
 }
+# What `srgrpo bon` runs without --selectors: the paper's selector, its baselines and the vote-pooling ones.
+DEFAULT_SELECTORS = ("stable_rank", "random", "self_certainty", "mean_logprob", "majority", "borda_stable_rank",
+                     "borda_self_certainty")
 SELECTOR_NAMES = tuple(SELECTORS)
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, SELECTORS
+from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, DEFAULT_SELECTORS, SELECTORS
 from srgrpo.cli.common import (
     HelpFormatter,
     add_model_arguments,
@@ -105,8 +105,8 @@ def add_parser(sub) -> None:
                      "(optional 'choices' list for multiple choice)")
     bon.add_argument("--output-dir", required=True, type=Path, help="folder for results, generations, report, plot")
     bon.add_argument("--n", type=parse_ns, default=parse_ns("1,4,8,16"), help="N values (default: 1,4,8,16)")
-    bon.add_argument("--selectors", type=parse_selectors, default=list(SELECTORS),
-                     help="comma-separated selector names or 'all' (default: all)")
+    bon.add_argument("--selectors", type=parse_selectors, default=list(DEFAULT_SELECTORS),
+                     help=f"comma-separated selector names or 'all' (default: {','.join(DEFAULT_SELECTORS)})")
     bon.add_argument("--limit", type=int, default=None,
                      help="first N questions (MMLU: a seeded sample of N across subjects)")
     bon.add_argument("--seed", type=int, default=0, help="sampling, GPQA option order, MMLU sample, bootstrap")
