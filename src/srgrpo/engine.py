@@ -76,7 +76,7 @@ def gather_spans(states: torch.Tensor, starts: Sequence[int], ends: Sequence[int
 class ForwardEngine:
     """Batched, device-aware forward passes of one model's backbone (see the module docstring)."""
 
-    def __init__(self, model, pad_id: int | None = None, batch_size: int = 8):
+    def __init__(self, model, pad_id: int | None = None, batch_size: int = 8, prefetch: bool | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
@@ -88,6 +88,9 @@ class ForwardEngine:
         # Depth in the forward pass: the embeddings come first, then block j at j + 1.
         self._depth = {self.backbone.get_input_embeddings(): 0}
         self._depth.update({layer: j + 1 for j, layer in enumerate(self.layers)})
+        # Collate the next batch in a thread while the device runs: pays on a GPU; on a CPU the
+        # thread would only compete with the forward for cores. None: decide by the device.
+        self.prefetch = prefetch
 
     @property
     def device(self) -> torch.device:
@@ -212,10 +215,10 @@ class ForwardEngine:
                 yield from self._collect(*in_flight)
 
     def _batches(self, items: Sequence[EncodedPair], offset: int) -> Iterator[Batch]:
-        """Collated batches of one chunk; on a GPU the next batch is collated in a thread while the
-        device runs the current one."""
+        """Collated batches of one chunk; with prefetch (the default on a GPU) the next batch is
+        collated in a thread while the device runs the current one."""
         plan = self.plan(items)
-        if self.device.type != "cuda":
+        if not (self.device.type == "cuda" if self.prefetch is None else self.prefetch):
             for idx in plan:
                 chosen = [items[i] for i in idx]
                 ids, attention = self.collate(chosen)
