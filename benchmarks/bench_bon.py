@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 import torch
-
-import srgrpo
 from srgrpo.generation import HFGenerator, Sampling
 from srgrpo.tasks.datasets import load_problems
+
+from common import QWEN25_15B_NAME, load_bench_model
 
 ROUTES = ("none", "free", "reforward")
 OVERHEAD_TARGET = 0.05
@@ -38,7 +38,8 @@ OVERHEAD_TARGET = 0.05
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
+    parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct; "
+                        f"{QWEN25_15B_NAME}: Qwen2.5-1.5B's architecture with random weights (GPU timing)")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dataset", default="gsm8k")
@@ -53,7 +54,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model, tokenizer = srgrpo.load_model(args.model, dtype=args.dtype, device=args.device)
+    model, tokenizer = load_bench_model(args.model, dtype=args.dtype, device=args.device)
     prompts = [p.messages() for p in load_problems(args.dataset, limit=args.questions)]
     sampling = Sampling(max_new_tokens=args.max_new_tokens)
     generators = {route: HFGenerator(model, tokenizer, batch_size=args.batch_size, scoring=route) for route in ROUTES}

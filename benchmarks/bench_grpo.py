@@ -23,34 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SRGRPO_SHARED_DATA", REPO.parent / "shared" / "data"))
+from common import SHARED_DATA, load_bench_model
+
 VARIANTS = {"a": "SR reward, disabled adapter", "b": "SR reward, separate frozen copy", "c": "constant reward"}
 
-# Qwen2.5-1.5B-Instruct's architecture (from its published config.json), random weights: the hub is
-# out of reach here, and timing and memory do not depend on the weights. The vocabulary is the
-# embedded tokenizer's, so that generated ids decode.
-QWEN25_15B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                  num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                  tie_word_embeddings=True)
-
-
 def load(model_name: str | None, dtype: str):
-    import torch
-
-    from srgrpo.models import load_model
-
-    if model_name != "qwen2.5-1.5b-config":
-        return load_model(model_name, dtype=dtype)
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    _, tokenizer = load_model(None, dtype="float32")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = Qwen2Config(vocab_size=len(tokenizer), **QWEN25_15B)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, "bfloat16" if dtype == "auto" else dtype))
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return model.to(device).eval(), tokenizer
+    return load_bench_model(model_name, dtype=dtype)
 
 
 def reset_peak_rss() -> None:
@@ -72,12 +50,11 @@ def peak_rss_mib() -> float:
 def run_variant(variant: str, args) -> dict:
     """One variant in this process; returns its measurements."""
     import torch
-    from transformers import TrainerCallback
-    from trl import get_peft_config
-
     from srgrpo.training.config import make_run
     from srgrpo.training.reward import StableRankReward
     from srgrpo.training.trainer import build_trainer, load_prompt_dataset
+    from transformers import TrainerCallback
+    from trl import get_peft_config
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load(args.model, args.dtype)
@@ -151,7 +128,7 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="default: embedded SmolLM2-135M-Instruct; "
                         "'qwen2.5-1.5b-config' builds Qwen2.5-1.5B-Instruct's architecture with random weights")
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--prompts", type=Path, default=SHARED / "eval" / "gsm8k_train.jsonl")
+    parser.add_argument("--prompts", type=Path, default=SHARED_DATA / "eval" / "gsm8k_train.jsonl")
     parser.add_argument("--steps", type=int, default=3, help="timed GRPO steps (one more runs first as warm-up)")
     parser.add_argument("--k", type=int, default=8, help="completions per prompt (one prompt per step)")
     parser.add_argument("--max-completion-length", type=int, default=128)

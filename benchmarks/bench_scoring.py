@@ -38,8 +38,8 @@ on a GPU).
 
     python benchmarks/bench_scoring.py                      # 200 pairs, embedded SmolLM2, auto device
     python benchmarks/bench_scoring.py --n-pairs 16          # quick check
-    python benchmarks/bench_scoring.py --config-model path/to/Qwen2.5-1.5B-Instruct/config.json \\
-        --device cuda --dtype bfloat16 --output bench.json  # that architecture, random weights
+    python benchmarks/bench_scoring.py --config-model qwen2.5-1.5b-config --n-pairs 400 \\
+        --batch-sizes 8,32 --output bench.json       # Qwen2.5-1.5B's architecture, random weights, bf16 on a GPU
 """
 
 from __future__ import annotations
@@ -55,13 +55,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
-import torch
-from common import REWARDBENCH_OFFLINE as DEFAULT_DATA
-
 import srgrpo
+import torch
 from srgrpo import metrics
 from srgrpo.engine import gather_spans
 from srgrpo.models import resolve_device, resolve_dtype
+
+from common import QWEN25_15B_NAME, load_bench_model
+from common import REWARDBENCH_OFFLINE as DEFAULT_DATA
 
 SPEED_TARGET = {"cuda": 4.0, "cpu": 1.0}  # (a) vs (b): time_b / time_a
 OVERHEAD_TARGET = {"cuda": 0.9, "cpu": 1.0}  # (a) vs (c): time_c / time_a
@@ -83,10 +84,14 @@ def load_pairs(path: Path, n_pairs: int) -> tuple[list[str], list[str], list[str
 
 
 def build_model(args) -> tuple[torch.nn.Module, object, str]:
-    """(model, tokenizer, description). --config-model gives random weights from a config."""
+    """(model, tokenizer, description). --config-model gives random weights from a config
+    (a folder, a config.json, or qwen2.5-1.5b-config for Qwen2.5-1.5B's architecture)."""
     if args.config_model is None:
-        model, tokenizer = srgrpo.load_model(args.model, dtype=args.dtype, device=args.device)
+        model, tokenizer = load_bench_model(args.model, dtype=args.dtype, device=args.device)
         return model, tokenizer, args.model or srgrpo.models.EMBEDDED_NAME
+    if args.config_model == QWEN25_15B_NAME:
+        model, tokenizer = load_bench_model(QWEN25_15B_NAME, dtype=args.dtype, device=args.device)
+        return model, tokenizer, "Qwen2.5-1.5B architecture (random weights)"
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if args.tokenizer is None:

@@ -16,9 +16,9 @@ import statistics
 import time
 from pathlib import Path
 
-from common import REWARDBENCH_OFFLINE
-
 import srgrpo
+
+from common import REWARDBENCH_OFFLINE
 
 DEFAULT_DATA = REWARDBENCH_OFFLINE
 
