@@ -73,6 +73,12 @@ def _gram_eigenvalues(h: torch.Tensor) -> torch.Tensor:
     return eig.flip(-1).clamp_min(0.0)
 
 
+def _gram_times(h: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """H^T H v for each matrix of the batch, as two mat-vecs that both read H in its own layout
+    ((H v)^T H rather than H^T (H v): a transposed view would take a slow strided path)."""
+    return ((h @ v[..., None]).mT @ h).squeeze(1)
+
+
 def top_squared_singular_value(h: torch.Tensor, rtol: float | None = None, max_iter: int = POWER_MAX_ITER) -> torch.Tensor:
     """sigma_1^2 of each (T, d) matrix of the batch `h` (B, T, d), already upcast and masked.
 
@@ -101,13 +107,13 @@ def top_squared_singular_value(h: torch.Tensor, rtol: float | None = None, max_i
     while steps < max_iter:
         for _ in range(POWER_ROUND):
             v = v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(h.dtype).tiny)
-            v = (h.mT @ (h @ v[..., None])).squeeze(-1)
+            v = _gram_times(h, v)
         steps += POWER_ROUND
         # Residual check on the normalised iterate: lambda = ||H u||^2, r = H^T H u - lambda u.
         u = v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(h.dtype).tiny)
         hu = (h @ u[..., None]).squeeze(-1)
         lam = hu.square().sum(-1)
-        residual = ((h.mT @ hu[..., None]).squeeze(-1) - lam[:, None] * u).norm(dim=-1)
+        residual = ((hu[:, None, :] @ h).squeeze(1) - lam[:, None] * u).norm(dim=-1)
         converged = residual <= rtol * lam
         if bool(converged.all()):  # the one host synchronisation of a round
             return lam
