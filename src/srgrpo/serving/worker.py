@@ -4,7 +4,9 @@ Requests become jobs of items (one item = one text). The worker fills each batch
 from each waiting job in turn (round robin), so a job of 1000 texts is split into bounded batches
 interleaved with everyone else's: a one-text request waits at most for the batch in progress. A
 batch stops growing at `max_batch_texts` items or at its token budget: `max_batch_tokens`, lowered
-to what the model is measured to score in `target_batch_seconds`.
+to what the model is measured to score in `target_batch_seconds`, but never below one forward
+batch of the scorer (`ScoringOptions.batch_size` texts), so that batching as well as in-process
+scoring is kept on a slow device (where one forward batch may then take longer than the target).
 
 Each item is encoded and scored on its own account: an item that cannot be encoded or scored gets
 the unscored value and a warning, never failing the items batched with it (a failed forward pass
@@ -173,7 +175,8 @@ class BatchingWorker:
 
     def _collect(self) -> list[tuple[Job, int, EncodedPair]]:
         batch, tokens, budget = [], 0, self.token_budget()
-        while len(batch) < self.max_batch_texts and tokens < budget:
+        floor = min(self.options.batch_size, self.max_batch_texts)  # never below one forward batch
+        while len(batch) < self.max_batch_texts and (tokens < budget or len(batch) < floor):
             with self._cond:
                 picked = self._next_item()
                 self._gauge()
