@@ -54,7 +54,7 @@ class RewardRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     query: list[str] | None = None
-    prompts: list[str | list[dict[str, str]]] | None = None
+    prompts: list[str | list[dict[str, Any]]] | None = None
     responses: list[str] | None = None
     labels: Any = None
 
