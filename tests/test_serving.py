@@ -317,3 +317,28 @@ def test_a_cancelled_job_is_not_computed(tiny_model, tokenizer):
     worker.close()
     assert kept_done.is_set() and worker.batches == 1 and gone.values == [None] * 40
     assert worker.pending_texts == 0
+
+
+def test_the_rest_of_a_request_whose_client_has_gone_is_skipped(tiny_model, tokenizer):
+    import time
+
+    config = ServeConfig(port=0, max_batch_texts=2, batch_wait_ms=0)
+    srv = RewardServer(StableRankScorer(tiny_model, tokenizer, batch_size=2), config).start()
+    try:
+        sent = _texts(tokenizer, 1000)
+        body = json.dumps({"query": [q for _, q in sent], "prompts": [p for p, _ in sent]}).encode()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(0.3)  # accepted and being scored
+        deadline = time.monotonic() + 60
+        while srv.app.state.worker.pending_texts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        import re
+
+        metrics = request(srv, "GET", "/metrics")[1]
+        skipped = float(re.search(r"^srgrpo_skipped_texts_total (\S+)$", metrics, re.M).group(1))
+        assert srv.app.state.worker.pending_texts == 0 and 0 < skipped < 1000
+        assert post(srv, {"query": ["Hello! How can I help you today?"]})[0] == 200
+    finally:
+        srv.stop()
