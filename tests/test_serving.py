@@ -205,6 +205,15 @@ def test_a_body_that_never_arrives_gets_408_and_frees_the_connection(server):
     assert head.startswith(b"HTTP/1.1 408") and b"did not arrive" in body
 
 
+def test_a_connection_that_sends_no_request_is_closed(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        assert sock.recv(4096) == b""  # closed by the server after read_timeout (1 s here)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        assert sock.recv(4096) == b""
+    assert post(server, {"query": ["Hello! How can I help you today?"]})[0] == 200
+
+
 def test_health_and_metrics(server):
     status, health = request(server, "GET", "/health")
     assert status == 200 and health["status"] == "ok" and health["model"] == "tiny"

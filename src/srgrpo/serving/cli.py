@@ -44,7 +44,8 @@ def add_serve_parser(sub) -> argparse.ArgumentParser:
     net.add_argument("--max-texts-per-request", type=int, default=4096,
                      help="requests with more texts get 413 (default: 4096)")
     net.add_argument("--read-timeout", type=float, default=60.0,
-                     help="seconds to receive a request body before answering 408 (default: 60)")
+                     help="seconds to receive a request body before answering 408, and for a new connection "
+                     "to send its request head before it is closed (default: 60)")
     net.add_argument("--keep-alive-timeout", type=int, default=15,
                      help="seconds an idle keep-alive connection stays open (default: 15)")
     net.add_argument("--max-connections", type=int, default=4096,

@@ -16,7 +16,8 @@ default) and its `warnings` entry says why; `extra_logs.srgrpo_unscored` marks i
 
 Bad input never reaches the model: malformed JSON (lone surrogates, nesting deeper than the parser
 allows) gets 400; a well-formed body of the wrong shape 422; a body over `max_body_bytes` or more
-texts than `max_texts_per_request` 413; a body not sent within `read_timeout` 408; a missing or
+texts than `max_texts_per_request` 413; a body not sent within `read_timeout` 408 (a new connection
+that sends no request head within it is closed); a missing or
 wrong API key 401; always with `{"error": message}`. Work is bounded and fair (see
 `srgrpo.serving.worker`); a request whose client has gone is not computed further. On SIGTERM or
 SIGINT the server stops accepting connections, answers every request it has accepted, then exits.
@@ -70,7 +71,7 @@ class ServeConfig:
     max_batch_tokens: int = 16384
     target_batch_seconds: float = 1.0
     batch_wait_ms: float = 5.0
-    read_timeout: float = 60.0  # seconds to receive a request's body
+    read_timeout: float = 60.0  # seconds to receive a new connection's request head, and a request's body
     keep_alive_timeout: int = 15  # seconds an idle keep-alive connection is kept
     max_connections: int = 4096  # beyond this many open connections, 503
     backlog: int = 4096  # listen queue (the kernel caps it at net.core.somaxconn)
@@ -315,6 +316,30 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+def _protocol_with_first_request_timeout(seconds: float):
+    """uvicorn's h11 protocol, plus: a connection that has not sent a whole request head within
+    `seconds` of opening is closed (uvicorn times out idle keep-alive connections, but not a new
+    connection that never sends, or stalls inside its headers)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._srgrpo_timer = self.loop.call_later(seconds, self._srgrpo_no_request)
+
+        def _srgrpo_no_request(self):
+            if getattr(self, "cycle", None) is None and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_lost(self, exc):
+            timer = getattr(self, "_srgrpo_timer", None)
+            if timer is not None:
+                timer.cancel()
+            super().connection_lost(exc)
+
+    return Protocol
+
+
 class RewardServer:
     """uvicorn serving `create_app(scorer, config)` on a socket bound at construction.
 
@@ -331,7 +356,8 @@ class RewardServer:
         self.uvicorn = uvicorn.Server(uvicorn.Config(
             self.app, backlog=config.backlog, timeout_keep_alive=config.keep_alive_timeout,
             limit_concurrency=config.max_connections, timeout_graceful_shutdown=config.drain_timeout,
-            access_log=False, log_config=None, lifespan="on", http="h11", loop="asyncio",
+            access_log=False, log_config=None, lifespan="on", loop="asyncio",
+            http=_protocol_with_first_request_timeout(config.read_timeout),
         ))
         self._thread: threading.Thread | None = None
 
