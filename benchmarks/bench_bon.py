@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 import torch
+from common import QWEN25_15B_NAME, load_bench_model
+
 from srgrpo.generation import HFGenerator, Sampling
 from srgrpo.tasks.datasets import load_problems
-
-from common import QWEN25_15B_NAME, load_bench_model
 
 ROUTES = ("none", "free", "reforward")
 OVERHEAD_TARGET = 0.05

@@ -16,6 +16,7 @@ import argparse
 import time
 
 import numpy as np
+
 from srgrpo.evaluation.rewardbench import SECTIONS, PairOutcome, summarize_rewardbench
 from srgrpo.stats import stratified_binomial_counts
 

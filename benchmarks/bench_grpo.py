@@ -50,11 +50,12 @@ def peak_rss_mib() -> float:
 def run_variant(variant: str, args) -> dict:
     """One variant in this process; returns its measurements."""
     import torch
+    from transformers import TrainerCallback
+    from trl import get_peft_config
+
     from srgrpo.training.config import make_run
     from srgrpo.training.reward import StableRankReward
     from srgrpo.training.trainer import build_trainer, load_prompt_dataset
-    from transformers import TrainerCallback
-    from trl import get_peft_config
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load(args.model, args.dtype)

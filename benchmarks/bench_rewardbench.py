@@ -22,15 +22,15 @@ import json
 import time
 from pathlib import Path
 
-import srgrpo
 import torch
+from common import REPO, REWARDBENCH_OFFLINE
+
+import srgrpo
 from srgrpo.evaluation.preference_data import load_preference_pairs
 from srgrpo.evaluation.runner import run_rewardbench
 from srgrpo.evaluation.scorers import SCORERS
 from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
 from srgrpo.results import rewardbench_results_from_json
-
-from common import REPO, REWARDBENCH_OFFLINE
 
 DEFAULT_DATA = REWARDBENCH_OFFLINE
 JUDGES = ["ipo", "pointwise_judge", "pairwise_judge"]

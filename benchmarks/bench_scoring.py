@@ -55,14 +55,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
-import srgrpo
 import torch
+from common import QWEN25_15B_NAME, load_bench_model
+from common import REWARDBENCH_OFFLINE as DEFAULT_DATA
+
+import srgrpo
 from srgrpo import metrics
 from srgrpo.engine import gather_spans
 from srgrpo.models import resolve_device, resolve_dtype
-
-from common import QWEN25_15B_NAME, load_bench_model
-from common import REWARDBENCH_OFFLINE as DEFAULT_DATA
 
 SPEED_TARGET = {"cuda": 4.0, "cpu": 1.0}  # (a) vs (b): time_b / time_a
 OVERHEAD_TARGET = {"cuda": 0.9, "cpu": 1.0}  # (a) vs (c): time_c / time_a

@@ -23,6 +23,7 @@ def load_bench_model(name: str | None, dtype: str = "auto", device: str = "auto"
     """(model, tokenizer): `srgrpo.load_model(name)`, or for QWEN25_15B_NAME that architecture with
     random weights built directly on the device (a 1.5B model takes minutes to initialise on a CPU)."""
     import torch
+
     from srgrpo.models import load_model, resolve_device, resolve_dtype
 
     if name != QWEN25_15B_NAME:

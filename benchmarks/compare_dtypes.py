@@ -16,9 +16,9 @@ import statistics
 import time
 from pathlib import Path
 
-import srgrpo
-
 from common import REWARDBENCH_OFFLINE
+
+import srgrpo
 
 DEFAULT_DATA = REWARDBENCH_OFFLINE
 

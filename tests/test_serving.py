@@ -1,20 +1,22 @@
-"""The reward server: OpenRLHF protocol, batching across concurrent clients, 4xx on bad requests,
-and the verl-style client."""
+"""The reward server: answers equal to in-process scoring, every bad input a 4xx JSON error,
+per-item results (unscored value, left-truncated prompts), auth, /health and /metrics, and the
+batching worker's fairness, isolation and cancellation."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import math
+import socket
 import threading
 
 import pytest
-import torch
 
 from srgrpo.scoring import StableRankScorer
+from srgrpo.serving.protocol import locate_response
+from srgrpo.serving.server import RewardServer, ServeConfig
+from srgrpo.serving.worker import BatchingWorker, Job
 from srgrpo.text import render_pair
-from srgrpo.serving.client import RewardServerError, compute_score, get_rewards
-from srgrpo.serving.server import make_server
-from srgrpo.training.reward import StableRankReward
 
 PAIRS = [
     ("What is the capital of France?", "The capital of France is Paris."),
@@ -23,30 +25,33 @@ PAIRS = [
     ("Write code.", "def add(a, b):\n    return a + b\n"),
 ]
 MAX_BODY = 4096
+MAX_TEXTS = 8
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tokenizer):
-    # A long batching window, so that concurrent requests surely meet in one batch.
-    srv = make_server(StableRankReward(tiny_model, tokenizer), "127.0.0.1", 0, model_name="tiny",
-                      max_body_bytes=MAX_BODY, batch_wait_s=0.2)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
+    config = ServeConfig(port=0, model_name="tiny", max_body_bytes=MAX_BODY, max_texts_per_request=MAX_TEXTS,
+                         read_timeout=1.0, unscored_value=-1.5)
+    srv = RewardServer(StableRankScorer(tiny_model, tokenizer), config).start()
     yield srv
-    srv.shutdown()
-    srv.server_close()
+    srv.stop()
 
 
-def post(server, body: bytes | str, path="/get_reward", headers=None):
-    host, port = server.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=30)
+def request(server, method, path, body: bytes | None = None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
-        conn.request("POST", path, body=body if isinstance(body, bytes) else body.encode(),
-                     headers={"Content-Type": "application/json", **(headers or {})})
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
         response = conn.getresponse()
-        return response.status, json.loads(response.read())
+        data = response.read()
+        kind = response.getheader("Content-Type", "")
+        return response.status, json.loads(data) if "json" in kind else data.decode()
     finally:
         conn.close()
+
+
+def post(server, payload, headers=None):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return request(server, "POST", "/get_reward", body, headers)
 
 
 def templated(tokenizer, prompt, response):
@@ -56,110 +61,294 @@ def templated(tokenizer, prompt, response):
     return text[:start], text[:end] + tokenizer.eos_token
 
 
-def sr_of_text(model, tokenizer, text):
+def expected_scores(tiny_model, tokenizer, pairs=PAIRS):
+    return StableRankScorer(tiny_model, tokenizer).score([p for p, _ in pairs], [r for _, r in pairs])
+
+
+def test_one_request_with_many_queries_matches_in_process_scoring(server, tiny_model, tokenizer):
+    sent = [templated(tokenizer, p, r) for p, r in PAIRS]
+    status, body = post(server, {"query": [q for _, q in sent], "prompts": [p for p, _ in sent], "labels": ["x"] * 4})
+    assert status == 200
+    assert body["rewards"] == pytest.approx(expected_scores(tiny_model, tokenizer), rel=1e-5)
+    assert body["scores"] == body["rewards"] and body["extra_logs"] == {"srgrpo_unscored": [0.0] * 4}
+    assert body["warnings"] == [None] * 4
+
+
+def test_chat_messages_with_responses_match_in_process_scoring(server, tiny_model, tokenizer):
+    messages = [[{"role": "user", "content": p}] for p, _ in PAIRS]
+    status, body = post(server, {"prompts": messages, "responses": [r for _, r in PAIRS]})
+    assert status == 200 and body["rewards"] == pytest.approx(expected_scores(tiny_model, tokenizer), rel=1e-5)
+
+
+def test_without_prompts_the_whole_query_is_scored(server, tiny_model, tokenizer):
+    import torch
+
     from srgrpo.metrics import stable_rank
 
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]], device=model.device)
-    return stable_rank(StableRankScorer(model, tokenizer).hidden_states(ids, torch.ones_like(ids))[0]).item()
+    text = PAIRS[0][1]
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]], device=tiny_model.device)
+    expected = stable_rank(StableRankScorer(tiny_model, tokenizer).hidden_states(ids, torch.ones_like(ids))[0]).item()
+    status, body = post(server, {"query": text})
+    assert status == 200 and body["rewards"] == pytest.approx([expected], rel=1e-5)
 
 
-def test_concurrent_requests_match_the_in_process_scorer(server, tiny_model, tokenizer):
-    expected = StableRankScorer(tiny_model, tokenizer).score([p for p, _ in PAIRS], [r for _, r in PAIRS])
-    batches_before = server.scorer.batches
-    results, errors = {}, []
-    barrier = threading.Barrier(len(PAIRS) + 1)
-
-    def client(i):
-        try:
-            prompt, query = templated(tokenizer, *PAIRS[i % len(PAIRS)])
-            barrier.wait(timeout=30)
-            if i == len(PAIRS):  # one client sends its text without prompts: the whole query is scored
-                results[i] = post(server, json.dumps({"query": [PAIRS[0][1]]}))
-            else:
-                results[i] = post(server, json.dumps({"query": [query], "prompts": [prompt], "labels": ["x"]}))
-        except Exception as err:  # surfaced below
-            errors.append(err)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(PAIRS) + 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for i, value in enumerate(expected):
-        status, body = results[i]
-        assert status == 200 and body["rewards"] == pytest.approx([value], rel=1e-5) and body["scores"] == body["rewards"]
-    status, body = results[len(PAIRS)]
-    assert status == 200 and body["rewards"] == pytest.approx([sr_of_text(tiny_model, tokenizer, PAIRS[0][1])], rel=1e-5)
-    # Five concurrent requests were scored in fewer batches than requests.
-    assert server.scorer.batches - batches_before < len(PAIRS) + 1
+def test_unscorable_items_get_the_unscored_value_and_never_fail_their_neighbours(server, tiny_model, tokenizer):
+    prompt, query = templated(tokenizer, *PAIRS[0])
+    status, body = post(server, {
+        "query": [query, prompt + tokenizer.eos_token, "", "   ", "no prompt in here at all", query],
+        "prompts": [prompt, prompt, "", "", "a prompt that is not in the query", prompt],
+    })
+    expected = expected_scores(tiny_model, tokenizer, PAIRS[:1])[0]
+    assert status == 200
+    assert body["rewards"][0] == pytest.approx(expected, rel=1e-5) and body["rewards"][5] == body["rewards"][0]
+    assert body["rewards"][1:5] == [-1.5] * 4  # the configured unscored value, a finite number
+    assert body["extra_logs"]["srgrpo_unscored"] == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    assert body["warnings"][1] == "empty response" and "neither its prompt" in body["warnings"][4]
 
 
-def test_one_request_with_many_queries(server, tiny_model, tokenizer):
-    sent = [templated(tokenizer, p, r) for p, r in PAIRS]
-    status, body = post(server, json.dumps({"query": [q for _, q in sent], "prompts": [p for p, _ in sent]}))
-    expected = StableRankScorer(tiny_model, tokenizer).score([p for p, _ in PAIRS], [r for _, r in PAIRS])
-    assert status == 200 and body["rewards"] == pytest.approx(expected, rel=1e-5)
+def test_a_prompt_cut_from_the_left_still_locates_the_response(server, tiny_model, tokenizer):
+    """OpenRLHF keeps the last prompt tokens that fit and decodes them with the response: the query
+    starts inside the prompt. The response is found, and scored in the context that was kept."""
+    from srgrpo.text import encode_ids
+
+    prompt, query = templated(tokenizer, *PAIRS[1])
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(query[len(prompt):], add_special_tokens=False)["input_ids"]
+    kept = prompt_ids[-6:]
+    cut_query = tokenizer.decode(kept + response_ids, skip_special_tokens=False)
+    status, body = post(server, {"query": [cut_query], "prompts": [prompt]})
+    assert status == 200 and "cut from the left" in body["warnings"][0]
+    scorer = StableRankScorer(tiny_model, tokenizer)
+    encoded = encode_ids(tokenizer, kept, response_ids[:-1], scorer.options)  # the end-of-turn id is not scored
+    (item,) = scorer.iter_encoded_features([encoded])
+    assert body["rewards"] == pytest.approx([item.values["stable_rank"]], rel=1e-5)
+
+
+def test_locate_response_rules():
+    prompt = "<|im_start|>user\nWhat is two plus two?<|im_end|>\n<|im_start|>assistant\n"
+    assert locate_response(prompt + "Four.", prompt) == (len(prompt), None)
+    at, note = locate_response("<s>" + prompt + "Four.", prompt)
+    assert at == 3 + len(prompt) and "not at its start" in note
+    at, note = locate_response(prompt[20:] + "Four.", prompt)
+    assert at == len(prompt) - 20 and "cut from the left" in note
+    at, note = locate_response("\ufffd" + prompt[21:] + "Four.", prompt)  # a character cut in half
+    assert at == len(prompt) - 20
+    assert locate_response("ant\nFour.", prompt)[0] is None  # too little of the prompt left to be sure
+
+
+LONG = b'{"query": ["' + b"x" * MAX_BODY + b'"]}'
 
 
 @pytest.mark.parametrize("body, status, message", [
     (b"{not json", 400, "malformed JSON"),
     (b"\xff\xfe", 400, "malformed JSON"),
-    (b"[1, 2]", 400, "JSON object"),
-    (b"{}", 400, "missing field 'query'"),
-    (b'{"query": [1, 2]}', 400, "list of strings"),
-    (b'{"query": []}', 400, "'query' is empty"),
-    (b'{"query": ["a", "  "]}', 400, "query 1 is empty"),
-    (b'{"query": ["ab"], "prompts": ["a", "b"]}', 400, "1 queries but 2 prompts"),
-    (b'{"query": ["ab"], "prompts": [3]}', 400, "'prompts' must be a list of strings"),
-    (b'{"query": ["hello"], "prompts": ["bye"]}', 400, "does not start with its prompt"),
-    (b'{"query": ["hello"], "prompts": ["hello"]}', 400, "empty response"),
-    (b'{"query": ["' + b"x" * MAX_BODY + b'"]}', 413, "exceeds the limit"),
+    (b"", 400, "malformed JSON"),
+    (b'{"query": ["\\ud800"]}', 400, "malformed JSON"),  # a lone surrogate
+    (b"[" * 2000 + b"]" * 2000, 400, "malformed JSON"),  # nesting deeper than the parser allows
+    (b'{"query": ["a"], "labels": ' + b"[" * 2000 + b"]" * 2000 + b"}", 400, "malformed JSON"),
+    (b"[1, 2]", 422, "JSON object"),
+    (b'"text"', 422, "JSON object"),
+    (b"{}", 422, "missing field 'query'"),
+    (b'{"query": null}', 422, "missing field 'query'"),
+    (b'{"query": [1, 2]}', 422, "list of strings"),
+    (b'{"query": {"a": 1}}', 422, "list of strings"),
+    (b'{"query": []}', 422, "'query' is empty"),
+    (b'{"query": ["ab"], "prompts": ["a", "b"]}', 422, "1 query but 2 prompts"),
+    (b'{"query": ["ab"], "prompts": [3]}', 422, "'prompts' item 0 must be a string"),
+    (b'{"query": ["ab"], "prompts": [[{"role": "user", "content": "a"}]]}', 422, "chat messages go with 'responses'"),
+    (b'{"responses": ["ab"]}', 422, "'responses' needs 'prompts'"),
+    (b'{"query": ["a"], "responses": ["b"], "prompts": ["c"]}', 422, "not both"),
+    (json.dumps({"query": ["a"] * (MAX_TEXTS + 1)}).encode(), 413, "exceed the limit of 8"),
+    (LONG, 413, "exceeds the limit"),
 ])
-def test_malformed_requests_get_4xx_and_the_server_keeps_serving(server, body, status, message):
+def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(server, body, status, message):
     got_status, got = post(server, body)
-    assert got_status == status and message in got["error"]
-    ok_status, ok = post(server, json.dumps({"query": ["Hello! How can I help you today?"]}))
-    assert ok_status == 200 and isinstance(ok["rewards"][0], float)
+    assert got_status == status and message in got["error"], got
+    ok_status, ok = post(server, {"query": ["Hello! How can I help you today?"]})
+    assert ok_status == 200 and math.isfinite(ok["rewards"][0])
 
 
-def test_paths_and_health(server):
-    status, body = post(server, b"{}", path="/nope")
-    assert status == 404
-    host, port = server.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=10)
-    conn.request("GET", "/health")
-    response = conn.getresponse()
-    health = json.loads(response.read())
-    conn.close()
-    assert response.status == 200 and health["status"] == "ok" and health["model"] == "tiny"
+def test_wrong_paths_and_methods_get_json_errors(server):
+    status, body = request(server, "POST", "/nope", b"{}")
+    assert status == 404 and "POST /get_reward" in body["error"]
+    status, body = request(server, "GET", "/get_reward")
+    assert status == 405 and "error" in body
+
+
+def test_a_chunked_body_over_the_limit_gets_413(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/get_reward")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        try:
+            for _ in range(8):
+                chunk = b"x" * 1024
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            conn.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before the rest is sent
+        response = conn.getresponse()
+        assert response.status == 413 and "exceeds the limit" in json.loads(response.read())["error"]
+    finally:
+        conn.close()
+
+
+def test_a_body_that_never_arrives_gets_408_and_frees_the_connection(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"query\": ")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and b"did not arrive" in body
+
+
+def test_a_connection_that_sends_no_request_is_closed(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        assert sock.recv(4096) == b""  # closed by the server after read_timeout (1 s here)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        assert sock.recv(4096) == b""
+    assert post(server, {"query": ["Hello! How can I help you today?"]})[0] == 200
+
+
+def test_health_and_metrics(server):
+    status, health = request(server, "GET", "/health")
+    assert status == 200 and health["status"] == "ok" and health["model"] == "tiny"
+    assert health["feature"] == "stable_rank" and health["unscored_value"] == -1.5
     assert health["options"]["span"] == "response"
+    post(server, {"query": ["Hello! How can I help you today?"]})
+    status, text = request(server, "GET", "/metrics")
+    assert status == 200
+    for name in ("srgrpo_requests_total{status=\"200\"}", "srgrpo_queue_texts", "srgrpo_batch_texts_bucket",
+                 "srgrpo_request_seconds_bucket", "srgrpo_texts_total", "srgrpo_unscored_texts_total"):
+        assert name in text
 
 
-def test_unscorable_text_is_null(server, tokenizer):
-    prompt, _ = templated(tokenizer, "Hi", "x")
-    status, body = post(server, json.dumps({"query": [prompt + tokenizer.eos_token], "prompts": [prompt]}))
-    assert status == 200 and body["rewards"] == [None]
+def test_an_api_key_is_required_when_set(tiny_model, tokenizer):
+    import base64
+
+    srv = RewardServer(StableRankScorer(tiny_model, tokenizer), ServeConfig(port=0, api_key="s3cret")).start()
+    try:
+        payload = {"query": ["Hello! How can I help you today?"]}
+        status, body = post(srv, payload)
+        assert status == 401 and "API key" in body["error"]
+        assert post(srv, payload, {"Authorization": "Bearer wrong"})[0] == 401
+        assert post(srv, payload, {"Authorization": "Bearer s3cret"})[0] == 200
+        basic = base64.b64encode(b"srgrpo:s3cret").decode()
+        assert post(srv, payload, {"Authorization": f"Basic {basic}"})[0] == 200
+        assert request(srv, "GET", "/metrics")[0] == 401
+        assert request(srv, "GET", "/health")[0] == 200
+    finally:
+        srv.stop()
 
 
-def test_client_functions(server, tiny_model, tokenizer):
-    url = server.url
-    prompt, query = templated(tokenizer, *PAIRS[0])
-    expected = StableRankScorer(tiny_model, tokenizer).score([PAIRS[0][0]], [PAIRS[0][1]])[0]
-    assert get_rewards([query], [prompt], url=url) == pytest.approx([expected], rel=1e-5)
-    response = query[len(prompt):]
-    assert compute_score("gsm8k", response, "7", {"prompt": prompt}, url=url) == pytest.approx(expected, rel=1e-5)
-    assert compute_score("gsm8k", PAIRS[0][1], None, url=url) == pytest.approx(
-        sr_of_text(tiny_model, tokenizer, PAIRS[0][1]), rel=1e-5)
-    assert compute_score("gsm8k", "   ", None, url=url, unscored=-1.0) == -1.0
-    with pytest.raises(RewardServerError, match="400"):
-        get_rewards(["hello"], ["bye"], url=url)
-    with pytest.raises(RewardServerError, match="cannot reach"):
-        get_rewards(["hello"], url="http://127.0.0.1:9/get_reward", timeout=2)
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "reward-host"])
+def test_a_non_loopback_address_needs_an_api_key(host):
+    with pytest.raises(ValueError, match="API key"):
+        ServeConfig(host=host).validate()
+    ServeConfig(host=host, api_key="k").validate()
+    ServeConfig(host="127.0.0.1").validate()
+    ServeConfig(host="localhost").validate()
 
 
-def test_serve_command_rejects_bad_options(tiny_model_dir, capsys):
-    from srgrpo.cli import main
+@pytest.mark.parametrize("field, value", [("unscored_value", math.nan), ("unscored_value", math.inf),
+                                          ("feature", "nope"), ("max_texts_per_request", 0), ("read_timeout", 0)])
+def test_bad_settings_are_refused(field, value):
+    with pytest.raises(ValueError):
+        ServeConfig(**{field: value}).validate()
 
-    assert main(["serve", "--model", str(tiny_model_dir), "--max-body-bytes", "0"]) == 2
-    assert "--max-body-bytes must be positive" in capsys.readouterr().err
+
+def test_another_feature_is_served(tiny_model, tokenizer):
+    srv = RewardServer(StableRankScorer(tiny_model, tokenizer), ServeConfig(port=0, feature="mean_logprob")).start()
+    try:
+        prompt, query = templated(tokenizer, *PAIRS[0])
+        status, body = post(srv, {"query": [query], "prompts": [prompt]})
+        (item,) = StableRankScorer(tiny_model, tokenizer).iter_features([PAIRS[0][0]], [PAIRS[0][1]], ("mean_logprob",))
+        assert status == 200 and body["rewards"] == pytest.approx([item.values["mean_logprob"]], rel=1e-5)
+    finally:
+        srv.stop()
+
+
+# ---------------------------------------------------------------------- the worker on its own
+def _texts(tokenizer, n):
+    return [templated(tokenizer, *PAIRS[i % len(PAIRS)]) for i in range(n)]
+
+
+def test_a_small_job_is_not_held_behind_a_large_one(tiny_model, tokenizer):
+    worker = BatchingWorker(StableRankScorer(tiny_model, tokenizer), max_batch_texts=4, batch_wait_s=0)
+    finished = []
+    big_sent = _texts(tokenizer, 120)
+    big = Job([q for _, q in big_sent], [p for p, _ in big_sent], on_done=lambda j: finished.append("big"))
+    small = Job([big_sent[0][1]], [big_sent[0][0]], on_done=lambda j: finished.append("small"))
+    worker.submit(big)
+    worker.submit(small)
+    worker.start()
+    worker.close()
+    assert finished == ["small", "big"]
+    assert worker.batches == 31  # 121 texts in batches of at most 4: the small one rode in the first
+    assert small.values == pytest.approx(big.values[:1], rel=1e-6)  # the same text, batched differently
+
+
+def test_a_failing_item_gets_the_unscored_value_and_its_neighbours_are_scored(tiny_model, tokenizer):
+    class Flaky(StableRankScorer):
+        def iter_encoded_features(self, encoded, *args, **kwargs):
+            if any(len(e.input_ids) == poison_length for e in encoded):
+                raise RuntimeError("boom")
+            return super().iter_encoded_features(encoded, *args, **kwargs)
+
+    sent = _texts(tokenizer, 4)
+    worker = BatchingWorker(Flaky(tiny_model, tokenizer), batch_wait_s=0)
+    lengths = [len(worker.encode(Job([q], [p]), 0)[0].input_ids) for p, q in sent]
+    poison_length = lengths[2]
+    assert lengths.count(poison_length) == 1
+    job = Job([q for _, q in sent], [p for p, _ in sent])
+    worker.submit(job)
+    worker.start()
+    worker.close()
+    expected = expected_scores(tiny_model, tokenizer)
+    assert job.values[2] is None and "scoring failed: RuntimeError: boom" in job.warnings[2]
+    assert [job.values[i] for i in (0, 1, 3)] == pytest.approx([expected[i] for i in (0, 1, 3)], rel=1e-5)
+
+
+def test_a_cancelled_job_is_not_computed(tiny_model, tokenizer):
+    worker = BatchingWorker(StableRankScorer(tiny_model, tokenizer), batch_wait_s=0)
+    sent = _texts(tokenizer, 40)
+    gone = Job([q for _, q in sent], [p for p, _ in sent], on_done=lambda j: pytest.fail("a cancelled job finished"))
+    kept_done = threading.Event()
+    kept = Job([sent[0][1]], [sent[0][0]], on_done=lambda j: kept_done.set())
+    worker.submit(gone)
+    worker.submit(kept)
+    worker.cancel(gone)
+    worker.start()
+    worker.close()
+    assert kept_done.is_set() and worker.batches == 1 and gone.values == [None] * 40
+    assert worker.pending_texts == 0
+
+
+def test_the_rest_of_a_request_whose_client_has_gone_is_skipped(tiny_model, tokenizer):
+    import time
+
+    config = ServeConfig(port=0, max_batch_texts=2, batch_wait_ms=0)
+    srv = RewardServer(StableRankScorer(tiny_model, tokenizer, batch_size=2), config).start()
+    try:
+        sent = _texts(tokenizer, 1000)
+        body = json.dumps({"query": [q for _, q in sent], "prompts": [p for p, _ in sent]}).encode()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(0.3)  # accepted and being scored
+        deadline = time.monotonic() + 60
+        while srv.app.state.worker.pending_texts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        import re
+
+        metrics = request(srv, "GET", "/metrics")[1]
+        skipped = float(re.search(r"^srgrpo_skipped_texts_total (\S+)$", metrics, re.M).group(1))
+        assert srv.app.state.worker.pending_texts == 0 and 0 < skipped < 1000
+        assert post(srv, {"query": ["Hello! How can I help you today?"]})[0] == 200
+    finally:
+        srv.stop()

@@ -3,33 +3,39 @@
     model, tokenizer = srgrpo.load_model()            # embedded SmolLM2-135M-Instruct, or any id/folder
     scorer = srgrpo.StableRankScorer(model, tokenizer)
     scorer.score(["What is 2+2?"], ["2 + 2 = 4."])     # -> [stable rank]
+
+The public names load on first use: `import srgrpo.serving.client` (what verl loads) must not pull in
+torch, and the TRL reward pulls in transformers' Trainer machinery (~3 s).
 """
 
-from srgrpo.metrics import condition_number, effective_rank, pca_dimension, stable_rank
-from srgrpo.models import ModelLoadError, load_model
-from srgrpo.options import ScoringOptions
-from srgrpo.scoring import PairScore, StableRankScorer
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "load_model",
-    "ModelLoadError",
-    "StableRankScorer",
-    "ScoringOptions",
-    "PairScore",
-    "stable_rank",
-    "effective_rank",
-    "condition_number",
-    "pca_dimension",
-    "StableRankReward",
-]
+# public name -> the module that defines it
+_PUBLIC = {
+    "load_model": "srgrpo.models",
+    "ModelLoadError": "srgrpo.models",
+    "StableRankScorer": "srgrpo.scoring",
+    "PairScore": "srgrpo.scoring",
+    "ScoringOptions": "srgrpo.options",
+    "stable_rank": "srgrpo.metrics",
+    "effective_rank": "srgrpo.metrics",
+    "condition_number": "srgrpo.metrics",
+    "pca_dimension": "srgrpo.metrics",
+    "StableRankReward": "srgrpo.training.reward",
+}
+
+__all__ = list(_PUBLIC)
 
 
 def __getattr__(name):
-    # The TRL reward pulls in transformers' Trainer machinery (~3 s): import it only when asked for.
-    if name == "StableRankReward":
-        from srgrpo.training.reward import StableRankReward
-
-        return StableRankReward
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
     raise AttributeError(f"module 'srgrpo' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -73,6 +73,19 @@ def gather_spans(states: torch.Tensor, starts: Sequence[int], ends: Sequence[int
     return gathered.masked_fill(~mask[..., None], 0), mask
 
 
+def finish_logits(model, logits: torch.Tensor) -> torch.Tensor:
+    """What a causal LM's forward does to the LM head's output beyond the projection, for the few
+    architectures that do something (Cohere's logit_scale, Gemma-2's final logit soft-capping)."""
+    scale = getattr(model, "logit_scale", None)
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+        logits = logits * scale
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    cap = getattr(config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
 class ForwardEngine:
     """Batched, device-aware forward passes of one model's backbone (see the module docstring)."""
 

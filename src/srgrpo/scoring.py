@@ -17,13 +17,12 @@ import torch
 from tqdm.auto import tqdm
 
 from srgrpo import metrics
-from srgrpo.engine import Batch, ForwardEngine, gather_spans
+from srgrpo.engine import Batch, ForwardEngine, finish_logits, gather_spans
 from srgrpo.features import FEATURES, SpanStates, check_features, logit_stats
 from srgrpo.options import ScoringOptions
-from srgrpo.text import EncodedPair, Prompt, check_pair, encode_ids, encode_pairs, response_token_span
+from srgrpo.text import EncodedPair, Prompt, check_pair, encode_pairs
 
-__all__ = ["StableRankScorer", "ScoringOptions", "PairScore", "ItemFeatures", "EncodedPair", "FEATURES",
-           "encode_ids", "response_token_span", "warn_unscored", "finish_logits"]
+__all__ = ["StableRankScorer", "PairScore", "ItemFeatures", "warn_unscored"]
 
 
 @dataclass
@@ -48,19 +47,6 @@ class ItemFeatures:
     truncated: bool
     warning: str | None = None
     layer_values: dict[int, float] = field(default_factory=dict)  # SR per hidden_states index (sweep)
-
-
-def finish_logits(model, logits: torch.Tensor) -> torch.Tensor:
-    """What a causal LM's forward does to the LM head's output beyond the projection, for the few
-    architectures that do something (Cohere's logit_scale, Gemma-2's final logit soft-capping)."""
-    scale = getattr(model, "logit_scale", None)
-    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
-        logits = logits * scale
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    cap = getattr(config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
 
 
 # Pairs encoded per chunk: the engine encodes the next chunk while the device runs this one. The

@@ -1,4 +1,4 @@
-"""`srgrpo serve`: argparse wiring over srgrpo.serving.server."""
+"""`srgrpo serve`: the reward server for RL frameworks, the command-line face of srgrpo.serving.server."""
 
 from __future__ import annotations
 
@@ -6,66 +6,109 @@ import argparse
 import sys
 
 from srgrpo.cli.common import add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
+from srgrpo.features import FEATURES
 
 EPILOG = """\
 examples:
-  srgrpo serve --port 5000                                     # embedded SmolLM2-135M-Instruct
-  srgrpo serve --model Qwen/Qwen2.5-1.5B-Instruct --host 0.0.0.0 --port 5000 --span full
+  srgrpo serve --port 5000                                     # embedded SmolLM2-135M-Instruct, 127.0.0.1
+  SRGRPO_API_KEY=secret srgrpo serve --model Qwen/Qwen2.5-1.5B-Instruct --host 0.0.0.0 --port 5000
   curl -s localhost:5000/get_reward -H 'Content-Type: application/json' \\
        -d '{"query": ["<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nHello!<|im_end|>"],
             "prompts": ["<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n"]}'
-OpenRLHF: --remote_rm_url http://HOST:PORT/get_reward
-verl: custom_reward_function.path=<srgrpo>/serving/client.py name=compute_score, SRGRPO_REWARD_URL=http://HOST:PORT"""
+OpenRLHF >= 0.10.2: --reward.remote_url http://HOST:PORT/get_reward   (before: --remote_rm_url)
+  with an API key: http://srgrpo:KEY@HOST:PORT/get_reward
+verl: custom_reward_function.path=<srgrpo>/serving/client.py custom_reward_function.name=compute_score
+  +custom_reward_function.reward_kwargs.url=http://HOST:PORT/get_reward   (or $SRGRPO_REWARD_URL)"""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="serve the stable-rank reward over HTTP (OpenRLHF remote reward model protocol)",
+        help="serve the stable-rank reward over HTTP (OpenRLHF remote reward model protocol; verl client)",
         description="Hold the frozen model and answer POST /get_reward with {\"query\": [full prompt+response "
-        "texts], \"prompts\": [optional prompt texts]} -> {\"rewards\": [...]} (null where a text cannot be "
-        "scored, unless --unscored-value is given), and GET /health. Requests from concurrent clients are "
-        "batched into one forward pass. Malformed requests get a 4xx JSON error; the server keeps serving.",
+        "texts], \"prompts\": [their prompts]} -> {\"rewards\": [...], \"scores\": [...]}, plus GET /health and "
+        "GET /metrics (Prometheus). Every reward is a number: a text that cannot be scored (e.g. an empty "
+        "response) gets --unscored-value. Concurrent requests are batched fairly up to a token budget; bad "
+        "requests get a 4xx JSON error; SIGTERM/SIGINT drain accepted requests before exiting.",
         epilog=EPILOG,
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1; 0.0.0.0 for all)")
-    serve.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
-    serve.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024,
-                       help="larger request bodies get 413 (default: 16 MiB)")
-    serve.add_argument("--max-batch-texts", type=int, default=64,
-                       help="texts scored together at most, across clients (default: 64)")
-    serve.add_argument("--batch-wait-ms", type=float, default=5.0,
-                       help="how long the worker waits for more requests to join a batch (default: 5)")
-    serve.add_argument("--unscored-value", type=float, default=None,
-                       help="reward sent for a text that cannot be scored (default: null)")
+    net = serve.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1",
+                     help="address to bind (default: 127.0.0.1); any other address needs an API key")
+    net.add_argument("--port", type=int, default=5000, help="port (default: 5000; 0 picks a free one)")
+    net.add_argument("--api-key", default=None,
+                     help="require 'Authorization: Bearer KEY' (or HTTP Basic with KEY as password) "
+                     "(default: $SRGRPO_API_KEY; none on loopback)")
+    net.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024,
+                     help="larger request bodies get 413 (default: 16 MiB)")
+    net.add_argument("--max-texts-per-request", type=int, default=4096,
+                     help="requests with more texts get 413 (default: 4096)")
+    net.add_argument("--read-timeout", type=float, default=60.0,
+                     help="seconds to receive a request body before answering 408, and for a new connection "
+                     "to send its request head before it is closed (default: 60)")
+    net.add_argument("--keep-alive-timeout", type=int, default=15,
+                     help="seconds an idle keep-alive connection stays open (default: 15)")
+    net.add_argument("--max-connections", type=int, default=4096,
+                     help="open connections beyond this get 503 (default: 4096)")
+    net.add_argument("--backlog", type=int, default=4096,
+                     help="listen queue length (capped by the kernel's somaxconn) (default: 4096)")
+    net.add_argument("--drain-timeout", type=int, default=600,
+                     help="on SIGTERM/SIGINT, seconds to finish accepted requests (default: 600)")
+    work = serve.add_argument_group("reward")
+    work.add_argument("--feature", default="stable_rank", choices=list(FEATURES),
+                      help="the score sent as the reward (default: stable_rank)")
+    work.add_argument("--unscored-value", type=float, default=0.0,
+                      help="reward for a text that cannot be scored, e.g. an empty response (default: 0.0)")
+    work.add_argument("--max-batch-texts", type=int, default=64,
+                      help="texts scored together at most, across clients (default: 64)")
+    work.add_argument("--max-batch-tokens", type=int, default=16384,
+                      help="tokens scored together at most (default: 16384)")
+    work.add_argument("--target-batch-seconds", type=float, default=1.0,
+                      help="a batch is sized to take about this long at the measured speed, so a small request "
+                      "never waits long behind a large one (default: 1.0)")
+    work.add_argument("--batch-wait-ms", type=float, default=5.0,
+                      help="how long an idle worker waits for more requests to join a batch (default: 5)")
     add_model_arguments(serve)
     add_scoring_arguments(serve)
     serve.set_defaults(func=run)
     return serve
 
 
+def config_from_args(args: argparse.Namespace):
+    from srgrpo.serving.server import ServeConfig, api_key_from_env
+
+    return ServeConfig(
+        host=args.host, port=args.port, api_key=api_key_from_env(args.api_key), feature=args.feature,
+        unscored_value=args.unscored_value, model_name=args.model or "embedded SmolLM2-135M-Instruct",
+        max_body_bytes=args.max_body_bytes, max_texts_per_request=args.max_texts_per_request,
+        max_batch_texts=args.max_batch_texts, max_batch_tokens=args.max_batch_tokens,
+        target_batch_seconds=args.target_batch_seconds, batch_wait_ms=args.batch_wait_ms,
+        read_timeout=args.read_timeout, keep_alive_timeout=args.keep_alive_timeout,
+        max_connections=args.max_connections, backlog=args.backlog, drain_timeout=args.drain_timeout,
+    ).validate()
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
+    import signal
 
-    from srgrpo.serving.server import make_server
-    from srgrpo.training.reward import StableRankReward
+    from srgrpo.scoring import StableRankScorer
+    from srgrpo.serving.server import RewardServer
 
     options = scoring_options(args)
-    for name in ("max_body_bytes", "max_batch_texts"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    config = config_from_args(args)  # refuse bad settings before loading the model
     model, tokenizer = load_model_from_args(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = make_server(StableRankReward(model, tokenizer, options), args.host, args.port,
-                         model_name=args.model or "embedded SmolLM2-135M-Instruct",
-                         max_body_bytes=args.max_body_bytes, max_batch_texts=args.max_batch_texts,
-                         batch_wait_s=args.batch_wait_ms / 1000, unscored_value=args.unscored_value)
-    print(f"serving stable-rank rewards on {server.url}/get_reward (health: {server.url}/health); Ctrl-C stops",
-          file=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = RewardServer(StableRankScorer(model, tokenizer, options), config)
+    print(f"serving {config.feature} rewards on {server.url}/get_reward (health: {server.url}/health, "
+          f"metrics: {server.url}/metrics); SIGTERM or Ctrl-C drains and stops", file=sys.stderr, flush=True)
+    # uvicorn re-raises the signal that stopped it once it has drained: let that end us quietly.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve()
     finally:
-        server.server_close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    counts = server.counts
+    print(f"stopped: {counts['accepted']} requests accepted, {counts['answered']} answered", file=sys.stderr, flush=True)
     return 0

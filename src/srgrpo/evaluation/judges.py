@@ -30,8 +30,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from srgrpo.engine import ForwardEngine
-from srgrpo.scoring import finish_logits
+from srgrpo.engine import ForwardEngine, finish_logits
 from srgrpo.text import FALLBACK_TEMPLATE, EncodedPair, Prompt, check_pair
 
 __all__ = [

@@ -1,2 +1,5 @@
-"""The stable-rank reward over HTTP: `server` (OpenRLHF remote reward model protocol, request
-batching) and `client` (a verl-style `compute_score`)."""
+"""The stable-rank reward over HTTP: `server` (FastAPI + uvicorn, OpenRLHF's remote reward model
+protocol), `worker` (fair token-budget batching), `protocol` (request model) and `client` (standard
+library only: OpenRLHF-style `get_rewards` and verl's `compute_score`).
+
+This package's __init__ imports nothing, so `srgrpo.serving.client` stays free of torch."""

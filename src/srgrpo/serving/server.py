@@ -1,250 +1,397 @@
 """An HTTP reward server holding the frozen model, for RL engines that hand rewards text only.
 
-Protocol (OpenRLHF's remote reward model, `--remote_rm_url http://HOST:PORT/get_reward`):
+FastAPI on uvicorn (what OpenRLHF's own reward server uses). Protocol (OpenRLHF's remote reward
+model: `--reward.remote_url http://HOST:PORT/get_reward`, `--remote_rm_url` before 0.10.2):
 
-    POST /get_reward  {"query": [full prompt+response text, ...], "prompts": [prompt text, ...]}
-                   -> {"rewards": [SR or null, ...], "scores": [same]}
-    GET  /health      -> {"status": "ok", "model": ..., "options": {...}, "requests": n, "batches": n}
+    POST /get_reward  {"query": [prompt+response text, ...], "prompts": [prompt text, ...], "labels": [...]}
+                   -> {"rewards": [float, ...], "scores": [same], "extra_logs": {"srgrpo_unscored": [0/1, ...]},
+                       "warnings": [null or why, ...]}
+    POST /get_reward  {"prompts": [prompt text or chat messages, ...], "responses": [text, ...]}   (srgrpo)
+    GET  /health      -> {"status": "ok", "model": ..., "feature": ..., "options": {...}, ...}
+    GET  /metrics     -> Prometheus text: requests, texts, queue depth, batch sizes, latency
 
-A query is the text the policy saw and wrote, chat template included. With `prompts`, each query
-must start with its prompt and the response is the rest (scored with the `span` option); without,
-the whole query is scored. Other fields (OpenRLHF also sends `labels`) are ignored. A query is
-tokenised once as a whole, so the tokens match what the model read.
+Every reward is a finite number: a text that cannot be scored (empty response, no response token
+inside the window, a prompt that cannot be found in its query...) gets `unscored_value` (0.0 by
+default) and its `warnings` entry says why; `extra_logs.srgrpo_unscored` marks it with 1.0.
 
-Requests from concurrent clients are queued; one worker thread scores together whatever arrived
-within a few milliseconds (one batched forward pass), then answers each client. Bad requests get a
-4xx answer with a JSON `{"error": message}` and never reach the worker.
+Bad input never reaches the model: malformed JSON (lone surrogates, nesting deeper than the parser
+allows) gets 400; a well-formed body of the wrong shape 422; a body over `max_body_bytes` or more
+texts than `max_texts_per_request` 413; a body not sent within `read_timeout` 408 (a new connection
+that sends no request head within it is closed); a missing or
+wrong API key 401; always with `{"error": message}`. Work is bounded and fair (see
+`srgrpo.serving.worker`); a request whose client has gone is not computed further. On SIGTERM or
+SIGINT the server stops accepting connections, answers every request it has accepted, then exits.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import hmac
+import ipaddress
 import logging
 import math
-import queue
+import os
+import socket
 import threading
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Sequence
+from dataclasses import dataclass
 
-from srgrpo.scoring import response_token_span
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from srgrpo.features import FEATURES
+from srgrpo.scoring import StableRankScorer
+from srgrpo.serving.protocol import BadRequest, parse_request
+from srgrpo.serving.worker import BatchingWorker, Job
 
 logger = logging.getLogger("srgrpo.serve")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-
-
-class BadRequest(ValueError):
-    """A client error: answered with `status` and the message, the server carries on."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-def parse_request(body: bytes) -> tuple[list[str], list[str] | None]:
-    """(queries, prompts or None) from a /get_reward body; BadRequest says what is wrong."""
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BadRequest(f"malformed JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise BadRequest(f"the body must be a JSON object with a 'query' list, got {type(data).__name__}")
-    queries = data.get("query")
-    if queries is None:
-        raise BadRequest("missing field 'query' (a list of full prompt+response texts)")
-    if isinstance(queries, str):
-        queries = [queries]
-    if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
-        raise BadRequest("'query' must be a list of strings")
-    if not queries:
-        raise BadRequest("'query' is empty")
-    prompts = data.get("prompts")
-    if prompts is not None:
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-            raise BadRequest("'prompts' must be a list of strings")
-        if len(prompts) != len(queries):
-            raise BadRequest(f"{len(queries)} queries but {len(prompts)} prompts")
-    for i, q in enumerate(queries):
-        if not q.strip():
-            raise BadRequest(f"query {i} is empty")
-        if prompts is not None:
-            if not q.startswith(prompts[i]):
-                raise BadRequest(f"query {i} does not start with its prompt")
-            if not q[len(prompts[i]):].strip():
-                raise BadRequest(f"query {i} has an empty response after its prompt")
-    return queries, prompts
-
-
-def split_query(tokenizer, query: str, prompt: str | None) -> tuple[list[int], list[int]]:
-    """Token ids of the query, tokenised as a whole, split into (prompt ids, response ids). A token
-    that straddles the boundary counts as response (the text scorer's rule, shared with it)."""
-    boundary = len(prompt) if prompt else 0
-    ids, start, _ = response_token_span(tokenizer, query, boundary, len(query), with_special=False)
-    return list(ids[:start]), list(ids[start:])
+API_KEY_ENV = "SRGRPO_API_KEY"
 
 
 @dataclass
-class _Job:
-    items: list[tuple[list[int], list[int]]]
-    future: Future = field(default_factory=Future)
+class ServeConfig:
+    """Everything `srgrpo serve` can set beside the model and the scoring options."""
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    api_key: str | None = None  # required when `host` is not a loopback address
+    feature: str = "stable_rank"
+    unscored_value: float = 0.0
+    model_name: str = ""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_texts_per_request: int = 4096
+    max_batch_texts: int = 64
+    max_batch_tokens: int = 16384
+    target_batch_seconds: float = 1.0
+    batch_wait_ms: float = 5.0
+    read_timeout: float = 60.0  # seconds to receive a new connection's request head, and a request's body
+    keep_alive_timeout: int = 15  # seconds an idle keep-alive connection is kept
+    max_connections: int = 4096  # beyond this many open connections, 503
+    backlog: int = 4096  # listen queue (the kernel caps it at net.core.somaxconn)
+    drain_timeout: int | None = 600  # seconds to finish accepted requests on SIGTERM; None = no limit
+
+    def validate(self) -> "ServeConfig":
+        if self.feature not in FEATURES:
+            raise ValueError(f"unknown feature {self.feature!r}; known: {', '.join(FEATURES)}")
+        if isinstance(self.unscored_value, bool) or not math.isfinite(self.unscored_value):
+            raise ValueError(f"the unscored value must be a finite number, got {self.unscored_value!r}")
+        for name in ("max_body_bytes", "max_texts_per_request", "max_batch_texts", "max_batch_tokens",
+                     "max_connections", "backlog", "keep_alive_timeout"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("target_batch_seconds", "read_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"batch-wait-ms must not be negative, got {self.batch_wait_ms}")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if not self.api_key and not is_loopback(self.host):
+            raise ValueError(
+                f"binding {self.host} exposes the reward server beyond this machine: set an API key "
+                f"(--api-key or ${API_KEY_ENV}), or bind 127.0.0.1"
+            )
+        return self
 
 
-class BatchingScorer:
-    """Queues scoring jobs from many threads; one worker thread scores together what arrived
-    within `batch_wait_s` (up to `max_batch_texts` texts) with a StableRankReward."""
-
-    def __init__(self, reward, max_batch_texts: int = 64, batch_wait_s: float = 0.005):
-        self.reward = reward
-        self.max_batch_texts = max_batch_texts
-        self.batch_wait_s = batch_wait_s
-        self.requests = 0
-        self.batches = 0
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._worker = threading.Thread(target=self._run, name="srgrpo-reward-worker", daemon=True)
-        self._worker.start()
-
-    def score(self, items: Sequence[tuple[list[int], list[int]]], timeout: float | None = None) -> list[float | None]:
-        job = _Job(list(items))
-        self._queue.put(job)
-        return job.future.result(timeout)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._worker.join(timeout=10)
-
-    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
-        jobs, n = [first], len(first.items)
-        deadline = time.monotonic() + self.batch_wait_s
-        while n < self.max_batch_texts:
-            try:
-                job = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
-            except queue.Empty:
-                break
-            if job is None:
-                return jobs, True
-            jobs.append(job)
-            n += len(job.items)
-        return jobs, False
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            jobs, stop = self._collect(first)
-            items = [item for job in jobs for item in job.items]
-            try:
-                values = self.reward.score_ids([p for p, _ in items], [r for _, r in items])
-            except Exception as err:  # e.g. out of memory: fail these requests, keep serving
-                logger.exception("scoring failed")
-                for job in jobs:
-                    job.future.set_exception(err)
-            else:
-                self.requests += len(jobs)
-                self.batches += 1
-                k = 0
-                for job in jobs:
-                    job.future.set_result(values[k : k + len(job.items)])
-                    k += len(job.items)
-            if stop:
-                return
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
-class RewardHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class Metrics:
+    """Prometheus metrics in their own registry (several servers may live in one process)."""
 
-    def __init__(self, address, reward, model_name: str = "", max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 max_batch_texts: int = 64, batch_wait_s: float = 0.005, unscored_value: float | None = None):
-        self.reward = reward
-        self.model_name = model_name
-        self.max_body_bytes = max_body_bytes
-        self.unscored_value = unscored_value
-        self.scorer = BatchingScorer(reward, max_batch_texts, batch_wait_s)
-        # A fast tokenizer's Rust object may refuse to be borrowed by two threads at once.
-        self.tokenizer_lock = threading.Lock()
-        super().__init__(address, RewardRequestHandler)
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-    def server_close(self):
-        super().server_close()
-        self.scorer.close()
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("srgrpo_requests", "POST /get_reward requests answered, by status", ["status"], registry=r)
+        self.texts = Counter("srgrpo_texts", "texts received in accepted requests", registry=r)
+        self.unscored_texts = Counter("srgrpo_unscored_texts", "texts answered with the unscored value", registry=r)
+        self.skipped_texts = Counter("srgrpo_skipped_texts", "texts not computed because their client had gone", registry=r)
+        self.inflight = Gauge("srgrpo_requests_in_flight", "requests being read, queued or scored", registry=r)
+        self.queue_texts = Gauge("srgrpo_queue_texts", "texts waiting for a batch", registry=r)
+        self.latency = Histogram("srgrpo_request_seconds", "POST /get_reward latency", registry=r,
+                                 buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 180, math.inf))
+        self.batch_texts = Histogram("srgrpo_batch_texts", "texts per scored batch", registry=r,
+                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, math.inf))
+        self.batch_tokens = Histogram("srgrpo_batch_tokens", "tokens per scored batch", registry=r,
+                                      buckets=(64, 256, 1024, 4096, 16384, 65536, math.inf))
+        self.batch_seconds = Histogram("srgrpo_batch_seconds", "time to score one batch", registry=r,
+                                       buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, math.inf))
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+def _error(status: int, message: str, close: bool = False, headers: dict | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if close:
+        headers["Connection"] = "close"
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _authorized(request: Request, key: str | None) -> bool:
+    """`Authorization: Bearer KEY`, or HTTP Basic with KEY as the password or the user name (what
+    aiohttp and requests send for a URL like http://srgrpo:KEY@host:5000/get_reward)."""
+    if not key:
+        return True
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return hmac.compare_digest(value.encode(), key.encode())
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(password.encode(), key.encode()) or hmac.compare_digest(user.encode(), key.encode())
+    return False
+
+
+def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
+    """The FastAPI application; its lifespan starts and drains the batching worker."""
+    config.validate()
+    metrics = Metrics()
+    worker = BatchingWorker(
+        scorer, config.feature, max_batch_texts=config.max_batch_texts, max_batch_tokens=config.max_batch_tokens,
+        target_batch_seconds=config.target_batch_seconds, batch_wait_s=config.batch_wait_ms / 1000, metrics=metrics,
+    )
+    state = {"draining": False, "accepted": 0, "answered": 0}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        worker.start()
+        try:
+            yield
+        finally:
+            state["draining"] = True
+            await asyncio.to_thread(worker.close)
+            logger.info("reward worker stopped: %d requests accepted, %d answered", state["accepted"], state["answered"])
+
+    app = FastAPI(title="srgrpo reward server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.worker, app.state.metrics, app.state.config, app.state.counts = worker, metrics, config, state
+    unauthorized = {"WWW-Authenticate": "Bearer"}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = f"{exc.detail}: {request.method} {request.url.path}; use POST /get_reward, GET /health or GET /metrics"
+        return _error(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception):  # a bug: say so, keep serving
+        logger.exception("request failed")
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "draining" if state["draining"] else "ok", "model": config.model_name,
+                "feature": config.feature, "unscored_value": config.unscored_value,
+                "options": dataclasses.asdict(scorer.options), "requests": state["answered"],
+                "batches": worker.batches, "queue_texts": worker.pending_texts}
+
+    @app.get("/metrics")
+    async def prometheus(request: Request):
+        if not _authorized(request, config.api_key):
+            return _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", headers=unauthorized)
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request):
+        started = time.perf_counter()
+        metrics.inflight.inc()
+        status = 500
+        try:
+            response = await _get_reward(request)
+            status = response.status_code
+            return response
+        finally:
+            metrics.inflight.dec()
+            metrics.requests.labels(status=str(status)).inc()
+            metrics.latency.observe(time.perf_counter() - started)
+
+    async def _get_reward(request: Request) -> Response:
+        if not _authorized(request, config.api_key):
+            return _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", headers=unauthorized)
+        length = request.headers.get("content-length", "")
+        too_large = f"body exceeds the limit of {config.max_body_bytes} bytes (--max-body-bytes)"
+        if length.isdigit() and int(length) > config.max_body_bytes:
+            return _error(413, too_large, close=True)  # not read: answer and drop the connection
+        try:
+            body = await asyncio.wait_for(_read_body(request, config.max_body_bytes), config.read_timeout)
+        except _TooLarge:
+            return _error(413, too_large, close=True)
+        except asyncio.TimeoutError:
+            return _error(408, f"the request body did not arrive within {config.read_timeout:g} s", close=True)
+        except ClientDisconnect:
+            return Response(status_code=499)
+        try:
+            parsed = await asyncio.to_thread(parse_request, body) if len(body) > 1 << 20 else parse_request(body)
+        except BadRequest as err:
+            return _error(err.status, str(err))
+        texts = parsed.texts
+        if len(texts) > config.max_texts_per_request:
+            return _error(413, f"{len(texts)} texts in one request exceed the limit of {config.max_texts_per_request} "
+                          "(--max-texts-per-request): send them in smaller requests")
+
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def resolve(_job):
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        job = Job(texts, parsed.prompts, responses_only=parsed.responses is not None, on_done=resolve)
+        try:
+            worker.submit(job)
+        except RuntimeError as err:
+            return _error(503, str(err), close=True)
+        state["accepted"] += 1
+        metrics.texts.inc(len(texts))
+        gone = asyncio.ensure_future(_wait_disconnect(request))
+        try:
+            await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not done.done():
+                worker.cancel(job)  # the client has gone (or this task is being cancelled)
+            gone.cancel()
+        if not done.done():
+            state["answered"] += 1  # nobody is left to answer
+            return Response(status_code=499)
+        rewards = [config.unscored_value if v is None else v for v in job.values]
+        unscored = [1.0 if v is None else 0.0 for v in job.values]
+        state["answered"] += 1
+        return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": {"srgrpo_unscored": unscored},
+                             "warnings": job.warnings})
+
+    return app
+
+
+def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening socket, bound before the server starts (so port 0 is known at once)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _protocol_with_first_request_timeout(seconds: float):
+    """uvicorn's h11 protocol, plus: a connection that has not sent a whole request head within
+    `seconds` of opening is closed (uvicorn times out idle keep-alive connections, but not a new
+    connection that never sends, or stalls inside its headers)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._srgrpo_timer = self.loop.call_later(seconds, self._srgrpo_no_request)
+
+        def _srgrpo_no_request(self):
+            if getattr(self, "cycle", None) is None and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_lost(self, exc):
+            timer = getattr(self, "_srgrpo_timer", None)
+            if timer is not None:
+                timer.cancel()
+            super().connection_lost(exc)
+
+    return Protocol
+
+
+class RewardServer:
+    """uvicorn serving `create_app(scorer, config)` on a socket bound at construction.
+
+    `serve()` blocks (in the main thread it drains on SIGTERM/SIGINT); `start()` runs it in a
+    thread and returns once it accepts connections; `stop()` drains and joins."""
+
+    def __init__(self, scorer: StableRankScorer, config: ServeConfig):
+        import uvicorn
+
+        self.config = config
+        self.app = create_app(scorer, config)
+        self.socket = bind_socket(config.host, config.port, config.backlog)
+        self.port = self.socket.getsockname()[1]
+        self.uvicorn = uvicorn.Server(uvicorn.Config(
+            self.app, backlog=config.backlog, timeout_keep_alive=config.keep_alive_timeout,
+            limit_concurrency=config.max_connections, timeout_graceful_shutdown=config.drain_timeout,
+            access_log=False, log_config=None, lifespan="on", loop="asyncio",
+            http=_protocol_with_first_request_timeout(config.read_timeout),
+        ))
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        host = self.config.host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
 
+    @property
+    def counts(self) -> dict:
+        return dict(self.app.state.counts)
 
-class RewardRequestHandler(BaseHTTPRequestHandler):
-    server: RewardHTTPServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # route http.server's access log through logging
-        logger.info("%s - %s", self.address_string(), format % args)
-
-    def _send_json(self, status: int, payload: dict) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):
-        if self.path.rstrip("/") == "/health":
-            options = vars(self.server.reward.options)
-            self._send_json(200, {"status": "ok", "model": self.server.model_name, "options": options,
-                                  "requests": self.server.scorer.requests, "batches": self.server.scorer.batches})
-        else:
-            self._send_json(404, {"error": f"no such path {self.path}: use POST /get_reward or GET /health"})
-
-    def do_POST(self):
+    def serve(self) -> None:
         try:
-            if self.path.rstrip("/") != "/get_reward":
-                raise BadRequest(f"no such path {self.path}: use POST /get_reward", 404)
-            body = self._read_body()
-            queries, prompts = parse_request(body)
-            tokenizer = self.server.reward.tokenizer
-            with self.server.tokenizer_lock:
-                items = [split_query(tokenizer, q, prompts[i] if prompts else None) for i, q in enumerate(queries)]
-            values = self.server.scorer.score(items)
-        except BadRequest as err:
-            self._send_json(err.status, {"error": str(err)})
-            return
-        except Exception as err:  # never let one request take the server down
-            logger.exception("request failed")
-            self._send_json(500, {"error": f"{type(err).__name__}: {err}"})
-            return
-        fill = self.server.unscored_value
-        rewards = [fill if v is None or not math.isfinite(v) else v for v in values]
-        self._send_json(200, {"rewards": rewards, "scores": rewards})
+            self.uvicorn.run(sockets=[self.socket])
+        finally:
+            self.socket.close()
 
-    def _read_body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if length is None:
-            self.close_connection = True
-            raise BadRequest("missing Content-Length header", 411)
-        try:
-            n = int(length)
-        except ValueError:
-            self.close_connection = True
-            raise BadRequest(f"bad Content-Length {length!r}") from None
-        if n < 0:
-            self.close_connection = True
-            raise BadRequest(f"bad Content-Length {length!r}")
-        if n > self.server.max_body_bytes:
-            # Do not read it: answer and drop the connection.
-            self.close_connection = True
-            raise BadRequest(f"body of {n} bytes exceeds the limit of {self.server.max_body_bytes} bytes", 413)
-        return self.rfile.read(n)
+    def start(self, timeout: float = 30.0) -> "RewardServer":
+        self._thread = threading.Thread(target=self.serve, name="srgrpo-reward-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.uvicorn.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the reward server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float | None = 60.0) -> None:
+        self.uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
-def make_server(reward, host: str = "127.0.0.1", port: int = 5000, **kwargs) -> RewardHTTPServer:
-    """A server bound to (host, port) (port 0 picks a free one); call serve_forever() to run it."""
-    return RewardHTTPServer((host, port), reward, **kwargs)
+def api_key_from_env(value: str | None) -> str | None:
+    return value or os.environ.get(API_KEY_ENV) or None
