@@ -31,6 +31,10 @@ class SpanStates:
     states: torch.Tensor  # (B, S, d), rows past a span's end are zero
     mask: torch.Tensor  # (B, S) bool, True on real rows
     options: ScoringOptions
+    # The prompt's states (every token before the response, template included), for the features
+    # that declare `needs_prompt`; None otherwise.
+    prompt_states: torch.Tensor | None = None  # (B, P, d)
+    prompt_mask: torch.Tensor | None = None  # (B, P)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -55,6 +59,7 @@ class Feature:
     higher_is_better: bool
     compute: Callable  # SpanStates -> (B,) for "hidden"; LogitStats -> (B,) for "logits"
     full_spectrum: bool = False  # needs every singular value (an eigendecomposition in float64)
+    needs_prompt: bool = False  # reads SpanStates.prompt_states too
 
     def oriented(self, value: float) -> float:
         """The value turned so that higher is better (for rankings and selections)."""
@@ -65,7 +70,7 @@ FEATURES: dict[str, Feature] = {}
 
 
 def feature(name: str, help: str, source: str = "hidden", higher_is_better: bool = True,
-            full_spectrum: bool = False):
+            full_spectrum: bool = False, needs_prompt: bool = False):
     """Register the decorated function as feature `name`."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
@@ -73,7 +78,7 @@ def feature(name: str, help: str, source: str = "hidden", higher_is_better: bool
     def register(fn: Callable) -> Callable:
         if name in FEATURES:
             raise ValueError(f"feature {name!r} is registered twice")
-        FEATURES[name] = Feature(name, help, source, higher_is_better, fn, full_spectrum)
+        FEATURES[name] = Feature(name, help, source, higher_is_better, fn, full_spectrum, needs_prompt)
         return fn
 
     return register

@@ -231,7 +231,7 @@ class HFGenerator:
         entropy = torch.stack(rec.entropy, 1).tolist()
         chosen = torch.stack(rec.chosen_logprob, 1).tolist()
         out: list[dict[str, float] | None] = [None] * len(responses)
-        spans, rows, reforward, logit_means = [], [], [], []
+        spans, prompts, rows, reforward, logit_means = [], [], [], [], []
         for row, (p, r) in enumerate(zip(prompt_ids, responses)):
             encoded = encode_ids(self.tokenizer, p, r, options)
             if encoded.problem is not None:
@@ -247,12 +247,16 @@ class HFGenerator:
             if options.span == "full":
                 states = torch.cat([prompt_states[row, width - len(p):], states])
             spans.append(states)
+            prompts.append(prompt_states[row, width - len(p):][: encoded.response_start])
             rows.append(row)
             logit_means.append([sum(chosen[row][:m]) / m, sum(certainty[row][:m]) / m, sum(entropy[row][:m]) / m])
         if spans:
             lengths = [len(s) for s in spans]
             padded, mask = gather_spans(torch.nn.utils.rnn.pad_sequence(spans, batch_first=True), [0] * len(spans), lengths)
-            span_states = SpanStates(padded, mask, options)
+            prompt = (gather_spans(torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True), [0] * len(prompts),
+                                   [len(q) for q in prompts])
+                      if any(FEATURES[name].needs_prompt for name in SAMPLE_FEATURES) else (None, None))
+            span_states = SpanStates(padded, mask, options, *prompt)
             means = torch.tensor(logit_means, dtype=torch.float64)
             stats = LogitStats(means[:, 0], means[:, 1], means[:, 2])
             columns = {name: FEATURES[name].compute(span_states if FEATURES[name].source == "hidden" else stats).tolist()

@@ -156,7 +156,10 @@ class StableRankScorer:
                 return {f.name: f.compute(stats) for f in logits}
             span, mask = gather_spans(states, *batch.spans())
             if key == "main":
-                out = {f.name: f.compute(SpanStates(span, mask, self.options)) for f in hidden}
+                prompt = (gather_spans(states, [0] * len(batch.items), [p.response_start for p in batch.items])
+                          if any(f.needs_prompt for f in hidden) else (None, None))
+                span_states = SpanStates(span, mask, self.options, *prompt)
+                out = {f.name: f.compute(span_states) for f in hidden}
                 real = span.float()
                 out["__finite"] = torch.isfinite(real).flatten(1).all(1)
                 out["__nonzero"] = real.flatten(1).abs().amax(1) > 0
