@@ -26,13 +26,13 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
-import threading
 import time
 from importlib import resources
 from pathlib import Path
+
+from srgrpo.serving import launch
 
 REPO = Path(__file__).resolve().parents[1]
 THROUGHPUT_TARGET = 0.8  # served / in-process texts/s at 64 clients
@@ -76,30 +76,14 @@ def in_process(scorer, prompts, queries) -> tuple[float, list[float], int]:
 
 
 def start_server(args) -> tuple[subprocess.Popen, str, list[str]]:
-    cmd = [sys.executable, "-m", "srgrpo.cli", "serve", "--port", "0", "--dtype", args.dtype, "--device", args.device,
-           "--batch-size", str(args.batch_size), "--max-batch-texts", str(args.max_batch_texts)]
-    if args.model:
-        cmd += ["--model", args.model]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    lines: list[str] = []
-    url: list[str] = []
-    ready = threading.Event()
-
-    def read():
-        for line in proc.stderr:
-            lines.append(line)
-            found = re.search(r"on (http://127\.0\.0\.1:\d+)/get_reward", line)
-            if found and not url:
-                url.append(found.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(300) or not url:
-        proc.kill()
-        raise SystemExit("the server did not start:\n" + "".join(lines))
-    return proc, url[0] + "/get_reward", lines
+    argv = ["--port", "0", "--dtype", args.dtype, "--device", args.device, "--batch-size", str(args.batch_size),
+            "--max-batch-texts", str(args.max_batch_texts)] + (["--model", args.model] if args.model else [])
+    env = {"PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    try:
+        proc, url, lines = launch.start_server(argv, env=env, timeout=300)
+    except RuntimeError as err:
+        raise SystemExit(str(err)) from None
+    return proc, url + "/get_reward", lines
 
 
 async def served(url, prompts, queries, concurrency: int) -> dict:

@@ -8,13 +8,13 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from srgrpo.serving import launch
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -33,27 +33,11 @@ def test_serve_refuses_unsafe_settings_before_loading_the_model(argv, message, c
 
 
 def start_server(model_dir, *extra):
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "srgrpo.cli", "serve", "--model", str(model_dir), "--port", "0",
-                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    lines: list[str] = []
-    url: list[str] = []
-    ready = threading.Event()
-
-    def read():
-        for line in proc.stderr:
-            lines.append(line)
-            found = re.search(r"on (http://127\.0\.0\.1:\d+)/get_reward", line)
-            if found and not url:
-                url.append(found.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(120) or not url:
-        proc.kill()
-        pytest.fail("the server did not start:\n" + "".join(lines))
-    return proc, url[0], lines
+    env = {"PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    try:
+        return launch.start_server(["--model", str(model_dir), "--port", "0", *extra], env=env, timeout=120)
+    except RuntimeError as err:
+        pytest.fail(str(err))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
