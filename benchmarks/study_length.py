@@ -17,6 +17,7 @@ Stages (run in order; each writes under --cache-dir, default benchmarks/results/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -45,7 +46,25 @@ def _load_rb():
     return rows
 
 
+def _items(n_neutral: int, limit: int | None = None) -> list[dict]:
+    rows = _load_rb()[:limit]
+    items = []  # one per response
+    for k, row in enumerate(rows):
+        for side in ("chosen", "rejected"):
+            items.append({"set": "rb", "pair": k, "side": side, "subset": row["subset"],
+                          "id": row.get("id", str(k)), "prompt": row["prompt"], "response": row[side]})
+    neutral = [json.loads(line) for line in NEUTRAL_FILE.read_text().splitlines()[:n_neutral]]
+    for k, row in enumerate(neutral):
+        items.append({"set": "neutral", "pair": k, "side": "-", "subset": "gsm8k_train", "id": f"n{k}",
+                      "prompt": row["question"], "response": row["answer"]})
+    return items
+
+
 def stage_cache(args):
+    """Resumable: the index (index.jsonl) is appended batch by batch and a rerun skips what it holds.
+    Neutral texts come first, then the RewardBench pairs in a seeded random order, one pair (chosen
+    and rejected) per batch, so that a run stopped early holds a uniform random sample of pairs.
+    `--salvage` adopts the complete items of an earlier longest-first run's files (states_*.f16)."""
     from srgrpo import load_model
     from srgrpo.scoring import ScoringOptions, StableRankScorer, encode_pair, next_token_stats
 
@@ -58,76 +77,99 @@ def stage_cache(args):
     scorer = StableRankScorer(model, tokenizer, options)
     taps = {name: scorer.layer_module(spec) for name, spec in TAPS.items()}
     lm_head = model.get_output_embeddings()
+    d = int(model.config.hidden_size)
 
-    rows = _load_rb()[: args.limit]
-    items = []  # one per response
-    for k, row in enumerate(rows):
-        for side in ("chosen", "rejected"):
-            items.append({"set": "rb", "pair": k, "side": side, "subset": row["subset"],
-                          "id": row.get("id", str(k)), "prompt": row["prompt"], "response": row[side]})
-    neutral = [json.loads(line) for line in NEUTRAL_FILE.read_text().splitlines()[: args.neutral]]
-    for k, row in enumerate(neutral):
-        items.append({"set": "neutral", "pair": k, "side": "-", "subset": "gsm8k_train", "id": f"n{k}",
-                      "prompt": row["question"], "response": row["answer"]})
-
+    items = _items(300, args.limit)  # the old run's list (300 neutral texts), for salvage
     encoded = [encode_pair(tokenizer, it["prompt"], it["response"], options, i) for i, it in enumerate(items)]
-    total = sum(len(e.input_ids) for e in encoded)
-    print(f"{len(items)} items, {total} tokens in all, {total * 576 * 2 / 1e9:.2f} GB per tap", flush=True)
+    key_of = lambda it: (it["set"], it["pair"], it["side"])  # noqa: E731
+    index_path = out / "index.jsonl"
+    done = {}
+    if index_path.exists():
+        for line in index_path.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["set"], r["pair"], r["side"])] = r
+    index_file = open(index_path, "a")
 
-    files = {name: open(out / f"states_{name}.f16", "wb") for name in TAPS}
-    offsets = {}  # item -> row offset in the flat files (same for every tap)
-    cursor = 0
-    index_rows = [None] * len(items)
-    overflow = {name: 0 for name in TAPS}
-    order = sorted(range(len(items)), key=lambda i: -len(encoded[i].input_ids))
-    batch_size = args.batch_size
-    start = time.time()
-    done = 0
-    for b in range(0, len(order), batch_size):
-        batch = order[b : b + batch_size]
-        pairs = [encoded[i] for i in batch]
-        ids, attention = scorer.collate(pairs)
+    def logit_stats(final_states, ids_row, e):
+        rs, re_ = e.response_start, e.response_end
+        if e.problem is not None or re_ <= max(rs - 1, 0):
+            return math.nan, math.nan, math.nan
+        first = max(rs - 1, 0)
+        with torch.inference_mode():
+            logp, cert, entr = next_token_stats(lm_head(final_states[first : re_ - 1].float()))
+            targets = torch.as_tensor(ids_row[first + 1 : re_])
+            return logp.gather(1, targets[:, None]).mean().item(), cert.mean().item(), entr.mean().item()
+
+    def record(i, file, offset, lp):
+        it, e = items[i], encoded[i]
+        row = {"set": it["set"], "pair": it["pair"], "side": it["side"], "subset": it["subset"], "id": it["id"],
+               "file": file, "offset": offset, "length": len(e.input_ids), "response_start": e.response_start,
+               "response_end": e.response_end, "truncated": e.truncated, "problem": e.problem,
+               "mean_logprob": lp[0], "self_certainty": lp[1], "mean_entropy": lp[2], "input_ids": e.input_ids}
+        index_file.write(json.dumps(row) + "\n")
+        done[key_of(it)] = row
+
+    if args.salvage and (out / "states_final_norm.f16").exists() and not any(r["file"] == "states" for r in done.values()):
+        old_rows = min((out / f"states_{name}.f16").stat().st_size for name in TAPS) // (2 * d)
+        old = np.memmap(out / "states_final_norm.f16", dtype=np.float16, mode="r").reshape(-1, d)
+        cursor = 0
+        for i in sorted(range(len(items)), key=lambda i: -len(encoded[i].input_ids)):
+            n = len(encoded[i].input_ids)
+            if cursor + n > old_rows:
+                break
+            final = torch.from_numpy(np.asarray(old[cursor : cursor + n], dtype=np.float32))
+            # logits from the fp16-stored final states (the forward's own logits were not kept)
+            record(i, "states", cursor, logit_stats(final, encoded[i].input_ids, encoded[i]))
+            cursor += n
+        index_file.flush()
+        print(f"salvaged {len(done)} items ({cursor} rows) from the earlier run", flush=True)
+
+    files = {name: open(out / f"states2_{name}.f16", "ab") for name in TAPS}
+    cursor = (out / "states2_final_norm.f16").stat().st_size // (2 * d)
+    for name in TAPS:  # drop a partly written batch of a killed run
+        files[name].truncate(cursor * 2 * d)
+        files[name].seek(cursor * 2 * d)
+    neutral = [i for i, it in enumerate(items) if it["set"] == "neutral" and it["pair"] < args.neutral]
+    neutral.sort(key=lambda i: -len(encoded[i].input_ids))
+    batches = [neutral[k : k + args.batch_size] for k in range(0, len(neutral), args.batch_size)]
+    pairs = sorted({it["pair"] for it in items if it["set"] == "rb"})
+    np.random.default_rng(0).shuffle(pairs)
+    rb_index = {(it["pair"], it["side"]): i for i, it in enumerate(items) if it["set"] == "rb"}
+    batches += [[rb_index[(k, "chosen")], rb_index[(k, "rejected")]] for k in pairs]
+    start, tokens_done = time.time(), 0
+    total = sum(len(encoded[i].input_ids) for b in batches for i in b if key_of(items[i]) not in done)
+    print(f"{total} tokens to run", flush=True)
+    for nb, batch in enumerate(batches):
+        batch = [i for i in batch if key_of(items[i]) not in done]
+        if not batch:
+            continue
+        pairs_b = [encoded[i] for i in batch]
+        ids, attention = scorer.collate(pairs_b)
         captured = {}
         scorer.run_backbone(ids, attention, taps, captured.__setitem__)
-        for row, (i, e) in enumerate(zip(batch, pairs)):
+        for row, (i, e) in enumerate(zip(batch, pairs_b)):
             n = len(e.input_ids)
             for name in TAPS:
                 states = captured[name][row, :n].float()
-                overflow[name] += int((states.abs() > 65000).sum())
                 files[name].write(states.clamp(-65000, 65000).to(torch.float16).numpy().tobytes())
-            # mean log-prob of the response tokens, predicted from positions [rs-1, re-1)
-            rs, re_ = e.response_start, e.response_end
-            lp = sc = ent = math.nan
-            if e.problem is None and re_ > max(rs - 1, 0):
-                first = max(rs - 1, 0)
-                with torch.inference_mode():
-                    logp, cert, entr = next_token_stats(lm_head(captured["final_norm"][row, first : re_ - 1]))
-                targets = ids[row, first + 1 : re_]
-                lp = logp.gather(1, targets[:, None]).mean().item()
-                sc, ent = cert.mean().item(), entr.mean().item()
-            it = items[i]
-            index_rows[i] = {
-                "set": it["set"], "pair": it["pair"], "side": it["side"], "subset": it["subset"], "id": it["id"],
-                "offset": cursor, "length": n, "response_start": rs, "response_end": re_,
-                "truncated": e.truncated, "problem": e.problem,
-                "mean_logprob": lp, "self_certainty": sc, "mean_entropy": ent,
-                "input_ids": e.input_ids,
-            }
+            record(i, "states2", cursor, logit_stats(captured["final_norm"][row, :n], ids[row].tolist(), e))
             cursor += n
-        done += len(batch)
-        if (b // batch_size) % 10 == 0:
+            tokens_done += n
+        for f in files.values():
+            f.flush()
+        index_file.flush()
+        if nb % 20 == 0:
             el = time.time() - start
-            print(f"{done}/{len(items)} items, {el:.0f} s, eta {el / done * (len(items) - done):.0f} s", flush=True)
+            print(f"batch {nb}/{len(batches)}, {tokens_done}/{total} tokens, {el:.0f} s, "
+                  f"{tokens_done / max(el, 1e-9):.0f} tok/s, eta {el / max(tokens_done, 1) * (total - tokens_done):.0f} s",
+                  flush=True)
     for f in files.values():
         f.close()
-    with open(out / "index.jsonl", "w") as f:
-        for r in index_rows:
-            f.write(json.dumps(r) + "\n")
-    meta = {"taps": TAPS, "d": int(model.config.hidden_size), "rows": cursor, "overflow": overflow,
-            "options": vars(options) if hasattr(options, "__dict__") else str(options),
-            "neutral": args.neutral, "seconds": time.time() - start, "threads": torch.get_num_threads()}
+    index_file.close()
+    meta = {"taps": TAPS, "d": d, "options": dataclasses.asdict(options), "neutral": args.neutral,
+            "threads": torch.get_num_threads()}
     (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-    print("done", meta, flush=True)
+    print("done", flush=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,17 +177,24 @@ def stage_cache(args):
 
 
 def _load_cache(cache_dir: Path):
-    meta = json.loads((cache_dir / "meta.json").read_text())
+    meta = {"taps": TAPS, "d": D_MODEL}
     index = [json.loads(line) for line in (cache_dir / "index.jsonl").read_text().splitlines()]
     d = meta["d"]
-    states = {name: np.memmap(cache_dir / f"states_{name}.f16", dtype=np.float16, mode="r").reshape(-1, d)
-              for name in meta["taps"]}
+    states = {}
+    for name in meta["taps"]:
+        per_file = {}
+        for file in ("states", "states2"):
+            path = cache_dir / f"{file}_{name}.f16"
+            if path.exists() and path.stat().st_size:
+                per_file[file] = np.memmap(path, dtype=np.float16, mode="r").reshape(-1, d)
+        states[name] = per_file
+    # a meta.json is written at the end; an interrupted cache is still usable
     return meta, index, states
 
 
 def _rows(states, item, lo, hi) -> torch.Tensor:
     o = item["offset"]
-    return torch.from_numpy(np.asarray(states[o + lo : o + hi], dtype=np.float32))
+    return torch.from_numpy(np.asarray(states[item.get("file", "states")][o + lo : o + hi], dtype=np.float32))
 
 
 def _top_eig(h: torch.Tensor) -> float:
@@ -212,14 +261,24 @@ def stage_features(args):
     torch.set_num_threads(1)
     neutral = [it for it in index if it["set"] == "neutral" and it["problem"] is None]
     # Per-model state, from neutral text only: whitening (mean, Sigma^-1/2) per tap.
-    whiten = {}
-    for tap in meta["taps"]:
-        rows = torch.cat([_rows(states[tap], it, it["response_start"], it["response_end"]) for it in neutral])
-        whiten[tap] = _whitener(rows, WHITEN_SHRINK)
-    torch.save({tap: {"mean": m, "whitener": w} for tap, (m, w) in whiten.items()}, cache_dir / "whiten.pt")
+    if (cache_dir / "whiten.pt").exists():
+        saved = torch.load(cache_dir / "whiten.pt")
+        whiten = {tap: (v["mean"], v["whitener"]) for tap, v in saved.items()}
+    else:
+        whiten = {}
+        for tap in meta["taps"]:
+            rows = torch.cat([_rows(states[tap], it, it["response_start"], it["response_end"]) for it in neutral])
+            whiten[tap] = _whitener(rows, WHITEN_SHRINK)
+        torch.save({tap: {"mean": m, "whitener": w} for tap, (m, w) in whiten.items()}, cache_dir / "whiten.pt")
+    path = cache_dir / "features.jsonl"
+    have = set()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            have.add((r["set"], r["pair"], r["side"]))
     out = []
     start = time.time()
-    todo = [it for it in index if it["problem"] is None]
+    todo = [it for it in index if it["problem"] is None and (it["set"], it["pair"], it["side"]) not in have]
     for n, it in enumerate(todo):
         rs, re_ = it["response_start"], it["response_end"]
         rec = {"set": it["set"], "pair": it["pair"], "side": it["side"], "tokens": re_ - rs}
@@ -239,7 +298,7 @@ def stage_features(args):
         if n % 200 == 0:
             el = time.time() - start
             print(f"{n}/{len(todo)} {el:.0f} s, eta {el / (n + 1) * (len(todo) - n):.0f} s", flush=True)
-    with open(cache_dir / "features.jsonl", "w") as f:
+    with open(path, "a") as f:
         for rec in out:
             f.write(json.dumps(rec) + "\n")
     print(f"features of {len(out)} items in {time.time() - start:.0f} s", flush=True)
@@ -317,33 +376,39 @@ def _evaluate(name: str, scores: dict, pairs: list[dict], tokens: dict) -> dict:
     return result
 
 
-def build_scores(features: list[dict], index: list[dict]) -> tuple[dict, dict, dict]:
-    """All variant and baseline scores: name -> {(pair, side): value}, plus their descriptions and
-    the neutral calibration used."""
-    rb = [r for r in features if r["set"] == "rb"]
-    neutral = [r for r in features if r["set"] == "neutral"]
-    logit = {(it["pair"], it["side"]): it for it in index if it["set"] == "rb"}
-    keys = [(r["pair"], r["side"]) for r in rb]
-    tokens = np.array([r["tokens"] for r in rb], dtype=float)
-    base_keys = sorted(k for k in rb[0] if "/" in k)
+def build_scores(features: list[dict], index: list[dict]) -> tuple[dict, dict, dict, dict]:
+    """All variant and baseline scores: name -> {(pair, side): value} over the RewardBench responses,
+    the same score of every neutral-text response (for z-scoring mixtures without the evaluation
+    data), their descriptions and the neutral calibration used."""
+    items = [r for r in features if r["set"] in ("rb", "neutral")]
+    is_rb = np.array([r["set"] == "rb" for r in items])
+    info = {(it["set"], it["pair"], it["side"]): it for it in index}
+    keys = [(r["pair"], r["side"]) for r in items if r["set"] == "rb"]
+    tokens = np.array([r["tokens"] for r in items], dtype=float)
+    neutral = [r for r in items if r["set"] == "neutral"]
+    base_keys = sorted(k for k in items[0] if "/" in k and "@" not in k)
     curves = _neutral_curves(neutral, base_keys)
-    scores, help_ = {}, {}
+    scores, neutral_scores, help_ = {}, {}, {}
 
     def add(name, values, text):
-        scores[name] = {k: float(v) for k, v in zip(keys, values)}
+        values = np.asarray(values, dtype=float)
+        scores[name] = {k: float(v) for k, v in zip(keys, values[is_rb])}
+        neutral_scores[name] = values[~is_rb]
         help_[name] = text
 
+    def field(name):
+        return [info[(r["set"], r["pair"], r["side"])][name] for r in items]
+
     # baselines
-    add("mean_logprob", [logit[k]["mean_logprob"] for k in keys], "mean log-probability of the response tokens")
-    add("self_certainty", [logit[k]["self_certainty"] for k in keys], "mean KL(uniform || next-token distribution)")
-    add("negative_entropy", [-logit[k]["mean_entropy"] for k in keys], "minus mean next-token entropy")
+    add("mean_logprob", field("mean_logprob"), "mean log-probability of the response tokens")
+    add("self_certainty", field("self_certainty"), "mean KL(uniform || next-token distribution)")
+    add("negative_entropy", -np.array(field("mean_entropy")), "minus mean next-token entropy")
     add("length", tokens, "response tokens (longer wins)")
     add("shorter", -tokens, "minus response tokens (shorter wins)")
-    rng = np.random.default_rng(0)
-    add("random", rng.random(len(keys)), "seeded uniform scores")
+    add("random", np.random.default_rng(0).random(len(items)), "seeded uniform scores")
     # every base metric, raw and length-normalised
     for key in base_keys:
-        raw = np.array([r.get(key, math.nan) for r in rb], dtype=float)
+        raw = np.array([r.get(key, math.nan) for r in items], dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             logv = np.log(raw)
         add(key, raw, f"{key} as it is")
@@ -353,13 +418,39 @@ def build_scores(features: list[dict], index: list[dict]) -> tuple[dict, dict, d
                 f"log {key} minus its mean on neutral-text prefixes of the same length")
             add(f"{key}/pow", logv - curves[key]["beta"] * np.log(tokens),
                 f"log {key} - beta log T, beta = {curves[key]['beta']:.3f} fitted on neutral-text prefixes")
-    return scores, help_, curves
+    return scores, neutral_scores, help_, curves
 
 
-def _zscore_from_neutral(values: dict, neutral_values: np.ndarray) -> dict:
-    ok = neutral_values[np.isfinite(neutral_values)]
+def _z(name: str, scores: dict, neutral_scores: dict) -> dict:
+    """A score z-scored with its mean and spread over the neutral-text responses (no evaluation data)."""
+    ok = neutral_scores[name][np.isfinite(neutral_scores[name])]
     mu, sd = float(ok.mean()), float(ok.std()) or 1.0
-    return {k: (v - mu) / sd for k, v in values.items()}
+    return {k: (v - mu) / sd for k, v in scores[name].items()}
+
+
+def add_mixtures(scores, neutral_scores, help_, results, pairs, tokens) -> list[str]:
+    """Sums of neutral-z-scored scores: the best SR variants (chosen on the tuning half) across taps,
+    and each with mean log-probability. Returns the names added."""
+    sr_like = [n for n in results if n.split("/")[0] in ("final_norm", "last_block", "h24", "h16")]
+    by_tap = {}
+    for n in sorted(sr_like, key=lambda n: -(results[n]["tune"]["score"] or 0)):
+        by_tap.setdefault(n.split("/")[0], n)
+    top = sorted(sr_like, key=lambda n: -(results[n]["tune"]["score"] or 0))[:4]
+    combos = []
+    taps = list(by_tap.values())
+    for i in range(len(taps)):
+        for j in range(i + 1, len(taps)):
+            combos.append((taps[i], taps[j]))
+    combos += [(n, "mean_logprob") for n in top]
+    added = []
+    for a, b in combos:
+        name = f"mix[{a}+{b}]"
+        za, zb = _z(a, scores, neutral_scores), _z(b, scores, neutral_scores)
+        scores[name] = {k: za[k] + zb[k] for k in za}
+        help_[name] = f"z({a}) + z({b}), z-scores from the neutral-text responses"
+        results[name] = _evaluate(name, scores[name], pairs, tokens)
+        added.append(name)
+    return added
 
 
 def stage_report(args):
@@ -367,11 +458,13 @@ def stage_report(args):
     index = [json.loads(line) for line in (cache_dir / "index.jsonl").read_text().splitlines()]
     features = [json.loads(line) for line in (cache_dir / "features.jsonl").read_text().splitlines()]
     rb_rows = [it for it in index if it["set"] == "rb" and it["side"] == "chosen"]
-    pairs = [{"pair": it["pair"], "subset": it["subset"]} for it in rb_rows]
     tokens = {(it["pair"], it["side"]): it["response_end"] - it["response_start"] for it in index if it["set"] == "rb"}
-    scores, help_, curves = build_scores(features, index)
+    pairs = [{"pair": it["pair"], "subset": it["subset"]} for it in rb_rows if (it["pair"], "rejected") in tokens]
+    print(f"{len(pairs)} complete pairs in the cache", flush=True)
+    scores, neutral_scores, help_, curves = build_scores(features, index)
 
     results = {name: _evaluate(name, s, pairs, tokens) for name, s in scores.items()}
+    add_mixtures(scores, neutral_scores, help_, results, pairs, tokens)
     out = Path(args.output_dir or cache_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"results": results, "help": help_, "neutral_curves": curves}, indent=1))
@@ -403,22 +496,172 @@ def write_report(out: Path, results: dict, help_: dict, curves: dict) -> None:
     lines += ["", "## Variants", ""] + [f"- `{n}`: {help_[n]}" for n in sorted(help_)]
     lines += ["", "## Neutral-text growth exponents (log metric vs log prefix length, GSM8K-train answers)", "",
               "| metric | beta |", "|---|--:|"] + [f"| `{k}` | {v['beta']:.3f} |" for k, v in sorted(curves.items())]
+    sel = select(results)
+    lines += ["", "## Selection (tuning half only)", "",
+              "Rule: among the SR-only variants (no log-probability), the highest tuning-half score whose",
+              "|Spearman(score, tokens)| on the tuning half is <= 0.1; the same rule over every score for the",
+              "overall pick. Held-out figures are reported for the picks, never used to choose.", ""]
+    for label, name in sel.items():
+        if name is None:
+            lines.append(f"- {label}: none qualifies")
+            continue
+        h = results[name]["held"]
+        lines.append(f"- {label}: `{name}` -- held-out score {_fmt(h['score'])} (CI {_fmt(h['ci_score'][0])}-"
+                     f"{_fmt(h['ci_score'][1])}), acc {_fmt(h['accuracy'])}, LC acc {_fmt(h['lc_accuracy'])}, "
+                     f"rho {_fmt(h['spearman_tokens'], False)}")
     (out / "report.md").write_text("\n".join(lines) + "\n")
+    plot(out / "length_study.png", results, curves, sel)
     print("\n".join(lines[:60]))
+    print("\n".join(lines[-8:]))
+
+
+def _is_sr_only(name: str) -> bool:
+    return name.split("/")[0] in ("final_norm", "last_block", "h24", "h16") or (
+        name.startswith("mix[") and "mean_logprob" not in name)
+
+
+def select(results: dict) -> dict:
+    def best(names):
+        ok = [n for n in names if abs(results[n]["tune"]["spearman_tokens"] or 9) <= 0.1
+              and results[n]["tune"]["score"] is not None]
+        return max(ok, key=lambda n: results[n]["tune"]["score"]) if ok else None
+
+    return {"best SR-only variant": best([n for n in results if _is_sr_only(n)]),
+            "best of all scores": best(list(results)),
+            "best SR-only, ignoring the length constraint": max(
+                (n for n in results if _is_sr_only(n)), key=lambda n: results[n]["tune"]["score"] or 0)}
+
+
+def plot(path: Path, results: dict, curves: dict, sel: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.2))
+    baselines = ("mean_logprob", "self_certainty", "negative_entropy", "length", "shorter", "random",
+                 "final_norm/sr")
+    for n, r in results.items():
+        a = r["held"]
+        x, y = a["spearman_tokens"], a["score"]
+        if x is None or y is None or not math.isfinite(x):
+            continue
+        if n in baselines or n in sel.values():
+            ax.errorbar(x, 100 * y, yerr=[[100 * (y - a["ci_score"][0])], [100 * (a["ci_score"][1] - y)]],
+                        fmt="o", capsize=3, color="C3" if n in sel.values() else "C0")
+            ax.annotate(n, (x, 100 * y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        else:
+            ax.plot(x, 100 * y, ".", color="0.6", ms=4)
+    ax.axvspan(-0.1, 0.1, color="C2", alpha=0.1, label="|rho| <= 0.1")
+    if "mean_logprob" in results:
+        ax.axhline(100 * results["mean_logprob"]["held"]["score"] + 5, ls="--", color="C1", lw=1,
+                   label="mean_logprob + 5 (held-out)")
+    ax.set_xlabel("Spearman(score, response tokens), held-out half")
+    ax.set_ylabel("RewardBench-offline score, held-out half (%)")
+    ax.set_title("every variant (grey); baselines and picks with 95% CI")
+    ax.legend(fontsize=8)
+    for key in ("final_norm/sr", "final_norm/sr_c", "final_norm/sr_w", "last_block/sr", "final_norm/sr_p1"):
+        if key in curves:
+            c = curves[key]
+            ax2.plot(np.exp(c["log_length"]), np.exp(c["mean_log"]), "o-", label=f"{key} (beta {c['beta']:.2f})")
+    t = np.array([4, 8, 16, 32, 64, 128, 256, 384])
+    ax2.plot(t, _gauss_null(t), "k--", lw=1, label="iid Gaussian null, d = 576")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("prefix length T (tokens)")
+    ax2.set_ylabel("geometric mean of the metric on neutral-text prefixes")
+    ax2.set_title("growth with length under the null (GSM8K-train answers)")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+# ----------------------------------------------------------------------------------------------
+# bon: re-score saved Best-of-N candidates with the variants
+
+
+def stage_bon(args):
+    """Re-score the samples of a finished `srgrpo bon` run (generations.jsonl) with length-robust
+    variants by a forward pass over prompt + re-tokenised sample text, and compare selectors."""
+    from srgrpo import length_robust, load_model
+    from srgrpo.bon import load_problems
+    from srgrpo.bon.generation import prompt_token_ids
+    from srgrpo.scoring import ScoringOptions, StableRankScorer, encode_ids
+
+    bon_dir = Path(args.bon_dir)
+    run = json.loads((bon_dir / "run.json").read_text())
+    records = {}
+    for line in (bon_dir / "generations.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        records[(r["stage"], r["key"])] = r["value"]
+    pinned = {k: v for k, v in run.items() if k != "problems"}
+    problems = load_problems(run["dataset"], limit=len(run["problems"]), seed=int(run.get("seed", 0)))
+    assert [p.id for p in problems] == run["problems"], "the problems differ from the run's"
+    problems = [p for p in problems if ("samples", p.id) in records and ("greedy", p.id) in records]
+    print(f"{len(problems)} questions with samples", flush=True)
+    model, tokenizer = load_model(None, dtype="float32")
+    scorer = StableRankScorer(model, tokenizer, ScoringOptions())
+    variants = [v for v in args.variants.split(",") if v]
+    for p in problems:
+        samples = records[("samples", p.id)]
+        prompt_ids = prompt_token_ids(tokenizer, p.messages())
+        encoded = [encode_ids(tokenizer, prompt_ids, tokenizer(c["text"], add_special_tokens=False)["input_ids"],
+                              scorer.options) for c in samples]
+        for v in variants:
+            for c, value in zip(samples, length_robust.score_encoded(scorer, encoded, v)):
+                c["features"][v] = value
+    ns = [1, 2, 4, 8]
+    table = {}
+    for name in ["stable_rank", "mean_logprob", "self_certainty"] + variants + ["random"]:
+        table[name] = {}
+        for n in ns:
+            acc = []
+            for p in problems:
+                cands = records[("samples", p.id)][:n]
+                if name == "random":
+                    acc.append(sum(bool(c["correct"]) for c in cands) / len(cands))
+                else:
+                    vals = [c["features"].get(name) for c in cands]
+                    vals = [v if v is not None and math.isfinite(v) else -math.inf for v in vals]
+                    acc.append(float(cands[int(np.argmax(vals))]["correct"]))
+            table[name][n] = float(np.mean(acc))
+    greedy = float(np.mean([bool(records[("greedy", p.id)]["correct"]) for p in problems]))
+    from scipy.stats import spearmanr
+
+    allc = [c for p in problems for c in records[("samples", p.id)]]
+    rho = {name: float(spearmanr([c["features"].get(name, math.nan) for c in allc],
+                                 [c["n_tokens"] for c in allc], nan_policy="omit").statistic)
+           for name in ["stable_rank", "mean_logprob"] + variants}
+    picked_len = {name: float(np.mean([records[("samples", p.id)][int(np.argmax(
+        [c["features"].get(name) if c["features"].get(name) is not None and math.isfinite(c["features"].get(name))
+         else -math.inf for c in records[("samples", p.id)]]))]["n_tokens"] for p in problems]))
+        for name in ["stable_rank", "mean_logprob"] + variants}
+    result = {"questions": len(problems), "greedy": greedy, "accuracy": table, "spearman_tokens": rho,
+              "picked_tokens_at_8": picked_len,
+              "mean_tokens": float(np.mean([c["n_tokens"] for c in allc])), "bon_dir": str(bon_dir),
+              "run": pinned}
+    out = Path(args.output_dir or Path(args.cache_dir))
+    (out / "bon_rescored.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
 # ----------------------------------------------------------------------------------------------
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["cache", "features", "report"])
+    parser.add_argument("stage", choices=["cache", "features", "report", "bon"])
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
-    parser.add_argument("--neutral", type=int, default=300, help="GSM8K-train items for the neutral-text statistics")
+    parser.add_argument("--bon-dir", default=str(DEFAULT_CACHE / "bon_mmlu"), help="a finished srgrpo bon run")
+    parser.add_argument("--variants", default="stable_rank_null", help="srgrpo.length_robust variants to re-score with")
+    parser.add_argument("--salvage", action="store_true", help="adopt an earlier longest-first run's complete items")
+    parser.add_argument("--neutral", type=int, default=150, help="GSM8K-train items for the neutral-text statistics")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--output-dir", default=None, help="report folder (default: the cache dir)")
     parser.add_argument("--limit", type=int, default=None, help="first N RewardBench pairs only (smoke test)")
     args = parser.parse_args(argv)
     if args.stage == "cache":
         stage_cache(args)
+    elif args.stage == "bon":
+        stage_bon(args)
     elif args.stage == "features":
         stage_features(args)
     else:
