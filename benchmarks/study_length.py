@@ -459,8 +459,10 @@ def stage_report(args):
     features = [json.loads(line) for line in (cache_dir / "features.jsonl").read_text().splitlines()]
     rb_rows = [it for it in index if it["set"] == "rb" and it["side"] == "chosen"]
     tokens = {(it["pair"], it["side"]): it["response_end"] - it["response_start"] for it in index if it["set"] == "rb"}
-    pairs = [{"pair": it["pair"], "subset": it["subset"]} for it in rb_rows if (it["pair"], "rejected") in tokens]
-    print(f"{len(pairs)} complete pairs in the cache", flush=True)
+    featured = {(r["pair"], r["side"]) for r in features if r["set"] == "rb"}
+    pairs = [{"pair": it["pair"], "subset": it["subset"]} for it in rb_rows
+             if (it["pair"], "chosen") in featured and (it["pair"], "rejected") in featured]
+    print(f"{len(pairs)} pairs with features on both sides", flush=True)
     scores, neutral_scores, help_, curves = build_scores(features, index)
 
     results = {name: _evaluate(name, s, pairs, tokens) for name, s in scores.items()}

@@ -99,6 +99,8 @@ def test_prompt_projected_matches_reference(mats, k):
         assert got == pytest.approx(ref, rel=1e-7)
         got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=k, null_ratio=True))
         assert got == pytest.approx(ref / _null_ref(*m.shape), rel=1e-7)
+        got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=k, length_exponent=0.3))
+        assert got == pytest.approx(ref / m.shape[0] ** 0.3, rel=1e-7)
 
 
 def test_prompt_shorter_than_k_removes_only_its_rows(mats):
@@ -120,7 +122,8 @@ def _variants(mean, w, prompts=None, prompt_mask=None):
         "whitened_c": lambda h, m: metrics.whitened_stable_rank(h, m, f64, mean=mean, whitener=w, center=True),
     }
     if prompts is not None:
-        out["prompt"] = lambda h, m: metrics.prompt_projected_stable_rank(h, m, prompts, prompt_mask, f64, k=2)
+        out["prompt"] = lambda h, m: metrics.prompt_projected_stable_rank(h, m, prompts, prompt_mask, f64, k=2,
+                                                                          length_exponent=0.2)
     return out
 
 
@@ -134,7 +137,8 @@ def test_padded_batch_equals_one_by_one(mats):
         assert batch.shape == (len(mats),)
         for i, m in enumerate(mats):
             if name == "prompt":
-                single = metrics.prompt_projected_stable_rank(m, None, prompts[i].float(), None, torch.float64, k=2)
+                single = metrics.prompt_projected_stable_rank(m, None, prompts[i].float(), None, torch.float64, k=2,
+                                                              length_exponent=0.2)
             else:
                 single = _variants(mean, w)[name](m, None)
             if torch.isnan(single):
@@ -240,3 +244,76 @@ def test_bad_arguments():
         metrics.prompt_projected_stable_rank(h, None, torch.randn(3, 8), None, k=-1)
     with pytest.raises(ValueError):
         metrics.whitened_stable_rank(h, torch.ones(5, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------------------------------------
+# srgrpo.length_robust: the registered variants on a tiny model
+
+PAIRS = [("What is 2+2?", "It is 4, because two and two make four."),
+         ("Say hello.", "Hello! How can I help you today? I am happy to help."),
+         ("Write code.", "def add(a, b):\n    return a + b\n"),
+         ("Why?", "ok")]
+
+
+def _direct(model, tokenizer, variant, state):
+    """The variant computed one pair at a time straight from the model's hidden states."""
+    from srgrpo import length_robust
+    from srgrpo.scoring import StableRankScorer
+
+    scorer = StableRankScorer(model, tokenizer)
+    spec = length_robust.VARIANTS[variant]
+    out = []
+    for e in scorer.encode(*zip(*PAIRS)):
+        ids = torch.tensor([e.input_ids])
+        with torch.no_grad():
+            hs = model.model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
+        h, p = hs[e.start:e.end], hs[1:e.response_start]
+        out.append(float(spec.fn(h[None], None, p[None], None, torch.float32, state)[0]))
+    return out
+
+
+@pytest.mark.parametrize("variant", ["stable_rank_prompt_adjusted", "stable_rank_null"])
+def test_score_encoded_matches_one_by_one(tiny_model, tokenizer, variant):
+    from srgrpo import length_robust
+    from srgrpo.scoring import StableRankScorer
+
+    state = length_robust.NullState({"stable_rank_prompt_adjusted": 0.2})
+    scorer = StableRankScorer(tiny_model, tokenizer, batch_size=3)
+    got = length_robust.score_encoded(scorer, scorer.encode(*zip(*PAIRS)), variant, state)
+    want = _direct(tiny_model, tokenizer, variant, state)
+    assert got == pytest.approx(want, rel=1e-4)
+    assert all(math.isfinite(v) for v in got)
+
+
+def test_score_encoded_unscorable_and_unknown(tiny_model, tokenizer):
+    from srgrpo import length_robust
+    from srgrpo.scoring import StableRankScorer
+
+    scorer = StableRankScorer(tiny_model, tokenizer)
+    values = length_robust.score_encoded(scorer, scorer.encode(["Hi", "Hi"], ["   ", "Hello there"]),
+                                         "stable_rank_prompt_adjusted")
+    assert math.isnan(values[0]) and math.isfinite(values[1])
+    with pytest.raises(ValueError, match="unknown variant"):
+        length_robust.score_encoded(scorer, [], "no_such_variant")
+
+
+def test_fit_growth_exponent_recovers_a_power_law():
+    from srgrpo.length_robust import fit_growth_exponent
+
+    data = {n: [3.0 * n**0.25 * f for f in (0.9, 1.0, 1.1)] for n in (4, 16, 64, 256)}
+    assert fit_growth_exponent(data) == pytest.approx(0.25, abs=1e-3)
+    with pytest.raises(ValueError):
+        fit_growth_exponent({8: [1.0]})
+
+
+def test_fit_state_gives_a_finite_exponent(tiny_model, tokenizer):
+    from srgrpo import length_robust
+    from srgrpo.scoring import StableRankScorer
+
+    scorer = StableRankScorer(tiny_model, tokenizer)
+    text = "one two three four five six seven eight nine ten eleven twelve " * 3
+    state = length_robust.fit_state(scorer, ["Count."] * 6, [text[: 30 + 10 * i] for i in range(6)],
+                                    prefix_lengths=(2, 4, 8, 16))
+    assert set(state.exponents) == {"stable_rank_prompt_adjusted"}
+    assert math.isfinite(state.exponents["stable_rank_prompt_adjusted"])
+    assert length_robust.default_state().exponents == length_robust.EMBEDDED_EXPONENTS

@@ -21,7 +21,7 @@ import torch
 from srgrpo import metrics
 
 __all__ = ["Variant", "VARIANTS", "NullState", "default_state", "fit_growth_exponent", "score_encoded",
-           "span_states"]
+           "span_states", "fit_state", "EMBEDDED_EXPONENTS"]
 
 
 @dataclass
@@ -43,22 +43,32 @@ class Variant:
     needs_state: bool = False
 
 
+PROMPT_K = 4  # prompt directions projected out (study: k in 1, 4, 16)
+
+
+def _prompt_adjusted(h, m, p, pm, dtype, state):
+    exponent = state.exponents.get("stable_rank_prompt_adjusted", 0.0)
+    return metrics.prompt_projected_stable_rank(h, m, p, pm, dtype, k=PROMPT_K, length_exponent=exponent)
+
+
 def _null_ratio(h, m, p, pm, dtype, state):
     return metrics.stable_rank_null_ratio(h, m, dtype)
 
 
-def _null_ratio_centered(h, m, p, pm, dtype, state):
-    return metrics.stable_rank_null_ratio(h, m, dtype, center=True)
-
-
 VARIANTS: dict[str, Variant] = {
+    "stable_rank_prompt_adjusted": Variant(
+        f"SR of the response's final-norm states after projecting out the top {PROMPT_K} directions of the "
+        "prompt's states, divided by T^beta (T = response tokens; beta = how this SR grows along "
+        "neutral text, fitted once per model)",
+        "final_norm", _prompt_adjusted, needs_prompt=True, needs_state=True),
     "stable_rank_null": Variant(
-        "SR over the E[SR] of an i.i.d. Gaussian matrix of the same shape, T d / (sqrt T + sqrt d)^2",
+        "SR over the E[SR] of an i.i.d. Gaussian matrix of the same shape, T d / (sqrt T + sqrt d)^2 "
+        "(over-corrects on real states: prefers short responses)",
         "final_norm", _null_ratio),
-    "stable_rank_null_centered": Variant(
-        "SR of the centred token vectors over the Gaussian null's E[SR] for that shape",
-        "final_norm", _null_ratio_centered),
 }
+# beta measured by benchmarks/study_length.py on the embedded SmolLM2-135M-Instruct (GSM8K-train
+# answers as neutral text; see the README's "Length-robust stable rank").
+EMBEDDED_EXPONENTS = {"stable_rank_prompt_adjusted": 0.114}
 
 
 def fit_growth_exponent(prefix_values: dict[int, Sequence[float]]) -> float:
@@ -77,8 +87,48 @@ def fit_growth_exponent(prefix_values: dict[int, Sequence[float]]) -> float:
 
 
 def default_state(scorer=None) -> NullState:
-    """The state the shipped variants use (none of them needs a fitted one yet)."""
-    return NullState(source="none")
+    """The exponents measured for the embedded model. For another model, fit them with
+    `fit_state(scorer, prompts, responses)` on neutral text (not the data to be scored)."""
+    return NullState(dict(EMBEDDED_EXPONENTS), source="embedded SmolLM2-135M-Instruct, study_length.py")
+
+
+PREFIX_LENGTHS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+def fit_state(scorer, prompts: Sequence, responses: Sequence[str], prefix_lengths=PREFIX_LENGTHS) -> NullState:
+    """Fit each stateful variant's length exponent on neutral (prompt, response) text: the variant
+    (exponent 0) is computed on every prefix of every response (one forward pass per text: with
+    causal attention a prefix's states are the text's first rows), and beta is the slope of the mean
+    log value against log prefix length."""
+    from srgrpo.scoring import encode_pair
+
+    dtype = getattr(torch, scorer.options.compute_dtype)
+    exponents = {}
+    zero = NullState()
+    for name, spec in VARIANTS.items():
+        if not spec.needs_state:
+            continue
+        tap = scorer.layer_module(spec.tap)
+        per_length: dict[int, list[float]] = {n: [] for n in prefix_lengths}
+        for prompt, response in zip(prompts, responses):
+            e = encode_pair(scorer.tokenizer, prompt, response, scorer.options)
+            if e.problem is not None:
+                continue
+            ids, attention = scorer.collate([e])
+            captured = {}
+            scorer.run_backbone(ids, attention, {"h": tap}, captured.__setitem__)
+            states = captured["h"]
+            lengths = [n for n in prefix_lengths if n <= e.response_end - e.response_start]
+            if not lengths:
+                continue
+            h, m = span_states(states.expand(len(lengths), -1, -1), [e.response_start] * len(lengths),
+                               [e.response_start + n for n in lengths])
+            p, pm = span_states(states.expand(len(lengths), -1, -1), [min(1, e.response_start)] * len(lengths),
+                                [e.response_start] * len(lengths))
+            for n, v in zip(lengths, spec.fn(h, m, p, pm, dtype, zero).tolist()):
+                per_length[n].append(v)
+        exponents[name] = fit_growth_exponent({n: v for n, v in per_length.items() if len(v) >= 5})
+    return NullState(exponents, source=f"fitted on {len(responses)} neutral texts")
 
 
 def span_states(states: torch.Tensor, starts: Sequence[int], ends: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -287,12 +287,15 @@ def prompt_projected_stable_rank(
     dtype: torch.dtype = torch.float32,
     k: int = 1,
     null_ratio: bool = False,
+    length_exponent: float = 0.0,
 ) -> torch.Tensor:
     """SR of the response's states after projecting out the top-k right singular directions of the
     prompt's states: the part of the response's spectrum the prompt does not already span. k = 1
     removes the dominant shared direction, as centring does, but chosen by the prompt. A prompt
     with fewer than k real rows removes as many directions as it has rows; an unscorable prompt
-    (no real rows, NaN/inf) removes none; a response left with (numerically) nothing is NaN. `null_ratio` divides by the Gaussian null's E[SR]."""
+    (no real rows, NaN/inf) removes none; a response left with (numerically) nothing is NaN.
+    `null_ratio` divides by the Gaussian null's E[SR]; `length_exponent` divides by T^exponent
+    (T = real response rows), as `length_adjusted_stable_rank` does."""
     if k < 0:
         raise ValueError(f"k must be non-negative, got {k}")
     single = hidden.dim() == 2
@@ -322,5 +325,7 @@ def prompt_projected_stable_rank(
         left = h.square().sum(dim=(-2, -1))
         valid = valid & (left > 100 * torch.finfo(dtype).eps * before)
     out = (stable_rank_null_ratio if null_ratio else stable_rank)(h, m, dtype)
+    if length_exponent:
+        out = out / _real_rows(m).to(out.dtype).clamp_min(1).pow(length_exponent)
     out = torch.where(valid, out, torch.nan)
     return out[0] if single else out
