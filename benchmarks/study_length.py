@@ -1,16 +1,26 @@
 """Study: stable-rank variants that do not reward length (issue 13).
 
-Stages (run in order; each writes under --cache-dir, default benchmarks/results/length):
+Stages (run in order; each writes under --cache-dir, default benchmarks/results/length, gitignored):
 
-  cache   one forward pass of the embedded model over every response of the offline RewardBench
-          file (templated as the scorer does, 512-token window, right cut) and over a neutral
-          text set (GSM8K *train* question/answer pairs, never evaluation data); keeps the full
-          sequence's hidden states at several taps (fp16, one flat file per tap) and each
-          response's mean log-probability.
-  report  evaluates every variant and baseline offline from the cache, writes
-          report.md, results.json and length_study.png.
+  cache     one forward pass of the embedded model (float32, one thread) over a neutral text set
+            (GSM8K *train* question/answer pairs, never evaluation data) and then over the responses
+            of the offline RewardBench file, pair by pair in a seeded random order (templated as the
+            scorer does, 512-token window, right cut); keeps the full sequence's hidden states at
+            four taps (final_norm, last_block, hidden_states[24], hidden_states[16]; fp16, flat
+            files) and each response's mean log-probability. Resumable; stopping it early leaves a
+            uniform random sample of pairs.
+  features  every base metric of every cached item (SR raw / centred / whitened / prompt-projected /
+            with the end-of-turn token / windowed, per tap), plus the same on prefixes of the neutral
+            texts (how each metric grows with length under the null). Incremental.
+  report    every variant (base metric x normalisation: none, Gaussian null, neutral-prefix table,
+            neutral power law) and baseline, on the tuning half (even pair index), the held-out
+            half (odd) and all pairs: section scores, accuracy, length-controlled accuracy,
+            Spearman with response tokens, bootstrap intervals; picks by a fixed rule on the tuning
+            half; writes report.md, results.json and length_study.png.
+  bon       re-scores the samples of a finished `srgrpo bon` run with srgrpo.length_robust variants.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/study_length.py cache
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/study_length.py features
     PYTHONPATH=src python benchmarks/study_length.py report
 """
 
@@ -500,9 +510,12 @@ def write_report(out: Path, results: dict, help_: dict, curves: dict) -> None:
               "| metric | beta |", "|---|--:|"] + [f"| `{k}` | {v['beta']:.3f} |" for k, v in sorted(curves.items())]
     sel = select(results)
     lines += ["", "## Selection (tuning half only)", "",
-              "Rule: among the SR-only variants (no log-probability), the highest tuning-half score whose",
-              "|Spearman(score, tokens)| on the tuning half is <= 0.1; the same rule over every score for the",
-              "overall pick. Held-out figures are reported for the picks, never used to choose.", ""]
+              "Rule: among the SR-only variants (no log-probability), the highest tuning-half score among those",
+              "that meet the issue's two length conditions on the tuning half (|Spearman(score, tokens)| <= 0.1,",
+              "length-controlled accuracy >= raw accuracy); the same rule over every score for the overall pick.",
+              "Held-out figures are reported for the picks, never used to choose. (The length-controlled condition",
+              "was added to the rule after a first look at a partial cache of 399 pairs, where the rule without it",
+              "picked a variant whose length-controlled accuracy fell below its raw accuracy.)", ""]
     for label, name in sel.items():
         if name is None:
             lines.append(f"- {label}: none qualifies")
@@ -511,6 +524,16 @@ def write_report(out: Path, results: dict, help_: dict, curves: dict) -> None:
         lines.append(f"- {label}: `{name}` -- held-out score {_fmt(h['score'])} (CI {_fmt(h['ci_score'][0])}-"
                      f"{_fmt(h['ci_score'][1])}), acc {_fmt(h['accuracy'])}, LC acc {_fmt(h['lc_accuracy'])}, "
                      f"rho {_fmt(h['spearman_tokens'], False)}")
+    for probe in sorted(out.glob("grpo_probe*.json")):
+        data = json.loads(probe.read_text())
+        lines += ["", f"## GRPO length probe: {probe.name} (benchmarks/grpo_length_probe.py)", "",
+                  f"Settings: {json.dumps({k: v for k, v in data['args'].items() if k != 'output'})}", "",
+                  "| reward | mean completion length per step | growth first -> last | clipped share per step |",
+                  "|---|---|--:|---|"]
+        for run in data["runs"]:
+            ml = run["mean_length"]
+            lines.append(f"| `{run['reward']}` | {' -> '.join(f'{x:.1f}' for x in ml)} | "
+                         f"{100 * (ml[-1] / ml[0] - 1):+.0f}% | {', '.join(f'{c:.2f}' for c in run['clipped_ratio'])} |")
     (out / "report.md").write_text("\n".join(lines) + "\n")
     plot(out / "length_study.png", results, curves, sel)
     print("\n".join(lines[:60]))
@@ -524,8 +547,11 @@ def _is_sr_only(name: str) -> bool:
 
 def select(results: dict) -> dict:
     def best(names):
-        ok = [n for n in names if abs(results[n]["tune"]["spearman_tokens"] or 9) <= 0.1
-              and results[n]["tune"]["score"] is not None]
+        def qualifies(t):
+            return (t["score"] is not None and t["spearman_tokens"] is not None and abs(t["spearman_tokens"]) <= 0.1
+                    and t["lc_accuracy"] is not None and t["lc_accuracy"] >= t["accuracy"])
+
+        ok = [n for n in names if qualifies(results[n]["tune"])]
         return max(ok, key=lambda n: results[n]["tune"]["score"]) if ok else None
 
     return {"best SR-only variant": best([n for n in results if _is_sr_only(n)]),
