@@ -588,7 +588,7 @@ def plot(path: Path, results: dict, curves: dict, sel: dict) -> None:
     ax.set_ylabel("RewardBench-offline score, held-out half (%)")
     ax.set_title("every variant (grey); baselines and picks with 95% CI")
     ax.legend(fontsize=8)
-    for key in ("final_norm/sr", "final_norm/sr_c", "final_norm/sr_w", "last_block/sr", "final_norm/sr_p1"):
+    for key in ("final_norm/sr", "final_norm/sr_c", "final_norm/sr_w", "last_block/sr", "final_norm/sr_p4", "final_norm/sr_p16"):
         if key in curves:
             c = curves[key]
             ax2.plot(np.exp(c["log_length"]), np.exp(c["mean_log"]), "o-", label=f"{key} (beta {c['beta']:.2f})")
