@@ -608,7 +608,9 @@ def plot(path: Path, results: dict, curves: dict, sel: dict) -> None:
 
 def stage_bon(args):
     """Re-score the samples of a finished `srgrpo bon` run (generations.jsonl) with length-robust
-    variants by a forward pass over prompt + re-tokenised sample text, and compare selectors."""
+    variants by a forward pass over prompt + re-tokenised sample text (generations.jsonl keeps the
+    text, not the sampled ids, so a sample's tokens can differ from the sampled ones where the
+    tokenizer merges differently), and compare selectors at every N up to the run's."""
     from srgrpo import length_robust, load_model
     from srgrpo.bon import load_problems
     from srgrpo.bon.generation import prompt_token_ids
@@ -636,7 +638,7 @@ def stage_bon(args):
         for v in variants:
             for c, value in zip(samples, length_robust.score_encoded(scorer, encoded, v)):
                 c["features"][v] = value
-    ns = [1, 2, 4, 8]
+    ns = [n for n in (1, 2, 4, 8, 16, 32) if n <= int(run.get("n_max", 8))]
     table = {}
     for name in ["stable_rank", "mean_logprob", "self_certainty"] + variants + ["random"]:
         table[name] = {}
@@ -679,7 +681,7 @@ def main(argv=None):
     parser.add_argument("stage", choices=["cache", "features", "report", "bon"])
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     parser.add_argument("--bon-dir", default=str(DEFAULT_CACHE / "bon_mmlu"), help="a finished srgrpo bon run")
-    parser.add_argument("--variants", default="stable_rank_null", help="srgrpo.length_robust variants to re-score with")
+    parser.add_argument("--variants", default="stable_rank_prompt_adjusted", help="srgrpo.length_robust variants to re-score with")
     parser.add_argument("--salvage", action="store_true", help="adopt an earlier longest-first run's complete items")
     parser.add_argument("--neutral", type=int, default=150, help="GSM8K-train items for the neutral-text statistics")
     parser.add_argument("--batch-size", type=int, default=8)
