@@ -1,0 +1,319 @@
+"""Length-robust stable-rank variants (issue 13): float64 SVD references, padding and batch
+invariance, NaN cases, and the property each variant exists for."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from srgrpo import metrics
+
+
+def _sr_ref(h: torch.Tensor) -> float:
+    s = torch.linalg.svdvals(h.double())
+    return float((s**2).sum() / s[0] ** 2)
+
+
+def _null_ref(t: int, d: int) -> float:
+    return t * d / (math.sqrt(t) + math.sqrt(d)) ** 2
+
+
+def _pad(mats: list[torch.Tensor], front: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad matrices to a batch (optionally also with `front` masked junk rows first)."""
+    width = max(m.shape[0] for m in mats) + front
+    d = mats[0].shape[1]
+    batch = torch.randn(len(mats), width, d) * 100  # junk where masked: must not matter
+    mask = torch.zeros(len(mats), width, dtype=torch.bool)
+    for i, m in enumerate(mats):
+        batch[i, front : front + m.shape[0]] = m
+        mask[i, front : front + m.shape[0]] = True
+    return batch, mask
+
+
+@pytest.fixture
+def mats():
+    g = torch.Generator().manual_seed(0)
+    shapes = [(5, 16), (23, 16), (40, 16), (1, 16)]
+    # A shared offset makes sigma_1 dominant, as in real hidden states.
+    return [torch.randn(t, d, generator=g) + 2.0 * torch.randn(1, d, generator=g) for t, d in shapes]
+
+
+def test_gaussian_null_matches_formula_and_is_symmetric():
+    assert float(metrics.gaussian_null_stable_rank(100, 576)) == pytest.approx(_null_ref(100, 576))
+    assert float(metrics.gaussian_null_stable_rank(576, 100)) == pytest.approx(_null_ref(100, 576))
+    out = metrics.gaussian_null_stable_rank(torch.tensor([1, 4, 9]), 16)
+    assert out.tolist() == pytest.approx([_null_ref(t, 16) for t in (1, 4, 9)])
+
+
+def test_null_ratio_matches_reference(mats):
+    for m in mats:
+        got = float(metrics.stable_rank_null_ratio(m, dtype=torch.float64))
+        assert got == pytest.approx(_sr_ref(m) / _null_ref(m.shape[0], m.shape[1]), rel=1e-9)
+        centred = m.double() - m.double().mean(0)
+        if m.shape[0] > 1:
+            got = float(metrics.stable_rank_null_ratio(m, dtype=torch.float64, center=True))
+            assert got == pytest.approx(_sr_ref(centred) / _null_ref(m.shape[0], m.shape[1]), rel=1e-9)
+
+
+@pytest.mark.parametrize("exponent", [0.0, 0.3, 1.0])
+def test_length_adjusted_matches_reference(mats, exponent):
+    for m in mats:
+        got = float(metrics.length_adjusted_stable_rank(m, dtype=torch.float64, exponent=exponent))
+        assert got == pytest.approx(_sr_ref(m) / m.shape[0] ** exponent, rel=1e-9)
+
+
+def _whitening(d: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+    cov = a @ a.T + 0.1 * torch.eye(d, dtype=torch.float64)
+    evals, evecs = torch.linalg.eigh(cov)
+    return torch.randn(d, generator=g, dtype=torch.float64), evecs @ torch.diag(evals.rsqrt()) @ evecs.T, cov
+
+
+def test_whitened_matches_reference(mats):
+    mean, w, _ = _whitening(16)
+    for m in mats:
+        z = (m.double() - mean) @ w
+        got = float(metrics.whitened_stable_rank(m, dtype=torch.float64, mean=mean, whitener=w))
+        assert got == pytest.approx(_sr_ref(z), rel=1e-9)
+        got = float(metrics.whitened_stable_rank(m, dtype=torch.float64, mean=mean, whitener=w, null_ratio=True))
+        assert got == pytest.approx(_sr_ref(z) / _null_ref(*m.shape), rel=1e-9)
+        if m.shape[0] > 1:
+            got = float(metrics.whitened_stable_rank(m, dtype=torch.float64, mean=mean, whitener=w, center=True))
+            assert got == pytest.approx(_sr_ref(z - z.mean(0)), rel=1e-9)
+    # no mean / whitener: plain SR
+    assert float(metrics.whitened_stable_rank(mats[1], dtype=torch.float64)) == pytest.approx(_sr_ref(mats[1]))
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_prompt_projected_matches_reference(mats, k):
+    g = torch.Generator().manual_seed(3)
+    for m in mats:
+        p = torch.randn(7, m.shape[1], generator=g, dtype=torch.float64)
+        _, _, vh = torch.linalg.svd(p, full_matrices=False)
+        v = vh[:k].T
+        ref = _sr_ref(m.double() - (m.double() @ v) @ v.T)
+        got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=k))
+        assert got == pytest.approx(ref, rel=1e-7)
+        got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=k, null_ratio=True))
+        assert got == pytest.approx(ref / _null_ref(*m.shape), rel=1e-7)
+        got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=k, length_exponent=0.3))
+        assert got == pytest.approx(ref / m.shape[0] ** 0.3, rel=1e-7)
+
+
+def test_prompt_shorter_than_k_removes_only_its_rows(mats):
+    m = mats[2]
+    p = torch.randn(2, m.shape[1], dtype=torch.float64)
+    _, _, vh = torch.linalg.svd(p, full_matrices=False)
+    ref = _sr_ref(m.double() - (m.double() @ vh.T) @ vh)
+    got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=8))
+    assert got == pytest.approx(ref, rel=1e-7)
+
+
+def _variants(mean, w, prompts=None, prompt_mask=None):
+    f64 = torch.float64
+    out = {
+        "null_ratio": lambda h, m: metrics.stable_rank_null_ratio(h, m, f64),
+        "null_ratio_c": lambda h, m: metrics.stable_rank_null_ratio(h, m, f64, center=True),
+        "adjusted": lambda h, m: metrics.length_adjusted_stable_rank(h, m, f64, exponent=0.4),
+        "whitened": lambda h, m: metrics.whitened_stable_rank(h, m, f64, mean=mean, whitener=w, null_ratio=True),
+        "whitened_c": lambda h, m: metrics.whitened_stable_rank(h, m, f64, mean=mean, whitener=w, center=True),
+    }
+    if prompts is not None:
+        out["prompt"] = lambda h, m: metrics.prompt_projected_stable_rank(h, m, prompts, prompt_mask, f64, k=2,
+                                                                          length_exponent=0.2)
+    return out
+
+
+def test_padded_batch_equals_one_by_one(mats):
+    mean, w, _ = _whitening(16)
+    prompts = [torch.randn(t, 16, dtype=torch.float64) for t in (3, 9, 1, 5)]
+    pb, pm = _pad([p.float() for p in prompts], front=2)
+    hb, hm = _pad(mats, front=3)
+    for name, fn in _variants(mean, w, pb, pm).items():
+        batch = fn(hb, hm)
+        assert batch.shape == (len(mats),)
+        for i, m in enumerate(mats):
+            if name == "prompt":
+                single = metrics.prompt_projected_stable_rank(m, None, prompts[i].float(), None, torch.float64, k=2,
+                                                              length_exponent=0.2)
+            else:
+                single = _variants(mean, w)[name](m, None)
+            if torch.isnan(single):
+                assert torch.isnan(batch[i]), name
+            else:
+                assert float(batch[i]) == pytest.approx(float(single), rel=1e-7), name
+
+
+def test_nan_cases(mats):
+    mean, w, _ = _whitening(16)
+    good = mats[1]
+    zero = torch.zeros_like(good)
+    bad = good.clone()
+    bad[2, 3] = float("nan")
+    hb, hm = _pad([good, zero, bad])
+    none_real = hm.clone()
+    none_real[0] = False
+    prompts, pmask = _pad([torch.randn(4, 16)] * 3)
+    for name, fn in _variants(mean, w, prompts, pmask).items():
+        out = fn(hb, hm)
+        assert torch.isfinite(out[0]), name
+        assert torch.isnan(out[1]) and torch.isnan(out[2]), name
+        assert torch.isnan(fn(hb, none_real)[0]), name
+    # an unscorable prompt removes nothing: plain SR
+    nan_prompt = torch.full((1, 4, 16), float("nan"))
+    got = metrics.prompt_projected_stable_rank(good.unsqueeze(0), None, nan_prompt, None, torch.float64, k=2)
+    assert float(got[0]) == pytest.approx(_sr_ref(good), rel=1e-9)
+    # a response inside the prompt's span projects to zero: NaN, not a crash
+    inside = metrics.prompt_projected_stable_rank(good[:3], None, good[:3], None, torch.float64, k=3)
+    assert torch.isnan(inside)
+
+
+def test_purpose_null_ratio_does_not_grow_with_length():
+    """On i.i.d. matrices SR grows ~T-fold from T = 8 to T = 512, the null ratio stays ~1."""
+    g = torch.Generator().manual_seed(0)
+    d = 128
+    lengths = [8, 32, 128, 512]
+    sr, ratio = [], []
+    for t in lengths:
+        h = torch.randn(6, t, d, generator=g)
+        sr.append(float(metrics.stable_rank(h, dtype=torch.float64).mean()))
+        ratio.append(float(metrics.stable_rank_null_ratio(h, dtype=torch.float64).mean()))
+    assert sr[-1] > 5 * sr[0]
+    assert all(0.8 < r < 1.25 for r in ratio), ratio
+    assert ratio[-1] < 1.1 * ratio[0]
+
+
+def test_purpose_whitening_undoes_a_models_anisotropy():
+    """Rows drawn i.i.d. from an anisotropic Gaussian with a large mean have SR near 1 at every T
+    (one direction dominates); whitened with that distribution's mean and Sigma^-1/2 they look like
+    the Gaussian null (ratio ~1) whatever T."""
+    d = 64
+    mean, w, cov = _whitening(d, seed=5)
+    mean = mean * 10
+    chol = torch.linalg.cholesky(cov)
+    g = torch.Generator().manual_seed(1)
+    for t in (16, 64, 256):
+        h = mean + torch.randn(4, t, d, generator=g, dtype=torch.float64) @ chol.T
+        assert float(metrics.stable_rank(h, dtype=torch.float64).max()) < 1.5
+        ratio = metrics.whitened_stable_rank(h, None, torch.float64, mean=mean, whitener=w, null_ratio=True)
+        assert ratio.min() > 0.8 and ratio.max() < 1.25, (t, ratio)
+
+
+def test_purpose_length_adjusted_cancels_a_power_law():
+    """SR of i.i.d. matrices grows roughly like T^beta; dividing by T^beta, with beta fitted on other
+    draws (as srgrpo.length_robust fits it on neutral text), flattens it."""
+    g = torch.Generator().manual_seed(2)
+    d = 256
+
+    def draw(t):
+        return torch.randn(8, t, d, generator=g, dtype=torch.float64)
+
+    lengths = torch.tensor([16.0, 32.0, 64.0, 128.0])
+    fit = torch.stack([metrics.stable_rank(draw(int(t)), dtype=torch.float64).log().mean() for t in lengths])
+    x = lengths.log().double()
+    beta = float(((x - x.mean()) * (fit - fit.mean())).sum() / ((x - x.mean()) ** 2).sum())
+    assert beta > 0.5
+    adj = [float(metrics.length_adjusted_stable_rank(draw(int(t)), dtype=torch.float64, exponent=beta).mean())
+           for t in lengths]
+    raw = [float(metrics.stable_rank(draw(int(t)), dtype=torch.float64).mean()) for t in lengths]
+    assert raw[-1] / raw[0] > 2
+    assert 0.75 < adj[-1] / adj[0] < 1.33
+
+
+def test_prompt_projection_removes_the_shared_direction():
+    """A response made of one direction the prompt also carries plus small noise has SR ~1; with that
+    direction projected out, what is left is the noise's (much higher) SR."""
+    g = torch.Generator().manual_seed(4)
+    d = 32
+    u = torch.randn(d, generator=g, dtype=torch.float64)
+    prompt = 10 * u + 0.01 * torch.randn(6, d, generator=g, dtype=torch.float64)
+    resp = 10 * u + torch.randn(40, d, generator=g, dtype=torch.float64)
+    plain = float(metrics.stable_rank(resp, dtype=torch.float64))
+    projected = float(metrics.prompt_projected_stable_rank(resp, None, prompt, None, torch.float64, k=1))
+    assert plain < 1.5 < 5 < projected
+
+
+def test_bad_arguments():
+    h = torch.randn(4, 8)
+    with pytest.raises(ValueError):
+        metrics.prompt_projected_stable_rank(h, None, torch.randn(3, 9), None, k=1)
+    with pytest.raises(ValueError):
+        metrics.prompt_projected_stable_rank(h, None, torch.randn(3, 8), None, k=-1)
+    with pytest.raises(ValueError):
+        metrics.whitened_stable_rank(h, torch.ones(5, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------------------------------------
+# srgrpo.length_robust: the registered variants on a tiny model
+
+PAIRS = [("What is 2+2?", "It is 4, because two and two make four."),
+         ("Say hello.", "Hello! How can I help you today? I am happy to help."),
+         ("Write code.", "def add(a, b):\n    return a + b\n"),
+         ("Why?", "ok")]
+
+
+def _direct(model, tokenizer, variant, state):
+    """The variant computed one pair at a time straight from the model's hidden states."""
+    from srgrpo import length_robust
+    from srgrpo.scoring import StableRankScorer
+
+    scorer = StableRankScorer(model, tokenizer)
+    spec = length_robust.VARIANTS[variant]
+    out = []
+    for e in scorer.encode(*zip(*PAIRS)):
+        ids = torch.tensor([e.input_ids])
+        with torch.no_grad():
+            hs = model.model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
+        h, p = hs[e.start:e.end], hs[1:e.response_start]
+        out.append(float(spec.fn(h[None], None, p[None], None, torch.float32, state)[0]))
+    return out
+
+
+@pytest.mark.parametrize("variant", ["stable_rank_prompt_adjusted"])
+def test_score_encoded_matches_one_by_one(tiny_model, tokenizer, variant):
+    from srgrpo import length_robust
+    from srgrpo.scoring import StableRankScorer
+
+    state = length_robust.NullState({"stable_rank_prompt_adjusted": 0.2})
+    scorer = StableRankScorer(tiny_model, tokenizer, batch_size=3)
+    got = length_robust.score_encoded(scorer, scorer.encode(*zip(*PAIRS)), variant, state)
+    want = _direct(tiny_model, tokenizer, variant, state)
+    assert got == pytest.approx(want, rel=1e-4)
+    assert all(math.isfinite(v) for v in got)
+
+
+def test_score_encoded_unscorable_and_unknown(tiny_model, tokenizer):
+    from srgrpo import length_robust
+    from srgrpo.scoring import StableRankScorer
+
+    scorer = StableRankScorer(tiny_model, tokenizer)
+    values = length_robust.score_encoded(scorer, scorer.encode(["Hi", "Hi"], ["   ", "Hello there"]),
+                                         "stable_rank_prompt_adjusted")
+    assert math.isnan(values[0]) and math.isfinite(values[1])
+    with pytest.raises(ValueError, match="unknown variant"):
+        length_robust.score_encoded(scorer, [], "no_such_variant")
+
+
+def test_fit_growth_exponent_recovers_a_power_law():
+    from srgrpo.length_robust import fit_growth_exponent
+
+    data = {n: [3.0 * n**0.25 * f for f in (0.9, 1.0, 1.1)] for n in (4, 16, 64, 256)}
+    assert fit_growth_exponent(data) == pytest.approx(0.25, abs=1e-3)
+    with pytest.raises(ValueError):
+        fit_growth_exponent({8: [1.0]})
+
+
+def test_fit_state_gives_a_finite_exponent(tiny_model, tokenizer):
+    from srgrpo import length_robust
+    from srgrpo.scoring import StableRankScorer
+
+    scorer = StableRankScorer(tiny_model, tokenizer)
+    text = "one two three four five six seven eight nine ten eleven twelve " * 3
+    state = length_robust.fit_state(scorer, ["Count."] * 6, [text[: 30 + 10 * i] for i in range(6)],
+                                    prefix_lengths=(2, 4, 8, 16))
+    assert set(state.exponents) == {"stable_rank_prompt_adjusted"}
+    assert math.isfinite(state.exponents["stable_rank_prompt_adjusted"])
+    assert length_robust.default_state().exponents == length_robust.EMBEDDED_EXPONENTS
