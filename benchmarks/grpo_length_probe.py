@@ -6,62 +6,35 @@ the mean completion length and mean reward per step of each run.
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/grpo_length_probe.py \
         --rewards stable_rank,<variant> --steps 4 --output benchmarks/results/length/grpo_probe.json
 
-Rewards: `stable_rank` (the plain SR reward, srgrpo's StableRankReward) or any name of
-`srgrpo.length_robust.VARIANTS`, computed on the same frozen base (LoRA adapter disabled).
+Rewards: any registered feature (srgrpo.features.FEATURES), e.g. `stable_rank` (the paper's) or
+`stable_rank_prompt_adjusted`, through srgrpo's StableRankReward on the same frozen base (LoRA adapter
+disabled).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import REPO
+from common import SHARED_DATA as SHARED
 
-REPO = Path(__file__).resolve().parents[1]
 # Short open-ended chat prompts (written for this probe): a reply can be a few words or a page, so
 # the reward, not the prompt, decides how long completions become.
 SHORT_PROMPTS = [
     "What is the capital of France?", "Say hello.", "Write a haiku about rain.", "Add 1/3 and 1/4.",
     "Name a primary colour.", "What is 7 times 8?", "Give me a synonym for happy.", "Who wrote Hamlet?",
 ]
-SHARED = Path(os.environ.get("SRGRPO_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-
-def variant_reward_class():
-    from srgrpo import length_robust
-    from srgrpo.training.reward import StableRankReward
-
-    class VariantReward(StableRankReward):
-        """StableRankReward whose score is a length-robust variant instead of plain SR."""
-
-        def __init__(self, variant: str, **kw):
-            super().__init__(name=variant, **kw)
-            self.variant = variant
-            self.state = None
-
-        def score_ids(self, prompt_ids, completion_ids):
-            scorer = self.scorer()
-            if self.state is None:
-                self.state = length_robust.default_state(scorer)
-            special = set(self.tokenizer.all_special_ids)
-            encoded = [self.encode(p, c, special) for p, c in zip(prompt_ids, completion_ids, strict=True)]
-            with self.frozen_base():
-                values = length_robust.score_encoded(scorer, encoded, self.variant, self.state)
-            return [v if math.isfinite(v) else None for v in values]
-
-    return VariantReward
 
 
 def run(reward_name: str, args) -> dict:
-    from transformers import TrainerCallback
 
     from srgrpo.models import load_model
-    from srgrpo.training.config import TrainConfig
+    from srgrpo.training.config import make_run
     from srgrpo.training.trainer import build_trainer, load_prompt_dataset
 
     torch.manual_seed(args.seed)
@@ -74,23 +47,15 @@ def run(reward_name: str, args) -> dict:
         source.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in texts))
     prompts = load_prompt_dataset(str(source))
     prompts = prompts.select([i % len(prompts) for i in range(args.steps * args.prompts_per_step)])
-    config = TrainConfig(
+    # Same settings for every reward; only the registered feature that rewards differs.
+    run_config = make_run(
         dataset=str(source), output_dir=tempfile.mkdtemp(prefix=f"grpo-probe-{reward_name}-"),
         max_steps=args.steps, num_generations=args.k, per_device_train_batch_size=args.k * args.prompts_per_step,
         gradient_accumulation_steps=1, max_completion_length=args.max_completion_length,
         learning_rate=args.lr, save_steps=10_000, seed=args.seed, gradient_checkpointing=False,
-        grpo={"shuffle_dataset": False},
+        shuffle_dataset=False, reward_feature=reward_name,
     )
-    rewards_seen = []
-
-    class Recorder(TrainerCallback):
-        pass
-
-    trainer, reward = build_trainer(config, model, tokenizer, prompts, [Recorder()])
-    if reward_name != "stable_rank":
-        variant = variant_reward_class()(reward_name, options=config.scoring_options())
-        variant.bind(trainer)
-        trainer.reward_funcs[0] = variant
+    trainer, _ = build_trainer(run_config, model, tokenizer, prompts)
     start = time.time()
     trainer.train()
     steps = [h for h in trainer.state.log_history if "completions/mean_length" in h]

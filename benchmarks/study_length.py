@@ -17,7 +17,7 @@ Stages (run in order; each writes under --cache-dir, default benchmarks/results/
             half (odd) and all pairs: section scores, accuracy, length-controlled accuracy,
             Spearman with response tokens, bootstrap intervals; picks by a fixed rule on the tuning
             half; writes report.md, results.json and length_study.png.
-  bon       re-scores the samples of a finished `srgrpo bon` run with srgrpo.length_robust variants.
+  bon       re-scores the samples of a finished `srgrpo bon` run with registered features (srgrpo.features).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/study_length.py cache
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/study_length.py features
@@ -31,7 +31,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -76,7 +75,10 @@ def stage_cache(args):
     and rejected) per batch, so that a run stopped early holds a uniform random sample of pairs.
     `--salvage` adopts the complete items of an earlier longest-first run's files (states_*.f16)."""
     from srgrpo import load_model
-    from srgrpo.scoring import ScoringOptions, StableRankScorer, encode_pair, next_token_stats
+    from srgrpo.features import next_token_stats
+    from srgrpo.options import ScoringOptions
+    from srgrpo.scoring import StableRankScorer
+    from srgrpo.text import encode_pair
 
     out = Path(args.cache_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +87,7 @@ def stage_cache(args):
     model.eval()
     options = ScoringOptions()  # the defaults the README's figures use: response span, 512, right
     scorer = StableRankScorer(model, tokenizer, options)
-    taps = {name: scorer.layer_module(spec) for name, spec in TAPS.items()}
+    taps = {name: scorer.engine.layer_module(spec) for name, spec in TAPS.items()}
     lm_head = model.get_output_embeddings()
     d = int(model.config.hidden_size)
 
@@ -154,9 +156,9 @@ def stage_cache(args):
         if not batch:
             continue
         pairs_b = [encoded[i] for i in batch]
-        ids, attention = scorer.collate(pairs_b)
+        ids, attention = scorer.engine.collate(pairs_b)
         captured = {}
-        scorer.run_backbone(ids, attention, taps, captured.__setitem__)
+        scorer.engine.run(ids, attention, taps, captured.__setitem__)
         for row, (i, e) in enumerate(zip(batch, pairs_b)):
             n = len(e.input_ids)
             for name in TAPS:
@@ -362,7 +364,8 @@ def _gauss_null(tokens: np.ndarray, d: int = D_MODEL) -> np.ndarray:
 def _evaluate(name: str, scores: dict, pairs: list[dict], tokens: dict) -> dict:
     from scipy.stats import spearmanr
 
-    from srgrpo.evaluation.rewardbench import PairOutcome, summarize
+    from srgrpo.evaluation.rewardbench import PairOutcome
+    from srgrpo.evaluation.rewardbench import summarize_rewardbench as summarize
 
     result = {}
     for split in SPLITS:
@@ -370,7 +373,7 @@ def _evaluate(name: str, scores: dict, pairs: list[dict], tokens: dict) -> dict:
         outcomes = [PairOutcome(str(p["pair"]), p["subset"], scores.get((p["pair"], "chosen"), math.nan),
                                 scores.get((p["pair"], "rejected"), math.nan),
                                 tokens[(p["pair"], "chosen")], tokens[(p["pair"], "rejected")]) for p in chosen]
-        summary = summarize(outcomes, n_bootstrap=1000, seed=0)
+        summary = summarize(outcomes, n_bootstrap=1000, seed=0).to_json()
         keys = [(p["pair"], side) for p in chosen for side in ("chosen", "rejected")]
         v = np.array([scores.get(k, math.nan) for k in keys])
         t = np.array([tokens[k] for k in keys])
@@ -611,10 +614,12 @@ def stage_bon(args):
     variants by a forward pass over prompt + re-tokenised sample text (generations.jsonl keeps the
     text, not the sampled ids, so a sample's tokens can differ from the sampled ones where the
     tokenizer merges differently), and compare selectors at every N up to the run's."""
-    from srgrpo import length_robust, load_model
-    from srgrpo.bon import load_problems
-    from srgrpo.bon.generation import prompt_token_ids
-    from srgrpo.scoring import ScoringOptions, StableRankScorer, encode_ids
+    from srgrpo import load_model
+    from srgrpo.generation import prompt_token_ids
+    from srgrpo.options import ScoringOptions
+    from srgrpo.scoring import StableRankScorer
+    from srgrpo.tasks.datasets import load_problems
+    from srgrpo.text import encode_ids
 
     bon_dir = Path(args.bon_dir)
     run = json.loads((bon_dir / "run.json").read_text())
@@ -635,9 +640,9 @@ def stage_bon(args):
         prompt_ids = prompt_token_ids(tokenizer, p.messages())
         encoded = [encode_ids(tokenizer, prompt_ids, tokenizer(c["text"], add_special_tokens=False)["input_ids"],
                               scorer.options) for c in samples]
-        for v in variants:
-            for c, value in zip(samples, length_robust.score_encoded(scorer, encoded, v)):
-                c["features"][v] = value
+        for item in scorer.iter_encoded_features(encoded, variants):
+            for v in variants:
+                samples[item.index]["features"][v] = item.values[v]
     ns = [n for n in (1, 2, 4, 8, 16, 32) if n <= int(run.get("n_max", 8))]
     table = {}
     for name in ["stable_rank", "mean_logprob", "self_certainty"] + variants + ["random"]:
@@ -681,7 +686,7 @@ def main(argv=None):
     parser.add_argument("stage", choices=["cache", "features", "report", "bon"])
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     parser.add_argument("--bon-dir", default=str(DEFAULT_CACHE / "bon_mmlu"), help="a finished srgrpo bon run")
-    parser.add_argument("--variants", default="stable_rank_prompt_adjusted", help="srgrpo.length_robust variants to re-score with")
+    parser.add_argument("--variants", default="stable_rank_prompt_adjusted", help="registered features (srgrpo.features) to re-score with")
     parser.add_argument("--salvage", action="store_true", help="adopt an earlier longest-first run's complete items")
     parser.add_argument("--neutral", type=int, default=150, help="GSM8K-train items for the neutral-text statistics")
     parser.add_argument("--batch-size", type=int, default=8)

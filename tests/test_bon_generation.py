@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from srgrpo import metrics
-from srgrpo.generation import HFGenerator, Sampling, prompt_token_ids, reforward_features
+from srgrpo.generation import SAMPLE_FEATURES, HFGenerator, Sampling, prompt_token_ids, reforward_features
 from srgrpo.options import ScoringOptions
 from srgrpo.scoring import StableRankScorer
 
@@ -57,7 +57,9 @@ def test_free_scoring_honours_the_window_and_full_span(tiny_model, tokenizer):
                                    [p for p, _ in flat], [s.token_ids for _, s in flat])
     assert any(len(p) + len(s.token_ids) > 30 for p, s in flat)  # some rows are cut by the window
     for (_, sample), ref in zip(flat, reference):
-        assert sample.features["stable_rank"] == pytest.approx(ref["stable_rank"], rel=1e-4, nan_ok=True)
+        assert set(sample.features) == set(SAMPLE_FEATURES)
+        for name in SAMPLE_FEATURES:  # every feature, the prompt-reading ones too
+            assert sample.features[name] == pytest.approx(ref[name], rel=1e-4, abs=1e-6, nan_ok=True), name
 
 
 def test_left_truncation_falls_back_to_an_exact_reforward(tiny_model, tokenizer):

@@ -255,46 +255,48 @@ PAIRS = [("What is 2+2?", "It is 4, because two and two make four."),
          ("Why?", "ok")]
 
 
-def _direct(model, tokenizer, variant, state):
-    """The variant computed one pair at a time straight from the model's hidden states."""
-    from srgrpo import length_robust
+def _direct(model, tokenizer, exponent):
+    """The feature computed one pair at a time straight from the model's hidden states."""
+    from srgrpo.features import PROMPT_DIRECTIONS
     from srgrpo.scoring import StableRankScorer
 
     scorer = StableRankScorer(model, tokenizer)
-    spec = length_robust.VARIANTS[variant]
     out = []
     for e in scorer.encode(*zip(*PAIRS)):
-        ids = torch.tensor([e.input_ids])
+        ids = torch.tensor([e.input_ids], device=model.device)
         with torch.no_grad():
             hs = model.model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
         h, p = hs[e.start:e.end], hs[1:e.response_start]
-        out.append(float(spec.fn(h[None], None, p[None], None, torch.float32, state)[0]))
+        out.append(float(metrics.prompt_projected_stable_rank(h[None], None, p[None], None, torch.float32,
+                                                              k=PROMPT_DIRECTIONS, length_exponent=exponent)[0]))
     return out
 
 
-@pytest.mark.parametrize("variant", ["stable_rank_prompt_adjusted"])
-def test_score_encoded_matches_one_by_one(tiny_model, tokenizer, variant):
-    from srgrpo import length_robust
+def test_prompt_adjusted_feature_matches_one_by_one_in_the_scorer_and_free_scoring(tiny_model, tokenizer):
     from srgrpo.scoring import StableRankScorer
 
-    state = length_robust.NullState({"stable_rank_prompt_adjusted": 0.2})
-    scorer = StableRankScorer(tiny_model, tokenizer, batch_size=3)
-    got = length_robust.score_encoded(scorer, scorer.encode(*zip(*PAIRS)), variant, state)
-    want = _direct(tiny_model, tokenizer, variant, state)
-    assert got == pytest.approx(want, rel=1e-4)
+    scorer = StableRankScorer(tiny_model, tokenizer, batch_size=3, length_exponent=0.2)
+    items = sorted(scorer.iter_features(*zip(*PAIRS), ["stable_rank_prompt_adjusted", "stable_rank"]),
+                   key=lambda item: item.index)
+    got = [item.values["stable_rank_prompt_adjusted"] for item in items]
+    assert got == pytest.approx(_direct(tiny_model, tokenizer, 0.2), rel=1e-4)
     assert all(math.isfinite(v) for v in got)
+    # The exponent divides by T^beta: beta = 0 gives the undivided value.
+    plain = StableRankScorer(tiny_model, tokenizer, batch_size=3, length_exponent=0.0)
+    undivided = sorted(plain.iter_features(*zip(*PAIRS), ["stable_rank_prompt_adjusted"]), key=lambda i: i.index)
+    for item, base in zip(items, undivided):
+        assert item.values["stable_rank_prompt_adjusted"] == pytest.approx(
+            base.values["stable_rank_prompt_adjusted"] / item.response_tokens ** 0.2, rel=1e-5)
 
 
-def test_score_encoded_unscorable_and_unknown(tiny_model, tokenizer):
-    from srgrpo import length_robust
+def test_prompt_adjusted_feature_unscorable_pairs_are_nan(tiny_model, tokenizer):
     from srgrpo.scoring import StableRankScorer
 
     scorer = StableRankScorer(tiny_model, tokenizer)
-    values = length_robust.score_encoded(scorer, scorer.encode(["Hi", "Hi"], ["   ", "Hello there"]),
-                                         "stable_rank_prompt_adjusted")
-    assert math.isnan(values[0]) and math.isfinite(values[1])
-    with pytest.raises(ValueError, match="unknown variant"):
-        length_robust.score_encoded(scorer, [], "no_such_variant")
+    items = sorted(scorer.iter_features(["Hi", "Hi"], ["   ", "Hello there"], ["stable_rank_prompt_adjusted"]),
+                   key=lambda i: i.index)
+    assert math.isnan(items[0].values["stable_rank_prompt_adjusted"])
+    assert math.isfinite(items[1].values["stable_rank_prompt_adjusted"])
 
 
 def test_fit_growth_exponent_recovers_a_power_law():
@@ -306,14 +308,14 @@ def test_fit_growth_exponent_recovers_a_power_law():
         fit_growth_exponent({8: [1.0]})
 
 
-def test_fit_state_gives_a_finite_exponent(tiny_model, tokenizer):
+def test_fit_length_exponent_gives_a_finite_exponent(tiny_model, tokenizer):
     from srgrpo import length_robust
+    from srgrpo.options import ScoringOptions
     from srgrpo.scoring import StableRankScorer
 
     scorer = StableRankScorer(tiny_model, tokenizer)
     text = "one two three four five six seven eight nine ten eleven twelve " * 3
-    state = length_robust.fit_state(scorer, ["Count."] * 6, [text[: 30 + 10 * i] for i in range(6)],
-                                    prefix_lengths=(2, 4, 8, 16))
-    assert set(state.exponents) == {"stable_rank_prompt_adjusted"}
-    assert math.isfinite(state.exponents["stable_rank_prompt_adjusted"])
-    assert length_robust.default_state().exponents == length_robust.EMBEDDED_EXPONENTS
+    beta = length_robust.fit_length_exponent(scorer, ["Count."] * 6, [text[: 30 + 10 * i] for i in range(6)],
+                                             prefix_lengths=(2, 4, 8, 16))
+    assert math.isfinite(beta)
+    assert ScoringOptions().length_exponent == 0.147  # the embedded model's, from benchmarks/study_length.py

@@ -127,6 +127,20 @@ def _stable_rank_windowed(s: SpanStates) -> torch.Tensor:
     return metrics.windowed_stable_rank(s.states, s.mask, s.dtype, window=s.options.window_size)
 
 
+# Chosen by benchmarks/study_length.py among k in {1, 4, 16} on the tuning half of RewardBench-offline.
+PROMPT_DIRECTIONS = 16
+
+
+@feature("stable_rank_prompt_adjusted", f"SR of the response after projecting out the top {PROMPT_DIRECTIONS} "
+         "directions of the prompt's states, divided by T^--length-exponent: less length-driven than stable_rank "
+         "(meant for span=response)", needs_prompt=True)
+def _stable_rank_prompt_adjusted(s: SpanStates) -> torch.Tensor:
+    # The prompt's first token is left out: its state is the attention sink, not the prompt's content.
+    return metrics.prompt_projected_stable_rank(
+        s.states, s.mask, s.prompt_states[:, 1:], s.prompt_mask[:, 1:], s.dtype, k=PROMPT_DIRECTIONS,
+        length_exponent=s.options.length_exponent)
+
+
 # The full-spectrum ablations need float64 to resolve small singular values.
 @feature("effective_rank", "exp entropy of the normalised singular values (paper ablation)", full_spectrum=True)
 def _effective_rank(s: SpanStates) -> torch.Tensor:

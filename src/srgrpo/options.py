@@ -6,6 +6,7 @@ defaults and help text.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 SPANS = ("response", "full")
@@ -55,6 +56,14 @@ class ScoringOptions:
         default=64,
         metadata={"help": "tokens per window of the windowed SR variant (stable_rank_windowed)"},
     )
+    length_exponent: float = field(
+        default=0.147,
+        metadata={
+            "help": "beta of the stable_rank_prompt_adjusted feature, which divides its SR by T^beta "
+            "(T = response tokens) to take out how SR grows with length; 0.147 was fitted on neutral "
+            "text for the embedded SmolLM2-135M-Instruct (another model: srgrpo.length_robust.fit_length_exponent)"
+        },
+    )
     compute_dtype: str = field(
         default="float32",
         metadata={
@@ -79,6 +88,9 @@ class ScoringOptions:
                 ) from None
         if isinstance(self.layer, bool) or not isinstance(self.layer, (str, int)):
             raise ValueError(f"layer must be one of {NAMED_LAYERS} or an integer, got {self.layer!r}")
+        if isinstance(self.length_exponent, bool) or not isinstance(self.length_exponent, (int, float)) \
+                or not math.isfinite(self.length_exponent):
+            raise ValueError(f"length_exponent must be a finite number, got {self.length_exponent!r}")
         for name in ("max_length", "batch_size", "window_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -36,7 +36,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(ScoringOptions):
         group.add_argument(
             "--" + f.name.replace("_", "-"),
-            type=int if f.type == "int" else str,
+            type={"int": int, "float": float}.get(f.type, str),
             default=f.default,
             choices=f.metadata.get("choices"),
             help=f.metadata["help"] + " (default: %(default)s)",

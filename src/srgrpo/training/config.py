@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, ModelConfig, TrlParser
 
+from srgrpo.features import FEATURES
 from srgrpo.options import ScoringOptions
 
 # All attention and MLP projections of Llama/Qwen/Mistral-style decoders (the paper's LoRA targets).
@@ -112,6 +113,10 @@ def _reward_arguments() -> type:
     hints = typing.get_type_hints(ScoringOptions)
     specs = [(f"reward_{f.name}", hints[f.name], field(default=f.default, metadata=dict(f.metadata)))
              for f in dataclasses.fields(ScoringOptions)]
+    specs.insert(0, ("reward_feature", str, field(default="stable_rank", metadata={
+        "choices": list(FEATURES),
+        "help": "the registered feature used as the reward (stable_rank: the paper's; "
+                "stable_rank_prompt_adjusted: less length-driven, see the README)"})))
 
     def scoring_options(self) -> ScoringOptions:
         return ScoringOptions(**{f.name: getattr(self, f"reward_{f.name}") for f in dataclasses.fields(ScoringOptions)})

@@ -187,7 +187,8 @@ def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=()):
 
     check_chat_template(tokenizer, run.model.model_name_or_path or "(embedded)")
     check_lora_targets(model, run.model.lora_target_modules)
-    reward = StableRankReward(options=run.reward.scoring_options())
+    # Logged as "stable_rank" whichever feature rewards, so the watch and metrics.jsonl keep their columns.
+    reward = StableRankReward(options=run.reward.scoring_options(), feature=run.reward.reward_feature)
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=run.grpo, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=get_peft_config(run.model), callbacks=list(callbacks))
     reward.bind(trainer)
