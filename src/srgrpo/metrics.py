@@ -370,11 +370,20 @@ def prompt_projected_stable_rank(
     h, m, valid, _ = _prepare(h, m, dtype)
     p, pm, p_valid, _ = _prepare(p, pm, dtype)
     if k > 0:
-        # Right singular vectors of the prompt = eigenvectors of its d x d Gram matrix.
-        gram = p.mT @ p
-        evals, evecs = torch.linalg.eigh(gram)  # ascending
-        kk = min(k, evecs.shape[-1])
-        basis = evecs[..., -kk:]  # (B, d, kk)
+        # Right singular vectors of the prompt: eigenvectors of its Gram matrix on the smaller side.
+        # With fewer prompt rows than dims (the usual case), v_i = P^T u_i / sigma_i from the P x P
+        # Gram matrix: an eigendecomposition of (rows x rows) instead of (d x d).
+        t_prompt, d = p.shape[-2:]
+        if t_prompt < d:
+            evals, u = torch.linalg.eigh(p @ p.mT)  # ascending
+            kk = min(k, t_prompt)
+            top = evals[..., -kk:]
+            basis = (p.mT @ u[..., -kk:]) / top.clamp_min(torch.finfo(dtype).tiny).sqrt()[:, None, :]
+            basis = torch.where((top > 0)[:, None, :], basis, 0.0)  # (B, d, kk)
+        else:
+            evals, evecs = torch.linalg.eigh(p.mT @ p)  # ascending
+            kk = min(k, d)
+            basis = evecs[..., -kk:]  # (B, d, kk)
         # Only directions the prompt really spans: rank <= real prompt rows, non-zero eigenvalue.
         rank = pm.sum(dim=1).clamp(max=kk)
         slot = torch.arange(kk, device=h.device)
