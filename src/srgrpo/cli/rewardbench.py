@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
         epilog="examples:\n"
         "  srgrpo rewardbench --data ../shared/data/preference/rewardbench_offline.jsonl --output-dir runs/rb\n"
         "  srgrpo rewardbench --data allenai/reward-bench --output-dir runs/rb --scorers all --layers all\n"
-        "scorers:\n" + "\n".join(f"  {name:<26}{spec.help}" for name, spec in SCORERS.items()),
+        "scorers:\n" + "\n".join(f"  {name:<{max(map(len, SCORERS)) + 2}}{spec.help}" for name, spec in SCORERS.items()),
     )
     bench.add_argument("--data", required=True,
                        help="RewardBench-schema JSONL or parquet file, a folder of them, or a Hugging Face dataset id")
