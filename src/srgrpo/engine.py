@@ -178,7 +178,9 @@ class ForwardEngine:
 
     def collate(self, items: Sequence[EncodedPair]) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids, attention_mask) on the model's device, right-padded."""
-        ids, attention = self.collate_host(items)
+        return self._to_device(*self.collate_host(items))
+
+    def _to_device(self, ids: torch.Tensor, attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return ids.to(self.device, non_blocking=True), attention.to(self.device, non_blocking=True)
 
     # ------------------------------------------------------------------ the pipeline
@@ -198,18 +200,18 @@ class ForwardEngine:
         transfer per batch, which the host collects only after the next batch has been launched.
         """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="srgrpo-encode") as encoder:
-            pending_chunk = None
-            offset = 0
             chunk_iter = iter(chunks)
-            first = next(chunk_iter, None)
-            if first is None:
-                return
-            pending_chunk = encoder.submit(first)
+
+            def encode_next():  # the next chunk's encoding, started in the background; None at the end
+                chunk = next(chunk_iter, None)
+                return None if chunk is None else encoder.submit(chunk)
+
+            offset = 0
+            pending_chunk = encode_next()
             in_flight = None  # (batch, handle) of the batch whose results are on their way
             while pending_chunk is not None:
                 items = list(pending_chunk.result())
-                following = next(chunk_iter, None)
-                pending_chunk = encoder.submit(following) if following is not None else None
+                pending_chunk = encode_next()
                 for i, item in enumerate(items):
                     if item.problem is not None:
                         yield offset + i, item, None
@@ -251,8 +253,7 @@ class ForwardEngine:
         producer.start()
         while (entry := ready.get()) is not None:
             idx, chosen, ids, attention = entry
-            yield Batch([offset + i for i in idx], chosen, ids.to(self.device, non_blocking=True),
-                        attention.to(self.device, non_blocking=True))
+            yield Batch([offset + i for i in idx], chosen, *self._to_device(ids, attention))
         producer.join()
 
     def _launch(self, batch: Batch, taps: dict, on_states) -> tuple[list[str], list[int], torch.Tensor, object]:
