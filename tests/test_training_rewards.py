@@ -162,6 +162,28 @@ def test_ema_adapter_moves_toward_the_policy_at_the_configured_rate(tokenizer):
             torch.testing.assert_close(e, t + decay**n * (e0 - t))
 
 
+def test_ema_adapter_is_saved_with_the_policy_and_restored_on_resume(tokenizer, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from srgrpo.training.ema import add_ema_adapter, ema_pairs, load_ema, update_ema
+
+    policy = get_peft_model(make_model(len(tokenizer)), LoraConfig(r=4, target_modules=["q_proj"]))
+    add_ema_adapter(policy)
+    with torch.no_grad():
+        for _, p in ema_pairs(policy):
+            p.add_(1.0)
+    update_ema(policy, 0.5)
+    saved = [e.detach().clone() for e, _ in ema_pairs(policy)]
+    policy.save_pretrained(tmp_path / "checkpoint-3")  # what TRL's checkpoint does: every adapter
+    assert (tmp_path / "checkpoint-3" / "ema" / "adapter_model.safetensors").is_file()
+    with torch.no_grad():
+        for e, _ in ema_pairs(policy):
+            e.zero_()
+    assert load_ema(policy, tmp_path / "checkpoint-3")
+    for (e, _), s in zip(ema_pairs(policy), saved):
+        torch.testing.assert_close(e, s)
+
+
 def test_ema_scorer_trains_with_a_second_adapter_and_frozen_scores_do_not_move(tokenizer, prompts_file, tmp_path):
     """A real 2-step GRPO run with stable rank scored by the EMA: after every optimizer step the EMA
     adapter equals decay * its previous value + (1 - decay) * the policy's (recomputed here from the
@@ -310,3 +332,57 @@ def test_collapse_step_is_where_reward_keeps_rising_while_diversity_falls():
     evals = [{"step": 0, "accuracy": 0.5}, {"step": 20, "accuracy": 0.3}]
     found = collapse_step(steady, rule, evals)
     assert found["detected_at"] == 20 and "held-out accuracy" in found["reason"]
+
+
+# ---------------------------------------------------------------------------------------- the embedded model, every arm
+EMBEDDED_ARMS = {
+    "stable_rank": [],
+    "mean_logprob": ["--rewards", "mean_logprob"],
+    "ipo": ["--rewards", "ipo"],
+    "self_reward": ["--rewards", "self_reward"],
+    "stable_rank_accuracy": ["--rewards", "stable_rank,accuracy", "--reward_weights", "1.0,0.5"],
+    "online": ["--reward_scorer", "online"],
+    "ema": ["--reward_scorer", "ema"],
+    "reward_model": ["--rewards", "reward_model"],  # + --reward_model: a tiny classifier folder
+}
+
+
+@pytest.mark.slow
+@pytest.mark.embedded
+@pytest.mark.parametrize("arm", list(EMBEDDED_ARMS))
+def test_every_reward_trains_two_steps_on_the_embedded_model(arm, tmp_path):
+    """The issue's check: 2 steps of `srgrpo train` on the embedded model with each reward/scorer;
+    metrics.jsonl has a finite value per reward and step."""
+    from srgrpo.models import load_model
+
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n"
+                            for q, a in [("What is 2 plus 3? Put the answer in \\boxed{}.", "#### 5"),
+                                         ("What is 6 times 7? Put the answer in \\boxed{}.", "#### 42")]))
+    extra = list(EMBEDDED_ARMS[arm])
+    if arm == "reward_model":
+        from transformers import LlamaConfig, LlamaForSequenceClassification
+
+        _, tokenizer = load_model(None)
+        torch.manual_seed(0)
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                             num_attention_heads=2, num_key_value_heads=1, num_labels=1,
+                             pad_token_id=tokenizer.pad_token_id)
+        folder = tmp_path / "tiny-rm"
+        LlamaForSequenceClassification(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        extra += ["--reward_model", str(folder)]
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", str(data), "--output-dir", str(out), "--max-steps", "2",
+                 "--num_generations", "2", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+                 "--max_completion_length", "24", "--learning_rate", "1e-4", "--gradient_checkpointing", "false",
+                 "--save_steps", "2", "--dtype", "bfloat16", *extra])
+    assert code == 0
+    rows = read_metrics(out / "metrics.jsonl")
+    summary = json.loads((out / "summary.json").read_text())
+    names = [r["logged_as"] if r["name"] != "reward_model" else "tiny-rm" for r in summary["rewards"]]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        for name in names:
+            value = row.get(f"rewards/{name}/mean")
+            assert value is not None and math.isfinite(value), (name, row)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 # (panel title, [(metrics.jsonl column, line label)])
 PANELS = [
-    ("reward: stable rank", [("sr_mean", "mean SR"), ("sr_group_std", "SR std within groups")]),
+    ("reward", [("reward_mean", "total reward"), ("sr_mean", "mean SR"), ("sr_group_std", "SR std within groups")]),
     ("completion length (tokens)", [("completion_length", "mean length")]),
     ("repetition and diversity", [("repetition", "repeated 3-grams in a completion"),
                                   ("group_diversity", "distinct 2-grams across a group"),
@@ -38,7 +38,7 @@ def plot_training_curves(rows: Sequence[dict], path: str | Path, dpi: int = 120)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        if len(lines) > 1:
+        if len(lines) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
