@@ -376,7 +376,7 @@ def test_every_reward_trains_two_steps_on_the_embedded_model(arm, tmp_path):
     code = main(["train", "--dataset", str(data), "--output-dir", str(out), "--max-steps", "2",
                  "--num_generations", "2", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
                  "--max_completion_length", "24", "--learning_rate", "1e-4", "--gradient_checkpointing", "false",
-                 "--save_steps", "2", "--dtype", "bfloat16", *extra])
+                 "--save_steps", "2", *extra])
     assert code == 0
     rows = read_metrics(out / "metrics.jsonl")
     summary = json.loads((out / "summary.json").read_text())

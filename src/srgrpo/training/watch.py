@@ -125,7 +125,8 @@ def metrics_row(step: int, logs: dict) -> dict | None:
             row[column] = float(value)
     mapped = set(LOG_KEYS.values())
     for key, value in logs.items():  # every reward's and hacking metric under TRL's own name
-        if "/" in key and key not in mapped and isinstance(value, (int, float)) and math.isfinite(value):
+        named = "/" in key and (key.startswith("rewards/") or key not in mapped)
+        if named and isinstance(value, (int, float)) and math.isfinite(value):
             row[key] = float(value)
     return row
 
