@@ -287,6 +287,16 @@ def top_completions(arm_dir: Path, first: bool, n: int = 1, steps: int = 5) -> l
     return sorted((r for r in rows if r["step"] in window), key=key)[:n]
 
 
+def seconds_per_step(arm_dir: Path) -> float | None:
+    """From the two newest checkpoints (saved every 5 steps): wall seconds per optimizer step
+    between them, held-out evaluations included when one fell in between."""
+    points = sorted((int(p.name.rsplit("-", 1)[1]), p.stat().st_mtime) for p in arm_dir.glob("checkpoint-*"))
+    if len(points) < 2:
+        return None
+    (s0, t0), (s1, t1) = points[-2], points[-1]
+    return (t1 - t0) / (s1 - s0) if s1 > s0 else None
+
+
 def report(args) -> int:
     from srgrpo.training.hacking import CollapseRule, collapse_step
 
@@ -322,7 +332,9 @@ def report(args) -> int:
         m, c = data["metrics"], data["curve"]
         reward_names = [k[len("rewards/"):-len("/mean")] for k in m[-1] if k.startswith("rewards/") and k.endswith("/mean")]
         corr_cols = [f"{n}/length_corr" for n in reward_names]
-        row = {"steps": m[-1]["step"], "planned": ARMS[arm][1], "done": data["state"]["done"]}
+        row = {"steps": m[-1]["step"], "planned": ARMS[arm][1], "done": data["state"]["done"],
+               "seconds_per_step": seconds_per_step(out / arm),
+               "clipped_ratio": first_last(m, "clipped_ratio")}
         for key in ("reward_mean", "completion_length", "repetition", "hacking/prompt_echo", "hacking/dataset_overlap",
                     "hacking/continues_after_answer", "group_diversity"):
             row[key] = first_last(m, key)
@@ -346,6 +358,14 @@ def report(args) -> int:
                      f"{collapse['collapse_step'] if collapse else 'none'} |")
     missing = [a for a in ARMS if a not in arms]
     lines += ["", f"Arms not run yet: {', '.join(missing) or 'none'}.", ""]
+    for arm, row in results.items():
+        sps = row["seconds_per_step"]
+        left = (row["planned"] - row["steps"]) * sps / 3600 if sps else None
+        lines.append(f"- {arm}: {row['steps']} of {row['planned']} steps"
+                     + (f", {sps:.0f} s per step lately (about {left:.1f} h to go for this arm)" if sps else "")
+                     + f"; completions cut at the 96-token limit: {fmt(row['clipped_ratio'][0], 2)} -> "
+                     f"{fmt(row['clipped_ratio'][1], 2)} (a reward-length correlation needs lengths that differ)")
+    lines.append("")
     for arm, data in arms.items():
         if data["collapse"]:
             lines.append(f"- {arm}: collapse step {data['collapse']['collapse_step']} (detected at "
