@@ -322,9 +322,9 @@ def test_collapse_step_is_where_reward_keeps_rising_while_diversity_falls():
     rows = [{"step": s, "reward_mean": 1.0 + max(0, s - 10) * 0.1, "group_diversity": 0.8 - max(0, s - 12) * 0.05}
             for s in range(1, 31)]
     found = collapse_step(rows, rule)
-    # trailing means over 3: the first step t with R_t > R_{t-3} and D_t < 0.9 D_{t-3} is t = 16
-    # (D_13..15 mean 0.75 vs D_10..12 0.8: not yet; D_14..16 mean 0.70 < 0.9 * 0.783)
-    assert found["detected_at"] == 16 and found["collapse_step"] == 13
+    # trailing means over 3: the first step t with R_t > R_{t-3} and D_t < 0.9 D_{t-3} is t = 15
+    # (t = 14: D_12..14 = 0.75 against 0.9 * D_9..11 = 0.72, not yet; t = 15: D_13..15 = 0.70 < 0.72)
+    assert found["detected_at"] == 15 and found["collapse_step"] == 12
     assert collapse_step([dict(r, group_diversity=0.8) for r in rows], rule) is None  # rising reward alone: healthy
     falling = [dict(r, reward_mean=2.0 - r["step"] * 0.01) for r in rows]
     assert collapse_step(falling, rule) is None  # diversity falls but the reward does not rise
