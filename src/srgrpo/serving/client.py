@@ -299,6 +299,23 @@ def compute_score_sync(data_source=None, solution_str=None, ground_truth=None, e
 
 compute_score_batch = compute_score_sync
 
+VERL_DATA_SOURCE = "srgrpo"  # not a data source verl's rule reward knows: without our function it raises
+
+
+def verl_record(prompt, index: int, *, split: str = "train", ground_truth: str = "",
+                data_source: str = VERL_DATA_SOURCE, **extra_info) -> dict:
+    """One row of a verl parquet file scored by srgrpo serve: `prompt` as chat messages (a string
+    becomes one user message) in the `prompt` column and again in `extra_info["prompt"]` (verl hands
+    the reward function only the response and `extra_info`), `data_source="srgrpo"` (verl's rule
+    reward raises NotImplementedError for it, so a config that does not reach `compute_score`
+    fails at its first sample instead of training on another reward), an empty ground truth (the
+    managers read one; the stable rank needs none)."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    return {"data_source": data_source, "prompt": messages, "ability": "chat",
+            "reward_model": {"style": "model", "ground_truth": ground_truth},
+            "extra_info": {"split": split, "index": index, "prompt": messages, **extra_info}}
+
+
 VERL_MANAGERS = ("naive", "dapo", "gdpo", "rate_limited")  # the reward-loop managers that call compute_score
 VERL_FUNCTIONS = {"compute_score": "async", "compute_score_sync": "sync", "compute_score_batch": "sync"}
 
