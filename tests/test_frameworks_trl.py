@@ -151,6 +151,7 @@ class RecordingQueue:
         return getattr(self.inner, name)
 
 
+@pytest.mark.slow  # ~60 s here: the spawned child re-imports torch, transformers and trl
 def test_async_grpo_trainer_trains_two_steps_with_the_remote_reward(server, tiny_model, tiny_model_dir, tokenizer, tmp_path,
                                                                     monkeypatch):
     import copy
@@ -199,3 +200,39 @@ def test_async_grpo_trainer_trains_two_steps_with_the_remote_reward(server, tiny
     completions = [s.completion[-1]["content"] for s in recorded.samples]
     rewards = [s.metrics["rewards/RemoteStableRankReward"] for s in recorded.samples]
     assert rewards == pytest.approx(in_process(tiny_model, tokenizer, prompts, completions), rel=1e-5, abs=1e-5)
+
+
+class RecordingReward(RemoteStableRankReward):
+    """The remote reward, keeping what TRL handed it and what it answered (for the comparison)."""
+
+    def call(self, prompts, completions, log_metric=None, **kwargs):
+        values = super().call(prompts, completions, log_metric, **kwargs)
+        self.seen = getattr(self, "seen", []) + list(zip(prompts, completions, values))
+        return values
+
+
+def test_grpo_trainer_awaits_the_remote_reward(server, tiny_model, tiny_model_dir, tokenizer, tmp_path):
+    """GRPOTrainer (in process) awaits the async reward on its loop, passes log_metric, and trains on
+    the server's values."""
+    import copy
+
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    tok = copy.deepcopy(tokenizer)
+    tok.padding_side = "left"
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": q}] for q, _ in PAIRS]})
+    reward = RecordingReward(server.url)
+    args = GRPOConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, num_generations=2,
+                      max_completion_length=12, report_to="none", save_strategy="no", use_cpu=True, logging_steps=1)
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model_dir), args=args, processing_class=tok,
+                          train_dataset=dataset, reward_funcs=[reward])
+    trainer.train()
+    assert len(reward.seen) >= 4
+    logged = {k for entry in trainer.state.log_history for k in entry}
+    assert "srgrpo/unscored_frac" in logged and "rewards/RecordingReward/mean" in logged  # named after the class
+    scored = [(p[-1]["content"], c[-1]["content"], v) for p, c, v in reward.seen if v is not None]
+    assert scored, "every completion was unscored"
+    want = in_process(tiny_model, tokenizer, [p for p, _, _ in scored], [c for _, c, _ in scored])
+    assert [v for _, _, v in scored] == pytest.approx(want, rel=1e-5)
