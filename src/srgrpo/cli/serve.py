@@ -33,12 +33,13 @@ TRL GRPOTrainer / AsyncGRPOTrainer: reward_funcs=[RemoteStableRankReward("http:/
 def add_parser(sub) -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="serve the stable-rank reward over HTTP (OpenRLHF remote reward model protocol; verl client)",
+        help="serve the stable-rank reward over HTTP (OpenRLHF remote reward model protocol; verl 0.9 and TRL clients)",
         description="Hold the frozen model and answer POST /get_reward with {\"query\": [full prompt+response "
         "texts], \"prompts\": [their prompts]} -> {\"rewards\": [...], \"scores\": [...]}, plus GET /health and "
         "GET /metrics (Prometheus). Every reward is a number: a text that cannot be scored (e.g. an empty "
         "response) gets --unscored-value. Concurrent requests are batched fairly up to a token budget; bad "
-        "requests get a 4xx JSON error; SIGTERM/SIGINT drain accepted requests before exiting.",
+        "requests get a 4xx JSON error; SIGTERM/SIGINT drain accepted requests before exiting. With --devices, one "
+        "model replica per device takes batches from the same queue, so one URL uses every device.",
         epilog=EPILOG,
     )
     net = serve.add_argument_group("network")
