@@ -136,6 +136,24 @@ def varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k, softmax_scale=None, caus
     return out
 
 
+def test_the_attention_stand_in_is_causal_attention():
+    """Two packed segments, grouped-query heads: each equals plain causal SDPA on its own, and a
+    shorter query block attends bottom-right aligned (flash-attn's rule for a shared prefix)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(9, 4, 8), torch.randn(9, 2, 8), torch.randn(9, 2, 8)
+    cu = torch.tensor([0, 5, 9], dtype=torch.int32)
+    out = varlen_attention(q, k, v, cu, cu, 5, 5)
+    for a, b in ((0, 5), (5, 9)):
+        ref = F.scaled_dot_product_attention(q[a:b].transpose(0, 1), k[a:b].transpose(0, 1).repeat_interleave(2, 0),
+                                             v[a:b].transpose(0, 1).repeat_interleave(2, 0), is_causal=True)
+        assert torch.allclose(out[a:b], ref.transpose(0, 1), atol=1e-6)
+    tail = varlen_attention(q[3:5], k[:5], v[:5], torch.tensor([0, 2]), torch.tensor([0, 5]), 2, 5)
+    assert torch.allclose(tail, out[3:5], atol=1e-6)  # the last 2 queries over all 5 keys
+
+
 class RecordingQueue:
     """The trainer's end of the rollout queue, recording each scored sample it takes."""
 
