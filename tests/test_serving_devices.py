@@ -116,3 +116,14 @@ def test_one_replica_reports_its_device(tiny_model, tokenizer):
         assert len(replicas) == 1 and replicas[0]["device"] == str(tiny_model.device)
     finally:
         srv.stop()
+
+
+def test_serve_refuses_bad_devices_before_loading_the_model(capsys):
+    import torch
+
+    from srgrpo.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --devices all is valid")
+    assert main(["serve", "--model", "/nonexistent/model", "--devices", "all"]) == 2
+    assert "--devices all found no GPU: use --devices cpu" in capsys.readouterr().err
