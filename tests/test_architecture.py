@@ -13,7 +13,7 @@ PACKAGE = Path(srgrpo.__file__).parent
 # and anything below; apps (layer 5) never import each other.
 LAYERS = {
     "options": 0, "text": 0, "metrics": 0, "models": 0, "distributed": 0, "records": 0, "stats": 0,
-    "results": 0,
+    "results": 0, "registry": 0,
     "engine": 1,
     "features": 2,
     "scoring": 3,

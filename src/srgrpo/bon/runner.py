@@ -8,6 +8,11 @@ Generations are appended to `generations.jsonl` chunk by chunk as they are produ
 again with the same arguments generates only what is missing. Selectors, N and the bootstrap are
 not pinned in `run.json`: they are recomputed from the saved generations, so trying another
 selector never regenerates anything.
+
+`run.json` pins the generator's score-defining options (never its batch size) and records the
+versions of the candidate features, the dataset loader and the graders: a resume whose features or
+loader are defined differently is refused (the features were computed while generating), while the
+graders are recorded as they are now (every run grades the saved texts again).
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, accuracy_by_n, build_selectors
-from srgrpo.generation import Sample, Sampling
-from srgrpo.records import RunCache, json_float, prepare_output_dir
+from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, SELECTORS, accuracy_by_n, build_selectors
+from srgrpo.features import FEATURES, pinned_options
+from srgrpo.generation import SAMPLE_FEATURES, Sample, Sampling
+from srgrpo.options import ScoringOptions
+from srgrpo.records import RunCache, json_float, prepare_output_dir, run_versions
 from srgrpo.results import BestOfNSummary, Comparison, Gain
 from srgrpo.stats import bootstrap_mean_interval
-from srgrpo.tasks.datasets import Problem
-from srgrpo.tasks.grading import grade
+from srgrpo.tasks.datasets import Problem, dataset_version
+from srgrpo.tasks.grading import grade, grader_versions
 
 OUTPUT_FILES = ("generations.jsonl", "run.json", "results.json", "report.md", "accuracy_vs_n.png")
 
@@ -146,9 +153,19 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
     if previous.is_file() and not overwrite:
         n_max = max(n_max, json.loads(previous.read_text()).get("n_max", 0))
     config = dict(run_config or {})
+    # The generator's scoring options are pinned here, whoever calls (the CLI or Python): only what
+    # decides the candidates' features, never the batch size.
+    scorer = getattr(generator, "scorer", None)
+    features = SAMPLE_FEATURES if scorer is not None else ()
     config.update({"n_max": n_max, "seed": seed, "sampling": dataclasses.asdict(sampling),
+                   "options": pinned_options(scorer.options, features) if scorer is not None else None,
                    "problems": [p.id for p in problems]})
-    prepare_output_dir(output_dir, config, overwrite, OUTPUT_FILES)
+    versions = run_versions(
+        features=FEATURES.versions(features),
+        datasets=dataset_version(config["dataset"]) if isinstance(config.get("dataset"), str) else {},
+        graders=grader_versions(problems))
+    prepare_output_dir(output_dir, config, overwrite, OUTPUT_FILES, versions=versions, recorded=("graders",),
+                       unpinned={"options": [f.name for f in dataclasses.fields(ScoringOptions)]})
     cache = RunCache(output_dir / "generations.jsonl")
     started = time.perf_counter()
     try:
@@ -159,6 +176,7 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
     summary = summarize_best_of_n(problems, cache, ns, selector_names, borda_power, seed)
     summary.generation_seconds_this_call = generation_seconds
     summary.run = {k: v for k, v in config.items() if k != "problems"}
+    summary.run["versions"] = {**versions, "selectors": SELECTORS.versions(selector_names)}
     results = summary.to_json()
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, overwrite=args.overwrite, borda_power=args.borda_power, progress=not args.quiet,
         questions_per_chunk=max(1, args.gen_batch_size // max(args.n)),
         run_config={"dataset": args.dataset, "model": args.model, "dtype": args.dtype, "backend": args.backend,
-                    "scoring": args.scoring, "options": vars(options)},
+                    "scoring": args.scoring},  # run_bon pins the generator's scoring options itself
     )
     summary = BestOfNSummary.from_json(results)
     write_best_of_n_report(summary, args.output_dir)
