@@ -254,7 +254,6 @@ def _wait_for_everyone(args) -> None:
 def train(run: TrainRun) -> dict:
     """Run SR-GRPO as configured; returns the summary that the main process writes to `summary.json`."""
     from srgrpo.models import load_model
-    from srgrpo.training.plots import plot_training_curves
     from srgrpo.training.watch import CollapseThresholds, WatchCallback, read_metrics
 
     script, args = run.script, run.grpo
@@ -317,8 +316,7 @@ def train(run: TrainRun) -> dict:
     rows = read_metrics(output_dir / "metrics.jsonl")
     summary["watch_warnings"] = watch.warnings
     if rows:
-        summary["first_step"], summary["last_step"] = rows[0], rows[-1]
-        plot_training_curves(rows, output_dir / "training_curves.png")
+        summary["first_step"], summary["last_step"] = rows[0], rows[-1]  # the curves: srgrpo.reports.training
     if script.eval_dataset:
         summary.setdefault("eval", {})["after"] = greedy_eval(trainer.model, tokenizer, run, output_dir, "after")
     summary = TrainingSummary.from_json(summary).to_json()  # a missing or misnamed field fails here, not in a reader
