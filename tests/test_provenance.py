@@ -205,7 +205,7 @@ class ScoringFake:
 
 def test_bon_pins_the_generators_options_and_refuses_a_changed_feature(tmp_path, monkeypatch):
     problems = [Problem(f"q{i}", "What is 1?", "1", "gsm8k") for i in range(3)]
-    kwargs = dict(ns=[1, 2], selector_names=["stable_rank"], sampling=Sampling(), progress=False)
+    kwargs = dict(ns=[1, 2], selectors=["stable_rank"], sampling=Sampling(), progress=False)
     results = run_bon(ScoringFake(ScoringOptions(batch_size=2)), problems, tmp_path, **kwargs)
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["options"] == pinned_options(ScoringOptions(), FEATURES)  # pinned from Python, no batch size
@@ -224,7 +224,7 @@ def test_bon_pins_the_generators_options_and_refuses_a_changed_feature(tmp_path,
 
 def test_a_grader_change_is_recorded_not_refused(tmp_path, monkeypatch):
     problems = [Problem("q0", "What is 1?", "1", "gsm8k")]
-    kwargs = dict(ns=[1], selector_names=["stable_rank"], sampling=Sampling(), progress=False)
+    kwargs = dict(ns=[1], selectors=["stable_rank"], sampling=Sampling(), progress=False)
     run_bon(ScoringFake(), problems, tmp_path, **kwargs)
     # Every run grades the saved texts again, so a new grader applies to the old samples.
     monkeypatch.setitem(GRADERS, "gsm8k", dataclasses.replace(GRADERS["gsm8k"], version=2,

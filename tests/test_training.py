@@ -384,7 +384,6 @@ def test_training_curves_draw_each_column_and_leave_pyplot_alone(tmp_path):
 def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_path):
     from srgrpo.tasks.accuracy import greedy_accuracy
     from srgrpo.tasks.datasets import load_problems
-    from srgrpo.tasks.grading import is_correct
 
     tokenizer = make_tokenizer()
     path = tmp_path / "eval.jsonl"
@@ -393,13 +392,28 @@ def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_
     accuracy, rows = greedy_accuracy(tiny_model, tokenizer, problems, max_new_tokens=6, batch_size=2)
     assert len(rows) == 3 and accuracy == sum(r["correct"] for r in rows) / 3
     for problem, row in zip(problems, rows):
-        assert row["correct"] == is_correct(problem, row["completion"])
         # Batched left-padded generation gives what the model writes for the prompt alone.
         ids = torch.tensor([tokenizer.apply_chat_template(problem.messages(), add_generation_prompt=True,
                                                           return_dict=True)["input_ids"]], device=tiny_model.device)
         alone = tiny_model.generate(input_ids=ids, do_sample=False, max_new_tokens=6,
                                     pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:]
         assert row["completion"] == tokenizer.decode(alone, skip_special_tokens=True)
+
+
+def test_greedy_accuracy_grades_each_completion(tiny_model, monkeypatch):
+    """The grade of each row, for completions fixed here and graded by hand (gold 7)."""
+    from srgrpo.generation import HFGenerator, Sample
+    from srgrpo.tasks.accuracy import greedy_accuracy
+    from srgrpo.tasks.datasets import Problem
+
+    written = ["So the answer is 7.", "I get 8.", "7 apples, then 2 more: 9.", "#### 7", "no idea"]
+    monkeypatch.setattr(HFGenerator, "generate", lambda self, prompts, n, sampling, seed=0, progress=False:
+                        [[Sample(text, [1], True)] for text in written[:len(prompts)]])
+    problems = [Problem(f"q{i}", "How many?", "7", "gsm8k") for i in range(5)]
+    accuracy, rows = greedy_accuracy(tiny_model, make_tokenizer(), problems, max_new_tokens=6)
+    # "answer is 7" right; 8 wrong; the last number 9 wrong; "#### 7" right; no number wrong.
+    assert [r["correct"] for r in rows] == [True, False, False, True, False] and accuracy == 0.4
+    assert [r["completion"] for r in rows] == written and [r["gold"] for r in rows] == ["7"] * 5
 
 
 def test_train_reports_accuracy_before_and_after(tiny_model_dir, prompts_file, config_file, tmp_path):
@@ -411,8 +425,17 @@ def test_train_reports_accuracy_before_and_after(tiny_model_dir, prompts_file, c
                  "--config", str(config), "--eval-dataset", str(evalset)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     for label in ("before", "after"):
-        assert summary["eval"][label]["n"] == 2 and 0.0 <= summary["eval"][label]["accuracy"] <= 1.0
-        assert len((out / f"eval_{label}.jsonl").read_text().splitlines()) == 2
+        rows = [json.loads(line) for line in (out / f"eval_{label}.jsonl").read_text().splitlines()]
+        assert summary["eval"][label]["n"] == len(rows) == 2
+        # The gold is 7: with no "answer is", "####" or \boxed in the text (the tiny model writes 4
+        # tokens), a completion is right when its last number, as written, is 7.
+        import re
+
+        assert not any(m in r["completion"].lower() for r in rows for m in ("answer", "####", "boxed"))
+        last = [(re.findall(r"-?[\d.,/]*\d", r["completion"]) or [None])[-1] for r in rows]
+        right = [number == "7" for number in last]
+        assert [r["correct"] for r in rows] == right
+        assert summary["eval"][label]["accuracy"] == sum(right) / 2
 
 
 def test_readme_trl_example_runs(prompts_file, tmp_path, monkeypatch):

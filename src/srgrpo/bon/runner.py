@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -128,6 +129,16 @@ def summarize_best_of_n(problems: Sequence[Problem], cache: RunCache, ns: Sequen
     )
 
 
+def _renamed(old_name: str, old, new_name: str, new):
+    """The value passed under a parameter's old name (with a DeprecationWarning) or its new one."""
+    if old is None:
+        return new
+    if new is not None:
+        raise TypeError(f"run_bon() got both {old_name} and {new_name}: pass {new_name} only")
+    warnings.warn(f"run_bon({old_name}=...) is deprecated: pass {new_name}=...", DeprecationWarning, stacklevel=3)
+    return old
+
+
 def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> Comparison:
     base = float(baseline.mean())
     absolute = float(ours.mean()) - base
@@ -136,11 +147,23 @@ def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> Comparison:
 
 
 def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: Sequence[int],
-            selector_names: Sequence[str], sampling: Sampling, seed: int = 0, run_config: dict | None = None,
-            overwrite: bool = False, questions_per_chunk: int = 8, borda_power: float = DEFAULT_BORDA_POWER,
-            progress: bool = True) -> dict:
+            selectors: Sequence[str] | None = None, sampling: Sampling | None = None, seed: int = 0,
+            run_info: dict | None = None, overwrite: bool = False, questions_per_chunk: int = 8,
+            borda_power: float = DEFAULT_BORDA_POWER, progress: bool = True, *,
+            selector_names: Sequence[str] | None = None, run_config: dict | None = None) -> dict:
     """Generate (resumably), select, grade and write results.json; returns its content. The report
-    (report.md, accuracy_vs_n.png) is `srgrpo.reports.best_of_n.write_best_of_n_report`'s job."""
+    (report.md, accuracy_vs_n.png) is `srgrpo.reports.best_of_n.write_best_of_n_report`'s job.
+
+    Named as `run_rewardbench` names the same things: `selectors` are the methods compared (as its
+    `scorers`), `run_info` what the caller adds to run.json (model name, dataset, ...).
+    `selector_names` and `run_config` are the old names of these two, still accepted (deprecated)."""
+    selectors = _renamed("selector_names", selector_names, "selectors", selectors)
+    run_info = _renamed("run_config", run_config, "run_info", run_info)
+    if selectors is None:
+        raise TypeError("run_bon() needs selectors (selector names, e.g. ['stable_rank', 'random'])")
+    if sampling is None:
+        raise TypeError("run_bon() needs sampling (a srgrpo.generation.Sampling)")
+    selector_names = list(selectors)
     if not problems:
         raise ValueError("no problems to run")
     if not ns or min(ns) < 1:
@@ -152,7 +175,7 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
     previous = output_dir / "run.json"
     if previous.is_file() and not overwrite:
         n_max = max(n_max, json.loads(previous.read_text()).get("n_max", 0))
-    config = dict(run_config or {})
+    config = dict(run_info or {})
     # The generator's scoring options are pinned here, whoever calls (the CLI or Python): only what
     # decides the candidates' features, never the batch size.
     scorer = getattr(generator, "scorer", None)
