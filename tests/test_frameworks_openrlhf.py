@@ -10,6 +10,7 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+import references
 
 pytest.importorskip("openrlhf")
 agent = pytest.importorskip("openrlhf.utils.agent")
@@ -92,15 +93,23 @@ def test_empty_generation_gets_the_unscored_value_and_flag(servers, tokenizer):
     assert out["reward"] == [0.0] and out["extra_logs"] == {"srgrpo_unscored": [1.0]}
 
 
-def test_prompt_cut_from_the_left_is_still_scored(servers, tokenizer):
+def test_prompt_cut_from_the_left_is_still_scored(servers, tiny_model, tokenizer):
     """max_length - max_tokens shorter than the prompt: OpenRLHF keeps the prompt's last tokens, so
     the query no longer starts with the `prompts` text it sends."""
     executor = agent.SingleTurnAgentExecutor(f"{servers[0].url}/get_reward")
     engine = VLLMStandIn(tokenizer, {"": PAIRS[1][1]})  # the question itself is cut off
     full = len(tokenizer(chat_prompt(tokenizer, PAIRS[1][0]), add_special_tokens=False)["input_ids"])
     out = asyncio.run(execute(executor, tokenizer, engine, PAIRS[1][0], max_length=40 + full - 6, max_tokens=40))
-    assert len(engine.seen[-1]) == full - 6
-    assert out["reward"][0] > 0 and out["extra_logs"] == {"srgrpo_unscored": [0.0]}
+    cut_prompt = engine.seen[-1]
+    assert len(cut_prompt) == full - 6
+    # what the server should answer: the response's tokens after the kept prompt tail, read by
+    # transformers' forward with a float64 SVD (tests/references.py)
+    response_ids = tokenizer(PAIRS[1][1], add_special_tokens=False)["input_ids"]
+    ids = tokenizer(tokenizer.decode(cut_prompt + response_ids + [tokenizer.eos_token_id]),
+                    add_special_tokens=False)["input_ids"]
+    assert ids[:len(cut_prompt)] == cut_prompt
+    want = references.span_stable_rank(tiny_model, ids, len(cut_prompt), len(ids) - 1)
+    assert out["reward"] == pytest.approx([want], rel=1e-5) and out["extra_logs"] == {"srgrpo_unscored": [0.0]}
 
 
 def test_api_key_in_the_url(tiny_model, tokenizer, expected):

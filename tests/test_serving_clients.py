@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-import time
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import references
 
 from srgrpo.scoring import StableRankScorer
 from srgrpo.serving import client as client_module
@@ -45,6 +46,19 @@ def server(tiny_model, tokenizer):
 @pytest.fixture(scope="module")
 def expected(tiny_model, tokenizer):
     return StableRankScorer(tiny_model, tokenizer).score([p for p, _ in PAIRS], [r for _, r in PAIRS])
+
+
+def query_reference(model, tokenizer, query, boundary):
+    """What the server should answer for `query` whose response starts at character `boundary`: SR of
+    the tokens from the one holding that character to the end (trailing special tokens left out),
+    the text tokenised whole, from transformers' forward and float64 SVD (tests/references.py)."""
+    enc = tokenizer(query, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    start = next(i for i, (_, end) in enumerate(enc["offset_mapping"]) if end > boundary)
+    end = len(ids)
+    while end > start and ids[end - 1] in tokenizer.all_special_ids:
+        end -= 1
+    return references.span_stable_rank(model, ids, start, end)
 
 
 def templated_prompt(tokenizer, prompt):
@@ -202,15 +216,19 @@ def test_client_sends_the_api_key(tiny_model, tokenizer, monkeypatch):
     try:
         with pytest.raises(client_module.RewardServerError, match="401"):
             client_module.get_rewards(["hello there"], url=srv.url)
-        assert client_module.get_rewards(["hello there"], url=f"http://x:k3y@127.0.0.1:{srv.port}")[0] > 0
+        whole = query_reference(tiny_model, tokenizer, "hello there", 0)  # no prompt: the whole text
+        assert client_module.get_rewards(["hello there"], url=f"http://x:k3y@127.0.0.1:{srv.port}")[0] == \
+            pytest.approx(whole, rel=1e-5)
         monkeypatch.setenv(client_module.KEY_ENV, "k3y")
-        assert asyncio.run(client_module.compute_score("s", "hello there", None, {"prompt": "Hi"}, url=srv.url)) > 0
+        after_prompt = query_reference(tiny_model, tokenizer, "Hihello there", len("Hi"))  # verl's prompt, as sent
+        assert asyncio.run(client_module.compute_score("s", "hello there", None, {"prompt": "Hi"}, url=srv.url)) == \
+            pytest.approx(after_prompt, rel=1e-5)
     finally:
         srv.stop()
 
 
 # ---------------------------------------------------------------------- without torch
-def test_the_client_file_loads_and_scores_without_torch(server):
+def test_the_client_file_loads_and_scores_without_torch(server, tiny_model, tokenizer):
     """verl loads the file by path: nothing heavier than the standard library comes in."""
     code = (
         "import importlib.util, sys\n"
@@ -223,7 +241,8 @@ def test_the_client_file_loads_and_scores_without_torch(server):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
     heavy, value = out.rsplit("]", 1)
-    assert heavy + "]" == "[]" and float(value) > 0
+    expected = query_reference(tiny_model, tokenizer, "Say hello.Hello! How can I help you today?", len("Say hello."))
+    assert heavy + "]" == "[]" and float(value) == pytest.approx(expected, rel=1e-5)
 
 
 def test_importing_the_client_module_does_not_import_torch():

@@ -4,4 +4,5 @@ model), `client` (standard library only: OpenRLHF-style `get_rewards`, verl 0.9'
 `compute_score` and `check_verl_config`, TRL's `RemoteStableRankReward`) and `verl_main` (verl's own
 `main_ppo` behind that check).
 
+The command `srgrpo serve` is `srgrpo.cli.serve`; `launch` starts it as a child process.
 This package's __init__ imports nothing, so `srgrpo.serving.client` stays free of torch."""
