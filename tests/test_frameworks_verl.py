@@ -103,8 +103,7 @@ def run_reward_loop(config, data):
     return scores, outputs, resolve_reward_manager_cls(config).assemble_rm_scores(data, scores)
 
 
-@pytest.mark.parametrize("manager", ["naive", pytest.param("dapo", marks=pytest.mark.slow),
-                                     pytest.param("gdpo", marks=pytest.mark.slow), "rate_limited"])
+@pytest.mark.parametrize("manager", ["naive", "dapo", "gdpo", "rate_limited"])
 def test_verl_reward_loop_sends_every_sample_to_the_server(manager, server, tiny_model_dir, tokenizer, parquet, expected):
     extra = ["+reward.max_concurrent=8"] if manager == "rate_limited" else []
     config = compose(readme_overrides(server.url, tiny_model_dir, parquet, manager, extra=extra))
