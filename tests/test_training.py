@@ -362,7 +362,7 @@ def test_training_curves_draw_each_column_and_leave_pyplot_alone(tmp_path):
     data = rows(lambda i: 5 + i, lambda i: 100 - i, diversity=0.25, n=4)
     data[-1]["watch_warning"] = "x"
     axes = training_curves_figure(data).axes
-    assert [ax.get_title() for ax in axes] == ["reward: stable rank", "completion length (tokens)",
+    assert [ax.get_title() for ax in axes] == ["reward", "completion length (tokens)",
                                                "repetition and diversity"]
     # The points drawn are the rows' values, written out by hand (sr_group_std and zero_spread_frac
     # are absent from these rows, so they draw no line); the warned step 4 is a vertical line.
