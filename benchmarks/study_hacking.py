@@ -218,9 +218,11 @@ def smooth(values: list[float], window: int = 10) -> list[float]:
 
 
 def first_last(rows: list[dict], column: str, n: int = 10) -> tuple[float | None, float | None]:
+    """Means of the first and last n values (n = 10, fewer for a short run so the two do not overlap)."""
     values = [r[column] for r in rows if column in r]
     if not values:
         return None, None
+    n = max(1, min(n, len(values) // 2))
     return statistics.fmean(values[:n]), statistics.fmean(values[-n:])
 
 
@@ -320,7 +322,7 @@ def report(args) -> int:
     lines = ["# Reward hacking study (issue 16): partial results" if any(not a["state"]["done"] for a in arms.values())
              or len(arms) < len(ARMS) else "# Reward hacking study (issue 16)", ""]
     lines += ["Embedded SmolLM2-135M-Instruct, CPU, `benchmarks/study_hacking.py` (settings in its docstring and "
-              "`COMMON`). Each row: mean of the first 10 logged steps -> the last 10; held-out accuracy and refusal "
+              "`COMMON`). Each row: mean of the first 10 logged steps -> the last 10 (for runs under 20 steps, the first and last half); held-out accuracy and refusal "
               "at step 0 -> the last evaluation. Collapse step: `srgrpo.training.hacking.CollapseRule` "
               f"(W = {COMMON['collapse_window']} logged steps).", ""]
     header = ("| arm | steps done / planned | reward | length | repetition | prompt echo | dataset overlap | "
