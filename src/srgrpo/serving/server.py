@@ -47,6 +47,7 @@ from starlette.requests import ClientDisconnect
 
 from srgrpo.features import FEATURES
 from srgrpo.scoring import StableRankScorer
+from srgrpo.serving.connections import ConnectionGuard, guarded_protocol
 from srgrpo.serving.protocol import BadRequest, parse_request
 from srgrpo.serving.worker import BatchingWorker, Job
 
@@ -54,6 +55,7 @@ logger = logging.getLogger("srgrpo.serve")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 API_KEY_ENV = "SRGRPO_API_KEY"
+H11_MAX_HEAD_BYTES = 16 * 1024  # a longer request head gets 400 (h11's own default)
 
 
 @dataclass
@@ -75,6 +77,13 @@ class ServeConfig:
     read_timeout: float = 60.0  # seconds to receive a new connection's request head, and a request's body
     keep_alive_timeout: int = 15  # seconds an idle keep-alive connection is kept
     max_connections: int = 4096  # beyond this many open connections, 503
+    # Requests without the API key get 503 while more connections than this carry them; None: half
+    # of max_connections. Only with an API key (see srgrpo.serving.connections).
+    max_unauthenticated_connections: int | None = None
+    # Bound on the bytes charged to request bodies being received, parsed or queued (see
+    # InflightBytes); beyond it 503 with Retry-After. None: derived from memory
+    # (default_max_inflight_bytes).
+    max_inflight_bytes: int | None = None
     backlog: int = 4096  # listen queue (the kernel caps it at net.core.somaxconn)
     drain_timeout: int | None = 600  # seconds to finish accepted requests on SIGTERM; None = no limit
 
@@ -90,6 +99,15 @@ class ServeConfig:
         for name in ("target_batch_seconds", "read_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.max_inflight_bytes is not None and self.max_inflight_bytes < 2 * self.max_body_bytes:
+            raise ValueError(
+                f"max-inflight-bytes ({self.max_inflight_bytes}) must be at least twice max-body-bytes "
+                f"({self.max_body_bytes}): a body is charged twice its size while it is parsed, so a smaller "
+                "bound could never admit a body of the largest size; raise it or lower --max-body-bytes")
+        if self.max_unauthenticated_connections is not None and not (
+                1 <= self.max_unauthenticated_connections <= self.max_connections):
+            raise ValueError(f"max-unauthenticated-connections must be in 1..max-connections ({self.max_connections}), "
+                             f"got {self.max_unauthenticated_connections}")
         if self.batch_wait_ms < 0:
             raise ValueError(f"batch-wait-ms must not be negative, got {self.batch_wait_ms}")
         if not 0 <= self.port < 65536:
@@ -100,6 +118,100 @@ class ServeConfig:
                 f"(--api-key or ${API_KEY_ENV}), or bind 127.0.0.1"
             )
         return self
+
+    @property
+    def unauthenticated_share(self) -> int:
+        if self.max_unauthenticated_connections is not None:
+            return self.max_unauthenticated_connections
+        return max(1, self.max_connections // 2)
+
+    @property
+    def drain_bytes(self) -> int:
+        """How much of a rejected body is read and discarded so that its client still reads the
+        answer (lingering close): twice the body limit, at least 64 MiB."""
+        return max(2 * self.max_body_bytes, 64 * 1024 * 1024)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now: the system's available memory, capped by a
+    cgroup v2 limit (a container) when one is set."""
+    import psutil
+
+    available = psutil.virtual_memory().available
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read())
+        if limit != "max":
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return max(0, available)
+
+
+def default_max_inflight_bytes(max_body_bytes: int, max_connections: int, available: int | None = None) -> int:
+    """The default in-flight body bound: a quarter of the memory available when the server starts
+    (the model is loaded by then), at least one largest body (charged twice its size while parsed)
+    and at most every connection's largest body."""
+    available = available_memory() if available is None else available
+    return max(2 * max_body_bytes, min(available // 4, 2 * max_body_bytes * max_connections))
+
+
+class InflightBytes:
+    """The bytes charged to request bodies in flight, against a limit. A request with a
+    Content-Length is charged twice that length on arrival (its raw body and the texts parsed from
+    it exist together while it is parsed), a chunked one twice each chunk as it arrives; once parsed,
+    the charge becomes the size of the parsed texts (`sys.getsizeof`, about the body's size for
+    ASCII text), held until the request is answered. Runs on the event loop thread only."""
+
+    def __init__(self, limit: int, gauge=None):
+        self.limit = limit
+        self.used = 0
+        self._gauge = gauge
+
+    def take(self, n: int, force: bool = False) -> bool:
+        if not force and n > 0 and self.used + n > self.limit:
+            return False
+        self.used += n
+        if self._gauge is not None:
+            self._gauge.set(self.used)
+        return True
+
+    def give(self, n: int) -> None:
+        self.take(-n, force=True)
+
+
+class _Charge:
+    """What one request holds of an `InflightBytes` bound."""
+
+    def __init__(self, bound: InflightBytes):
+        self.bound, self.held = bound, 0
+
+    def take(self, n: int) -> bool:
+        if not self.bound.take(n):
+            return False
+        self.held += n
+        return True
+
+    def become(self, n: int) -> None:
+        """Hold `n` bytes from now on (the memory is already spent: never refused)."""
+        self.bound.take(n - self.held, force=True)
+        self.held = n
+
+    def release(self) -> None:
+        self.become(0)
+
+
+def _parsed_size(parsed) -> int:
+    import sys
+
+    size = 0
+    for texts in (parsed.query, parsed.responses, parsed.prompts):
+        for item in texts or ():
+            if isinstance(item, str):
+                size += sys.getsizeof(item)
+            else:  # chat messages
+                size += sum(sys.getsizeof(m.get("content", "")) + sys.getsizeof(m.get("role", "")) for m in item)
+    return size
 
 
 def is_loopback(host: str) -> bool:
@@ -133,6 +245,16 @@ class Metrics:
                                       buckets=(64, 256, 1024, 4096, 16384, 65536, math.inf))
         self.batch_seconds = Histogram("srgrpo_batch_seconds", "time to score one batch", registry=r,
                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, math.inf))
+        self.inflight_bytes = Gauge("srgrpo_inflight_bytes", "bytes charged to request bodies being received, "
+                                    "parsed or queued (twice a body's size until it is parsed)", registry=r)
+        self.inflight_bytes_limit = Gauge("srgrpo_inflight_bytes_limit", "the bound on srgrpo_inflight_bytes "
+                                          "(--max-inflight-bytes)", registry=r)
+        self.connections_open = Gauge("srgrpo_connections_open", "open HTTP connections", registry=r)
+        self.connections_closed = Counter("srgrpo_connections_closed", "connections closed by the server's guards, "
+                                          "by reason (head_timeout, body_timeout, evicted, lingering_close, "
+                                          "drain_limit, drain_timeout)", ["reason"], registry=r)
+        self.refused = Counter("srgrpo_refused", "requests answered 503, by reason (connection_cap, "
+                               "unauthenticated_share, inflight_bytes, shutting_down)", ["reason"], registry=r)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
@@ -151,29 +273,28 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    chunks, size = [], 0
+class _Busy(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int, charge=None) -> bytearray:
+    """The body, at most `limit` bytes (else _TooLarge); `charge(n)` is asked for each chunk's bytes
+    when given, and _Busy raised when it refuses. One growing buffer: no second copy from a join."""
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if charge is not None and not charge(len(chunk)):
+            raise _Busy
+        body += chunk
+    return body
 
 
-async def _wait_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _authorized(request: Request, key: str | None) -> bool:
+def _authorized_value(header: str, key: str | None) -> bool:
     """`Authorization: Bearer KEY`, or HTTP Basic with KEY as the password or the user name (what
     aiohttp and requests send for a URL like http://srgrpo:KEY@host:5000/get_reward)."""
     if not key:
         return True
-    header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer":
@@ -187,6 +308,49 @@ def _authorized(request: Request, key: str | None) -> bool:
     return False
 
 
+class _Admission:
+    """ASGI middleware: asks the connection's `ConnectionGuard` whether to serve a request at all
+    (the connection cap, and the share of it keyless requests may hold), before any route runs;
+    503 with Retry-After and `Connection: close` when not. Passes everything through where no
+    guarded connection is known (e.g. starlette's TestClient)."""
+
+    MESSAGES = {
+        "connection_cap": "the server holds its maximum of {cap} connections (--max-connections); retry shortly",
+        "unauthenticated_share": "too many connections without the API key (--max-unauthenticated-connections "
+                                 "{share}); send 'Authorization: Bearer KEY'",
+    }
+
+    def __init__(self, app, config: ServeConfig, metrics: Metrics):
+        self.app, self.config, self.metrics = app, config, metrics
+
+    async def __call__(self, scope, receive, send):
+        from srgrpo.serving.connections import current_connection
+
+        conn = current_connection() if scope["type"] == "http" else None
+        if conn is not None:
+            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
+            reason = conn.guard.admit(conn, _authorized_value(header, self.config.api_key))
+            if reason is not None:
+                self.metrics.refused.labels(reason=reason).inc()
+                message = self.MESSAGES[reason].format(cap=self.config.max_connections,
+                                                       share=self.config.unauthenticated_share)
+                response = _error(503, message, close=True, headers={"Retry-After": "1"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _authorized(request: Request, key: str | None) -> bool:
+    return _authorized_value(request.headers.get("authorization", ""), key)
+
+
 def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
     """The FastAPI application; its lifespan starts and drains the batching worker."""
     config.validate()
@@ -196,6 +360,10 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
         target_batch_seconds=config.target_batch_seconds, batch_wait_s=config.batch_wait_ms / 1000, metrics=metrics,
     )
     state = {"draining": False, "accepted": 0, "answered": 0}
+    inflight_limit = config.max_inflight_bytes or default_max_inflight_bytes(config.max_body_bytes,
+                                                                             config.max_connections)
+    inflight = InflightBytes(inflight_limit, metrics.inflight_bytes)
+    metrics.inflight_bytes_limit.set(inflight_limit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -209,6 +377,8 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
 
     app = FastAPI(title="srgrpo reward server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.worker, app.state.metrics, app.state.config, app.state.counts = worker, metrics, config, state
+    app.state.inflight = inflight
+    app.add_middleware(_Admission, config=config, metrics=metrics)
     unauthorized = {"WWW-Authenticate": "Bearer"}
 
     @app.exception_handler(StarletteHTTPException)
@@ -221,14 +391,14 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
         logger.exception("request failed")
         return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
         return {"status": "draining" if state["draining"] else "ok", "model": config.model_name,
                 "feature": config.feature, "unscored_value": config.unscored_value,
                 "options": dataclasses.asdict(scorer.options), "requests": state["answered"],
                 "batches": worker.batches, "queue_texts": worker.pending_texts}
 
-    @app.get("/metrics")
+    @app.api_route("/metrics", methods=["GET", "HEAD"])
     async def prometheus(request: Request):
         if not _authorized(request, config.api_key):
             return _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", headers=unauthorized)
@@ -256,11 +426,28 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
         length = request.headers.get("content-length", "")
         too_large = f"body exceeds the limit of {config.max_body_bytes} bytes (--max-body-bytes)"
         if length.isdigit() and int(length) > config.max_body_bytes:
-            return _error(413, too_large, close=True)  # not read: answer and drop the connection
+            return _error(413, too_large, close=True)  # not read: answer, drain (lingering close), drop
+        charge = _Charge(inflight)  # given back when the request is answered, whatever the answer
         try:
-            body = await asyncio.wait_for(_read_body(request, config.max_body_bytes), config.read_timeout)
+            return await _charged(request, length, charge, too_large)
+        finally:
+            charge.release()
+
+    async def _charged(request: Request, length: str, charge: _Charge, too_large: str) -> Response:
+        busy = _error(503, f"request bodies in flight would exceed {inflight.limit} bytes (--max-inflight-bytes); "
+                      "retry shortly", close=True, headers={"Retry-After": "1"})
+        declared = int(length) if length.isdigit() else None
+        if declared is not None and not charge.take(2 * declared):
+            metrics.refused.labels(reason="inflight_bytes").inc()
+            return busy
+        try:
+            per_chunk = None if declared is not None else (lambda n: charge.take(2 * n))
+            body = await asyncio.wait_for(_read_body(request, config.max_body_bytes, per_chunk), config.read_timeout)
         except _TooLarge:
             return _error(413, too_large, close=True)
+        except _Busy:
+            metrics.refused.labels(reason="inflight_bytes").inc()
+            return busy
         except asyncio.TimeoutError:
             return _error(408, f"the request body did not arrive within {config.read_timeout:g} s", close=True)
         except ClientDisconnect:
@@ -269,6 +456,8 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
             parsed = await asyncio.to_thread(parse_request, body) if len(body) > 1 << 20 else parse_request(body)
         except BadRequest as err:
             return _error(err.status, str(err))
+        del body  # from here the parsed texts are what this request holds
+        charge.become(_parsed_size(parsed))
         texts = parsed.texts
         if len(texts) > config.max_texts_per_request:
             return _error(413, f"{len(texts)} texts in one request exceed the limit of {config.max_texts_per_request} "
@@ -284,6 +473,7 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
         try:
             worker.submit(job)
         except RuntimeError as err:
+            metrics.refused.labels(reason="shutting_down").inc()
             return _error(503, str(err), close=True)
         state["accepted"] += 1
         metrics.texts.inc(len(texts))
@@ -317,30 +507,6 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-def _protocol_with_first_request_timeout(seconds: float):
-    """uvicorn's h11 protocol, plus: a connection that has not sent a whole request head within
-    `seconds` of opening is closed (uvicorn times out idle keep-alive connections, but not a new
-    connection that never sends, or stalls inside its headers)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class Protocol(H11Protocol):
-        def connection_made(self, transport):
-            super().connection_made(transport)
-            self._srgrpo_timer = self.loop.call_later(seconds, self._srgrpo_no_request)
-
-        def _srgrpo_no_request(self):
-            if getattr(self, "cycle", None) is None and not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_lost(self, exc):
-            timer = getattr(self, "_srgrpo_timer", None)
-            if timer is not None:
-                timer.cancel()
-            super().connection_lost(exc)
-
-    return Protocol
-
-
 class RewardServer:
     """uvicorn serving `create_app(scorer, config)` on a socket bound at construction.
 
@@ -354,11 +520,18 @@ class RewardServer:
         self.app = create_app(scorer, config)
         self.socket = bind_socket(config.host, config.port, config.backlog)
         self.port = self.socket.getsockname()[1]
+        self.guard = ConnectionGuard(
+            read_timeout=config.read_timeout, max_connections=config.max_connections,
+            max_unauthenticated=config.unauthenticated_share, keyed=bool(config.api_key),
+            drain_bytes=config.drain_bytes, metrics=self.app.state.metrics)
+        self.app.state.metrics.connections_open.set_function(lambda: len(self.guard.connections))
+        # The connection cap is the guard's (uvicorn's limit_concurrency cannot tell key holders from
+        # others); uvicorn's h11 protocol is subclassed, not patched: see srgrpo.serving.connections.
         self.uvicorn = uvicorn.Server(uvicorn.Config(
             self.app, backlog=config.backlog, timeout_keep_alive=config.keep_alive_timeout,
-            limit_concurrency=config.max_connections, timeout_graceful_shutdown=config.drain_timeout,
-            access_log=False, log_config=None, lifespan="on", loop="asyncio",
-            http=_protocol_with_first_request_timeout(config.read_timeout),
+            limit_concurrency=None, timeout_graceful_shutdown=config.drain_timeout,
+            access_log=False, log_config=None, lifespan="on", loop="asyncio", reset_contextvars=False,
+            http=guarded_protocol(self.guard), h11_max_incomplete_event_size=H11_MAX_HEAD_BYTES,
         ))
         self._thread: threading.Thread | None = None
 
