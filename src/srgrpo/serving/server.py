@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import contextlib
 import dataclasses
 import hmac
@@ -277,16 +278,21 @@ class _Busy(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int, charge=None) -> bytearray:
+async def _read_body(request: Request, limit: int, declared: int | None = None, charge=None) -> bytearray:
     """The body, at most `limit` bytes (else _TooLarge); `charge(n)` is asked for each chunk's bytes
-    when given, and _Busy raised when it refuses. One growing buffer: no second copy from a join."""
-    body = bytearray()
+    when given, and _Busy raised when it refuses. One buffer, allocated at the declared length when
+    there is one (no growth, no second copy from a join)."""
+    body = bytearray(declared or 0)
+    size = 0
     async for chunk in request.stream():
-        if len(body) + len(chunk) > limit:
+        if size + len(chunk) > limit:
             raise _TooLarge
         if charge is not None and not charge(len(chunk)):
             raise _Busy
-        body += chunk
+        body[size:size + len(chunk)] = chunk  # in place while within the declared length
+        size += len(chunk)
+    if size < len(body):  # the connection ended early
+        del body[size:]
     return body
 
 
@@ -363,6 +369,9 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
     inflight_limit = config.max_inflight_bytes or default_max_inflight_bytes(config.max_body_bytes,
                                                                              config.max_connections)
     inflight = InflightBytes(inflight_limit, metrics.inflight_bytes)
+    # Large bodies are parsed off the event loop, one at a time: parsing holds the GIL anyway, and one
+    # thread means one allocator arena and at most one body's transient parse copy at a time.
+    parser = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="srgrpo-parse")
     metrics.inflight_bytes_limit.set(inflight_limit)
 
     @contextlib.asynccontextmanager
@@ -373,6 +382,7 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
         finally:
             state["draining"] = True
             await asyncio.to_thread(worker.close)
+            parser.shutdown(wait=False)
             logger.info("reward worker stopped: %d requests accepted, %d answered", state["accepted"], state["answered"])
 
     app = FastAPI(title="srgrpo reward server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -442,7 +452,8 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
             return busy
         try:
             per_chunk = None if declared is not None else (lambda n: charge.take(2 * n))
-            body = await asyncio.wait_for(_read_body(request, config.max_body_bytes, per_chunk), config.read_timeout)
+            body = await asyncio.wait_for(_read_body(request, config.max_body_bytes, declared, per_chunk),
+                                          config.read_timeout)
         except _TooLarge:
             return _error(413, too_large, close=True)
         except _Busy:
@@ -453,10 +464,14 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
         except ClientDisconnect:
             return Response(status_code=499)
         try:
-            parsed = await asyncio.to_thread(parse_request, body) if len(body) > 1 << 20 else parse_request(body)
+            if len(body) > 1 << 20:
+                parsed = await asyncio.get_running_loop().run_in_executor(parser, parse_request, body)
+            else:
+                parsed = parse_request(body)
         except BadRequest as err:
             return _error(err.status, str(err))
         del body  # from here the parsed texts are what this request holds
+        parsed.labels = None  # accepted and ignored: not kept while the request waits
         charge.become(_parsed_size(parsed))
         texts = parsed.texts
         if len(texts) > config.max_texts_per_request:
