@@ -16,11 +16,14 @@ default) and its `warnings` entry says why; `extra_logs.srgrpo_unscored` marks i
 
 Bad input never reaches the model: malformed JSON (lone surrogates, nesting deeper than the parser
 allows) gets 400; a well-formed body of the wrong shape 422; a body over `max_body_bytes` or more
-texts than `max_texts_per_request` 413; a body not sent within `read_timeout` 408 (a new connection
-that sends no request head within it is closed); a missing or
-wrong API key 401; always with `{"error": message}`. Work is bounded and fair (see
-`srgrpo.serving.worker`); a request whose client has gone is not computed further. On SIGTERM or
-SIGINT the server stops accepting connections, answers every request it has accepted, then exits.
+texts than `max_texts_per_request` 413; a body not sent within `read_timeout` 408; a missing or
+wrong API key 401; a full server (the connection cap, or `max_inflight_bytes` of bodies in flight:
+see `InflightBytes`) 503 with `Retry-After`; always with `{"error": message}`. `/health` and
+`/metrics` answer HEAD too. Connections (every head and body timed, room kept for key holders, a
+rejected body drained so its client reads the answer) are `srgrpo.serving.connections`'s. Work is
+bounded and fair (see `srgrpo.serving.worker`); a request whose client has gone is not computed
+further. On SIGTERM or SIGINT the server stops accepting connections, answers every request it has
+accepted, then exits.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ class ServeConfig:
     max_batch_tokens: int = 16384
     target_batch_seconds: float = 1.0
     batch_wait_ms: float = 5.0
-    read_timeout: float = 60.0  # seconds to receive a new connection's request head, and a request's body
+    read_timeout: float = 60.0  # seconds to receive each request head, and each request body
     keep_alive_timeout: int = 15  # seconds an idle keep-alive connection is kept
     max_connections: int = 4096  # beyond this many open connections, 503
     # Requests without the API key get 503 while more connections than this carry them; None: half
