@@ -144,7 +144,7 @@ def main() -> None:
     mib = 2**20
     argv = ["--port", "0", "--read-timeout", str(args.read_timeout), "--keep-alive-timeout", str(int(args.read_timeout)),
             "--max-connections", str(args.max_connections), "--max-inflight-bytes", str(args.max_inflight_mib * mib),
-            "--max-body-bytes", str(min(16 * mib, args.max_inflight_mib * mib // 2))]  # the bound admits one
+            "--max-body-bytes", str(min(16 * mib, (args.max_inflight_mib * mib - 512 * 1024) // 2))]  # one fits
     if args.model:
         argv += ["--model", args.model]
     argv += ["--api-key", KEY] if args.attack == "heads" else []

@@ -30,8 +30,9 @@ Mechanisms, and their limits:
   request body is still arriving (413, 503, 408), closing at once would make the kernel send a
   reset, and a client that writes its whole body before reading loses the answer. Instead the
   server half-closes (FIN after the answer), reads and discards up to `drain_bytes` more for at
-  most `read_timeout`, then closes; the client reads the answer, then hangs up. A body longer than
-  that still gets a reset. No discarded byte is kept in memory.
+  most `read_timeout` (and no longer than `LINGER_IDLE_S` without a byte), then closes; the client
+  reads the answer, then hangs up. A body longer than that still gets a reset. No discarded byte
+  is kept in memory.
 - Not covered: a client that never reads its answer holds the connection while the kernel's send
   buffer holds the answer (the answers are small: one float per text); TLS is not terminated here.
 """
@@ -40,7 +41,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
+import math
+import time
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -50,6 +54,8 @@ logger = logging.getLogger("srgrpo.serve")
 # After the body timer expires, an application that has not started its answer (e.g. /get_reward,
 # whose own timer answers 408) gets this long to do so before the connection is closed.
 BODY_GRACE_S = 1.0
+# A lingering close ends when the client has sent nothing for this long (or after read_timeout in all).
+LINGER_IDLE_S = 2.0
 
 _CONNECTION: contextvars.ContextVar["GuardedH11Protocol | None"] = contextvars.ContextVar(
     "srgrpo_connection", default=None)
@@ -76,6 +82,8 @@ class ConnectionGuard:
         self.metrics = metrics
         self.connections: dict[GuardedH11Protocol, None] = {}  # insertion order: oldest first
         self.unauthenticated: set[GuardedH11Protocol] = set()  # whose latest request lacked the key
+        self.evicted = 0
+        self._logged = -math.inf
 
     def count_closed(self, reason: str) -> None:
         if self.metrics is not None:
@@ -99,17 +107,22 @@ class ConnectionGuard:
         """Close up to `n` idle connections that never carried the key, oldest first."""
         if not self.keyed or n <= 0:
             return 0
-        victims = [c for c in self.connections if c is not spare and not c.authenticated and c.idle()][:n]
+        victims = list(itertools.islice(
+            (c for c in self.connections if c is not spare and not c.authenticated and c.idle()), n))
         for c in victims:
             c.close_now("evicted")
-        if victims:
-            logger.warning("connection cap reached: closed %d idle connection(s) without the API key", len(victims))
+        self.evicted += len(victims)
+        now = time.monotonic()
+        if victims and now - self._logged >= 10:  # at most one line per 10 s under a flood
+            self._logged = now
+            logger.warning("connection cap (%d) reached: %d idle connection(s) without the API key closed so far",
+                           self.max_connections, self.evicted)
         return len(victims)
 
     def admit(self, conn: "GuardedH11Protocol", authorized: bool) -> str | None:
         """None to serve the request, or why it gets 503 (then the connection closes)."""
         authorized = authorized or not self.keyed
-        conn.authenticated = authorized
+        conn.authenticated = conn.authenticated or authorized  # once it carried the key, never evicted
         if authorized:
             self.unauthenticated.discard(conn)
         else:
@@ -160,7 +173,7 @@ class GuardedH11Protocol(H11Protocol):
         self._raw_transport = transport
         self.transport = _LingeringTransport(transport, self)
         self.authenticated = False
-        self._head_timer = self._body_timer = self._drain_timer = None
+        self._head_timer = self._body_timer = self._drain_timer = self._linger_idle = None
         self._body_grace_used = False
         self._draining = False
         self._drained = 0
@@ -187,6 +200,9 @@ class GuardedH11Protocol(H11Protocol):
             self._drained += len(data)
             if self._drained > self.guard.drain_bytes:
                 self.close_now("drain_limit")
+            else:
+                self._linger_idle.cancel()
+                self._linger_idle = self.loop.call_later(LINGER_IDLE_S, self.close_now, "drain_timeout")
             return
         super().data_received(data)
 
@@ -205,7 +221,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc):
         self._lost = True
         self._draining = False
-        for timer in (self._head_timer, self._body_timer, self._drain_timer):
+        for timer in (self._head_timer, self._body_timer, self._drain_timer, self._linger_idle):
             if timer is not None:
                 timer.cancel()
         self.guard.lost(self)
@@ -259,6 +275,8 @@ class GuardedH11Protocol(H11Protocol):
         self._raw_transport.write_eof()  # the answer, then FIN: the client knows it is complete
         self.flow.resume_reading()
         self._drain_timer = self.loop.call_later(self.guard.read_timeout, self.close_now, "drain_timeout")
+        self._linger_idle = self.loop.call_later(min(LINGER_IDLE_S, self.guard.read_timeout), self.close_now,
+                                                 "drain_timeout")
         self.guard.count_closed("lingering_close")
 
 

@@ -60,6 +60,10 @@ logger = logging.getLogger("srgrpo.serve")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 API_KEY_ENV = "SRGRPO_API_KEY"
 H11_MAX_HEAD_BYTES = 16 * 1024  # a longer request head gets 400 (h11's own default)
+# What the HTTP stack may hold of a body on its way in, beside our own buffer: asyncio reads up to
+# 256 KiB at a time, h11 buffers it and hands a copy on, uvicorn keeps up to 64 KiB before pausing
+# reading and copies that again for the application. Charged on arrival with the body (InflightBytes).
+STACK_BYTES = 512 * 1024
 
 
 @dataclass
@@ -103,11 +107,11 @@ class ServeConfig:
         for name in ("target_batch_seconds", "read_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.max_inflight_bytes is not None and self.max_inflight_bytes < 2 * self.max_body_bytes:
+        if self.max_inflight_bytes is not None and self.max_inflight_bytes < request_charge(self.max_body_bytes):
             raise ValueError(
-                f"max-inflight-bytes ({self.max_inflight_bytes}) must be at least twice max-body-bytes "
-                f"({self.max_body_bytes}): a body is charged twice its size while it is parsed, so a smaller "
-                "bound could never admit a body of the largest size; raise it or lower --max-body-bytes")
+                f"max-inflight-bytes ({self.max_inflight_bytes}) must be at least twice max-body-bytes plus 512 KiB "
+                f"({request_charge(self.max_body_bytes)}): a body is charged twice its size while it is parsed, so a "
+                "smaller bound could never admit a body of the largest size; raise it or lower --max-body-bytes")
         if self.max_unauthenticated_connections is not None and not (
                 1 <= self.max_unauthenticated_connections <= self.max_connections):
             raise ValueError(f"max-unauthenticated-connections must be in 1..max-connections ({self.max_connections}), "
@@ -152,20 +156,26 @@ def available_memory() -> int:
     return max(0, available)
 
 
+def request_charge(length: int) -> int:
+    """What a body of `length` bytes is charged on arrival (see InflightBytes)."""
+    return 2 * length + min(length, STACK_BYTES)
+
+
 def default_max_inflight_bytes(max_body_bytes: int, max_connections: int, available: int | None = None) -> int:
     """The default in-flight body bound: a quarter of the memory available when the server starts
-    (the model is loaded by then), at least one largest body (charged twice its size while parsed)
-    and at most every connection's largest body."""
+    (the model is loaded by then), at least one largest body's charge and at most every connection's."""
     available = available_memory() if available is None else available
-    return max(2 * max_body_bytes, min(available // 4, 2 * max_body_bytes * max_connections))
+    largest = request_charge(max_body_bytes)
+    return max(largest, min(available // 4, largest * max_connections))
 
 
 class InflightBytes:
     """The bytes charged to request bodies in flight, against a limit. A request with a
-    Content-Length is charged twice that length on arrival (its raw body and the texts parsed from
-    it exist together while it is parsed), a chunked one twice each chunk as it arrives; once parsed,
-    the charge becomes the size of the parsed texts (`sys.getsizeof`, about the body's size for
-    ASCII text), held until the request is answered. Runs on the event loop thread only."""
+    Content-Length L is charged 2 L + min(L, STACK_BYTES) on arrival (its raw body and the texts
+    parsed from it exist together while it is parsed, and the HTTP stack holds copies of parts of it
+    on the way in); a chunked one STACK_BYTES on arrival and twice each chunk as it arrives. Once
+    parsed, the charge becomes the size of the parsed texts (`sys.getsizeof`, about the body's size
+    for ASCII text), held until the request is answered. Runs on the event loop thread only."""
 
     def __init__(self, limit: int, gauge=None):
         self.limit = limit
@@ -216,6 +226,35 @@ def _parsed_size(parsed) -> int:
             else:  # chat messages
                 size += sum(sys.getsizeof(m.get("content", "")) + sys.getsizeof(m.get("role", "")) for m in item)
     return size
+
+
+def _libc_malloc_trim():
+    """glibc's malloc_trim, or None where there is none."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+class _Trimmer:
+    """After a large body is answered, hand the heap's free pages back to the OS (glibc's
+    malloc_trim, on the parser thread, at most once a second): glibc keeps the memory of freed
+    buffers in its heap, so without this the resident memory keeps the high-water mark of a burst
+    of large bodies. The allocation policy is left alone (torch's own large buffers are unaffected)."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.trim = _libc_malloc_trim()
+        self.last = 0.0
+
+    def after_large_body(self) -> None:
+        now = time.monotonic()
+        if self.trim is not None and now - self.last >= 1.0:
+            self.last = now
+            self.executor.submit(self.trim, 0)
 
 
 def is_loopback(host: str) -> bool:
@@ -375,6 +414,7 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
     # Large bodies are parsed off the event loop, one at a time: parsing holds the GIL anyway, and one
     # thread means one allocator arena and at most one body's transient parse copy at a time.
     parser = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="srgrpo-parse")
+    trimmer = _Trimmer(parser)
     metrics.inflight_bytes_limit.set(inflight_limit)
 
     @contextlib.asynccontextmanager
@@ -444,13 +484,15 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
         try:
             return await _charged(request, length, charge, too_large)
         finally:
+            if charge.held > 1 << 20:
+                trimmer.after_large_body()
             charge.release()
 
     async def _charged(request: Request, length: str, charge: _Charge, too_large: str) -> Response:
         busy = _error(503, f"request bodies in flight would exceed {inflight.limit} bytes (--max-inflight-bytes); "
                       "retry shortly", close=True, headers={"Retry-After": "1"})
         declared = int(length) if length.isdigit() else None
-        if declared is not None and not charge.take(2 * declared):
+        if not charge.take(request_charge(declared) if declared is not None else STACK_BYTES):
             metrics.refused.labels(reason="inflight_bytes").inc()
             return busy
         try:
