@@ -159,7 +159,7 @@ def test_beyond_the_cap_with_nothing_to_evict_requests_get_503(tiny_model, token
         keyed = {"Authorization": f"Bearer {KEY}"}
         holders = [connect(srv.port) for _ in range(4)]
         for sock in holders:  # kept alive after a keyed request: never evicted
-            assert exchange(sock, "POST", "/get_reward", HELLO, keyed)[0] == 200
+            assert exchange(sock, "GET", "/metrics", headers=keyed)[0] == 200
         for headers in ({}, keyed):
             with connect(srv.port) as sock:
                 status, answer_headers, body = exchange(sock, "GET", "/health", headers=headers)
