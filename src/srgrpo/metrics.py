@@ -19,8 +19,6 @@ rows included), scores NaN. The scorer turns that into a warning naming the pair
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 __all__ = [
