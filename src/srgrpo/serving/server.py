@@ -288,7 +288,8 @@ class Metrics:
         self.batch_seconds = Histogram("srgrpo_batch_seconds", "time to score one batch", registry=r,
                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, math.inf))
         self.inflight_bytes = Gauge("srgrpo_inflight_bytes", "bytes charged to request bodies being received, "
-                                    "parsed or queued (twice a body's size until it is parsed)", registry=r)
+                                    "parsed or queued (2 L + min(L, 512 KiB) for a body of L bytes until it is "
+                                    "parsed, then its parsed texts' size)", registry=r)
         self.inflight_bytes_limit = Gauge("srgrpo_inflight_bytes_limit", "the bound on srgrpo_inflight_bytes "
                                           "(--max-inflight-bytes)", registry=r)
         self.connections_open = Gauge("srgrpo_connections_open", "open HTTP connections", registry=r)
@@ -488,12 +489,14 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
             trimmer.freed(held)  # the parsed texts (the caller's references are gone by now, or soon)
 
     async def _charged(request: Request, length: str, charge: _Charge, too_large: str) -> Response:
-        busy = _error(503, f"request bodies in flight would exceed {inflight.limit} bytes (--max-inflight-bytes); "
-                      "retry shortly", close=True, headers={"Retry-After": "1"})
+        def busy() -> Response:
+            metrics.refused.labels(reason="inflight_bytes").inc()
+            return _error(503, f"request bodies in flight would exceed {inflight.limit} bytes (--max-inflight-bytes); "
+                          "retry shortly", close=True, headers={"Retry-After": "1"})
+
         declared = int(length) if length.isdigit() else None
         if not charge.take(request_charge(declared) if declared is not None else STACK_BYTES):
-            metrics.refused.labels(reason="inflight_bytes").inc()
-            return busy
+            return busy()
         try:
             per_chunk = None if declared is not None else (lambda n: charge.take(2 * n))
             body = await asyncio.wait_for(_read_body(request, config.max_body_bytes, declared, per_chunk),
@@ -501,8 +504,7 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
         except _TooLarge:
             return _error(413, too_large, close=True)
         except _Busy:
-            metrics.refused.labels(reason="inflight_bytes").inc()
-            return busy
+            return busy()
         except asyncio.TimeoutError:
             return _error(408, f"the request body did not arrive within {config.read_timeout:g} s", close=True)
         except ClientDisconnect:
