@@ -298,6 +298,12 @@ class Metrics:
                                           "drain_limit, drain_timeout)", ["reason"], registry=r)
         self.refused = Counter("srgrpo_refused", "requests answered 503, by reason (connection_cap, "
                                "unauthenticated_share, inflight_bytes, shutting_down)", ["reason"], registry=r)
+        # One series per model replica (srgrpo serve --devices): is every device busy?
+        replica = ["replica", "device"]
+        self.replica_texts = Counter("srgrpo_replica_texts", "texts scored, by model replica", replica, registry=r)
+        self.replica_batches = Counter("srgrpo_replica_batches", "batches scored, by model replica", replica, registry=r)
+        self.replica_busy_seconds = Counter("srgrpo_replica_busy_seconds", "time spent scoring, by model replica",
+                                            replica, registry=r)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
@@ -399,8 +405,9 @@ def _authorized(request: Request, key: str | None) -> bool:
     return _authorized_value(request.headers.get("authorization", ""), key)
 
 
-def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
-    """The FastAPI application; its lifespan starts and drains the batching worker."""
+def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeConfig) -> FastAPI:
+    """The FastAPI application; its lifespan starts and drains the batching worker. `scorer` may be a
+    list: one model replica per device, all fed by the worker's one fair queue."""
     config.validate()
     metrics = Metrics()
     worker = BatchingWorker(
@@ -448,8 +455,8 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
     async def health():
         return {"status": "draining" if state["draining"] else "ok", "model": config.model_name,
                 "feature": config.feature, "unscored_value": config.unscored_value,
-                "options": dataclasses.asdict(scorer.options), "requests": state["answered"],
-                "batches": worker.batches, "queue_texts": worker.pending_texts}
+                "options": dataclasses.asdict(worker.options), "requests": state["answered"],
+                "batches": worker.batches, "queue_texts": worker.pending_texts, "replicas": worker.replica_stats()}
 
     @app.api_route("/metrics", methods=["GET", "HEAD"])
     async def prometheus(request: Request):
@@ -576,7 +583,7 @@ class RewardServer:
     `serve()` blocks (in the main thread it drains on SIGTERM/SIGINT); `start()` runs it in a
     thread and returns once it accepts connections; `stop()` drains and joins."""
 
-    def __init__(self, scorer: StableRankScorer, config: ServeConfig):
+    def __init__(self, scorer: StableRankScorer | list[StableRankScorer], config: ServeConfig):
         import uvicorn
 
         self.config = config
