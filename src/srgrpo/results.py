@@ -32,7 +32,7 @@ class SubsetAccuracy:
 
 @dataclass
 class RewardBenchIntervals:
-    accuracy: Interval
+    accuracy: Interval | None
     score: Interval | None  # None when no official section is present
     sections: dict[str, Interval]
 
@@ -47,18 +47,25 @@ class LengthControlled:
 class RewardBenchSummary:
     """One scorer's (or one layer's) RewardBench result."""
 
-    accuracy: float  # raw accuracy over every pair
+    accuracy: float | None  # raw accuracy over every pair (v2: None without a best-of-4 prompt)
     score: float | None  # mean of the official sections present; None if none is
     sections: dict[str, float]  # section present -> weighted accuracy (official order, then "other")
     absent_sections: list[str]  # official sections with no pair
     subsets: dict[str, SubsetAccuracy]
     ci: RewardBenchIntervals
     length_controlled: LengthControlled
-    n_pairs: int
-    n_unscored: int  # pairs with a NaN score on either side (counted wrong)
+    n_pairs: int  # pairs (v1) or prompts (v2)
+    n_unscored: int  # pairs (prompts) with a NaN score on any side (counted wrong)
+    # "v1": pairs, sections = RewardBench v1's four. "v2": RewardBench 2; sections and subsets hold
+    # the six subset scores, accuracy the best-of-4 credit over every non-Ties prompt.
+    protocol: str = "v1"
+    ties: dict[str, float] | None = None  # v2: the Ties subset's components (srgrpo.evaluation.rewardbench2)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.ties is None:
+            del out["ties"]
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RewardBenchSummary:
@@ -74,6 +81,8 @@ class RewardBenchSummary:
             length_controlled=LengthControlled(data["length_controlled"]["accuracy"], data["length_controlled"]["n"]),
             n_pairs=data["n_pairs"],
             n_unscored=data["n_unscored"],
+            protocol=data.get("protocol", "v1"),  # files written before RewardBench 2 are v1
+            ties=data.get("ties"),
         )
 
 

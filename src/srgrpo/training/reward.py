@@ -77,6 +77,7 @@ class StableRankReward:
         self.chat_template_kwargs: dict = {}
         self._scorer: StableRankScorer | None = None
         self._prompt_cache: dict[str, list[int]] = {}
+        self.last_context_tokens: list[int] = []
 
     # ------------------------------------------------------------------ binding
     def bind(self, trainer) -> "StableRankReward":
@@ -175,6 +176,8 @@ class StableRankReward:
         scorer = self.scorer()
         special_ids = set(self.tokenizer.all_special_ids)  # once per batch, not once per completion
         encoded = [self.encode(p, c, special_ids) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+        # Per completion: context tokens the short-span rule added (logged as stable_rank/short_span_frac).
+        self.last_context_tokens = [e.context_tokens for e in encoded]
         values: list[float | None] = [None] * len(encoded)
         with self.frozen_base():
             for item in scorer.iter_encoded_features(encoded, (self.feature,)):
@@ -194,4 +197,7 @@ class StableRankReward:
                                       set(self.tokenizer.all_special_ids))
             for name, value in stats.items():
                 log_metric(name, value)
+            if self.options.min_span_tokens and rewards:
+                log_metric("stable_rank/short_span_frac",
+                           sum(c > 0 for c in self.last_context_tokens) / len(self.last_context_tokens))
         return rewards

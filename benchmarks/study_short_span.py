@@ -1,0 +1,148 @@
+"""Study: what stable rank should mean for a response of very few tokens (issue 19, the short-span rule).
+
+SR of one token's row is exactly 1 and SR of a few rows is close to 1, so short answers tie near the
+bottom whatever they say. The candidate rules are values of `ScoringOptions.min_span_tokens` (0 = off,
+N = a response shorter than N tokens is scored over the N tokens that end with it), plus the whole
+sequence (span=full) as a reference. One forward pass per item (embedded SmolLM2-135M-Instruct in
+bfloat16 (SR arithmetic in float32; the machine was shared), chat template, 512-token window, states after the final norm); every rule's SR is then read
+off the same states, so the rules differ only in the rows they take.
+
+Sets:
+  v1-short  the pairs of the offline RewardBench v1 file where either response has fewer than 16
+            tokens (--below; and the sub-group under 8); accuracy = chosen strictly above rejected.
+  mmlu-bo4  a synthetic short-answer best-of-4 in RewardBench 2's format: MMLU-Redux questions
+            (error_type ok) whose four choices all have at most 8 tokens, the first 2 of each
+            subject; chosen = the correct choice, rejected = the other three; RB2's best-of-4 credit
+            (1 / completions tied at the top, 0 unless the correct one is at the top; chance 25%).
+
+    PYTHONPATH=src python benchmarks/study_short_span.py [--rules 0,4,8,16,32] [--out FILE]
+
+Writes a Markdown table (stdout and --out, default benchmarks/results/short_span.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from srgrpo import load_model, metrics
+from srgrpo.evaluation.rewardbench2 import best_of_n_credit
+from srgrpo.options import ScoringOptions
+from srgrpo.scoring import StableRankScorer
+from srgrpo.text import short_span_start
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SRGRPO_SHARED_DATA", ROOT / ".." / "shared" / "data"))
+
+
+def response_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def v1_short(tokenizer, below: int = 16) -> list[dict]:
+    rows = [json.loads(line) for line in (SHARED / "preference" / "rewardbench_offline.jsonl").open()]
+    out = []
+    for r in rows:
+        shortest = min(response_tokens(tokenizer, r["chosen"]), response_tokens(tokenizer, r["rejected"]))
+        if shortest < below:
+            out.append({"id": str(r["id"]), "prompt": r["prompt"], "completions": [r["chosen"], r["rejected"]],
+                        "shortest": shortest})
+    return out
+
+
+def mmlu_bo4(tokenizer, max_tokens: int = 8, per_subject: int = 2) -> list[dict]:
+    out, taken = [], {}
+    for line in (SHARED / "eval" / "mmlu_redux.jsonl").open():
+        r = json.loads(line)
+        if r["error_type"] != "ok" or taken.get(r["subject"], 0) >= per_subject:
+            continue
+        choices = [str(c) for c in r["choices"]]
+        if len(set(choices)) < 4 or max(response_tokens(tokenizer, c) for c in choices) > max_tokens:
+            continue
+        answer = int(r["answer"])
+        taken[r["subject"]] = taken.get(r["subject"], 0) + 1
+        order = [answer] + [k for k in range(4) if k != answer]
+        out.append({"id": f"{r['subject']}:{r['index']}", "prompt": r["question"],
+                    "completions": [choices[k] for k in order]})
+    return out
+
+
+def score_all(scorer: StableRankScorer, groups: list[dict], rules: list[int]) -> dict[str, np.ndarray]:
+    """SR of every completion of every group under each rule (and span=full): name -> (items,)."""
+    prompts = [g["prompt"] for g in groups for _ in g["completions"]]
+    responses = [c for g in groups for c in g["completions"]]
+    encoded = scorer.encode(prompts, responses)
+    names = [f"min_span_tokens={n}" for n in rules] + ["span=full"]
+    values = {name: np.full(len(encoded), np.nan) for name in names}
+    dtype = torch.float32
+    started = time.perf_counter()
+    for done, idx in enumerate(scorer.engine.plan(encoded)):
+        items = [encoded[i] for i in idx]
+        ids, mask = scorer.engine.collate(items)
+        states = scorer.hidden_states(ids, mask)
+        for row, (i, e) in enumerate(zip(idx, items)):
+            for n in rules:
+                start = short_span_start(e.response_start, e.response_end, n)
+                values[f"min_span_tokens={n}"][i] = float(metrics.stable_rank(states[row, start:e.response_end], None, dtype))
+            values["span=full"][i] = float(metrics.stable_rank(states[row, : len(e.input_ids)], None, dtype))
+        if done % 5 == 0:
+            print(f"  batch {done}: {time.perf_counter() - started:.0f} s", flush=True)
+    return values
+
+
+def split(values: np.ndarray, groups: list[dict]) -> list[np.ndarray]:
+    out, k = [], 0
+    for g in groups:
+        out.append(values[k:k + len(g["completions"])])
+        k += len(g["completions"])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rules", default="0,4,8,16,32")
+    parser.add_argument("--below", type=int, default=16, help="v1 pairs with a response under this many tokens")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "short_span.md")
+    args = parser.parse_args()
+    rules = [int(x) for x in args.rules.split(",")]
+    model, tokenizer = load_model(dtype="bfloat16")
+    scorer = StableRankScorer(model, tokenizer, ScoringOptions(max_length=512, batch_size=8))
+    sets = {"mmlu-bo4": mmlu_bo4(tokenizer), "v1-short": v1_short(tokenizer, args.below)}
+    table = {}
+    for name, groups in sets.items():
+        print(f"{name}: {len(groups)} groups", flush=True)
+        values = score_all(scorer, groups, rules)
+        np.savez(args.out.with_suffix(f".{name}.npz"), **{k.replace("=", "_"): v for k, v in values.items()})
+        for rule, v in values.items():
+            per = split(v, groups)
+            if name == "v1-short":
+                correct = np.array([s[0] > s[1] for s in per], dtype=float)
+                shortest = np.array([g["shortest"] for g in groups])
+                ties = np.mean([s[0] == s[1] for s in per])
+                table.setdefault(rule, {})[f"v1 <{args.below} tokens"] = (correct.mean(), len(per))
+                table[rule]["v1 <8 tokens"] = (correct[shortest < 8].mean(), int((shortest < 8).sum()))
+                table[rule]["v1 ties"] = (ties, len(per))
+            else:
+                credit = np.array([best_of_n_credit(list(s)) for s in per])
+                table.setdefault(rule, {})["mmlu best-of-4"] = (credit.mean(), len(per))
+                table[rule]["mmlu at-max ties"] = (np.mean([np.sum(s == np.max(s)) > 1 for s in per]), len(per))
+    columns = ["v1 <8 tokens", f"v1 <{args.below} tokens", "v1 ties", "mmlu best-of-4", "mmlu at-max ties"]
+    lines = ["| rule | " + " | ".join(f"{c} (n={table[next(iter(table))][c][1]})" for c in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for rule, row in table.items():
+        lines.append(f"| `{rule}` | " + " | ".join(f"{100 * row[c][0]:.1f}" for c in columns) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
