@@ -169,11 +169,13 @@ def _windowed(special_ids: set[int], ids: list[int], start: int, end: int, optio
         problem = f"no response token inside the {options.max_length}-token window ({options.truncation_side} side cut)"
     elif set(ids[start:end]) <= special_ids:
         problem = "response consists only of special tokens"
+    context = 0
     if options.span == "full":
         start, end = 0, len(ids)
     else:
         start = short_span_start(start, end, options.min_span_tokens)
-    return EncodedPair(ids, start, end, truncated, problem, response_start, response_end, response_start - start)
+        context = response_start - start
+    return EncodedPair(ids, start, end, truncated, problem, response_start, response_end, context)
 
 
 def short_span_start(start: int, end: int, min_tokens: int) -> int:
