@@ -3,8 +3,8 @@
 SR of one token's row is exactly 1 and SR of a few rows is close to 1, so short answers tie near the
 bottom whatever they say. The candidate rules are values of `ScoringOptions.min_span_tokens` (0 = off,
 N = a response shorter than N tokens is scored over the N tokens that end with it), plus the whole
-sequence (span=full) as a reference. One forward pass per item (embedded SmolLM2-135M-Instruct in
-bfloat16 (SR arithmetic in float32; the machine was shared), chat template, 512-token window, states after the final norm); every rule's SR is then read
+sequence (span=full) as a reference. One forward pass per item (embedded SmolLM2-135M-Instruct,
+float32, chat template, 512-token window, states after the final norm); every rule's SR is then read
 off the same states, so the rules differ only in the rows they take.
 
 Sets:
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "short_span.md")
     args = parser.parse_args()
     rules = [int(x) for x in args.rules.split(",")]
-    model, tokenizer = load_model(dtype="bfloat16")
+    model, tokenizer = load_model(dtype="float32")
     scorer = StableRankScorer(model, tokenizer, ScoringOptions(max_length=512, batch_size=8))
     sets = {"mmlu-bo4": mmlu_bo4(tokenizer), "v1-short": v1_short(tokenizer, args.below)}
     table = {}

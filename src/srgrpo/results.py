@@ -103,15 +103,21 @@ class PairRow:
     rejected_tokens: int
     warnings: dict[str, str]  # side -> why it could not be scored (only sides with a warning)
     scores: dict[str, SideScores]  # scorer -> scores
+    # side -> tokens before the response added to its scored span by the short-span rule (sides with any)
+    context_tokens: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.context_tokens:
+            del out["context_tokens"]
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PairRow:
         return cls(data["id"], data["subset"], data["section"], data["chosen_tokens"], data["rejected_tokens"],
                    dict(data["warnings"]),
-                   {name: SideScores(s["chosen"], s["rejected"]) for name, s in data["scores"].items()})
+                   {name: SideScores(s["chosen"], s["rejected"]) for name, s in data["scores"].items()},
+                   dict(data.get("context_tokens", {})))
 
 
 def rewardbench_results_from_json(data: Mapping[str, Any]) -> dict[str, RewardBenchSummary]:

@@ -235,6 +235,8 @@ def _pair_rows(pairs, specs, cache: RunCache, seed: int) -> list[dict]:
             "warnings": {s: feats[s]["warning"] for s in SIDES if feats[s]["warning"]},
             "scores": {spec.name: {s: _json_float(_item_score(spec, p, s, cache, seed)) for s in SIDES}
                        for spec in specs},
+            **({"context_tokens": extended} if (extended := {
+                s: feats[s].get("context_tokens", 0) for s in SIDES if feats[s].get("context_tokens", 0)}) else {}),
         })
     return rows
 
