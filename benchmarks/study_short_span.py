@@ -8,11 +8,11 @@ float32, chat template, 512-token window, states after the final norm); every ru
 off the same states, so the rules differ only in the rows they take.
 
 Sets:
-  v1-short  the pairs of the offline RewardBench v1 file where either response has fewer than 16
-            tokens (--below; and the sub-group under 8); accuracy = chosen strictly above rejected.
+  v1-short  the pairs of the offline RewardBench v1 file where either response has fewer than 8
+            tokens (--below; and the sub-group under 4); accuracy = chosen strictly above rejected.
   mmlu-bo4  a synthetic short-answer best-of-4 in RewardBench 2's format: MMLU-Redux questions
-            (error_type ok) whose four choices all have at most 8 tokens, the first 2 of each
-            subject; chosen = the correct choice, rejected = the other three; RB2's best-of-4 credit
+            (error_type ok) whose four choices all have at most 8 tokens and whose question has at
+            most 48 (cheap to run on a shared CPU), the first of each subject; chosen = the correct choice, rejected = the other three; RB2's best-of-4 credit
             (1 / completions tied at the top, 0 unless the correct one is at the top; chance 25%).
 
     PYTHONPATH=src python benchmarks/study_short_span.py [--rules 0,4,8,16,32] [--out FILE]
@@ -57,7 +57,7 @@ def v1_short(tokenizer, below: int = 16) -> list[dict]:
     return out
 
 
-def mmlu_bo4(tokenizer, max_tokens: int = 8, per_subject: int = 2) -> list[dict]:
+def mmlu_bo4(tokenizer, max_tokens: int = 8, per_subject: int = 1, max_question_tokens: int = 48) -> list[dict]:
     out, taken = [], {}
     for line in (SHARED / "eval" / "mmlu_redux.jsonl").open():
         r = json.loads(line)
@@ -65,6 +65,8 @@ def mmlu_bo4(tokenizer, max_tokens: int = 8, per_subject: int = 2) -> list[dict]
             continue
         choices = [str(c) for c in r["choices"]]
         if len(set(choices)) < 4 or max(response_tokens(tokenizer, c) for c in choices) > max_tokens:
+            continue
+        if response_tokens(tokenizer, r["question"]) > max_question_tokens:
             continue
         answer = int(r["answer"])
         taken[r["subject"]] = taken.get(r["subject"], 0) + 1
@@ -108,7 +110,7 @@ def split(values: np.ndarray, groups: list[dict]) -> list[np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rules", default="0,4,8,16,32")
-    parser.add_argument("--below", type=int, default=16, help="v1 pairs with a response under this many tokens")
+    parser.add_argument("--below", type=int, default=8, help="v1 pairs with a response under this many tokens")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "short_span.md")
     args = parser.parse_args()
     rules = [int(x) for x in args.rules.split(",")]
@@ -120,6 +122,7 @@ def main() -> None:
         print(f"{name}: {len(groups)} groups", flush=True)
         values = score_all(scorer, groups, rules)
         np.savez(args.out.with_suffix(f".{name}.npz"), **{k.replace("=", "_"): v for k, v in values.items()})
+        print(f"{name} done", flush=True)
         for rule, v in values.items():
             per = split(v, groups)
             if name == "v1-short":
@@ -127,13 +130,13 @@ def main() -> None:
                 shortest = np.array([g["shortest"] for g in groups])
                 ties = np.mean([s[0] == s[1] for s in per])
                 table.setdefault(rule, {})[f"v1 <{args.below} tokens"] = (correct.mean(), len(per))
-                table[rule]["v1 <8 tokens"] = (correct[shortest < 8].mean(), int((shortest < 8).sum()))
+                table[rule]["v1 <4 tokens"] = (correct[shortest < 4].mean(), int((shortest < 4).sum()))
                 table[rule]["v1 ties"] = (ties, len(per))
             else:
                 credit = np.array([best_of_n_credit(list(s)) for s in per])
                 table.setdefault(rule, {})["mmlu best-of-4"] = (credit.mean(), len(per))
                 table[rule]["mmlu at-max ties"] = (np.mean([np.sum(s == np.max(s)) > 1 for s in per]), len(per))
-    columns = ["v1 <8 tokens", f"v1 <{args.below} tokens", "v1 ties", "mmlu best-of-4", "mmlu at-max ties"]
+    columns = ["mmlu best-of-4", "mmlu at-max ties", "v1 <4 tokens", f"v1 <{args.below} tokens", "v1 ties"]
     lines = ["| rule | " + " | ".join(f"{c} (n={table[next(iter(table))][c][1]})" for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for rule, row in table.items():

@@ -140,6 +140,39 @@ def test_a_v1_file_is_still_scored_by_the_v1_rules(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     assert run_cli(data, out, tiny_model_dir, "--scorers", "stable_rank") == 0
     result = json.loads((out / "results.json").read_text())["stable_rank"]
-    assert result["protocol"] == "v1" and result["accuracy"] == 0.75  # 3 of 4 pairs; ties count wrong, no 1/2 credit
+    assert "protocol" not in result and result["accuracy"] == 0.75  # 3 of 4 pairs; ties count wrong, no 1/2 credit
     assert set(result["sections"]) == {"Reasoning"}
     assert json.loads((out / "run.json").read_text())["scoring"]["max_length"] == 512
+
+
+def test_every_scorer_kind_runs_under_v2_and_the_judges_match_a_direct_call(tmp_path):
+    from conftest import make_model, make_tokenizer
+
+    from srgrpo.evaluation import judges
+    from srgrpo.evaluation.preference_data import CompletionSet
+    from srgrpo.evaluation.runner import run_rewardbench2
+
+    tok = make_tokenizer()
+    tok.add_tokens(["Yes", "No"])
+    model = make_model(len(tok), seed=1)
+    sets = [CompletionSet("p1", "Name a city.", ["Paris is a city."], ["the", "Blue river.", "12"], "Math", 1),
+            CompletionSet("ref:1", PROMPT, [LONG], ["is"], "Ties", 1),
+            CompletionSet("tied:1", PROMPT, [LONG, "def"], ["is"], "Ties", 2)]
+    scorers = ["stable_rank", "mean_logprob", "length", "random", "ipo", "pointwise_judge", "pairwise_judge"]
+    results = run_rewardbench2(model, tok, sets, tmp_path / "run", scorers=scorers, n_bootstrap=20, progress=False)
+    assert set(results) == set(scorers) and all(r["protocol"] == "v2" for r in results.values())
+    prompts = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "run" / "prompts.jsonl").read_text().splitlines()}
+    # IPO: each completion alone, with the question of the v1 section Math maps to (Reasoning)
+    direct = judges.ipo_scores(model, tok, ["Name a city."] * 4, sets[0].completions, ["Reasoning"] * 4, batch_size=8)
+    assert prompts["p1"]["scores"]["ipo"] == pytest.approx(direct, rel=1e-5)
+    # pairwise: a round robin; a completion scores its wins (both orders agreeing)
+    verdicts = judges.pairwise_verdicts(model, tok, ["Name a city."] * 6, [sets[0].completions[i] for i, _ in PAIRS4],
+                                        [sets[0].completions[j] for _, j in PAIRS4], batch_size=8)
+    wins = [0.0] * 4
+    for (i, j), v in zip(PAIRS4, verdicts):
+        wins[i] += v == 1
+        wins[j] += v == -1
+    assert prompts["p1"]["scores"]["pairwise_judge"] == wins
+
+
+PAIRS4 = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]

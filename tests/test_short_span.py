@@ -74,3 +74,21 @@ def test_free_scoring_applies_the_rule_like_a_fresh_forward(tiny_model, tokenize
             continue
         assert sample.context_tokens == 12 - len(sample.token_ids)
         assert sample.features["stable_rank"] == pytest.approx(ref["stable_rank"], rel=1e-4)
+
+
+def test_the_server_worker_applies_the_rule_and_says_so(tiny_model, tokenizer):
+    from srgrpo.serving.worker import BatchingWorker, Job
+
+    scorer = StableRankScorer(tiny_model, tokenizer, ScoringOptions(min_span_tokens=8))
+    worker = BatchingWorker(scorer, batch_wait_s=0)
+    job = Job(["the", "The capital of France is Paris, a city on the Seine river in the north."],
+              ["Name a thing.", "Name a city."], responses_only=True)
+    encoded = [worker.encode(job, i)[0] for i in range(2)]
+    assert encoded[0].context_tokens == 7 and encoded[1].context_tokens == 0
+    worker.submit(job)
+    worker.start()
+    worker.close()
+    assert "short response: scored with the 7 token(s) before it" in job.warnings[0] and job.warnings[1] is None
+    expected = {i.index: i.values["stable_rank"] for i in scorer.iter_encoded_features(encoded)}
+    assert job.values == pytest.approx([expected[0], expected[1]], rel=1e-5)
+    assert job.values[0] > 1.0

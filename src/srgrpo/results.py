@@ -65,6 +65,8 @@ class RewardBenchSummary:
         out = dataclasses.asdict(self)
         if self.ties is None:
             del out["ties"]
+        if self.protocol == "v1":
+            del out["protocol"]  # v1 files keep the format they had before RewardBench 2
         return out
 
     @classmethod
