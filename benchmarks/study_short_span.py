@@ -17,7 +17,9 @@ Sets:
 
     PYTHONPATH=src python benchmarks/study_short_span.py [--rules 0,4,8,16,32] [--out FILE]
 
-Writes a Markdown table (stdout and --out, default benchmarks/results/short_span.md).
+Writes a Markdown table (stdout and --out, default benchmarks/results/short_span.md) with paired
+bootstrap intervals of each rule's difference from "off"; the scores of each set are saved next to
+it (.npz), and a second run rebuilds the table from them without scoring again.
 """
 
 from __future__ import annotations
@@ -117,30 +119,46 @@ def main() -> None:
     model, tokenizer = load_model(dtype="float32")
     scorer = StableRankScorer(model, tokenizer, ScoringOptions(max_length=512, batch_size=8))
     sets = {"mmlu-bo4": mmlu_bo4(tokenizer), "v1-short": v1_short(tokenizer, args.below)}
-    table = {}
+    units = {}  # set -> rule -> per-unit value (best-of-4 credit / pair correct)
+    extra = {}
     for name, groups in sets.items():
-        print(f"{name}: {len(groups)} groups", flush=True)
-        values = score_all(scorer, groups, rules)
-        np.savez(args.out.with_suffix(f".{name}.npz"), **{k.replace("=", "_"): v for k, v in values.items()})
-        print(f"{name} done", flush=True)
+        path = args.out.with_suffix(f".{name}.npz")
+        if path.is_file():  # scored before: the table is rebuilt from the saved scores
+            saved = np.load(path)
+            values = {k.replace("min_span_tokens_", "min_span_tokens=").replace("span_full", "span=full"): saved[k]
+                      for k in saved.files}
+        else:
+            print(f"{name}: {len(groups)} groups", flush=True)
+            values = score_all(scorer, groups, rules)
+            np.savez(path, **{k.replace("=", "_"): v for k, v in values.items()})
         for rule, v in values.items():
             per = split(v, groups)
             if name == "v1-short":
-                correct = np.array([s[0] > s[1] for s in per], dtype=float)
-                shortest = np.array([g["shortest"] for g in groups])
-                ties = np.mean([s[0] == s[1] for s in per])
-                table.setdefault(rule, {})[f"v1 <{args.below} tokens"] = (correct.mean(), len(per))
-                table[rule]["v1 <4 tokens"] = (correct[shortest < 4].mean(), int((shortest < 4).sum()))
-                table[rule]["v1 ties"] = (ties, len(per))
+                units.setdefault(name, {})[rule] = np.array([s[0] > s[1] for s in per], dtype=float)
+                extra.setdefault(rule, {})["v1 ties"] = np.mean([s[0] == s[1] for s in per])
             else:
-                credit = np.array([best_of_n_credit(list(s)) for s in per])
-                table.setdefault(rule, {})["mmlu best-of-4"] = (credit.mean(), len(per))
-                table[rule]["mmlu at-max ties"] = (np.mean([np.sum(s == np.max(s)) > 1 for s in per]), len(per))
-    columns = ["mmlu best-of-4", "mmlu at-max ties", "v1 <4 tokens", f"v1 <{args.below} tokens", "v1 ties"]
-    lines = ["| rule | " + " | ".join(f"{c} (n={table[next(iter(table))][c][1]})" for c in columns) + " |",
-             "|---|" + "---:|" * len(columns)]
-    for rule, row in table.items():
-        lines.append(f"| `{rule}` | " + " | ".join(f"{100 * row[c][0]:.1f}" for c in columns) + " |")
+                units.setdefault(name, {})[rule] = np.array([best_of_n_credit(list(s)) for s in per])
+                extra.setdefault(rule, {})["SR exactly 1"] = float(np.mean(v == 1.0))
+    rng = np.random.default_rng(0)
+    off = "min_span_tokens=0"
+    header = ["rule"]
+    for name in units:
+        n = len(units[name][off])
+        label = "MMLU short answers, best-of-4 credit" if name == "mmlu-bo4" else f"v1 pairs with a response < {args.below} tokens, accuracy"
+        header += [f"{label} (n={n})", "minus off [95% CI]"]
+    header += ["MMLU completions with SR exactly 1", "v1 pairs tied"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for rule in units[next(iter(units))]:
+        cells = [f"`{rule}`"]
+        for name, by_rule in units.items():
+            diff = by_rule[rule] - by_rule[off]
+            picks = rng.integers(0, len(diff), size=(2000, len(diff)))
+            lo, hi = np.percentile(diff[picks].mean(axis=1), [2.5, 97.5])
+            cells += [f"{100 * by_rule[rule].mean():.1f}",
+                      "—" if rule == off else f"{100 * diff.mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"]
+        cells += [f"{100 * extra[rule].get('SR exactly 1', float('nan')):.1f}",
+                  f"{100 * extra[rule].get('v1 ties', float('nan')):.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -244,13 +244,15 @@ def rewardbench_markdown(
     else:
         official = _official(summaries)
         columns = [*official, *_extras(summaries)]
-        header = ["Scorer", "Score", *columns, "All pairs", "Length-controlled (n)"]
+        pooled = "Best-of-4, all prompts" if _is_v2(summaries) else "All pairs"
+        header = ["Scorer", "Score", *columns, pooled, "Length-controlled (n)"]
         rows = []
         for name, s in ranked:
             cells = [percent_with_interval(_section_value(s, c), _section_ci(s, c)) for c in columns]
             rows.append([f"`{name}`", percent_with_interval(s.score, _score_ci(s)), *cells,
                          percent_with_interval(s.accuracy, _accuracy_ci(s)), _length_controlled(s)])
-        lines += ["Accuracy in %, 95% confidence interval in brackets; rows sorted by Score.", ""]
+        lines += [f"{'Score' if _is_v2(summaries) else 'Accuracy'} in %, 95% confidence interval in brackets; "
+                  "rows sorted by Score.", ""]
         lines += markdown_table(header, rows, ["---", *["---:"] * (len(header) - 1)]) + [""]
 
         notes = []
@@ -272,8 +274,8 @@ def rewardbench_markdown(
         if version == "2":
             notes.append("RewardBench 2: every completion scored alone; best-of-4 credit 1/(completions tied at "
                          "the top) when the correct one is at the top (chance 25%); Ties by its own formula; "
-                         "Score = mean of the six subsets. All pairs: the best-of-4 credit over every non-Ties "
-                         "prompt. Length-controlled: the same over prompts whose completions' lengths differ by "
+                         "Score = mean of the six subsets. Best-of-4, all prompts: the credit over every "
+                         "non-Ties prompt. Length-controlled: the same over prompts whose completions' lengths differ by "
                          "less than 20%, with their number.")
         else:
             notes.append("All pairs: raw accuracy over every pair. Length-controlled: accuracy over the "
