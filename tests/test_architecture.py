@@ -13,7 +13,7 @@ PACKAGE = Path(srgrpo.__file__).parent
 # and anything below; apps (layer 5) never import each other.
 LAYERS = {
     "options": 0, "text": 0, "metrics": 0, "models": 0, "distributed": 0, "records": 0, "stats": 0,
-    "results": 0,
+    "results": 0, "registry": 0,
     "engine": 1,
     "features": 2,
     "scoring": 3,
@@ -76,3 +76,17 @@ def test_no_private_names_cross_modules():
                 wrong += [f"{path.relative_to(PACKAGE)}:{node.lineno} imports {node.module}.{a.name}"
                           for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_package_face_is_visible_to_type_checkers():
+    """Every lazily loaded public name is also imported under TYPE_CHECKING, from the same module."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    typed = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom):
+                    typed.update({alias.name: stmt.module for alias in stmt.names})
+    assert typed == srgrpo._PUBLIC
+    for name, module in srgrpo._PUBLIC.items():
+        assert getattr(srgrpo, name) is getattr(__import__(module, fromlist=[name]), name)

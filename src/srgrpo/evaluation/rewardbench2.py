@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from srgrpo.evaluation.rewardbench import PROTOCOLS, Protocol
 from srgrpo.results import LengthControlled, RewardBenchIntervals, RewardBenchSummary, SubsetAccuracy
 from srgrpo.stats import percentile_interval
 
@@ -61,6 +62,10 @@ TIES_WEIGHTS: dict[str, float] = {
     "correctness_preferred_hard": 0.20,  # the smaller of the ref and tied margins > that spread
     "margin_score": 0.01,  # mean tanh(smaller margin / spread - 1), NaN counted as 0
 }
+
+PROTOCOLS.add("rewardbench2", Protocol(
+    "rewardbench2", "RewardBench 2: best-of-4 with ties penalised on five subsets, the Ties formula, "
+    "headline = unweighted mean of the six subsets", {s: [s] for s in SUBSETS}, SUBSET_SIZES))
 
 # The IPO judge asks one verification question per RewardBench v1 section (srgrpo.evaluation.judges);
 # each RB2 subset borrows the question of the v1 section that tests the same thing.

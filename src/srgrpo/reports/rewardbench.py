@@ -683,6 +683,8 @@ def write_rewardbench_report_from_dir(output_dir: str | os.PathLike, title: str 
                  "span": scoring.get("span"), "layer": scoring.get("layer"), "window": scoring.get("max_length")})
     if scoring.get("min_span_tokens"):
         meta["min_span_tokens (short-span rule)"] = scoring["min_span_tokens"]
+    if "versions" in run:
+        meta["srgrpo"] = run["versions"].get("srgrpo")
     meta.update(extra_meta or {})
     plot_scorer = "stable_rank" if "stable_rank" in results else next(iter(results))
     return write_rewardbench_report(output_dir, results, rows, title=title, meta=meta, layer_sweep=layer_sweep,
