@@ -72,7 +72,8 @@ def test_grading_goes_through_the_grader_registry():
 
 
 def test_options_are_split_by_meaning_and_keep_their_keywords():
-    assert ScoringOptions.field_names(SCORE) == ("span", "layer", "max_length", "truncation_side", "compute_dtype")
+    assert ScoringOptions.field_names(SCORE) == ("span", "layer", "max_length", "truncation_side", "min_span_tokens",
+                                                 "compute_dtype")
     assert ScoringOptions.field_names(FEATURE) == ("window_size", "length_exponent")
     assert ScoringOptions.field_names(RUNTIME) == ("batch_size",)
     options = ScoringOptions(span="full", batch_size=3, window_size=16, length_exponent=0.5)

@@ -22,7 +22,7 @@ LONG = "The capital of France is Paris"  # several distinct tokens: SR > 1
 
 def rb2_rows() -> list[dict]:
     """A synthetic RewardBench 2 file whose stable_rank and length scores are known by hand, with the
-    short-span rule off: a 1-token response has SR exactly 1 (and length 1), LONG has SR > 1 (and
+    short-span rule off (--min-span-tokens 0): a 1-token response has SR exactly 1 (and length 1), LONG has SR > 1 (and
     more tokens), and two equal texts under one prompt have equal scores."""
     row = lambda i, subset, chosen, rejected: {  # noqa: E731
         "id": i, "prompt": PROMPT, "chosen": chosen, "rejected": rejected, "num_correct": len(chosen),
@@ -50,7 +50,7 @@ def write_jsonl(path, rows):
 
 
 def test_the_hand_computed_premises_hold(tokenizer, tiny_model):
-    scorer = StableRankScorer(tiny_model, tokenizer, ScoringOptions(max_length=2048))
+    scorer = StableRankScorer(tiny_model, tokenizer, ScoringOptions(max_length=2048, min_span_tokens=0))
     encoded = scorer.encode([PROMPT] * 5, [*ONE, LONG])
     assert [e.response_end - e.response_start for e in encoded[:4]] == [1, 1, 1, 1]
     values = scorer.score([PROMPT] * 5, [*ONE, LONG])
@@ -84,7 +84,7 @@ def run_cli(data, out, model_dir, *extra):
 def test_cli_scores_a_synthetic_rb2_file_by_the_rb2_rules(tmp_path, tiny_model_dir):
     data = write_jsonl(tmp_path / "rb2.jsonl", rb2_rows())
     out = tmp_path / "run"
-    assert run_cli(data, out, tiny_model_dir, "--scorers", "stable_rank,length,random") == 0
+    assert run_cli(data, out, tiny_model_dir, "--scorers", "stable_rank,length,random", "--min-span-tokens", "0") == 0
     results = json.loads((out / "results.json").read_text())
     for name in ("stable_rank", "length"):
         assert results[name]["protocol"] == "v2"
@@ -103,7 +103,7 @@ def test_cli_scores_a_synthetic_rb2_file_by_the_rb2_rules(tmp_path, tiny_model_d
     report = (out / "report.md").read_text()
     assert "Ties components" in report and "Precise IF" in report
     # resuming computes nothing new and gives the same numbers; --protocol v1 on this file is refused
-    assert run_cli(data, out, tiny_model_dir, "--scorers", "stable_rank,length,random") == 0
+    assert run_cli(data, out, tiny_model_dir, "--scorers", "stable_rank,length,random", "--min-span-tokens", "0") == 0
     assert json.loads((out / "results.json").read_text()) == results
     assert run_cli(data, tmp_path / "v1", tiny_model_dir, "--scorers", "length", "--protocol", "v1") == 2
 
@@ -115,6 +115,11 @@ def test_cli_short_span_rule_changes_the_one_token_ties(tmp_path, tiny_model_dir
     prompts = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
     assert prompts[0]["context_tokens"] == [3, 3, 3, 3]  # each 1-token answer scored with 3 tokens before it
     assert all(v > 1.0 for v in prompts[0]["scores"]["stable_rank"])
+    assert len(set(prompts[0]["scores"]["stable_rank"])) == 4  # no longer tied at exactly 1
+    # the default rule (16 tokens) reaches back to the prompt: the span is the 16 tokens ending with the answer
+    assert run_cli(data, tmp_path / "default", tiny_model_dir, "--scorers", "stable_rank") == 0
+    default = json.loads((tmp_path / "default" / "prompts.jsonl").read_text().splitlines()[0])
+    assert default["context_tokens"] == [15, 15, 15, 15]
 
 
 def test_random_lands_near_chance_on_a_large_synthetic_file(tmp_path, tiny_model_dir):
@@ -138,7 +143,7 @@ def test_a_v1_file_is_still_scored_by_the_v1_rules(tmp_path, tiny_model_dir):
     rows.append({"id": 9, "prompt": PROMPT, "chosen": ONE[0], "rejected": ONE[1], "subset": "hep-go"})  # a tie: wrong
     data = write_jsonl(tmp_path / "rb1.jsonl", rows)
     out = tmp_path / "run"
-    assert run_cli(data, out, tiny_model_dir, "--scorers", "stable_rank") == 0
+    assert run_cli(data, out, tiny_model_dir, "--scorers", "stable_rank", "--min-span-tokens", "0") == 0
     result = json.loads((out / "results.json").read_text())["stable_rank"]
     assert "protocol" not in result and result["accuracy"] == 0.75  # 3 of 4 pairs; ties count wrong, no 1/2 credit
     assert set(result["sections"]) == {"Reasoning"}

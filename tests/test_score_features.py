@@ -41,8 +41,10 @@ def test_two_features_write_two_columns_equal_to_the_python_api(tmp_path, tiny_m
 
 
 def test_default_output_is_unchanged_and_all_means_every_feature(tmp_path, tiny_model_dir, capsys):
-    _, rows = run(tmp_path, tiny_model_dir)
+    _, rows = run(tmp_path, tiny_model_dir, "--min-span-tokens", "0")
     assert set(rows[0]) == {"id", "line", "stable_rank", "n_tokens", "truncated"}
+    _, rows = run(tmp_path, tiny_model_dir)  # the short-span rule's column only where it took context
+    assert set(rows[0]) == {"id", "line", "stable_rank", "n_tokens", "truncated", "context_tokens"}
     _, rows = run(tmp_path, tiny_model_dir, "--features", "all")
     assert set(FEATURES) <= set(rows[0])
     assert main(["score", "--input", str(tmp_path / "pairs.jsonl"), "--output", str(tmp_path / "x.jsonl"),

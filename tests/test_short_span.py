@@ -57,7 +57,9 @@ def test_the_rule_extends_only_short_responses(tiny_model, tokenizer):
     assert item.values["stable_rank"] == pytest.approx(metrics.stable_rank(states).item(), rel=1e-5)
     assert item.context_tokens == 5 and item.n_tokens == 6 and item.response_tokens == 1
     # Off, the same 1-token response scores exactly 1.
-    off = next(StableRankScorer(tiny_model, tokenizer).iter_encoded_features([encode_ids(tokenizer, prompt, [5], ScoringOptions())]))
+    off_options = ScoringOptions(min_span_tokens=0)
+    off = next(StableRankScorer(tiny_model, tokenizer, off_options).iter_encoded_features(
+        [encode_ids(tokenizer, prompt, [5], off_options)]))
     assert off.values["stable_rank"] == 1.0
 
 

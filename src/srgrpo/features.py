@@ -125,8 +125,9 @@ def names_from(source: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------- hidden
 
 
-# Version 2 of the SR features: a span of one row scores exactly 1 (was 1 give or take rounding).
-@feature("stable_rank", "stable rank of the response's hidden states, ||H||_F^2 / ||H||_2^2 (the paper)", version=2)
+# A span of one row now scores exactly 1 (it was 1 give or take 2e-7 of rounding): no version bump,
+# as no reported number moves by more than that, and a bump would recompute every cached run.
+@feature("stable_rank", "stable rank of the response's hidden states, ||H||_F^2 / ||H||_2^2 (the paper)")
 def _stable_rank(s: SpanStates) -> torch.Tensor:
     return metrics.stable_rank(s.states, s.mask, s.dtype)
 
@@ -136,13 +137,13 @@ def _stable_rank_centered(s: SpanStates) -> torch.Tensor:
     return metrics.stable_rank(s.states, s.mask, s.dtype, center=True)
 
 
-@feature("stable_rank_normalized", "SR of unit-norm token vectors", version=2)
+@feature("stable_rank_normalized", "SR of unit-norm token vectors")
 def _stable_rank_normalized(s: SpanStates) -> torch.Tensor:
     return metrics.stable_rank(s.states, s.mask, s.dtype, normalize_rows=True)
 
 
 @feature("stable_rank_windowed", "mean SR over windows of --window-size tokens (does not grow with length)",
-         params=("window_size",), version=2)
+         params=("window_size",))
 def _stable_rank_windowed(s: SpanStates) -> torch.Tensor:
     return metrics.windowed_stable_rank(s.states, s.mask, s.dtype, window=s.options.window_size)
 
@@ -153,7 +154,7 @@ PROMPT_DIRECTIONS = 16
 
 @feature("stable_rank_prompt_adjusted", f"SR of the response after projecting out the top {PROMPT_DIRECTIONS} "
          "directions of the prompt's states, divided by T^--length-exponent: less length-driven than stable_rank "
-         "(meant for span=response)", needs_prompt=True, params=("length_exponent",), version=2)
+         "(meant for span=response)", needs_prompt=True, params=("length_exponent",))
 def _stable_rank_prompt_adjusted(s: SpanStates) -> torch.Tensor:
     # The prompt's first token is left out: its state is the attention sink, not the prompt's content.
     return metrics.prompt_projected_stable_rank(

@@ -105,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
                 record = {"id": row.id, "line": row.line,
                           **{f: json_float(result.values[f]) for f in features},
                           "n_tokens": result.n_tokens, "truncated": result.truncated}
-                if options.min_span_tokens:  # the short-span rule: tokens before the response in the span
+                if result.context_tokens:  # the short-span rule took tokens before the response
                     record["context_tokens"] = result.context_tokens
-                    extended += result.context_tokens > 0
+                    extended += 1
                 if result.warning:
                     record["warning"] = result.warning
                     unscored.setdefault(result.warning, []).append(row.line)
