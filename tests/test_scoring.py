@@ -36,7 +36,7 @@ def reference_sr(model, tokenizer, prompt, response, layer=-1, span="response"):
 
 def test_response_span_is_exactly_the_response_tokens(tokenizer):
     for prompt, response in zip(PROMPTS, RESPONSES):
-        e = encode_pair(tokenizer, prompt, response, ScoringOptions())
+        e = encode_pair(tokenizer, prompt, response, ScoringOptions(min_span_tokens=0))  # the rule off: see test_short_span.py
         text, char_start, _, _ = render_pair(tokenizer, prompt, response)
         assert tokenizer.decode(e.input_ids[e.start : e.end]) == response
         assert tokenizer.decode(e.input_ids[: e.start]) == text[:char_start]
@@ -57,7 +57,7 @@ def test_fallback_template_without_chat_template():
     assert not templated
     assert text == FALLBACK_TEMPLATE.format(prompt="What is 2+2?", response=" 4") == "What is 2+2?\n\nAnswer: 4"
     assert text[start:end] == " 4"
-    e = encode_pair(tok, "What is 2+2?", " 4", ScoringOptions())
+    e = encode_pair(tok, "What is 2+2?", " 4", ScoringOptions(min_span_tokens=0))
     assert tok.decode(e.input_ids[e.start : e.end]) == " 4"
     # Message lists are joined by blank lines.
     text, *_ = render_pair(tok, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "Yo")

@@ -233,7 +233,7 @@ def test_defaults_are_the_papers_and_every_trl_option_is_a_flag(tmp_path):
     assert run.grpo.num_iterations == 2 and run.model.model_name_or_path == "m"
     assert run.model.lora_target_modules == ["q_proj"]  # a single module name stays a name, not a regex
     assert vars(run.reward.scoring_options()) == {"span": "full", "layer": "final_norm", "max_length": 512,
-                                                  "truncation_side": "left", "batch_size": 8, "min_span_tokens": 0,
+                                                  "truncation_side": "left", "batch_size": 8, "min_span_tokens": 16,
                                                   "window_size": 16, "length_exponent": 0.147, "compute_dtype": "float64"}
     assert parse_train_args(["--dataset", "d", "--output_dir", "o", f"--config={path}"]).grpo.max_steps == 9
     old = tmp_path / "old.yaml"  # a config file of srgrpo 0.1 says what each renamed key is called now
