@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import torch
 
 import references
 from srgrpo.generation import SAMPLE_FEATURES, HFGenerator, Sampling, prompt_token_ids, reforward_features

@@ -189,7 +189,7 @@ def assert_png(path, min_width=500, min_height=300):
     assert image.std() > 0  # not a blank canvas
 
 
-def test_write_report_writes_pngs_and_links(tmp_path, results):
+def test_write_report_writes_pngs_and_links(tmp_path, results, drawn):
     sweep = {i: summary(0.5 + 0.02 * i, 0.5 + 0.02 * i, 0.5, 0.5 + 0.04 * i) for i in range(6)}
     paths = write_report(tmp_path / "out", results, pair_rows(), title="RB", meta={"model": "tiny"},
                          layer_sweep=sweep)
@@ -198,6 +198,13 @@ def test_write_report_writes_pngs_and_links(tmp_path, results):
                      "score_vs_length.png"]
     for path in paths[1:]:
         assert_png(path)
+    # Each file is the figure of its data: the sweep's Score line is 50, 52, ... 60 (%), the best at layer 5.
+    sections, distributions, layers, lengths = drawn
+    assert sections.axes[0].get_title() == "RewardBench accuracy per section (Chat, Safety: no pairs)"
+    assert [ax.get_title().split(":")[0] for ax in distributions.axes if ax.get_visible()] == ["Chat Hard", "Reasoning"]
+    score = next(line for line in layers.axes[0].lines if line.get_label() == "Score")
+    assert list(score.get_ydata()) == pytest.approx([50, 52, 54, 56, 58, 60])
+    assert lengths.get_suptitle() == "Does stable_rank follow length?"
     md = paths[0].read_text(encoding="utf-8")
     for name in names[1:]:
         assert f"]({name})" in md

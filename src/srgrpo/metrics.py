@@ -19,8 +19,6 @@ rows included), scores NaN. A matrix with exactly one real (non-zero) row has SR
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 __all__ = [
