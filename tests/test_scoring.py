@@ -255,14 +255,15 @@ def test_logit_features_match_the_full_model_logits(tiny_model, tokenizer):
         with torch.no_grad():
             logits = tiny_model(torch.tensor([e.input_ids], device=tiny_model.device)).logits[0].double()
         # logits at t predict token t+1: the response tokens [start, end) come from [start-1, end-1)
-        z = logits[e.start - 1 : e.end - 1]
+        # (the response's own tokens, whatever span the hidden-state features score)
+        z = logits[e.response_start - 1 : e.response_end - 1]
         logp = z.log_softmax(-1)
-        targets = torch.tensor(e.input_ids[e.start : e.end], device=logp.device)
+        targets = torch.tensor(e.input_ids[e.response_start : e.response_end], device=logp.device)
         assert item.values["mean_logprob"] == pytest.approx(logp.gather(1, targets[:, None]).mean().item(), rel=1e-4)
         kl_uniform = (-math.log(z.shape[-1]) - logp.mean(-1)).mean().item()
         assert item.values["self_certainty"] == pytest.approx(kl_uniform, rel=1e-4)
         assert item.values["mean_entropy"] == pytest.approx(-(logp.exp() * logp).sum(-1).mean().item(), rel=1e-4)
-        assert item.response_tokens == e.end - e.start
+        assert item.response_tokens == e.response_end - e.response_start
 
 
 def test_features_and_layer_sweep_share_one_forward_per_batch(tiny_model, tokenizer):
