@@ -136,7 +136,7 @@ def _direct(model, tokenizer, exponent):
     from srgrpo.features import PROMPT_DIRECTIONS
     from srgrpo.scoring import StableRankScorer
 
-    scorer = StableRankScorer(model, tokenizer)
+    scorer = StableRankScorer(model, tokenizer, min_span_tokens=0)
     out = []
     for e in scorer.encode(*zip(*PAIRS)):
         ids = torch.tensor([e.input_ids], device=model.device)
