@@ -39,8 +39,22 @@ def stable_rank(h: torch.Tensor) -> float:
     return float(s.square().sum() / s[0].square())
 
 
-def span_stable_rank(model, ids: Sequence[int], start: int, end: int, layer="final_norm") -> float:
-    """Stable rank of rows [start, end) of `ids`'s hidden states at `layer` (one forward pass)."""
+# The short-span rule as the README defines it (default min_span_tokens = 16): a span of fewer than
+# N rows that does not start at row 0 is extended backwards to N rows, never taking row 0.
+MIN_SPAN_TOKENS = 16
+
+
+def short_span(start: int, end: int, min_tokens: int = MIN_SPAN_TOKENS) -> tuple[int, int]:
+    if min_tokens and start > 0 and end - start < min_tokens:
+        start = max(1, end - min_tokens)
+    return start, end
+
+
+def span_stable_rank(model, ids: Sequence[int], start: int, end: int, layer="final_norm",
+                     min_span_tokens: int = MIN_SPAN_TOKENS) -> float:
+    """Stable rank of rows [start, end) of `ids`'s hidden states at `layer` (one forward pass), the
+    span first extended by the short-span rule (`min_span_tokens` 0: exactly [start, end))."""
+    start, end = short_span(start, end, min_span_tokens)
     return stable_rank(hidden_states(model, ids, layer)[start:end])
 
 

@@ -47,7 +47,7 @@ def test_real_tokenizer_response_span(smollm, preference_rows):
     _, tokenizer = smollm
     for row in preference_rows[::50]:
         for response in (row["chosen"], row["rejected"]):
-            e = encode_pair(tokenizer, row["prompt"], response, ScoringOptions(max_length=100_000))
+            e = encode_pair(tokenizer, row["prompt"], response, ScoringOptions(max_length=100_000, min_span_tokens=0))
             decoded = tokenizer.decode(e.input_ids[e.start : e.end])
             assert decoded in (response, "\n" + response)
             assert tokenizer.convert_ids_to_tokens(e.input_ids[e.end]) == "<|im_end|>"

@@ -136,7 +136,7 @@ def _direct(model, tokenizer, exponent):
     from srgrpo.features import PROMPT_DIRECTIONS
     from srgrpo.scoring import StableRankScorer
 
-    scorer = StableRankScorer(model, tokenizer)
+    scorer = StableRankScorer(model, tokenizer, min_span_tokens=0)
     out = []
     for e in scorer.encode(*zip(*PAIRS)):
         ids = torch.tensor([e.input_ids], device=model.device)
@@ -151,14 +151,15 @@ def _direct(model, tokenizer, exponent):
 def test_prompt_adjusted_feature_matches_one_by_one_in_the_scorer_and_free_scoring(tiny_model, tokenizer):
     from srgrpo.scoring import StableRankScorer
 
-    scorer = StableRankScorer(tiny_model, tokenizer, batch_size=3, length_exponent=0.2)
+    # min_span_tokens=0: the feature on the response's own rows (the short-span rule is tested in test_short_span.py)
+    scorer = StableRankScorer(tiny_model, tokenizer, batch_size=3, length_exponent=0.2, min_span_tokens=0)
     items = sorted(scorer.iter_features(*zip(*PAIRS), ["stable_rank_prompt_adjusted", "stable_rank"]),
                    key=lambda item: item.index)
     got = [item.values["stable_rank_prompt_adjusted"] for item in items]
     assert got == pytest.approx(_direct(tiny_model, tokenizer, 0.2), rel=1e-4)
     assert all(math.isfinite(v) for v in got)
     # The exponent divides by T^beta: beta = 0 gives the undivided value.
-    plain = StableRankScorer(tiny_model, tokenizer, batch_size=3, length_exponent=0.0)
+    plain = StableRankScorer(tiny_model, tokenizer, batch_size=3, length_exponent=0.0, min_span_tokens=0)
     undivided = sorted(plain.iter_features(*zip(*PAIRS), ["stable_rank_prompt_adjusted"]), key=lambda i: i.index)
     for item, base in zip(items, undivided):
         assert item.values["stable_rank_prompt_adjusted"] == pytest.approx(

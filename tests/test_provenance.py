@@ -72,7 +72,8 @@ def test_grading_goes_through_the_grader_registry():
 
 
 def test_options_are_split_by_meaning_and_keep_their_keywords():
-    assert ScoringOptions.field_names(SCORE) == ("span", "layer", "max_length", "truncation_side", "compute_dtype")
+    assert ScoringOptions.field_names(SCORE) == ("span", "layer", "max_length", "truncation_side", "min_span_tokens",
+                                                 "compute_dtype")
     assert ScoringOptions.field_names(FEATURE) == ("window_size", "length_exponent")
     assert ScoringOptions.field_names(RUNTIME) == ("batch_size",)
     options = ScoringOptions(span="full", batch_size=3, window_size=16, length_exponent=0.5)
@@ -83,7 +84,8 @@ def test_options_are_split_by_meaning_and_keep_their_keywords():
     assert readers == {"window_size": ["stable_rank_windowed"], "length_exponent": ["stable_rank_prompt_adjusted"]}
     # A run pins the score-defining options and its features' own parameters only.
     assert pinned_options(options, ["stable_rank"]) == {"span": "full", "layer": "final_norm", "max_length": 512,
-                                                        "truncation_side": "right", "compute_dtype": "float32"}
+                                                        "truncation_side": "right", "min_span_tokens": 16,
+                                                        "compute_dtype": "float32"}
     assert pinned_options(options, ["stable_rank_windowed"])["window_size"] == 16
     assert "length_exponent" not in pinned_options(options, ["stable_rank_windowed"])
 

@@ -36,7 +36,7 @@ def reference_sr(model, tokenizer, prompt, response, layer=-1, span="response"):
 
 def test_response_span_is_exactly_the_response_tokens(tokenizer):
     for prompt, response in zip(PROMPTS, RESPONSES):
-        e = encode_pair(tokenizer, prompt, response, ScoringOptions())
+        e = encode_pair(tokenizer, prompt, response, ScoringOptions(min_span_tokens=0))  # the rule off: see test_short_span.py
         text, char_start, _, _ = render_pair(tokenizer, prompt, response)
         assert tokenizer.decode(e.input_ids[e.start : e.end]) == response
         assert tokenizer.decode(e.input_ids[: e.start]) == text[:char_start]
@@ -57,7 +57,7 @@ def test_fallback_template_without_chat_template():
     assert not templated
     assert text == FALLBACK_TEMPLATE.format(prompt="What is 2+2?", response=" 4") == "What is 2+2?\n\nAnswer: 4"
     assert text[start:end] == " 4"
-    e = encode_pair(tok, "What is 2+2?", " 4", ScoringOptions())
+    e = encode_pair(tok, "What is 2+2?", " 4", ScoringOptions(min_span_tokens=0))
     assert tok.decode(e.input_ids[e.start : e.end]) == " 4"
     # Message lists are joined by blank lines.
     text, *_ = render_pair(tok, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "Yo")
@@ -255,14 +255,15 @@ def test_logit_features_match_the_full_model_logits(tiny_model, tokenizer):
         with torch.no_grad():
             logits = tiny_model(torch.tensor([e.input_ids], device=tiny_model.device)).logits[0].double()
         # logits at t predict token t+1: the response tokens [start, end) come from [start-1, end-1)
-        z = logits[e.start - 1 : e.end - 1]
+        # (the response's own tokens, whatever span the hidden-state features score)
+        z = logits[e.response_start - 1 : e.response_end - 1]
         logp = z.log_softmax(-1)
-        targets = torch.tensor(e.input_ids[e.start : e.end], device=logp.device)
+        targets = torch.tensor(e.input_ids[e.response_start : e.response_end], device=logp.device)
         assert item.values["mean_logprob"] == pytest.approx(logp.gather(1, targets[:, None]).mean().item(), rel=1e-4)
         kl_uniform = (-math.log(z.shape[-1]) - logp.mean(-1)).mean().item()
         assert item.values["self_certainty"] == pytest.approx(kl_uniform, rel=1e-4)
         assert item.values["mean_entropy"] == pytest.approx(-(logp.exp() * logp).sum(-1).mean().item(), rel=1e-4)
-        assert item.response_tokens == e.end - e.start
+        assert item.response_tokens == e.response_end - e.response_start
 
 
 def test_features_and_layer_sweep_share_one_forward_per_batch(tiny_model, tokenizer):

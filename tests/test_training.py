@@ -233,8 +233,8 @@ def test_defaults_are_the_papers_and_every_trl_option_is_a_flag(tmp_path):
     assert run.grpo.num_iterations == 2 and run.model.model_name_or_path == "m"
     assert run.model.lora_target_modules == ["q_proj"]  # a single module name stays a name, not a regex
     assert vars(run.reward.scoring_options()) == {"span": "full", "layer": "final_norm", "max_length": 512,
-                                                  "truncation_side": "left", "batch_size": 8, "window_size": 16,
-                                                  "length_exponent": 0.147, "compute_dtype": "float64"}
+                                                  "truncation_side": "left", "batch_size": 8, "min_span_tokens": 16,
+                                                  "window_size": 16, "length_exponent": 0.147, "compute_dtype": "float64"}
     assert parse_train_args(["--dataset", "d", "--output_dir", "o", f"--config={path}"]).grpo.max_steps == 9
     old = tmp_path / "old.yaml"  # a config file of srgrpo 0.1 says what each renamed key is called now
     old.write_text("span: full\ngrpo:\n  top_p: 0.9\n")
@@ -255,17 +255,18 @@ def test_every_scoring_option_is_a_flag_and_reaches_the_reward(tokenizer, prompt
 
     flags = {s for action in TrainArgumentParser()._actions for s in action.option_strings}
     names = [f.name for f in dataclasses.fields(ScoringOptions)]
-    assert len(names) == 8 and {f"--reward_{n}" for n in names} | {"--reward_feature"} <= flags
+    assert len(names) == 9 and {f"--reward_{n}" for n in names} | {"--reward_feature"} <= flags
     assert [f.name for f in dataclasses.fields(RewardArguments)] == [
         "rewards", "reward_scorer", "reward_ema_decay", "reward_model", "reward_feature"] + [f"reward_{n}" for n in names]
     options = {"reward_span": "full", "reward_layer": "last_block", "reward_max_length": 64,
                "reward_truncation_side": "left", "reward_batch_size": 3, "reward_window_size": 16,
-               "reward_length_exponent": 0.3, "reward_compute_dtype": "float64",
+               "reward_length_exponent": 0.3, "reward_compute_dtype": "float64", "reward_min_span_tokens": 4,
                "reward_feature": "stable_rank_prompt_adjusted"}
     run = make_run(dataset=str(prompts_file), output_dir=str(tmp_path / "run"), **{**TINY, **options})
     _, reward = build_trainer(run, make_model(len(tokenizer)), make_tokenizer(), load_prompt_dataset(str(prompts_file)))
     assert reward.options == ScoringOptions(span="full", layer="last_block", max_length=64, truncation_side="left",
-                                            batch_size=3, window_size=16, length_exponent=0.3, compute_dtype="float64")
+                                            batch_size=3, window_size=16, length_exponent=0.3, compute_dtype="float64",
+                                            min_span_tokens=4)
     assert reward.feature == "stable_rank_prompt_adjusted"
 
 

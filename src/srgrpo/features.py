@@ -125,6 +125,8 @@ def names_from(source: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------- hidden
 
 
+# A span of one row now scores exactly 1 (it was 1 give or take 2e-7 of rounding): no version bump,
+# as no reported number moves by more than that, and a bump would recompute every cached run.
 @feature("stable_rank", "stable rank of the response's hidden states, ||H||_F^2 / ||H||_2^2 (the paper)")
 def _stable_rank(s: SpanStates) -> torch.Tensor:
     return metrics.stable_rank(s.states, s.mask, s.dtype)

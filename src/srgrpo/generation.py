@@ -56,6 +56,7 @@ class Sample:
     token_ids: list[int]
     finished: bool  # ended with an end-of-sequence token; False: cut at max_new_tokens
     features: dict[str, float] = field(default_factory=dict)  # SAMPLE_FEATURES, NaN where unscorable
+    context_tokens: int = 0  # tokens before the response in its scored span (the short-span rule)
 
 
 def prompt_token_ids(tokenizer, messages: list[dict]) -> list[int]:
@@ -88,6 +89,15 @@ def reforward_features(scorer: StableRankScorer, prompt_ids: Sequence[Sequence[i
     for item in scorer.iter_encoded_features(encoded, SAMPLE_FEATURES):
         out[item.index] = {k: (math.nan if item.warning else v) for k, v in item.values.items()}
     return out
+
+
+def context_tokens(scorer: StableRankScorer | None, prompt_ids: Sequence[Sequence[int]],
+                   response_ids: Sequence[Sequence[int]]) -> list[int]:
+    """Per (prompt ids, response ids): the tokens before the response that the short-span rule adds
+    to its scored span (0 when the rule is off or the response is long enough)."""
+    if scorer is None or not scorer.options.min_span_tokens:
+        return [0] * len(response_ids)
+    return [encode_ids(scorer.tokenizer, p, r, scorer.options).context_tokens for p, r in zip(prompt_ids, response_ids)]
 
 
 class _GenerationRecorder:
@@ -221,7 +231,9 @@ class HFGenerator:
         else:
             features = [{} for _ in responses]
         texts = self.tokenizer.batch_decode(list(responses), skip_special_tokens=True)
-        return [Sample(t, list(r), f, feats) for t, r, f, feats in zip(texts, responses, finished, features)]
+        contexts = context_tokens(self.scorer, prompt_ids, responses)
+        return [Sample(t, list(r), f, feats, c)
+                for t, r, f, feats, c in zip(texts, responses, finished, features, contexts)]
 
     def _free_features(self, rec: _GenerationRecorder, prompt_ids, responses, width) -> list[dict[str, float]]:
         options = self.scorer.options
@@ -246,6 +258,8 @@ class HFGenerator:
             states = decode_states[row, :m]
             if options.span == "full":
                 states = torch.cat([prompt_states[row, width - len(p):], states])
+            elif encoded.context_tokens:  # the short-span rule: the prompt's last tokens join the span
+                states = torch.cat([prompt_states[row, width - encoded.context_tokens:], states])
             spans.append(states)
             prompts.append(prompt_states[row, width - len(p):][: encoded.response_start])
             rows.append(row)
@@ -306,5 +320,7 @@ class VLLMGenerator:
                 finished.append(completion.finish_reason == "stop")
         features = reforward_features(self.scorer, flat_prompts, flat_responses)
         texts = self.tokenizer.batch_decode(flat_responses, skip_special_tokens=True)
-        samples = [Sample(t, r, f, feats) for t, r, f, feats in zip(texts, flat_responses, finished, features)]
+        contexts = context_tokens(self.scorer, flat_prompts, flat_responses)
+        samples = [Sample(t, r, f, feats, c)
+                   for t, r, f, feats, c in zip(texts, flat_responses, finished, features, contexts)]
         return [samples[q * n:(q + 1) * n] for q in range(len(prompts))]

@@ -14,7 +14,7 @@ dimension) take the eigenvalues of the smaller Gram matrix (T x T or d x d) with
 Values are computed in `dtype` whatever the dtype of `hidden` (bf16 hidden states are upcast first).
 
 Defined values: a matrix with a NaN or inf among its real rows, or one that is all zeros (no real
-rows included), scores NaN. The scorer turns that into a warning naming the pair.
+rows included), scores NaN. A matrix with exactly one real (non-zero) row has SR exactly 1. The scorer turns that into a warning naming the pair.
 """
 
 from __future__ import annotations
@@ -161,7 +161,11 @@ def stable_rank(
         valid = valid & (h.flatten(1).abs().amax(dim=1) > 0)
     frobenius_sq = h.square().sum(dim=(-2, -1))
     top = top_squared_singular_value(h)
-    return _finish(frobenius_sq / torch.where(valid, top, 1.0), valid, single)
+    sr = frobenius_sq / torch.where(valid, top, 1.0)
+    # One real row is a rank-1 matrix: its SR is exactly 1, not 1 give or take the power
+    # iteration's rounding (short answers must tie exactly, as RewardBench 2's best-of-4 assumes).
+    sr = torch.where(mask.sum(dim=1) == 1, torch.ones_like(sr), sr)
+    return _finish(sr, valid, single)
 
 
 def windowed_stable_rank(

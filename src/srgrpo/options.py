@@ -74,6 +74,17 @@ class ScoringOptions:
         },
     )
     batch_size: int = field(default=8, metadata={"kind": RUNTIME, "help": "pairs per forward pass"})
+    min_span_tokens: int = field(
+        default=16,
+        metadata={
+            "help": "the short-span rule (span=response): a response of fewer than N tokens is scored "
+            "over the N tokens that end with it, i.e. with the tokens just before it (the template's "
+            "assistant header, then the prompt's end), never the sequence's first token; each item "
+            "reports the tokens added as context_tokens. 0 = off: only the response's tokens, so a "
+            "1-token response has SR exactly 1. 16 was measured best on RewardBench v1 pairs with short "
+            "answers (benchmarks/study_short_span.py, see the README)"
+        },
+    )
     window_size: int = field(
         default=64,
         metadata={"kind": FEATURE, "help": "tokens per window of the windowed SR variant (stable_rank_windowed)"},
@@ -136,6 +147,9 @@ class ScoringOptions:
         if isinstance(self.length_exponent, bool) or not isinstance(self.length_exponent, (int, float)) \
                 or not math.isfinite(self.length_exponent):
             raise ValueError(f"length_exponent must be a finite number, got {self.length_exponent!r}")
+        if isinstance(self.min_span_tokens, bool) or not isinstance(self.min_span_tokens, int) \
+                or self.min_span_tokens < 0:
+            raise ValueError(f"min_span_tokens must be a non-negative integer (0 = off), got {self.min_span_tokens!r}")
         for name in ("max_length", "batch_size", "window_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

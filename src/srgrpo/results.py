@@ -32,7 +32,7 @@ class SubsetAccuracy:
 
 @dataclass
 class RewardBenchIntervals:
-    accuracy: Interval
+    accuracy: Interval | None
     score: Interval | None  # None when no official section is present
     sections: dict[str, Interval]
 
@@ -47,18 +47,27 @@ class LengthControlled:
 class RewardBenchSummary:
     """One scorer's (or one layer's) RewardBench result."""
 
-    accuracy: float  # raw accuracy over every pair
+    accuracy: float | None  # raw accuracy over every pair (v2: None without a best-of-4 prompt)
     score: float | None  # mean of the official sections present; None if none is
     sections: dict[str, float]  # section present -> weighted accuracy (official order, then "other")
     absent_sections: list[str]  # official sections with no pair
     subsets: dict[str, SubsetAccuracy]
     ci: RewardBenchIntervals
     length_controlled: LengthControlled
-    n_pairs: int
-    n_unscored: int  # pairs with a NaN score on either side (counted wrong)
+    n_pairs: int  # pairs (v1) or prompts (v2)
+    n_unscored: int  # pairs (prompts) with a NaN score on any side (counted wrong)
+    # "v1": pairs, sections = RewardBench v1's four. "v2": RewardBench 2; sections and subsets hold
+    # the six subset scores, accuracy the best-of-4 credit over every non-Ties prompt.
+    protocol: str = "v1"
+    ties: dict[str, float] | None = None  # v2: the Ties subset's components (srgrpo.evaluation.rewardbench2)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.ties is None:
+            del out["ties"]
+        if self.protocol == "v1":
+            del out["protocol"]  # v1 files keep the format they had before RewardBench 2
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RewardBenchSummary:
@@ -74,6 +83,8 @@ class RewardBenchSummary:
             length_controlled=LengthControlled(data["length_controlled"]["accuracy"], data["length_controlled"]["n"]),
             n_pairs=data["n_pairs"],
             n_unscored=data["n_unscored"],
+            protocol=data.get("protocol", "v1"),  # files written before RewardBench 2 are v1
+            ties=data.get("ties"),
         )
 
 
@@ -94,15 +105,21 @@ class PairRow:
     rejected_tokens: int
     warnings: dict[str, str]  # side -> why it could not be scored (only sides with a warning)
     scores: dict[str, SideScores]  # scorer -> scores
+    # side -> tokens before the response added to its scored span by the short-span rule (sides with any)
+    context_tokens: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.context_tokens:
+            del out["context_tokens"]
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PairRow:
         return cls(data["id"], data["subset"], data["section"], data["chosen_tokens"], data["rejected_tokens"],
                    dict(data["warnings"]),
-                   {name: SideScores(s["chosen"], s["rejected"]) for name, s in data["scores"].items()})
+                   {name: SideScores(s["chosen"], s["rejected"]) for name, s in data["scores"].items()},
+                   dict(data.get("context_tokens", {})))
 
 
 def rewardbench_results_from_json(data: Mapping[str, Any]) -> dict[str, RewardBenchSummary]:

@@ -35,6 +35,7 @@ class PairScore:
     n_tokens: int  # tokens in the scored span
     truncated: bool
     warning: str | None = None
+    context_tokens: int = 0  # tokens before the response in the scored span (the short-span rule)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class ItemFeatures:
     truncated: bool
     warning: str | None = None
     layer_values: dict[int, float] = field(default_factory=dict)  # SR per hidden_states index (sweep)
+    context_tokens: int = 0  # tokens before the response in the scored span (the short-span rule)
 
 
 class Tap(enum.Enum):
@@ -218,18 +220,20 @@ class StableRankScorer:
                 n_tokens, response_tokens = item.end - item.start, item.response_end - item.response_start
                 if values is None:
                     yield ItemFeatures(index, {f: math.nan for f in features}, n_tokens, response_tokens,
-                                       item.truncated, item.problem, {k: math.nan for k in sweep_layers})
+                                       item.truncated, item.problem, {k: math.nan for k in sweep_layers},
+                                       item.context_tokens)
                 else:
                     row = RowValues.from_engine(values)
                     yield ItemFeatures(index, {f: row.features[f] for f in features}, n_tokens, response_tokens,
                                        item.truncated, row.warning() if hidden else None,
-                                       {k: row.layers[k] for k in sweep_layers})
+                                       {k: row.layers[k] for k in sweep_layers}, item.context_tokens)
                 bar.update(1)
 
     def iter_scores(self, prompts: Sequence[Prompt], responses: Sequence[str], progress: bool = False) -> Iterator[PairScore]:
         """Yield one PairScore (stable rank) per pair as soon as its batch is done."""
         for item in self.iter_features(prompts, responses, ("stable_rank",), progress=progress):
-            yield PairScore(item.index, item.values["stable_rank"], item.n_tokens, item.truncated, item.warning)
+            yield PairScore(item.index, item.values["stable_rank"], item.n_tokens, item.truncated, item.warning,
+                            item.context_tokens)
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str], progress: bool = False) -> list[float]:
         """One stable rank per pair, in input order; NaN (with a warning) where a pair cannot be scored."""

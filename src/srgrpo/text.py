@@ -29,6 +29,7 @@ class EncodedPair:
     problem: str | None = None  # why the pair cannot be scored; it then gets NaN
     response_start: int = 0  # the response's tokens inside the window (equal to start/end for span=response)
     response_end: int = 0
+    context_tokens: int = 0  # tokens before the response added to the scored span by the short-span rule
 
 
 def check_pair(prompt, response, where: str = "pair") -> None:
@@ -168,8 +169,22 @@ def _windowed(special_ids: set[int], ids: list[int], start: int, end: int, optio
         problem = f"no response token inside the {options.max_length}-token window ({options.truncation_side} side cut)"
     elif set(ids[start:end]) <= special_ids:
         problem = "response consists only of special tokens"
+    context = 0
     if options.span == "full":
         start, end = 0, len(ids)
-    return EncodedPair(ids, start, end, truncated, problem, response_start, response_end)
+    else:
+        start = short_span_start(start, end, options.min_span_tokens)
+        context = response_start - start
+    return EncodedPair(ids, start, end, truncated, problem, response_start, response_end, context)
+
+
+def short_span_start(start: int, end: int, min_tokens: int) -> int:
+    """The short-span rule: where the scored span [start, end) begins once a span shorter than
+    `min_tokens` is extended backwards to `min_tokens` tokens. Position 0 (the BOS or first template
+    token, an attention sink whose state dwarfs the others' in most models) is never added; a span that
+    already starts there stays. `min_tokens` 0 leaves every span as it is."""
+    if min_tokens <= 0 or end - start >= min_tokens or start == 0:
+        return start
+    return max(1, end - min_tokens)
 
 

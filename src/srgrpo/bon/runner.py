@@ -47,6 +47,7 @@ def candidate_record(problem: Problem, sample: Sample) -> dict:
         "n_tokens": len(sample.token_ids),
         "finished": sample.finished,
         "features": {k: json_float(v) for k, v in sample.features.items()},
+        **({"context_tokens": sample.context_tokens} if sample.context_tokens else {}),
     })
 
 

@@ -38,22 +38,30 @@ OPTION_GROUPS = {
 }
 
 
-def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+def add_scoring_arguments(parser: argparse.ArgumentParser, default_notes: dict[str, str] | None = None) -> None:
     """One flag per ScoringOptions field, so the options and their help live in one place; grouped in
-    the help by kind (score-defining, feature parameter, run-time)."""
+    the help by kind (score-defining, feature parameter, run-time). `default_notes` (field -> text):
+    fields whose default the command decides later (the flag defaults to None and its help ends with
+    the text instead of the dataclass default)."""
     groups = {kind: parser.add_argument_group(title) for kind, title in OPTION_GROUPS.items()}
+    notes = default_notes or {}
     for f in dataclasses.fields(ScoringOptions):
         groups[option_kind(f)].add_argument(
             "--" + f.name.replace("_", "-"),
             type={"int": int, "float": float}.get(f.type, str),
-            default=f.default,
+            default=None if f.name in notes else f.default,
             choices=f.metadata.get("choices"),
-            help=f.metadata["help"] + " (default: %(default)s)",
+            help=f.metadata["help"] + (f" (default: {notes[f.name]})" if f.name in notes else " (default: %(default)s)"),
         )
 
 
-def scoring_options(args: argparse.Namespace) -> ScoringOptions:
-    return ScoringOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ScoringOptions)})
+def scoring_options(args: argparse.Namespace, **defaults) -> ScoringOptions:
+    """The ScoringOptions the flags name; a flag left at None takes `defaults`' value, else the field's default."""
+    values = {}
+    for f in dataclasses.fields(ScoringOptions):
+        value = getattr(args, f.name)
+        values[f.name] = defaults.get(f.name, f.default) if value is None else value
+    return ScoringOptions(**values)
 
 
 def load_model_from_args(args):

@@ -22,15 +22,19 @@ def add_parser(sub) -> None:
 
     bench = sub.add_parser(
         "rewardbench", formatter_class=HelpFormatter,
-        help="evaluate stable rank and baselines as zero-shot reward models (RewardBench protocol)",
-        description="Score the chosen and rejected response of every preference pair with each scorer and "
-        "report RewardBench v1 accuracies: per subset, per section (example-count weighted, math-prm as 984), "
-        "the headline (mean of the sections present), raw accuracy, a length-controlled accuracy, 95% "
-        "bootstrap intervals. A pair is correct only if chosen scores strictly higher. Scores are cached "
-        "in OUTPUT_DIR as they are computed: run the same command again to resume.",
+        help="evaluate stable rank and baselines as zero-shot reward models (RewardBench v1 and 2)",
+        description="Score every response with each scorer and report RewardBench accuracies with 95% "
+        "bootstrap intervals. v1 (string chosen/rejected): per subset, per section (example-count weighted, "
+        "math-prm as 984), the headline (mean of the sections present), raw accuracy, a length-controlled "
+        "accuracy; a pair is correct only if chosen scores strictly higher. v2 (RewardBench 2: lists of "
+        "completions): every completion scored alone, best-of-4 credit 1/(ties at the maximum) on the five "
+        "subsets, the Ties formula on Ties, the headline the mean of the six. The protocol follows the data's "
+        "schema unless --protocol says otherwise. Scores are cached in OUTPUT_DIR as they are computed: run "
+        "the same command again to resume.",
         epilog="examples:\n"
         "  srgrpo rewardbench --data ../shared/data/preference/rewardbench_offline.jsonl --output-dir runs/rb\n"
         "  srgrpo rewardbench --data allenai/reward-bench --output-dir runs/rb --scorers all --layers all\n"
+        "  srgrpo rewardbench --data allenai/reward-bench-2 --output-dir runs/rb2 --scorers stable_rank,length,random\n"
         "scorers:\n" + "\n".join(f"  {name:<{max(map(len, SCORERS)) + 2}}{spec.help}" for name, spec in SCORERS.items()),
     )
     bench.add_argument("--data", required=True,
@@ -44,48 +48,70 @@ def add_parser(sub) -> None:
     bench.add_argument("--layers", default=None,
                        help="layer sweep: 'all' or comma-separated hidden_states indices; SR accuracy per layer, "
                        "all from the same forward pass")
-    bench.add_argument("--split", default="filtered", help="split of a Hugging Face dataset (default: filtered)")
+    bench.add_argument("--protocol", choices=("auto", "v1", "v2"), default="auto",
+                       help="RewardBench version: auto (the default) reads it off the data: list-valued chosen/"
+                       "rejected -> v2 (RewardBench 2), strings -> v1")
+    bench.add_argument("--split", default=None,
+                       help="split of a Hugging Face dataset (default: 'test' for v2 and for an id containing "
+                       "'reward-bench-2', else 'filtered')")
     bench.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     bench.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the random scorer")
     bench.add_argument("--overwrite", action="store_true", help="discard a previous run in OUTPUT_DIR")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_arguments(bench)
-    add_scoring_arguments(bench)
+    add_scoring_arguments(bench, default_notes={"max_length": "512 for v1, 2048 for v2 as RewardBench 2's run_v2.py"})
     bench.set_defaults(func=run)
 
 
 
+def _split(args) -> str:
+    if args.split is not None:
+        return args.split
+    return "test" if args.protocol == "v2" or "reward-bench-2" in str(args.data) else "filtered"
+
+
 def run(args: argparse.Namespace) -> int:
-    from srgrpo.evaluation.preference_data import load_preference_pairs
-    from srgrpo.evaluation.runner import run_rewardbench
+    from srgrpo.evaluation import rewardbench2
+    from srgrpo.evaluation.preference_data import detect_protocol, load_completion_sets, load_preference_pairs
+    from srgrpo.evaluation.runner import run_rewardbench, run_rewardbench2
     from srgrpo.evaluation.scorers import parse_scorers
     from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
     from srgrpo.results import rewardbench_results_from_json
 
-    options = scoring_options(args)
     scorers = parse_scorers(args.scorers)
-    loaded = load_preference_pairs(args.data, split=args.split, limit_per_subset=args.limit)
+    split = _split(args)
+    protocol = detect_protocol(args.data, split) if args.protocol == "auto" else args.protocol
+    options = scoring_options(args, **({"max_length": rewardbench2.WINDOW} if protocol == "v2" else {}))
+    if protocol == "v2":
+        loaded = load_completion_sets(args.data, split=split, limit_per_subset=args.limit)
+        units, unit_name = loaded.sets, "prompts"
+    else:
+        loaded = load_preference_pairs(args.data, split=split, limit_per_subset=args.limit)
+        units, unit_name = loaded.pairs, "pairs"
     for line in loaded.problems[:20]:
         print(f"data: {line}", file=sys.stderr)
     if len(loaded.problems) > 20:
         print(f"data: ... and {len(loaded.problems) - 20} more", file=sys.stderr)
-    if not loaded.pairs:
-        raise ValueError(f"no usable preference pairs in {args.data}")
-    print(f"{len(loaded.pairs)} pairs from {args.data}; scorers: {', '.join(scorers)}", file=sys.stderr)
+    if not units:
+        raise ValueError(f"no usable {'RewardBench 2 prompts' if protocol == 'v2' else 'preference pairs'} in {args.data}")
+    print(f"RewardBench {protocol}: {len(units)} {unit_name} from {args.data}; scorers: {', '.join(scorers)}; "
+          f"window {options.max_length} tokens", file=sys.stderr)
     model, tokenizer = load_model_from_args(args)
     layers = parse_layers(args.layers, model.config.get_text_config().num_hidden_layers)
     started = time.perf_counter()
-    results = run_rewardbench(
-        model, tokenizer, loaded.pairs, args.output_dir, scorers=scorers, options=options, layers=layers,
+    runner = run_rewardbench2 if protocol == "v2" else run_rewardbench
+    results = runner(
+        model, tokenizer, units, args.output_dir, scorers=scorers, options=options, layers=layers,
         n_bootstrap=args.bootstrap, seed=args.seed, overwrite=args.overwrite, progress=not args.quiet,
         run_info={"model": args.model or "embedded SmolLM2-135M-Instruct", "dtype": args.dtype,
                   "data": str(args.data), "limit_per_subset": args.limit},
     )
     if results is None:  # a helper process of a distributed run: the main process reports
         return 0
-    write_rewardbench_report_from_dir(args.output_dir, extra_meta={
+    title = "RewardBench 2 evaluation" if protocol == "v2" else "RewardBench evaluation"
+    write_rewardbench_report_from_dir(args.output_dir, title=title, extra_meta={
         "compute seconds (this invocation)": round(time.perf_counter() - started, 1)})
-    print(rewardbench_markdown(rewardbench_results_from_json(results), title="RewardBench evaluation"))
-    print(f"\nwrote results.json, pairs.jsonl, report.md and plots to {args.output_dir} "
-          f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(rewardbench_markdown(rewardbench_results_from_json(results), title=title))
+    print(f"\nwrote results.json, {'prompts.jsonl, ' if protocol == 'v2' else ''}pairs.jsonl, report.md and plots "
+          f"to {args.output_dir} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -17,19 +18,39 @@ from srgrpo.cli.common import (
 )
 
 
+def parse_features(text: str) -> list[str]:
+    """'a,b' or 'all' -> feature names, checked against the registry (ValueError naming the known ones)."""
+    from srgrpo.features import FEATURES, check_features
+
+    if text.strip() == "all":
+        return list(FEATURES)
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise ValueError(f"--features needs at least one name; choose from: {', '.join(FEATURES)}, all")
+    return check_features(names)
+
+
 def add_parser(sub) -> None:
+    from srgrpo.features import FEATURES
+
     score = sub.add_parser(
         "score", formatter_class=HelpFormatter,
         help="score (prompt, response) pairs from a JSONL file",
         description="Score every line of a JSONL file of {\"prompt\", \"response\", optional \"id\"} objects "
         "(prompt: a string or a list of chat messages) and write one {\"id\", \"stable_rank\", ...} line per "
-        "input line. Results are written as they are computed, then sorted into input order. A bad line "
-        "gets an \"error\" and the rest are still scored (exit status 1); a pair that cannot be scored "
-        "(e.g. an empty response) gets stable_rank null and a \"warning\".",
-        epilog="example:\n  srgrpo score --input pairs.jsonl --output scores.jsonl --span response --layer final_norm",
+        "input line, one column per feature of --features (all from one forward pass). Results are written "
+        "as they are computed, then sorted into input order. A bad line gets an \"error\" and the rest are "
+        "still scored (exit status 1); a pair that cannot be scored (e.g. an empty response) gets null "
+        "features and a \"warning\".",
+        epilog="examples:\n  srgrpo score --input pairs.jsonl --output scores.jsonl --span response --layer final_norm\n"
+        "  srgrpo score --input pairs.jsonl --output scores.jsonl --features stable_rank,mean_logprob\n"
+        "  srgrpo score --input pairs.jsonl --output scores.jsonl --features all",
     )
     score.add_argument("--input", required=True, type=Path, help="JSONL file of pairs")
     score.add_argument("--output", required=True, type=Path, help="JSONL file to write")
+    score.add_argument("--features", default="stable_rank",
+                       help="comma-separated feature names, or 'all' for every registered one: one output column "
+                       "and one summary line per feature (default: stable_rank); names: " + ", ".join(FEATURES))
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_arguments(score)
     add_scoring_arguments(score)
@@ -44,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from srgrpo.scoring import StableRankScorer
 
     options = scoring_options(args)  # validate before loading anything
+    features = parse_features(args.features)
     main_process = distributed.is_main()
     rows = read_pairs(args.input)
     good = [r for r in rows if r.error is None]
@@ -56,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
     def score_share(share):
         """(row, result) for each pair of `share`, as soon as its batch is done."""
-        results = scorer.iter_scores([r.prompt for r in share], [r.response for r in share],
-                                     progress=not args.quiet and not distributed.is_distributed())
+        results = scorer.iter_features([r.prompt for r in share], [r.response for r in share], features,
+                                       progress=not args.quiet and not distributed.is_distributed())
         return ((share[result.index], result) for result in results)
 
     if distributed.is_distributed():
@@ -73,20 +95,28 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     started = time.perf_counter()
-    values, unscored, truncated, n_tokens = [], {}, 0, 0
+    values = {f: [] for f in features}
+    unscored, truncated, n_tokens, extended, n_scored = {}, 0, 0, 0, 0
     with JsonlWriter(args.output) as out:
         for r in bad:
-            out.write({"id": r.id, "line": r.line, "stable_rank": None, "error": r.error})
+            out.write({"id": r.id, "line": r.line, **{f: None for f in features}, "error": r.error})
         try:
             for row, result in scored:
-                record = {"id": row.id, "line": row.line, "stable_rank": json_float(result.value),
+                record = {"id": row.id, "line": row.line,
+                          **{f: json_float(result.values[f]) for f in features},
                           "n_tokens": result.n_tokens, "truncated": result.truncated}
+                if result.context_tokens:  # the short-span rule took tokens before the response
+                    record["context_tokens"] = result.context_tokens
+                    extended += 1
                 if result.warning:
                     record["warning"] = result.warning
                     unscored.setdefault(result.warning, []).append(row.line)
                     print(f"warning: {args.input}:{row.line}: scored NaN ({result.warning})", file=sys.stderr)
                 else:
-                    values.append(result.value)
+                    n_scored += 1
+                    for f in features:
+                        if math.isfinite(result.values[f]):
+                            values[f].append(result.values[f])
                 out.write(record)
                 truncated += result.truncated
                 n_tokens += result.n_tokens
@@ -97,11 +127,18 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
 
     workers = f" by {distributed.world_size()} processes" if distributed.is_distributed() else ""
-    print(f"\nscored {len(values)} of {len(rows)} rows in {elapsed:.1f} s{workers} "
+    print(f"\nscored {n_scored} of {len(rows)} rows in {elapsed:.1f} s{workers} "
           f"({n_tokens / max(elapsed, 1e-9):.0f} scored tokens/s) -> {args.output}", file=sys.stderr)
-    if values:
-        print(f"stable rank: mean {statistics.fmean(values):.4f}  median {statistics.median(values):.4f}  "
-              f"min {min(values):.4f}  max {max(values):.4f}", file=sys.stderr)
+    width = max(len(_label(f)) for f in features)
+    for f in features:
+        v = values[f]
+        if v:
+            print(f"{_label(f) + ':':<{width + 1}} mean {statistics.fmean(v):.4f}  median {statistics.median(v):.4f}  "
+                  f"min {min(v):.4f}  max {max(v):.4f}" + (f"  ({len(v)} finite)" if len(v) != n_scored else ""),
+                  file=sys.stderr)
+    if extended:
+        print(f"{extended} row(s) shorter than --min-span-tokens {options.min_span_tokens} were scored with the "
+              f"tokens before them (context_tokens)", file=sys.stderr)
     if truncated:
         print(f"{truncated} row(s) longer than the {options.max_length}-token window were cut "
               f"on the {options.truncation_side}", file=sys.stderr)
@@ -110,3 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print(f"{len(bad)} row(s) rejected as bad input (see 'error' in the output)", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _label(feature: str) -> str:
+    return "stable rank" if feature == "stable_rank" else feature  # the line existing users know

@@ -188,7 +188,7 @@ def _row_problem(record: Any) -> str | None:
 # --- adjustments over the whole set ---------------------------------------------------------------
 
 
-def _unique_ids(pairs: list[tuple[PreferencePair, str]], problems: list[str]) -> list[PreferencePair]:
+def _unique_ids(pairs: list[tuple], problems: list[str]) -> list:
     """Keep every pair; later repeats of an id become "id#2", "id#3"... (ids are keys downstream)."""
     first_seen: dict[str, str] = {}
     taken = {pair.id for pair, _ in pairs}
@@ -209,7 +209,7 @@ def _unique_ids(pairs: list[tuple[PreferencePair, str]], problems: list[str]) ->
     return [pair for pair, _ in pairs]
 
 
-def _first_per_subset(pairs: list[PreferencePair], limit: int) -> list[PreferencePair]:
+def _first_per_subset(pairs: list, limit: int) -> list:
     kept, per_subset = [], {}
     for pair in pairs:
         if per_subset.get(pair.subset, 0) < limit:
@@ -226,3 +226,128 @@ def _note_empty_responses(pairs: list[PreferencePair], problems: list[str]) -> N
             f"{len(empty)} pairs have an empty response (ids {shown}); they are kept and a scorer "
             f"that cannot score them counts the pair wrong"
         )
+
+
+# --- RewardBench 2: one row per prompt with lists of completions ----------------------------------
+
+PROTOCOLS = ("v1", "v2")
+
+
+@dataclass
+class CompletionSet:
+    """One RewardBench 2 prompt: its completions, correct ones first (`num_correct` of them)."""
+
+    id: str
+    prompt: str | list[dict]
+    chosen: list[str]
+    rejected: list[str]
+    subset: str
+    num_correct: int
+
+    @property
+    def completions(self) -> list[str]:
+        return list(self.chosen) + list(self.rejected)
+
+
+@dataclass
+class LoadedSets:
+    sets: list[CompletionSet]
+    problems: list[str] = field(default_factory=list)
+
+
+def row_protocol(record: Any) -> str | None:
+    """'v2' for a row whose chosen/rejected are lists (RewardBench 2), 'v1' for strings, None otherwise."""
+    if not isinstance(record, dict):
+        return None
+    chosen = record.get("chosen")
+    if isinstance(chosen, (list, tuple)) and all(isinstance(c, str) for c in chosen):
+        return "v2"
+    if isinstance(chosen, str):
+        return "v1"
+    return None
+
+
+def detect_protocol(source: str | os.PathLike, split: str) -> str:
+    """The protocol the data's schema asks for, from its first readable row: list-valued chosen and
+    rejected (allenai/reward-bench-2) -> 'v2', string-valued (allenai/reward-bench) -> 'v1'."""
+    for row in _rows(source, split):
+        found = row_protocol(row.record)
+        if found is not None:
+            return found
+    raise ValueError(f"cannot tell the RewardBench version of {source}: no row has a string (v1) or "
+                     f"list-of-strings (v2) 'chosen' field; pass --protocol v1 or v2")
+
+
+def load_completion_sets(
+    source: str | os.PathLike, split: str = "test", limit_per_subset: int | None = None
+) -> LoadedSets:
+    """RewardBench 2 rows ({id, prompt, chosen: [str], rejected: [str], num_correct, subset, ...})
+    from a .jsonl or .parquet file, a folder of them, or a Hugging Face dataset id. Bad rows are
+    skipped and named in `problems`, as for v1 pairs; limit_per_subset keeps the first N rows of
+    each subset (in the Ties subset a ref row kept without its tied row enters only the accuracies)."""
+    if limit_per_subset is not None and limit_per_subset < 0:
+        raise ValueError(f"limit_per_subset must be >= 0 or None, got {limit_per_subset}")
+    found, problems = [], []
+    for row in _rows(source, split):
+        problem = row.error or _set_problem(row.record)
+        if problem is not None:
+            problems.append(f"{row.where}: {problem}; row skipped")
+            continue
+        record = row.record
+        chosen, rejected = [str(c) for c in record["chosen"]], [str(r) for r in record["rejected"]]
+        num_correct = record.get("num_correct")
+        num_correct = len(chosen) if num_correct is None else int(num_correct)
+        if num_correct != len(chosen):
+            problems.append(f"{row.where}: num_correct {num_correct} but {len(chosen)} chosen completions; "
+                            f"the first {num_correct} of chosen + rejected count as correct (as upstream)")
+        subset = record.get("subset")
+        pair_id = record.get("id")
+        found.append((CompletionSet(row.default_id if pair_id is None else str(pair_id), record["prompt"], chosen,
+                                    rejected, UNSPECIFIED_SUBSET if subset is None else subset, num_correct),
+                      row.where))
+    sets = _unique_ids(found, problems)
+    if limit_per_subset is not None:
+        sets = _first_per_subset(sets, limit_per_subset)
+    empty = [s.id for s in sets if any(not c.strip() for c in s.completions)]
+    if empty:
+        shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+        problems.append(f"{len(empty)} prompts have an empty completion (ids {shown}); they are kept and a "
+                        f"scorer that cannot score it gives the prompt 0 credit")
+    return LoadedSets(sets, problems)
+
+
+def _set_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    missing = [k for k in REQUIRED_FIELDS if record.get(k) is None]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    try:
+        check_pair(record["prompt"], "", "field 'prompt'")
+    except TypeError as err:
+        return str(err)
+    for name in ("chosen", "rejected"):
+        value = record[name]
+        if isinstance(value, str) or not hasattr(value, "__iter__") or not all(isinstance(c, str) for c in value):
+            return (f"field {name!r} must be a list of strings in RewardBench 2's schema, got {type(value).__name__} "
+                    f"(a v1 file? pass --protocol v1)")
+        if len(value) == 0:
+            return f"field {name!r} is an empty list"
+    num_correct = record.get("num_correct")
+    n = len(record["chosen"]) + len(record["rejected"])
+    if num_correct is not None and (isinstance(num_correct, bool) or not isinstance(num_correct, (int, np_int()))
+                                    or not 0 < int(num_correct) < n):
+        return f"field 'num_correct' must be an integer from 1 to {n - 1}, got {num_correct!r}"
+    if record.get("subset") is not None and not isinstance(record["subset"], str):
+        return f"field 'subset' must be a string, got {type(record['subset']).__name__}"
+    pair_id = record.get("id")
+    if pair_id is not None and (isinstance(pair_id, bool) or not isinstance(pair_id, (str, int))):
+        return f"field 'id' must be a string or an integer, got {type(pair_id).__name__}"
+    return None
+
+
+def np_int() -> type:
+    """numpy's integer base class (parquet and hub rows give numpy integers), without importing numpy early."""
+    import numpy
+
+    return numpy.integer

@@ -22,6 +22,8 @@ from typing import Iterable, Mapping, Sequence
 
 from srgrpo.evaluation.rewardbench import OTHER_SECTION, section_of
 from srgrpo.evaluation.rewardbench import SECTIONS as RB_SECTIONS
+from srgrpo.evaluation.rewardbench2 import CHANCE as RB2_CHANCE
+from srgrpo.evaluation.rewardbench2 import SUBSETS as RB2_SUBSETS
 from srgrpo.reports.figures import new_figure, percent_axis, save_figure
 from srgrpo.reports.tables import (
     DASH,
@@ -78,13 +80,33 @@ def _accuracy_ci(summary: RewardBenchSummary) -> tuple[float, float] | None:
     return finite_interval(summary.ci.accuracy)
 
 
+def _is_v2(summaries: Iterable[RewardBenchSummary]) -> bool:
+    return any(s.protocol == "v2" for s in summaries)
+
+
+def _official(summaries: Iterable[RewardBenchSummary]) -> tuple[str, ...]:
+    """The columns of the headline: v1's four sections, or RewardBench 2's six subsets."""
+    return RB2_SUBSETS if _is_v2(summaries) else SECTIONS
+
+
+def _extras(summaries: Sequence[RewardBenchSummary]) -> list[str]:
+    """Columns beyond the official ones: v1's "other", or v2 subsets RewardBench 2 does not know."""
+    if _is_v2(summaries):
+        return sorted({name for s in summaries for name in s.sections if name not in RB2_SUBSETS})
+    return [OTHER] if any(OTHER in s.sections for s in summaries) else []
+
+
 def _has_other(summaries: Iterable[RewardBenchSummary]) -> bool:
-    return any(OTHER in s.sections for s in summaries)
+    return bool(_extras(list(summaries)))
+
+
+def _chance(summaries: Iterable[RewardBenchSummary]) -> float:
+    return RB2_CHANCE if _is_v2(summaries) else 0.5
 
 
 def _present_sections(summaries: Sequence[RewardBenchSummary]) -> list[str]:
-    """Sections (official order, then "other") with a value for at least one summary."""
-    names = [*SECTIONS, OTHER]
+    """Sections (official order, then the others) with a value for at least one summary."""
+    names = [*_official(summaries), *_extras(summaries)]
     return [name for name in names if any(_section_value(s, name) is not None for s in summaries)]
 
 
@@ -92,7 +114,7 @@ def _absent_sections(summaries: Sequence[RewardBenchSummary]) -> list[str]:
     """Official sections listed as absent by any summary, or with no value in any summary."""
     listed = {name for s in summaries for name in s.absent_sections}
     present = set(_present_sections(summaries))
-    return [name for name in SECTIONS if name in listed or name not in present]
+    return [name for name in _official(summaries) if name in listed or name not in present]
 
 
 def _sort_key(item: tuple[str, RewardBenchSummary]):
@@ -158,6 +180,17 @@ def _subset_table(ranked: list[tuple[str, RewardBenchSummary]], subset_sections:
     return markdown_table(header, rows, ["---", "---", "---:", *["---:"] * len(ranked)])
 
 
+def _ties_table(ranked: list[tuple[str, RewardBenchSummary]]) -> list[str]:
+    from srgrpo.evaluation.rewardbench2 import TIES_WEIGHTS
+
+    with_ties = [(name, s) for name, s in ranked if s.ties]
+    if not with_ties:
+        return []
+    names = [*TIES_WEIGHTS, "score"]
+    rows = [[f"`{name}`", *[percent(s.ties.get(k)) for k in names]] for name, s in with_ties]
+    return markdown_table(["Scorer", *names], rows, ["---", *["---:"] * len(names)])
+
+
 def _layer_table(layer_sweep: Mapping[int, RewardBenchSummary] | None) -> list[str]:
     items = _layer_items(layer_sweep)
     if not items:
@@ -209,39 +242,59 @@ def rewardbench_markdown(
     if not ranked:
         lines += ["No scorer results.", ""]
     else:
-        columns = [*SECTIONS, *([OTHER] if _has_other(summaries) else [])]
-        header = ["Scorer", "Score", *columns, "All pairs", "Length-controlled (n)"]
+        official = _official(summaries)
+        columns = [*official, *_extras(summaries)]
+        pooled = "Best-of-4, all prompts" if _is_v2(summaries) else "All pairs"
+        header = ["Scorer", "Score", *columns, pooled, "Length-controlled (n)"]
         rows = []
         for name, s in ranked:
             cells = [percent_with_interval(_section_value(s, c), _section_ci(s, c)) for c in columns]
             rows.append([f"`{name}`", percent_with_interval(s.score, _score_ci(s)), *cells,
                          percent_with_interval(s.accuracy, _accuracy_ci(s)), _length_controlled(s)])
-        lines += ["Accuracy in %, 95% confidence interval in brackets; rows sorted by Score.", ""]
+        lines += [f"{'Score' if _is_v2(summaries) else 'Accuracy'} in %, 95% confidence interval in brackets; "
+                  "rows sorted by Score.", ""]
         lines += markdown_table(header, rows, ["---", *["---:"] * (len(header) - 1)]) + [""]
 
         notes = []
         absent = _absent_sections(summaries)
         if absent:
             notes.append(f"Sections absent from the data (shown as {DASH}): {', '.join(absent)}.")
-        covered = [name for name in SECTIONS if name not in absent]
-        if len(covered) < len(SECTIONS):
+        covered = [name for name in official if name not in absent]
+        version = "2" if _is_v2(summaries) else "v1"
+        if len(covered) < len(official):
             notes.append(
-                f"Score averages only the sections present: {', '.join(covered) or 'none'} "
-                f"(RewardBench v1 averages all {len(SECTIONS)})."
+                f"Score averages only the {'subsets' if version == '2' else 'sections'} present: "
+                f"{', '.join(covered) or 'none'} (RewardBench {version} averages all {len(official)})."
             )
-        if _has_other(summaries):
+        if _has_other(summaries) and version == "v1":
             notes.append(f"`{OTHER}` holds pairs outside the four RewardBench sections.")
-        notes.append("All pairs: raw accuracy over every pair. Length-controlled: accuracy over the "
-                     "length-controlled pairs, with their number.")
+        elif _has_other(summaries):
+            notes.append(f"{', '.join(_extras(summaries))}: subsets outside RewardBench 2's six, scored best-of-n, "
+                         "not in the Score.")
+        if version == "2":
+            notes.append("RewardBench 2: every completion scored alone; best-of-4 credit 1/(completions tied at "
+                         "the top) when the correct one is at the top (chance 25%); Ties by its own formula; "
+                         "Score = mean of the six subsets. Best-of-4, all prompts: the credit over every "
+                         "non-Ties prompt. Length-controlled: the same over prompts whose completions' lengths differ by "
+                         "less than 20%, with their number.")
+        else:
+            notes.append("All pairs: raw accuracy over every pair. Length-controlled: accuracy over the "
+                         "length-controlled pairs, with their number.")
         n_pairs = sorted({s.n_pairs for s in summaries})
         if n_pairs:
-            notes.append(f"Pairs: {', '.join(f'{n:,}' for n in n_pairs)}.")
+            notes.append(f"{'Prompts' if version == '2' else 'Pairs'}: {', '.join(f'{n:,}' for n in n_pairs)}.")
         unscored = [(name, s.n_unscored) for name, s in ranked if s.n_unscored > 0]
         if unscored:
             notes.append("Pairs a scorer could not score: " + ", ".join(f"`{n}` {k:,}" for n, k in unscored) + ".")
         lines += [f"- {note}" for note in notes] + [""]
 
-        subset_lines = _subset_table(ranked, subset_sections)
+        subset_lines = [] if version == "2" else _subset_table(ranked, subset_sections)
+        ties_lines = _ties_table(ranked)
+        if ties_lines:
+            lines += ["## Ties components", "",
+                      "Score = 0.30 tied accuracy + 0.30 ref accuracy + 0.20 tied margin > spread + 0.20 smaller "
+                      "margin > spread + 0.01 tanh term (in %).", ""]
+            lines += ties_lines + [""]
         if subset_lines:
             lines += ["## Accuracy per subset", "", "Accuracy in %; n = pairs in the subset.", ""]
             lines += subset_lines + [""]
@@ -312,7 +365,8 @@ def plot_sections(results: Mapping[str, RewardBenchSummary], path) -> Path | Non
             ax.text(x[j] + offset, top + 1.0, f"{v:.1f}", rotation=90, ha="center", va="bottom",
                     fontsize=label_size)
             highest = max(highest, top)
-    ax.axhline(50, color="#888888", linestyle="--", linewidth=1, label="chance (50%)")
+    chance = 100 * _chance(summaries)
+    ax.axhline(chance, color="#888888", linestyle="--", linewidth=1, label=f"chance ({chance:.0f}%)")
     ax.set_xticks(x)
     longest = max(len(name) for name, _ in ranked)
     rotate = longest * 0.09 > 0.9 * (fig_width - 1.0) / n_scorers  # names wider than their group: tilt them
@@ -324,7 +378,8 @@ def plot_sections(results: Mapping[str, RewardBenchSummary], path) -> Path | Non
     percent_axis(ax)
     ax.set_ylabel("accuracy (95% CI)")
     absent = _absent_sections(summaries)
-    ax.set_title("RewardBench accuracy per section" + (f" ({', '.join(absent)}: no pairs)" if absent else ""))
+    ax.set_title(("RewardBench 2 score per subset" if _is_v2(summaries) else "RewardBench accuracy per section")
+                 + (f" ({', '.join(absent)}: no {'prompts' if _is_v2(summaries) else 'pairs'})" if absent else ""))
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     # a figure legend below the axes: constrained layout makes room for it instead of squeezing the bars
@@ -341,7 +396,7 @@ def _pair_scores(pair_rows: Sequence[PairRow], scorer: str) -> list[tuple[PairRo
 
 def _row_sections(rows: Iterable[PairRow]) -> list[str]:
     found = {row.section for row in rows}
-    order = [*SECTIONS, OTHER]
+    order = [*SECTIONS, *RB2_SUBSETS, OTHER]
     return [s for s in order if s in found] + sorted(found - set(order))
 
 
@@ -441,7 +496,8 @@ def plot_layer_sweep(layer_sweep: Mapping[int, RewardBenchSummary], path) -> Pat
         lo = np.array([np.nan if ci is None else 100 * ci[0] for ci in cis])
         hi = np.array([np.nan if ci is None else 100 * ci[1] for ci in cis])
         ax.fill_between(layers, lo, hi, color="#7f7f7f", alpha=0.15, linewidth=0, label="All pairs 95% CI")
-    ax.axhline(50, color="#888888", linestyle="--", linewidth=1, label="chance (50%)")
+    chance = 100 * _chance(summaries)
+    ax.axhline(chance, color="#888888", linestyle="--", linewidth=1, label=f"chance ({chance:.0f}%)")
     best = _best_layer(items)
     if best is not None:
         layer, label, value = best
@@ -455,7 +511,7 @@ def plot_layer_sweep(layer_sweep: Mapping[int, RewardBenchSummary], path) -> Pat
     ax.set_ylabel("accuracy")
     percent_axis(ax)
     all_values = [100 * v for _, values, _ in series for v in values if v is not None]
-    ax.set_ylim(min(40.0, min(all_values) - 3), max(60.0, max(all_values) + 3))
+    ax.set_ylim(min(chance - 10.0, min(all_values) - 3), max(chance + 10.0, max(all_values) + 3))
     ax.set_title("Accuracy per layer")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
@@ -622,9 +678,11 @@ def write_rewardbench_report_from_dir(output_dir: str | os.PathLike, title: str 
     run_file = output_dir / "run.json"
     run = json.loads(run_file.read_text()) if run_file.is_file() else {}
     scoring = run.get("scoring", {})
-    meta = {k: run[k] for k in ("model", "dtype", "data", "limit_per_subset") if k in run}
-    meta.update({"pairs": len(rows), "scorers": ", ".join(results), "span": scoring.get("span"),
-                 "layer": scoring.get("layer"), "window": scoring.get("max_length")})
+    meta = {k: run[k] for k in ("model", "dtype", "data", "protocol", "limit_per_subset") if k in run}
+    meta.update({"prompts" if run.get("protocol") == "v2" else "pairs": len(rows), "scorers": ", ".join(results),
+                 "span": scoring.get("span"), "layer": scoring.get("layer"), "window": scoring.get("max_length")})
+    if scoring.get("min_span_tokens"):
+        meta["min_span_tokens (short-span rule)"] = scoring["min_span_tokens"]
     if "versions" in run:
         meta["srgrpo"] = run["versions"].get("srgrpo")
     meta.update(extra_meta or {})

@@ -222,6 +222,9 @@ class BatchingWorker:
         encoded = encode_ids(tokenizer, ids[:start], response, self.options)
         if encoded.problem is not None:
             return None, encoded.problem
+        if encoded.context_tokens and note is None:  # scored, but not over the response alone
+            note = (f"short response: scored with the {encoded.context_tokens} token(s) before it "
+                    f"(min_span_tokens={self.options.min_span_tokens})")
         return encoded, note
 
     # ------------------------------------------------------------------ scheduling

@@ -113,6 +113,9 @@ class TrainerReward:
         self.chat_template_kwargs: dict = {}
         self._prompt_cache: dict[str, list[int]] = {}
         self._user_cache: dict[str, list[int]] = {}
+        # Per completion of the last batch: context tokens the short-span rule added (empty where the
+        # reward has no such rule or it is off); logged as <name>/short_span_frac.
+        self.last_context_tokens: list[int] = []
 
     # ------------------------------------------------------------------ binding
     def bind(self, trainer) -> "TrainerReward":
@@ -245,6 +248,9 @@ class TrainerReward:
                 stats.update(completion_metrics([completion_text(c) for c in completions], ids,
                                                 [self.user_token_ids(p) for p in prompts],
                                                 self.monitor.dataset_ngrams if self.monitor else None))
+            if self.last_context_tokens:
+                stats[f"{self.__name__}/short_span_frac"] = (
+                    sum(c > 0 for c in self.last_context_tokens) / len(self.last_context_tokens))
             for name, value in stats.items():
                 log_metric(name, value)
         return rewards
@@ -320,6 +326,7 @@ class StableRankReward(TrainerReward):
         scorer = self.scorer()
         special_ids = set(self.tokenizer.all_special_ids)  # once per batch, not once per completion
         encoded = [self.encode(p, c, special_ids) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+        self.last_context_tokens = [e.context_tokens for e in encoded] if self.options.min_span_tokens else []
         values: list[float | None] = [None] * len(encoded)
         with self.scoring_model():
             for item in scorer.iter_encoded_features(encoded, (self.feature,)):
