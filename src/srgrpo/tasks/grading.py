@@ -3,6 +3,9 @@
 - gsm8k: the final number ("The answer is N", \\boxed{N}, "#### N", else the last number in the text),
   compared numerically (commas, $ and units dropped; 3/4, \\frac{3}{4} and 0.75 are equal).
 - math: math-verify, gold parsed first (it handles LaTeX, boxed answers, fractions, intervals, sets).
+  Several answers (OlympiadBench's is_multiple_answer) are one comma-separated gold, which math-verify
+  reads as a set: every answer must be given, and no other. Units written in the answer (\\text{ km},
+  ^\\circ, \\mathrm{cm}^2) are ignored by math-verify; a percent sign is dropped when the unit is %.
 - choice: the option letter ("Answer: C", "the answer is (C)", \\boxed{C}, a leading "C)"), else the
   last standalone letter that is not the article "A"/"I".
 """
@@ -119,6 +122,8 @@ def grade(problem: Problem, completion: str) -> tuple[str | None, bool]:
     if not isinstance(completion, str) or not completion.strip():
         return None, False
     if problem.kind == "math":
+        if "%" in problem.unit:  # "4.2\\%" reads as 0.042 to math-verify; the unit is not graded
+            completion = completion.replace("\\%", "").replace("%", "")
         return _math_grade(problem.gold, completion)
     if problem.kind == "choice":
         answer = extract_letter(completion, len(problem.choices) or 4, problem.choices)
