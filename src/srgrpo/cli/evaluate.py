@@ -79,8 +79,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--samples must be positive, got {args.samples}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.backend == "vllm" and args.model is None:
-        raise ValueError("--backend vllm needs --model (a Hugging Face id or folder vLLM can load)")
+    if args.backend == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ValueError("--backend vllm needs vLLM, which is not installed: pip install 'srgrpo[vllm]' "
+                             "(GPU machines only), or use --backend hf")
+        if args.model is None:
+            raise ValueError("--backend vllm needs --model (a Hugging Face id or folder vLLM can load)")
     greedy = args.samples == 1
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, greedy=greedy)
     adapters = [Path(a) for a in args.adapter]

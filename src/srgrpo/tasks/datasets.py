@@ -313,10 +313,11 @@ def resolve_tasks(text: str) -> list[str]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        expanded = TASK_GROUPS.get(part.lower())
+        key = part.lower().replace("-", "_")  # mmlu-redux names mmlu_redux
+        expanded = TASK_GROUPS.get(key)
         if expanded is None:
-            if part.lower() in DATASETS:
-                expanded = [part.lower()]
+            if key in DATASETS:
+                expanded = [key]
             elif Path(part).is_file():
                 expanded = [part]
             else:

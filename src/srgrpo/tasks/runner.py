@@ -225,22 +225,16 @@ def check_run_config(output_dir: Path, config: dict, overwrite: bool) -> dict:
     if not run_file.is_file():
         return config
     previous = json.loads(run_file.read_text())
-    changed = sorted(k for k in set(previous) | set(config) if k != "tasks" and previous.get(k) != config.get(k))
+    changed = [(k, previous.get(k), config.get(k)) for k in sorted(set(previous) | set(config))
+               if k != "tasks" and previous.get(k) != config.get(k)]
     old_tasks, new_tasks = previous.get("tasks", {}), config["tasks"]
-    changed += [f"tasks.{t}.{k}" for t in sorted(set(old_tasks) & set(new_tasks))
+    changed += [(f"tasks.{t}.{k}", old_tasks[t].get(k), new_tasks[t].get(k)) for t in sorted(set(old_tasks) & set(new_tasks))
                 for k in sorted(set(old_tasks[t]) | set(new_tasks[t])) if old_tasks[t].get(k) != new_tasks[t].get(k)]
     if changed:
-        details = ", ".join(f"{k}: {_pinned(previous, k)} then, {_pinned(config, k)} now" for k in changed)
+        details = ", ".join(f"{k}: {json.dumps(then)} then, {json.dumps(now)} now" for k, then, now in changed)
         raise ValueError(f"{output_dir} holds answers generated with other settings ({details}); use another "
                          "--output-dir, or --overwrite to discard them")
     return {**config, "tasks": {**old_tasks, **new_tasks}}
-
-
-def _pinned(config: dict, dotted: str):
-    value = config
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return json.dumps(value)
 
 
 def run_tasks(generator, tasks: dict[str, Sequence[Problem]], output_dir: str | Path, budgets: dict[str, int],
