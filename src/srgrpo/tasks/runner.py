@@ -49,11 +49,10 @@ OUTPUT_FILES = (ANSWERS_FILE, "run.json", "results.json", "report.md")
 
 # ------------------------------------------------------------------------------------ one answer
 def answer_record(problem: Problem, sample: Sample) -> dict:
-    """A generated answer as saved: text, length, whether it ended by itself, scores (if the
-    generator scored it) and its grade."""
-    record = {"text": sample.text, "n_tokens": len(sample.token_ids), "finished": sample.finished}
-    if sample.features:
-        record["features"] = {k: json_float(v) for k, v in sample.features.items()}
+    """A generated answer as saved: text, length, whether it ended by itself, scores (empty unless
+    the generator scored it: Best-of-N's candidates) and its grade."""
+    record = {"text": sample.text, "n_tokens": len(sample.token_ids), "finished": sample.finished,
+              "features": {k: json_float(v) for k, v in sample.features.items()}}
     return regrade(problem, record)
 
 
