@@ -148,7 +148,7 @@ def test_the_dataset_registry_is_the_one_list_of_names(capsys):
         main(["bon", "--help"])
     help_text = capsys.readouterr().out
     assert all(f"{name}: " in help_text for name in DATASETS)
-    with pytest.raises(DatasetError, match="use one of gsm8k, math500, gpqa, mmlu, aime2025 or a JSONL"):
+    with pytest.raises(DatasetError, match="use one of gsm8k, math500, gpqa, mmlu, aime2025, mmlu_redux, olympiadbench, amc23 or a JSONL"):
         load_problems("no-such-benchmark")
 
 

