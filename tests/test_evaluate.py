@@ -363,3 +363,28 @@ def test_embedded_paper_run_killed_and_resumed(tmp_path, monkeypatch, capsys):
     assert resumed["tasks"] == whole["tasks"] and resumed["groups"] == whole["groups"]
     report = (tmp_path / "resumed" / "report.md").read_text()
     assert "STEM avg" in report and "Math avg" in report and "OlympiadBench" in report
+
+
+def test_evaluate_with_adapters_writes_one_folder_per_policy_and_table_2(tmp_path, tiny_model_dir, capsys):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "grpo-sr" / "final"  # as `srgrpo train` writes it
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(adapter)
+    tasks = write_tasks(tmp_path)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--tasks", ",".join(tasks), "--limit", "3",
+                 "--max-new-tokens", "4", "--adapter", str(adapter), "--output-dir", str(out), "--quiet"]) == 0
+    base = json.loads((out / "base" / "results.json").read_text())
+    sr = json.loads((out / "grpo-sr" / "results.json").read_text())
+    assert base["adapter"] is None and sr["adapter"] == str(adapter) and sr["policy"] == "grpo-sr"
+    assert json.loads((out / "grpo-sr" / "run.json").read_text())["adapter_sha256"]
+    # The adapter (random, not zero-initialised) changes the answers; the base afterwards is the base again.
+    text = lambda d: [json.loads(l)["value"]["answers"][0]["text"]  # noqa: E731
+                      for l in (out / d / "answers.jsonl").read_text().splitlines()]
+    assert text("base") != text("grpo-sr")
+    table = (out / "report.md").read_text()
+    assert table.startswith("# Table 2") and "| base |" in table and "| grpo-sr |" in table
+    assert "Difference to base" in table and (out / "comparison.png").is_file()

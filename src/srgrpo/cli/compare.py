@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
         description="One row per run (a model or model + adapter), one column per benchmark in the paper's "
         "order, then the STEM (GPQA, MMLU-Redux) and Math (MATH500, AIME25, OlympiadBench, AMC23) averages. "
         "Below: each run's difference to the base in points, on the questions both runs answered, with a "
-        "paired bootstrap 95%% interval (the same questions resampled for both runs; a group average "
+        "paired bootstrap 95% interval (the same questions resampled for both runs; a group average "
         "resamples each task on its own). Prints Markdown; --output writes it with a .json of the numbers "
         "and a .png plot.",
         epilog="example:\n  srgrpo compare runs/eval-base runs/eval-sr runs/eval-ipo --output runs/table2.md",

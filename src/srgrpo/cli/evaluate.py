@@ -175,7 +175,7 @@ def add_parser(sub) -> None:
         "(math: step by step, final answer in \\boxed{}; multiple choice: end with the letter), greedy by "
         "default, within each task's token budget, and grade it (math-verify for math, the option letter "
         "for multiple choice). Writes answers.jsonl (every answer, appended as it is graded), run.json "
-        "(what decides the answers), results.json (per-task accuracy with 95%% bootstrap intervals, the STEM "
+        "(what decides the answers), results.json (per-task accuracy with 95% bootstrap intervals, the STEM "
         "and Math averages) and report.md. Run the same command again after a crash and only what is "
         "missing is generated. With --adapter, the base and each adapter get a folder under OUTPUT_DIR "
         "and report.md there is the paper's Table 2 (as `srgrpo compare` writes it).",
