@@ -96,6 +96,7 @@ def plot_comparison(comparison: ComparisonSummary, path) -> Path:
     fig = new_figure(max(6.0, 1.1 * len(columns) + 2), 4.0)
     ax = fig.add_subplot()
     width = 0.8 / max(len(comparison.rows), 1)
+    top = 10.0  # percent: an axis for all-zero accuracies still reads as one
     for k, row in enumerate(comparison.rows):
         xs, ys, lo, hi = [], [], [], []
         for i, c in enumerate(columns):
@@ -108,13 +109,14 @@ def plot_comparison(comparison: ComparisonSummary, path) -> Path:
             lo.append(100 * (value - bounds[0]))
             hi.append(100 * (bounds[1] - value))
         ax.bar(xs, ys, width=width * 0.95, yerr=[lo, hi], capsize=2, label=row.policy)
+        top = max([top] + [y + h for y, h in zip(ys, hi)])
     ax.set_xticks(range(len(columns)), [label(c) for c in columns], rotation=20)
     for i, c in enumerate(columns):
         if c in GROUP_LABELS:
             ax.axvspan(i - 0.5, i + 0.5, color="0.93", zorder=0)
     percent_axis(ax)
     ax.set_ylabel("greedy pass@1")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, min(100.0, 1.15 * top))
     ax.legend(fontsize=8)
     ax.set_title("Policy evaluation (bars: 95% bootstrap intervals)")
     return save_figure(fig, path)
