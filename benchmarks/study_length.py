@@ -209,17 +209,85 @@ def _rows(states, item, lo, hi) -> torch.Tensor:
     return torch.from_numpy(np.asarray(states[item.get("file", "states")][o + lo : o + hi], dtype=np.float32))
 
 
-def _top_eig(h: torch.Tensor) -> float:
-    t, d = h.shape
-    gram = h @ h.T if t <= d else h.T @ h
-    return float(torch.linalg.eigvalsh(gram.double())[-1])
+# ----------------------------------------------------------------------------------------------
+# The study's own variants. The library (`srgrpo.metrics`) keeps only what a registered feature
+# computes; these normalisations were candidates the study weighed and did not register. They are
+# built on the library's math (`metrics.stable_rank`), batched over a padded (B, T, d) batch with a
+# (B, T) mask like every metric there, or one (T, d) matrix. tests/test_study_length.py checks them.
+
+
+def _batched(hidden: torch.Tensor, mask: torch.Tensor | None):
+    """(hidden as (B, T, d), its mask as bool (B, T), whether the input was one matrix)."""
+    single = hidden.dim() == 2
+    h = hidden.unsqueeze(0) if single else hidden
+    m = None if mask is None else (mask.unsqueeze(0) if single else mask)
+    m = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device) if m is None else m.to(torch.bool)
+    if m.shape != h.shape[:2]:
+        raise ValueError(f"mask shape {tuple(m.shape)} does not match hidden {tuple(h.shape)}")
+    return h, m, single
+
+
+def gaussian_null_stable_rank(n_rows: torch.Tensor | int, d: int) -> torch.Tensor:
+    """Expected SR of a T x d matrix of i.i.d. Gaussian entries, for large T and d:
+    ||H||_F^2 ~ T d and ||H||_2^2 ~ (sqrt T + sqrt d)^2 (the Marchenko-Pastur edge), so
+    E[SR] ~ T d / (sqrt T + sqrt d)^2. Symmetric in T and d; ~T for T << d, ~d for T >> d."""
+    t = torch.as_tensor(n_rows, dtype=torch.float64).clamp_min(1)
+    return t * d / (t.sqrt() + math.sqrt(d)) ** 2
+
+
+def stable_rank_null_ratio(hidden: torch.Tensor, mask: torch.Tensor | None = None,
+                           dtype: torch.dtype = torch.float32, center: bool = False) -> torch.Tensor:
+    """SR(H) / E[SR] of an i.i.d. Gaussian matrix of the same shape (T real rows x d): how much of
+    the room a matrix of that shape has its spectrum actually uses. `center` as in `stable_rank`."""
+    from srgrpo import metrics
+
+    h, m, single = _batched(hidden, mask)
+    out = metrics.stable_rank(h, m, dtype, center=center)
+    out = out / gaussian_null_stable_rank(m.sum(dim=1), h.shape[-1]).to(out)
+    return out[0] if single else out
+
+
+def length_adjusted_stable_rank(hidden: torch.Tensor, mask: torch.Tensor | None = None,
+                                dtype: torch.dtype = torch.float32, exponent: float = 0.5,
+                                center: bool = False) -> torch.Tensor:
+    """SR(H) / T^exponent, T = real rows: SR with its growth with length divided out (the exponent
+    fitted under a null model, e.g. on neutral text); 0 gives plain SR."""
+    from srgrpo import metrics
+
+    h, m, single = _batched(hidden, mask)
+    out = metrics.stable_rank(h, m, dtype, center=center)
+    out = out / m.sum(dim=1).to(out).clamp_min(1).pow(exponent)
+    return out[0] if single else out
+
+
+def whitened_stable_rank(hidden: torch.Tensor, mask: torch.Tensor | None = None,
+                         dtype: torch.dtype = torch.float32, mean: torch.Tensor | None = None,
+                         whitener: torch.Tensor | None = None, center: bool = False,
+                         null_ratio: bool = False) -> torch.Tensor:
+    """SR of the states in a model's own coordinates: each real row h -> (h - mean) @ whitener
+    (e.g. Sigma^-1/2 of hidden states on neutral text, `_whitener`), padded rows staying zero.
+    `center` then subtracts the span's own mean; `null_ratio` divides by the Gaussian null's E[SR].
+    A matrix the library cannot score as it is (all zero, NaN/inf, no real row) stays NaN."""
+    from srgrpo import metrics
+
+    h, m, single = _batched(hidden, mask)
+    scorable = ~torch.isnan(metrics.stable_rank(h, m, dtype))
+    z = h.to(dtype)
+    if mean is not None:
+        z = z - mean.to(device=z.device, dtype=dtype)
+    if whitener is not None:
+        z = z @ whitener.to(device=z.device, dtype=dtype)
+    z = torch.where(m.unsqueeze(-1) & scorable[:, None, None], z, 0.0)
+    out = (stable_rank_null_ratio if null_ratio else metrics.stable_rank)(z, m, dtype, center=center)
+    out = torch.where(scorable, out, torch.nan)
+    return out[0] if single else out
 
 
 def _sr(h: torch.Tensor) -> float:
-    if h.shape[0] == 0:
-        return math.nan
-    top = _top_eig(h)
-    return float(h.double().square().sum()) / top if top > 0 else math.nan
+    """SR of one (T, d) matrix in float64, by the library's routine; NaN without rows."""
+    from srgrpo import metrics
+
+    return math.nan if h.shape[0] == 0 else float(metrics.stable_rank(h, None, torch.float64))
 
 
 def _whitener(neutral_rows: torch.Tensor, shrink: float):
@@ -234,15 +302,6 @@ def _whitener(neutral_rows: torch.Tensor, shrink: float):
     return mu.float(), w.float()
 
 
-def _prompt_basis(p: torch.Tensor, k: int) -> torch.Tensor:
-    """Top-k right singular vectors of the prompt's states (d x k); fewer if the prompt is shorter."""
-    k = min(k, p.shape[0])
-    if k == 0:
-        return torch.zeros(p.shape[1], 0)
-    _, _, vh = torch.linalg.svd(p.double(), full_matrices=False)
-    return vh[:k].T.float()
-
-
 PREFIX_LENGTHS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
 PROMPT_KS = (1, 4, 16)
 WHITEN_SHRINK = 0.1
@@ -252,18 +311,18 @@ FULL_TAPS = ("final_norm", "last_block")  # every base metric; other taps get th
 def _base_metrics(tap: str, r: torch.Tensor, eot: torch.Tensor | None, p: torch.Tensor, whiten) -> dict:
     from srgrpo import metrics
 
+    f64 = torch.float64
     out = {"sr": _sr(r), "sr_c": _sr(r - r.mean(0)) if r.shape[0] > 1 else math.nan}
     mu, w = whiten
-    z = (r - mu) @ w
-    out["sr_w"] = _sr(z)
+    out["sr_w"] = float(whitened_stable_rank(r, None, f64, mean=mu, whitener=w)) if r.shape[0] else math.nan
     if tap in FULL_TAPS:
         out["sr_eot"] = _sr(torch.cat([r, eot]) if eot is not None else r)
-        out["sr_wc"] = _sr(z - z.mean(0)) if r.shape[0] > 1 else math.nan
-        out["sr_win64"] = float(metrics.windowed_stable_rank(r, None, torch.float64, window=64))
+        out["sr_wc"] = (float(whitened_stable_rank(r, None, f64, mean=mu, whitener=w, center=True))
+                        if r.shape[0] > 1 else math.nan)
+        out["sr_win64"] = float(metrics.windowed_stable_rank(r, None, f64, window=64))
         pu = p[1:] if p.shape[0] > 1 else p  # skip the first token (attention sink)
-        for k in PROMPT_KS:
-            v = _prompt_basis(pu, k)
-            out[f"sr_p{k}"] = _sr(r - (r @ v) @ v.T)
+        for k in PROMPT_KS:  # the library's projection, as the registered feature computes it
+            out[f"sr_p{k}"] = float(metrics.prompt_projected_stable_rank(r, None, pu, None, f64, k=k))
     return out
 
 
@@ -355,10 +414,8 @@ def _null_log(curve: dict, tokens: np.ndarray) -> np.ndarray:
 
 
 def _gauss_null(tokens: np.ndarray, d: int = D_MODEL) -> np.ndarray:
-    """E[SR] of a T x d matrix of iid Gaussian entries (Marchenko-Pastur edge):
-    ||H||_F^2 ~ T d, ||H||_2^2 ~ (sqrt T + sqrt d)^2."""
-    t = np.maximum(tokens, 1).astype(float)
-    return t * d / (np.sqrt(t) + math.sqrt(d)) ** 2
+    """gaussian_null_stable_rank over an array of token counts."""
+    return gaussian_null_stable_rank(torch.from_numpy(np.asarray(tokens, dtype=float)), d).numpy()
 
 
 def _evaluate(name: str, scores: dict, pairs: list[dict], tokens: dict) -> dict:

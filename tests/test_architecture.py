@@ -13,7 +13,7 @@ PACKAGE = Path(srgrpo.__file__).parent
 # and anything below; apps (layer 5) never import each other.
 LAYERS = {
     "options": 0, "text": 0, "metrics": 0, "models": 0, "distributed": 0, "records": 0, "stats": 0,
-    "results": 0,
+    "results": 0, "registry": 0,
     "engine": 1,
     "features": 2,
     "scoring": 3,
@@ -76,3 +76,59 @@ def test_no_private_names_cross_modules():
                 wrong += [f"{path.relative_to(PACKAGE)}:{node.lineno} imports {node.module}.{a.name}"
                           for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_package_face_is_visible_to_type_checkers():
+    """Every lazily loaded public name is also imported under TYPE_CHECKING, from the same module."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    typed = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom):
+                    typed.update({alias.name: stmt.module for alias in stmt.names})
+    assert typed == srgrpo._PUBLIC
+    for name, module in srgrpo._PUBLIC.items():
+        assert getattr(srgrpo, name) is getattr(__import__(module, fromlist=[name]), name)
+
+
+def _readme_layout():
+    """{folder: set of entries} from the README's "How the code is organised" block: each line's
+    leading names (`a.py`, `b/`, or a comma list), nested by indentation under src/srgrpo/."""
+    import re
+
+    readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## How the code is organised", 1)[1]
+    block = section.split("```", 2)[1].splitlines()[1:]
+    layout, stack = {}, []
+    for line in block:
+        match = re.match(r"^( *)((?:[\w./]+)(?:, [\w./]+)*)", line)
+        if not match:
+            continue
+        depth = len(match.group(1)) // 2
+        names = match.group(2).split(", ")
+        stack = stack[:depth]
+        folder = "/".join(stack)
+        layout.setdefault(folder, set()).update(names)
+        if len(names) == 1 and names[0].endswith("/"):
+            stack.append(names[0].rstrip("/"))
+    return layout
+
+
+def test_the_readme_layout_matches_the_tree():
+    root = PACKAGE.parents[1]
+    layout = _readme_layout()
+    assert layout[""] >= {"src/srgrpo/", "tests/", "benchmarks/", "scripts/", "constraints.txt"}
+    assert all((root / name).exists() for name in layout[""])
+    for folder, names in layout.items():
+        if not folder.startswith("src/srgrpo"):
+            continue
+        here = root / folder
+        actual = {p.name + "/" if p.is_dir() else p.name for p in here.iterdir()
+                  if p.name != "__pycache__" and (p.is_dir() or p.suffix == ".py")}
+        listed = names - {"__init__.py"}
+        assert listed == actual - {"__init__.py"}, f"{folder}: README lists {sorted(listed - actual)} that do not " \
+            f"exist and misses {sorted(actual - listed)}"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    scripts_line = next(line for line in readme.splitlines() if line.startswith("scripts/ "))
+    assert set(scripts_line.split(None, 1)[1].split(", ")) == {p.name for p in (root / "scripts").iterdir()}

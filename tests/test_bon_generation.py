@@ -3,9 +3,8 @@
 import math
 
 import pytest
-import torch
 
-from srgrpo import metrics
+import references
 from srgrpo.generation import SAMPLE_FEATURES, HFGenerator, Sampling, prompt_token_ids, reforward_features
 from srgrpo.options import ScoringOptions
 from srgrpo.scoring import StableRankScorer
@@ -17,12 +16,10 @@ PROMPTS = [
 ]
 
 
-def _fresh_stable_rank(model, tokenizer, prompt_ids, response_ids, layer="final_norm"):
-    """SR of the response tokens from an unbatched, unpadded forward pass, by hand."""
-    scorer = StableRankScorer(model, tokenizer, layer=layer)
-    ids = torch.tensor([prompt_ids + response_ids], device=scorer.device)
-    states = scorer.hidden_states(ids, torch.ones_like(ids))[:, len(prompt_ids):]
-    return metrics.stable_rank(states, torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)).item()
+def _fresh_stable_rank(model, prompt_ids, response_ids, layer="final_norm"):
+    """SR of the response tokens from transformers' own unbatched forward and float64 SVD."""
+    ids = prompt_ids + response_ids
+    return references.span_stable_rank(model, ids, len(prompt_ids), len(ids), layer)
 
 
 @pytest.mark.parametrize("layer", ["final_norm", "last_block", 1])
@@ -41,7 +38,7 @@ def test_free_scoring_matches_a_fresh_forward_pass(tiny_model, tokenizer, layer)
         scored += 1
         for name, value in sample.features.items():
             assert value == pytest.approx(ref[name], rel=1e-4, abs=1e-5), name
-        by_hand = _fresh_stable_rank(tiny_model, tokenizer, prompt_ids, sample.token_ids, layer)
+        by_hand = _fresh_stable_rank(tiny_model, prompt_ids, sample.token_ids, layer)
         assert sample.features["stable_rank"] == pytest.approx(by_hand, rel=1e-4)
     assert scored >= 6
     # The batch mixes prompt lengths (left padding) and responses that stop early or run to the cap.
@@ -62,15 +59,26 @@ def test_free_scoring_honours_the_window_and_full_span(tiny_model, tokenizer):
             assert sample.features[name] == pytest.approx(ref[name], rel=1e-4, abs=1e-6, nan_ok=True), name
 
 
-def test_left_truncation_falls_back_to_an_exact_reforward(tiny_model, tokenizer):
+def test_left_truncation_scores_the_last_tokens_of_the_window(tiny_model, tokenizer):
+    """A left cut drops the prompt's start, which the generator's own states cannot do without (its
+    positions count from the uncut start): the candidates are scored as a fresh sequence holding the
+    last 24 ids, the reference here being transformers' forward over exactly that window."""
     options = ScoringOptions(max_length=24, truncation_side="left")
     out = HFGenerator(tiny_model, tokenizer, options, batch_size=8).generate(
         PROMPTS, n=2, sampling=Sampling(max_new_tokens=16), seed=5)
     flat = [(prompt_token_ids(tokenizer, m), s) for m, q in zip(PROMPTS, out) for s in q]
-    reference = reforward_features(StableRankScorer(tiny_model, tokenizer, options),
-                                   [p for p, _ in flat], [s.token_ids for _, s in flat])
-    for (_, sample), ref in zip(flat, reference):
-        assert sample.features["stable_rank"] == pytest.approx(ref["stable_rank"], rel=1e-4, nan_ok=True)
+    cut = 0
+    for prompt_ids, sample in flat:
+        ids = prompt_ids + sample.token_ids
+        if not sample.token_ids:
+            assert math.isnan(sample.features["stable_rank"])
+            continue
+        window = ids[-24:]
+        cut += len(ids) > 24
+        expected = references.span_stable_rank(tiny_model, window, len(window) - min(len(sample.token_ids), 24),
+                                               len(window))
+        assert sample.features["stable_rank"] == pytest.approx(expected, rel=1e-4)
+    assert cut >= 3  # the window really cuts samples (their prompts alone hold more than a few tokens)
 
 
 def test_sampling_is_seeded_and_greedy_is_deterministic(tiny_model, tokenizer):

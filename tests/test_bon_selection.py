@@ -92,7 +92,7 @@ def _problems(count=5):
 
 def test_one_sampling_pass_serves_every_n(tmp_path):
     gen = FakeGenerator()
-    results = run_bon(gen, _problems(), tmp_path, ns=[1, 2, 4], selector_names=["stable_rank", "random", "majority"],
+    results = run_bon(gen, _problems(), tmp_path, ns=[1, 2, 4], selectors=["stable_rank", "random", "majority"],
                       sampling=Sampling(), questions_per_chunk=2, progress=False)
     assert not (tmp_path / "report.md").exists()  # the runner writes data; reports are the reports' job
     write_best_of_n_report(BestOfNSummary.from_json(results), tmp_path)
@@ -113,7 +113,7 @@ def test_one_sampling_pass_serves_every_n(tmp_path):
 
 
 def test_a_killed_run_resumes_without_regenerating(tmp_path):
-    kwargs = dict(ns=[1, 4], selector_names=["stable_rank", "random"], sampling=Sampling(), questions_per_chunk=2,
+    kwargs = dict(ns=[1, 4], selectors=["stable_rank", "random"], sampling=Sampling(), questions_per_chunk=2,
                   progress=False)
     with pytest.raises(RuntimeError, match="killed"):
         run_bon(FakeGenerator(crash_after=3), _problems(), tmp_path / "run", **kwargs)
@@ -133,17 +133,17 @@ def test_a_killed_run_resumes_without_regenerating(tmp_path):
 
 def test_a_run_can_add_selectors_without_regenerating(tmp_path):
     kwargs = dict(ns=[1, 4], sampling=Sampling(), progress=False)
-    run_bon(FakeGenerator(), _problems(), tmp_path, selector_names=["stable_rank"], **kwargs)
+    run_bon(FakeGenerator(), _problems(), tmp_path, selectors=["stable_rank"], **kwargs)
     again = FakeGenerator()
-    results = run_bon(again, _problems(), tmp_path, selector_names=["stable_rank", "majority", "borda_self_certainty"],
+    results = run_bon(again, _problems(), tmp_path, selectors=["stable_rank", "majority", "borda_self_certainty"],
                       **kwargs)
     assert again.calls == [] and set(results["selectors"]) == {"stable_rank", "majority", "borda_self_certainty"}
     # Fewer N than were generated: the first samples serve, nothing is regenerated.
-    smaller = run_bon(again, _problems(), tmp_path, selector_names=["stable_rank"], **{**kwargs, "ns": [1, 2]})
+    smaller = run_bon(again, _problems(), tmp_path, selectors=["stable_rank"], **{**kwargs, "ns": [1, 2]})
     assert again.calls == [] and set(smaller["selectors"]["stable_rank"]) == {"1", "2"}
     # More N than were generated would need new samples: refused with a message, not mixed.
     with pytest.raises(ValueError, match="n_max"):
-        run_bon(again, _problems(), tmp_path, selector_names=["stable_rank"], **{**kwargs, "ns": [1, 8]})
+        run_bon(again, _problems(), tmp_path, selectors=["stable_rank"], **{**kwargs, "ns": [1, 8]})
 
 
 def test_cli_bon_end_to_end(tmp_path, tiny_model_dir, capsys):
@@ -156,8 +156,25 @@ def test_cli_bon_end_to_end(tmp_path, tiny_model_dir, capsys):
     results = json.loads((out / "results.json").read_text())
     assert set(results["selectors"]) == {"stable_rank", "random", "self_certainty", "majority"}
     assert set(results["selectors"]["stable_rank"]) == {"1", "2"}
-    assert all(0.0 <= v <= 1.0 for by_n in results["selectors"].values() for v in by_n.values())
-    assert 0.0 <= results["greedy"] <= 1.0
+    # Every accuracy again from generations.jsonl, by the selectors' definitions written out here.
+    saved = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    greedy = {r["key"]: r["value"] for r in saved if r["stage"] == "greedy"}
+    samples = {r["key"]: r["value"] for r in saved if r["stage"] == "samples"}
+    assert len(greedy) == len(samples) == 3 and all(len(c) == 2 for c in samples.values())
+    assert results["greedy"] == pytest.approx(sum(g["correct"] for g in greedy.values()) / 3)
+
+    def best(cands, feature):
+        scored = [(c["features"][feature] if c["features"][feature] is not None else -math.inf, -i)
+                  for i, c in enumerate(cands)]
+        return cands[-max(scored)[1]]["correct"]
+
+    for n in (1, 2):
+        first = [c[:n] for c in samples.values()]
+        assert results["selectors"]["random"][str(n)] == pytest.approx(
+            sum(sum(x["correct"] for x in c) / n for c in first) / 3)
+        assert results["selectors"]["stable_rank"][str(n)] == pytest.approx(sum(best(c, "stable_rank") for c in first) / 3)
+        assert results["selectors"]["self_certainty"][str(n)] == pytest.approx(
+            sum(best(c, "self_certainty") for c in first) / 3)
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     samples = [r for r in rows if r["stage"] == "samples"]
     assert len(samples) == 3 and all(len(r["value"]) == 2 for r in samples)
@@ -181,7 +198,12 @@ def test_the_selector_registry_is_the_one_list_of_names(capsys):
     from srgrpo.bon import SELECTOR_NAMES
     from srgrpo.bon.selectors import SELECTORS
 
-    assert SELECTOR_NAMES == tuple(SELECTORS)
+    # Written out: every feature a candidate carries (all but the full-spectrum ablations, in the
+    # feature registry's order), then the pooled and baseline selectors.
+    assert SELECTOR_NAMES == (
+        "stable_rank", "stable_rank_centered", "stable_rank_normalized", "stable_rank_windowed",
+        "stable_rank_prompt_adjusted", "mean_logprob", "self_certainty", "mean_entropy",
+        "random", "majority", "borda_stable_rank", "borda_self_certainty")
     built = build_selectors(list(SELECTORS))
     assert list(built) == list(SELECTORS) and all(callable(s) for s in built.values())
     # Every registered selector is listed, with its description, in `srgrpo bon --help`.
@@ -205,7 +227,7 @@ def test_the_report_is_a_function_of_the_typed_summary(tmp_path):
     from srgrpo.results import BestOfNSummary
 
     results = run_bon(FakeGenerator(), _problems(), tmp_path, ns=[1, 2, 4], sampling=Sampling(), progress=False,
-                      selector_names=["stable_rank", "random", "majority"], run_config={"dataset": "fake"})
+                      selectors=["stable_rank", "random", "majority"], run_info={"dataset": "fake"})
     assert set(results) == {"greedy", "selectors", "n_questions", "ns", "greedy_interval", "intervals", "gains",
                             "oracle", "mean_tokens", "unfinished_fraction", "no_answer_fraction", "borda_power",
                             "generation_seconds_this_call", "run"}  # results.json's format
@@ -233,3 +255,25 @@ def test_the_report_is_a_function_of_the_typed_summary(tmp_path):
     assert ax.get_title() == "Best-of-N on fake (5 questions)" and ax.get_ylabel() == "accuracy (%)"
     assert len(ax.collections) == 2  # the 95% bands of stable_rank and random
     assert set(SELECTOR_STYLES) <= set(SELECTORS)  # styles are keyed by registered names only
+
+
+def test_run_bon_names_its_parameters_as_run_rewardbench_does(tmp_path):
+    import inspect
+
+    from srgrpo.evaluation.runner import run_rewardbench
+
+    shared = {"output_dir", "options", "seed", "overwrite", "progress", "run_info"}
+    bon = set(inspect.signature(run_bon).parameters)
+    assert {"selectors", "run_info"} <= bon and "scorers" in inspect.signature(run_rewardbench).parameters
+    assert shared - {"options"} <= bon and shared <= set(inspect.signature(run_rewardbench).parameters)
+    # The old names still work, with a DeprecationWarning, and give the same run.
+    kwargs = dict(ns=[1, 2], sampling=Sampling(), progress=False)
+    new = run_bon(FakeGenerator(), _problems(2), tmp_path / "new", selectors=["stable_rank"],
+                  run_info={"dataset": "fake"}, **kwargs)
+    with pytest.warns(DeprecationWarning, match="selector_names"):
+        old = run_bon(FakeGenerator(), _problems(2), tmp_path / "old", selector_names=["stable_rank"],
+                      run_config={"dataset": "fake"}, **kwargs)
+    assert old["selectors"] == new["selectors"] and old["run"] == new["run"]
+    with pytest.raises(TypeError, match="both selector_names and selectors"):
+        run_bon(FakeGenerator(), _problems(2), tmp_path / "x", selectors=["stable_rank"],
+                selector_names=["stable_rank"], **kwargs)

@@ -190,12 +190,30 @@ def test_pairwise_verdict_logic(monkeypatch):
     assert calls == [{"batch_size": 2}]
 
 
+def manual_pointwise(model, tok, prompt, response):
+    """The expected 1-5 rating from the full model's logits (the naive route)."""
+    build = lambda rs: judges.POINTWISE_TEMPLATE.format(prompt=judges.render_prompt(prompt), response=rs[0])
+    probs = manual_label_logprobs(model, build_input(tok, build, [response], 2048).input_ids,
+                                  [candidate_ids(tok, str(k)) for k in range(1, 6)]).softmax(-1)
+    return (probs * torch.arange(1, 6, dtype=probs.dtype)).sum().item()
+
+
+def manual_pairwise(model, tok, prompt, a, b):
+    """P(A) from the full model's logits (the naive route)."""
+    build = lambda rs: judges.PAIRWISE_TEMPLATE.format(prompt=judges.render_prompt(prompt), response_a=rs[0],
+                                                        response_b=rs[1])
+    return manual_label_logprobs(model, build_input(tok, build, [a, b], 2048).input_ids,
+                                 [candidate_ids(tok, "A"), candidate_ids(tok, "B")]).softmax(-1)[0].item()
+
+
 def test_pairwise_verdicts_real_model(jmodel, jtok):
+    """The verdicts against P(A) of both orders from the naive route: +1 when the first response
+    wins as A (P > 0.5) and as B (P < 0.5), -1 the other way round, 0 otherwise."""
     verdicts = pairwise_verdicts(jmodel, jtok, PROMPTS, RESPONSES, OTHER, batch_size=4)
-    ab = pairwise_preferences(jmodel, jtok, PROMPTS, RESPONSES, OTHER)
-    ba = pairwise_preferences(jmodel, jtok, PROMPTS, OTHER, RESPONSES)
-    expected = [1 if x > 0.5 and y < 0.5 else -1 if x < 0.5 and y > 0.5 else 0 for x, y in zip(ab, ba)]
-    assert verdicts == expected
+    for p, a, b, verdict in zip(PROMPTS, RESPONSES, OTHER, verdicts):
+        first, second = manual_pairwise(jmodel, jtok, p, a, b), manual_pairwise(jmodel, jtok, p, b, a)
+        assert abs(first - 0.5) > 1e-4 and abs(second - 0.5) > 1e-4  # no verdict rests on float noise
+        assert verdict == (1 if first > 0.5 and second < 0.5 else -1 if first < 0.5 and second > 0.5 else 0)
 
 
 def test_truncation_cuts_response_keeps_question(jmodel, jtok):
@@ -251,8 +269,10 @@ def test_without_chat_template():
     for p, r, score in zip(PROMPTS, RESPONSES, scores):
         ids = ipo_input(tok, p, r).input_ids
         assert score == pytest.approx(manual_label_logprobs(model, ids, groups).softmax(-1)[0].item(), abs=1e-5)
-    assert all(1.0 <= s <= 5.0 for s in pointwise_scores(model, tok, PROMPTS, RESPONSES))
-    assert all(0.0 <= s <= 1.0 for s in pairwise_preferences(model, tok, PROMPTS, RESPONSES, OTHER))
+    for p, r, score in zip(PROMPTS, RESPONSES, pointwise_scores(model, tok, PROMPTS, RESPONSES)):
+        assert score == pytest.approx(manual_pointwise(model, tok, p, r), abs=1e-5)
+    for p, a, b, pref in zip(PROMPTS, RESPONSES, OTHER, pairwise_preferences(model, tok, PROMPTS, RESPONSES, OTHER)):
+        assert pref == pytest.approx(manual_pairwise(model, tok, p, a, b), abs=1e-5)
 
 
 def test_progress_bar(jmodel, jtok, capsys):

@@ -1,5 +1,7 @@
-"""Length-robust stable-rank variants (issue 13): float64 SVD references, padding and batch
-invariance, NaN cases, and the property each variant exists for."""
+"""The length-robust stable rank a feature uses (issue 13: `metrics.prompt_projected_stable_rank`,
+the feature `stable_rank_prompt_adjusted`, `srgrpo.length_robust`): float64 SVD references, padding
+and batch invariance, NaN cases, and the property it exists for. The variants the study weighed and
+did not register are tested with the study (tests/test_study_length.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,6 @@ from srgrpo import metrics
 def _sr_ref(h: torch.Tensor) -> float:
     s = torch.linalg.svdvals(h.double())
     return float((s**2).sum() / s[0] ** 2)
-
-
-def _null_ref(t: int, d: int) -> float:
-    return t * d / (math.sqrt(t) + math.sqrt(d)) ** 2
 
 
 def _pad(mats: list[torch.Tensor], front: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,53 +38,6 @@ def mats():
     return [torch.randn(t, d, generator=g) + 2.0 * torch.randn(1, d, generator=g) for t, d in shapes]
 
 
-def test_gaussian_null_matches_formula_and_is_symmetric():
-    assert float(metrics.gaussian_null_stable_rank(100, 576)) == pytest.approx(_null_ref(100, 576))
-    assert float(metrics.gaussian_null_stable_rank(576, 100)) == pytest.approx(_null_ref(100, 576))
-    out = metrics.gaussian_null_stable_rank(torch.tensor([1, 4, 9]), 16)
-    assert out.tolist() == pytest.approx([_null_ref(t, 16) for t in (1, 4, 9)])
-
-
-def test_null_ratio_matches_reference(mats):
-    for m in mats:
-        got = float(metrics.stable_rank_null_ratio(m, dtype=torch.float64))
-        assert got == pytest.approx(_sr_ref(m) / _null_ref(m.shape[0], m.shape[1]), rel=1e-9)
-        centred = m.double() - m.double().mean(0)
-        if m.shape[0] > 1:
-            got = float(metrics.stable_rank_null_ratio(m, dtype=torch.float64, center=True))
-            assert got == pytest.approx(_sr_ref(centred) / _null_ref(m.shape[0], m.shape[1]), rel=1e-9)
-
-
-@pytest.mark.parametrize("exponent", [0.0, 0.3, 1.0])
-def test_length_adjusted_matches_reference(mats, exponent):
-    for m in mats:
-        got = float(metrics.length_adjusted_stable_rank(m, dtype=torch.float64, exponent=exponent))
-        assert got == pytest.approx(_sr_ref(m) / m.shape[0] ** exponent, rel=1e-9)
-
-
-def _whitening(d: int, seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
-    cov = a @ a.T + 0.1 * torch.eye(d, dtype=torch.float64)
-    evals, evecs = torch.linalg.eigh(cov)
-    return torch.randn(d, generator=g, dtype=torch.float64), evecs @ torch.diag(evals.rsqrt()) @ evecs.T, cov
-
-
-def test_whitened_matches_reference(mats):
-    mean, w, _ = _whitening(16)
-    for m in mats:
-        z = (m.double() - mean) @ w
-        got = float(metrics.whitened_stable_rank(m, dtype=torch.float64, mean=mean, whitener=w))
-        assert got == pytest.approx(_sr_ref(z), rel=1e-9)
-        got = float(metrics.whitened_stable_rank(m, dtype=torch.float64, mean=mean, whitener=w, null_ratio=True))
-        assert got == pytest.approx(_sr_ref(z) / _null_ref(*m.shape), rel=1e-9)
-        if m.shape[0] > 1:
-            got = float(metrics.whitened_stable_rank(m, dtype=torch.float64, mean=mean, whitener=w, center=True))
-            assert got == pytest.approx(_sr_ref(z - z.mean(0)), rel=1e-9)
-    # no mean / whitener: plain SR
-    assert float(metrics.whitened_stable_rank(mats[1], dtype=torch.float64)) == pytest.approx(_sr_ref(mats[1]))
-
-
 @pytest.mark.parametrize("k", [0, 1, 3])
 def test_prompt_projected_matches_reference(mats, k):
     g = torch.Generator().manual_seed(3)
@@ -97,8 +48,6 @@ def test_prompt_projected_matches_reference(mats, k):
         ref = _sr_ref(m.double() - (m.double() @ v) @ v.T)
         got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=k))
         assert got == pytest.approx(ref, rel=1e-7)
-        got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=k, null_ratio=True))
-        assert got == pytest.approx(ref / _null_ref(*m.shape), rel=1e-7)
         got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=k, length_exponent=0.3))
         assert got == pytest.approx(ref / m.shape[0] ** 0.3, rel=1e-7)
 
@@ -112,43 +61,24 @@ def test_prompt_shorter_than_k_removes_only_its_rows(mats):
     assert got == pytest.approx(ref, rel=1e-7)
 
 
-def _variants(mean, w, prompts=None, prompt_mask=None):
-    f64 = torch.float64
-    out = {
-        "null_ratio": lambda h, m: metrics.stable_rank_null_ratio(h, m, f64),
-        "null_ratio_c": lambda h, m: metrics.stable_rank_null_ratio(h, m, f64, center=True),
-        "adjusted": lambda h, m: metrics.length_adjusted_stable_rank(h, m, f64, exponent=0.4),
-        "whitened": lambda h, m: metrics.whitened_stable_rank(h, m, f64, mean=mean, whitener=w, null_ratio=True),
-        "whitened_c": lambda h, m: metrics.whitened_stable_rank(h, m, f64, mean=mean, whitener=w, center=True),
-    }
-    if prompts is not None:
-        out["prompt"] = lambda h, m: metrics.prompt_projected_stable_rank(h, m, prompts, prompt_mask, f64, k=2,
-                                                                          length_exponent=0.2)
-    return out
+def _prompt_variant(prompts, prompt_mask):
+    return lambda h, m: metrics.prompt_projected_stable_rank(h, m, prompts, prompt_mask, torch.float64, k=2,
+                                                             length_exponent=0.2)
 
 
 def test_padded_batch_equals_one_by_one(mats):
-    mean, w, _ = _whitening(16)
     prompts = [torch.randn(t, 16, dtype=torch.float64) for t in (3, 9, 1, 5)]
     pb, pm = _pad([p.float() for p in prompts], front=2)
     hb, hm = _pad(mats, front=3)
-    for name, fn in _variants(mean, w, pb, pm).items():
-        batch = fn(hb, hm)
-        assert batch.shape == (len(mats),)
-        for i, m in enumerate(mats):
-            if name == "prompt":
-                single = metrics.prompt_projected_stable_rank(m, None, prompts[i].float(), None, torch.float64, k=2,
-                                                              length_exponent=0.2)
-            else:
-                single = _variants(mean, w)[name](m, None)
-            if torch.isnan(single):
-                assert torch.isnan(batch[i]), name
-            else:
-                assert float(batch[i]) == pytest.approx(float(single), rel=1e-7), name
+    batch = _prompt_variant(pb, pm)(hb, hm)
+    assert batch.shape == (len(mats),)
+    for i, m in enumerate(mats):
+        single = metrics.prompt_projected_stable_rank(m, None, prompts[i].float(), None, torch.float64, k=2,
+                                                      length_exponent=0.2)
+        assert float(batch[i]) == pytest.approx(float(single), rel=1e-7, nan_ok=True)
 
 
 def test_nan_cases(mats):
-    mean, w, _ = _whitening(16)
     good = mats[1]
     zero = torch.zeros_like(good)
     bad = good.clone()
@@ -157,11 +87,11 @@ def test_nan_cases(mats):
     none_real = hm.clone()
     none_real[0] = False
     prompts, pmask = _pad([torch.randn(4, 16)] * 3)
-    for name, fn in _variants(mean, w, prompts, pmask).items():
-        out = fn(hb, hm)
-        assert torch.isfinite(out[0]), name
-        assert torch.isnan(out[1]) and torch.isnan(out[2]), name
-        assert torch.isnan(fn(hb, none_real)[0]), name
+    fn = _prompt_variant(prompts, pmask)
+    out = fn(hb, hm)
+    assert torch.isfinite(out[0])
+    assert torch.isnan(out[1]) and torch.isnan(out[2])
+    assert torch.isnan(fn(hb, none_real)[0])
     # an unscorable prompt removes nothing: plain SR
     nan_prompt = torch.full((1, 4, 16), float("nan"))
     got = metrics.prompt_projected_stable_rank(good.unsqueeze(0), None, nan_prompt, None, torch.float64, k=2)
@@ -169,58 +99,6 @@ def test_nan_cases(mats):
     # a response inside the prompt's span projects to zero: NaN, not a crash
     inside = metrics.prompt_projected_stable_rank(good[:3], None, good[:3], None, torch.float64, k=3)
     assert torch.isnan(inside)
-
-
-def test_purpose_null_ratio_does_not_grow_with_length():
-    """On i.i.d. matrices SR grows ~T-fold from T = 8 to T = 512, the null ratio stays ~1."""
-    g = torch.Generator().manual_seed(0)
-    d = 128
-    lengths = [8, 32, 128, 512]
-    sr, ratio = [], []
-    for t in lengths:
-        h = torch.randn(6, t, d, generator=g)
-        sr.append(float(metrics.stable_rank(h, dtype=torch.float64).mean()))
-        ratio.append(float(metrics.stable_rank_null_ratio(h, dtype=torch.float64).mean()))
-    assert sr[-1] > 5 * sr[0]
-    assert all(0.8 < r < 1.25 for r in ratio), ratio
-    assert ratio[-1] < 1.1 * ratio[0]
-
-
-def test_purpose_whitening_undoes_a_models_anisotropy():
-    """Rows drawn i.i.d. from an anisotropic Gaussian with a large mean have SR near 1 at every T
-    (one direction dominates); whitened with that distribution's mean and Sigma^-1/2 they look like
-    the Gaussian null (ratio ~1) whatever T."""
-    d = 64
-    mean, w, cov = _whitening(d, seed=5)
-    mean = mean * 10
-    chol = torch.linalg.cholesky(cov)
-    g = torch.Generator().manual_seed(1)
-    for t in (16, 64, 256):
-        h = mean + torch.randn(4, t, d, generator=g, dtype=torch.float64) @ chol.T
-        assert float(metrics.stable_rank(h, dtype=torch.float64).max()) < 1.5
-        ratio = metrics.whitened_stable_rank(h, None, torch.float64, mean=mean, whitener=w, null_ratio=True)
-        assert ratio.min() > 0.8 and ratio.max() < 1.25, (t, ratio)
-
-
-def test_purpose_length_adjusted_cancels_a_power_law():
-    """SR of i.i.d. matrices grows roughly like T^beta; dividing by T^beta, with beta fitted on other
-    draws (as srgrpo.length_robust fits it on neutral text), flattens it."""
-    g = torch.Generator().manual_seed(2)
-    d = 256
-
-    def draw(t):
-        return torch.randn(8, t, d, generator=g, dtype=torch.float64)
-
-    lengths = torch.tensor([16.0, 32.0, 64.0, 128.0])
-    fit = torch.stack([metrics.stable_rank(draw(int(t)), dtype=torch.float64).log().mean() for t in lengths])
-    x = lengths.log().double()
-    beta = float(((x - x.mean()) * (fit - fit.mean())).sum() / ((x - x.mean()) ** 2).sum())
-    assert beta > 0.5
-    adj = [float(metrics.length_adjusted_stable_rank(draw(int(t)), dtype=torch.float64, exponent=beta).mean())
-           for t in lengths]
-    raw = [float(metrics.stable_rank(draw(int(t)), dtype=torch.float64).mean()) for t in lengths]
-    assert raw[-1] / raw[0] > 2
-    assert 0.75 < adj[-1] / adj[0] < 1.33
 
 
 def test_prompt_projection_removes_the_shared_direction():
@@ -242,8 +120,6 @@ def test_bad_arguments():
         metrics.prompt_projected_stable_rank(h, None, torch.randn(3, 9), None, k=1)
     with pytest.raises(ValueError):
         metrics.prompt_projected_stable_rank(h, None, torch.randn(3, 8), None, k=-1)
-    with pytest.raises(ValueError):
-        metrics.whitened_stable_rank(h, torch.ones(5, dtype=torch.bool))
 
 
 # ---------------------------------------------------------------------------------------------

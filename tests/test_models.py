@@ -10,8 +10,11 @@ from srgrpo.models import ModelLoadError, load_model, resolve_dtype
 def test_load_model_from_a_local_folder(tiny_model_dir):
     model, tokenizer = load_model(tiny_model_dir)
     assert not model.training
-    expected = models.resolve_device("auto")
-    assert model.device.type == expected.type and model.dtype == models.resolve_dtype("auto", expected)
+    # The documented defaults, written out: a GPU when there is one, else the CPU; float32 on the CPU,
+    # bfloat16 on a GPU.
+    gpu = torch.cuda.is_available()
+    assert model.device.type == ("cuda" if gpu else "cpu")
+    assert model.dtype == (torch.bfloat16 if gpu else torch.float32)
     assert tokenizer.chat_template
     model, _ = load_model(str(tiny_model_dir), dtype="bfloat16", device="cpu")
     assert model.dtype == torch.bfloat16

@@ -189,7 +189,7 @@ def assert_png(path, min_width=500, min_height=300):
     assert image.std() > 0  # not a blank canvas
 
 
-def test_write_report_writes_pngs_and_links(tmp_path, results):
+def test_write_report_writes_pngs_and_links(tmp_path, results, drawn):
     sweep = {i: summary(0.5 + 0.02 * i, 0.5 + 0.02 * i, 0.5, 0.5 + 0.04 * i) for i in range(6)}
     paths = write_report(tmp_path / "out", results, pair_rows(), title="RB", meta={"model": "tiny"},
                          layer_sweep=sweep)
@@ -198,6 +198,13 @@ def test_write_report_writes_pngs_and_links(tmp_path, results):
                      "score_vs_length.png"]
     for path in paths[1:]:
         assert_png(path)
+    # Each file is the figure of its data: the sweep's Score line is 50, 52, ... 60 (%), the best at layer 5.
+    sections, distributions, layers, lengths = drawn
+    assert sections.axes[0].get_title() == "RewardBench accuracy per section (Chat, Safety: no pairs)"
+    assert [ax.get_title().split(":")[0] for ax in distributions.axes if ax.get_visible()] == ["Chat Hard", "Reasoning"]
+    score = next(line for line in layers.axes[0].lines if line.get_label() == "Score")
+    assert list(score.get_ydata()) == pytest.approx([50, 52, 54, 56, 58, 60])
+    assert lengths.get_suptitle() == "Does stable_rank follow length?"
     md = paths[0].read_text(encoding="utf-8")
     for name in names[1:]:
         assert f"]({name})" in md
@@ -216,7 +223,26 @@ def test_write_report_skips_missing_plots(tmp_path, results):
     assert "](sections.png)" in md and "| Layer |" not in md
 
 
-def test_plots_survive_none_and_nan_scores(tmp_path, results):
+@pytest.fixture
+def drawn(monkeypatch):
+    """The Figure objects the RewardBench plots save, in order, to read their data back."""
+    import srgrpo.reports.rewardbench as rb
+
+    figures = []
+    save = rb.save_figure
+
+    def keep(fig, path, *args, **kwargs):
+        figures.append(fig)
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(rb, "save_figure", keep)
+    return figures
+
+
+def test_plots_survive_none_and_nan_scores(tmp_path, results, drawn):
+    import numpy as np
+    from scipy.stats import spearmanr
+
     rows = pair_rows()
     assert plot_score_distributions(rows, "stable_rank", tmp_path / "d.png") == tmp_path / "d.png"
     assert plot_score_vs_length(rows, "stable_rank", tmp_path / "l.png") == tmp_path / "l.png"
@@ -226,6 +252,37 @@ def test_plots_survive_none_and_nan_scores(tmp_path, results):
     for name in ("d.png", "l.png", "j.png", "jl.png"):
         assert_png(tmp_path / name)
 
+    # What is drawn, against counts made here from the rows (None / NaN / inf are not scores).
+    def ok(x):
+        return x is not None and math.isfinite(x)
+
+    for section, ax in zip(("Chat Hard", "Reasoning"), drawn[0].axes):
+        mine = [r for r in rows if r.section == section]
+        chosen = [r.scores["stable_rank"].chosen for r in mine if ok(r.scores["stable_rank"].chosen)]
+        rejected = [r.scores["stable_rank"].rejected for r in mine if ok(r.scores["stable_rank"].rejected)]
+        pairs = [(r.scores["stable_rank"].chosen, r.scores["stable_rank"].rejected) for r in mine
+                 if ok(r.scores["stable_rank"].chosen) and ok(r.scores["stable_rank"].rejected)]
+        wins = sum(c > r for c, r in pairs)
+        assert ax.get_title() == f"{section}: {len(pairs)} pairs, chosen > rejected {100 * wins / len(pairs):.1f}%"
+        filled = [p for p in ax.patches if p.get_fill()]  # the filled histograms: chosen's bars, then rejected's
+        heights = [p.get_height() for p in filled]
+        assert sum(heights) == len(chosen) + len(rejected)
+        assert sum(heights[: len(heights) // 2]) == len(chosen)  # both histograms share the bins
+        medians = sorted(line.get_xdata()[0] for line in ax.lines)
+        assert medians == pytest.approx(sorted([np.median(chosen), np.median(rejected)]))
+    left, right = drawn[1].axes[:2]
+    points = {tuple(map(float, xy)) for xy in left.collections[0].get_offsets()}
+    expected = {(float(r.chosen_tokens), r.scores["stable_rank"].chosen) for r in rows if ok(r.scores["stable_rank"].chosen)}
+    assert points == expected
+    xs, ys = zip(*sorted(expected))
+    assert f"chosen (n={len(xs)}, Spearman ρ = {spearmanr(xs, ys).statistic:+.2f})" in \
+        [t.get_text() for t in left.get_legend().get_texts()]
+    both = [(r.chosen_tokens - r.rejected_tokens, r.scores["stable_rank"].chosen - r.scores["stable_rank"].rejected)
+            for r in rows if ok(r.scores["stable_rank"].chosen) and ok(r.scores["stable_rank"].rejected)]
+    longer_higher = sum(1 for dx, dy in both if dx > 0 and dy > 0)
+    assert f"chosen longer, scored higher\n{longer_higher} ({100 * longer_higher / len(both):.0f}%)" in \
+        [t.get_text() for t in right.texts]
+
     for row in rows:
         row.scores["stable_rank"] = SideScores(None, math.nan)
     assert plot_score_distributions(rows, "stable_rank", tmp_path / "none1.png") is None
@@ -233,11 +290,30 @@ def test_plots_survive_none_and_nan_scores(tmp_path, results):
     assert not (tmp_path / "none1.png").exists() and not (tmp_path / "none2.png").exists()
 
 
-def test_section_and_layer_plots_with_gaps(tmp_path, results):
+def test_section_and_layer_plots_with_gaps(tmp_path, results, drawn):
     assert_png(plot_sections(results, tmp_path / "s.png"))
+    ax = drawn[0].axes[0]
+    # Scorers by Score, then accuracy (None last); the bars, category by category, are the fixture's
+    # values in percent, written out: Score, the two sections present, then all-pairs accuracy.
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["length", "mean_logprob", "stable_rank", "random", "broken"]
+    from matplotlib.container import BarContainer
+
+    bars = [(round(c.patches[0].get_x() + c.patches[0].get_width() / 2), round(c.patches[0].get_height(), 6))
+            for c in ax.containers if isinstance(c, BarContainer)]
+    assert bars == [(0, 70.0), (1, 61.2), (2, 61.2),                   # Score (random, broken: none)
+                    (0, 75.0), (1, 60.0), (2, 55.0), (3, 49.0),        # Chat Hard
+                    (0, 65.0), (1, 62.4), (2, 67.4), (3, 53.0),        # Reasoning
+                    (0, 68.0), (1, 64.0), (2, 60.0), (3, 51.0)]        # All pairs (broken: NaN)
+    assert [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [50]  # chance
     assert plot_sections({"x": summary(math.nan, math.nan, None, None)}, tmp_path / "e.png") is None
+
     sweep = {i: summary(0.5 + 0.01 * i, 0.5 + 0.01 * i, None if i == 2 else 0.55, math.nan) for i in range(8)}
     assert_png(plot_layer_sweep(sweep, tmp_path / "ls.png"))
+    lines = {line.get_label(): line for line in drawn[1].axes[0].lines}
+    assert list(lines["Score"].get_xdata()) == list(range(8))
+    assert list(lines["Score"].get_ydata()) == pytest.approx([50 + i for i in range(8)])
+    assert list(lines["Chat Hard"].get_ydata()) == pytest.approx([55, 55, math.nan, 55, 55, 55, 55, 55], nan_ok=True)
+    assert "best by Score: layer 7 (57.0%)" in lines
     assert plot_layer_sweep({}, tmp_path / "none.png") is None
 
 

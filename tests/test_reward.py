@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import references
 from conftest import make_model
 
 from srgrpo.scoring import StableRankScorer
@@ -30,6 +31,17 @@ TEXTS = [
 def completion_ids(tokenizer, texts):
     """What a sampler returns: the completion's tokens followed by the end-of-turn token."""
     return [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
+
+
+def reference_rewards(model, tokenizer, prompts, ids):
+    """SR of each completion's tokens (its end-of-turn token left out) after the chat-templated
+    prompt, from transformers' forward and float64 SVD (tests/references.py)."""
+    out = []
+    for prompt, completion in zip(prompts, ids):
+        prompt_ids = references.chat_prompt_ids(tokenizer, prompt)
+        sequence = prompt_ids + completion[:-1]
+        out.append(references.span_stable_rank(model, sequence, len(prompt_ids), len(sequence)))
+    return out
 
 
 def lora_policy(base, seed=1):
@@ -78,7 +90,13 @@ def test_reward_restores_training_mode_and_builds_no_graph(tokenizer, base_and_p
     policy.train()
     reward = StableRankReward(policy, tokenizer)
     values = reward(PROMPTS, TEXTS, completion_ids=completion_ids(tokenizer, TEXTS))
-    assert policy.training and all(isinstance(v, float) for v in values)
+    assert policy.training
+    # Scored by the base: the adapter is disabled, and dropout (training mode) is off for the reward.
+    with policy.disable_adapter():
+        policy.eval()
+        expected = reference_rewards(policy, tokenizer, PROMPTS, completion_ids(tokenizer, TEXTS))
+        policy.train()
+    assert values == pytest.approx(expected, rel=1e-5)
     # The adapter is switched back on afterwards: the policy's own outputs are unchanged by the call.
     ids = torch.tensor([completion_ids(tokenizer, TEXTS[:1])[0]], device=policy.device)
     policy.eval()
@@ -114,12 +132,8 @@ def test_prompt_ids_match_trl_templating(tokenizer, tiny_model):
 
 
 def direct_sr(model, tokenizer, ids, start, end):
-    """SR of rows [start, end) of the hidden states of `ids` (one forward pass, no windowing)."""
-    from srgrpo.metrics import stable_rank
-
-    scorer = StableRankScorer(model, tokenizer)
-    ids = torch.tensor([ids], device=model.device)
-    return stable_rank(scorer.hidden_states(ids, torch.ones_like(ids))[0, start:end]).item()
+    """SR of rows [start, end) of the hidden states of `ids`: transformers' forward, float64 SVD."""
+    return references.span_stable_rank(model, ids, start, end)
 
 
 @pytest.mark.parametrize("options", [{"layer": "last_block"}, {"layer": 1}, {"max_length": 24}])
@@ -162,7 +176,10 @@ def test_unscorable_completions_get_none(tokenizer, tiny_model):
                         tokenizer("Paris.")["input_ids"] + [eos]],
     )
     assert values[:4] == [None, None, None, None]  # empty, only EOS, only specials, outside the window
-    assert isinstance(values[4], float) and math.isfinite(values[4])
+    paris = tokenizer("Paris.")["input_ids"]
+    prompt_ids = references.chat_prompt_ids(tokenizer, PROMPTS[0])
+    kept = (prompt_ids + paris)[:window]  # a right cut keeps the prompt and the first 3 response tokens
+    assert values[4] == pytest.approx(direct_sr(tiny_model, tokenizer, kept, len(prompt_ids), len(kept)), rel=1e-5)
 
 
 def test_non_finite_hidden_states_give_none(tokenizer):
@@ -172,7 +189,9 @@ def test_non_finite_hidden_states_give_none(tokenizer):
     reward = StableRankReward(model, tokenizer)
     values = reward(PROMPTS[:2], ["P", TEXTS[1]], completion_ids=[[tokenizer.convert_tokens_to_ids("P")],
                                                                    completion_ids(tokenizer, TEXTS[1:2])[0]])
-    assert values[0] is None and isinstance(values[1], float)
+    assert values[0] is None
+    assert values[1] == pytest.approx(reference_rewards(model, tokenizer, PROMPTS[1:2],
+                                                        completion_ids(tokenizer, TEXTS[1:2]))[0], rel=1e-5)
 
 
 def test_reward_is_logged_under_its_name_and_reports_watch_metrics(tokenizer, tiny_model):

@@ -37,8 +37,10 @@ def make_outcomes(subset: str, n_correct: int, n_wrong: int, start: int = 0) -> 
 
 # allenai/reward-bench, rewardbench/constants.py at commit 05a9005efb607249822c193590c8ecab87c77052
 # (2026-01-31; the file last changed in 6552e932cffe3e4797ebae13a8c5814c660afaf6, "Mirror change
-# from leaderboard (#175)"): EXAMPLE_COUNTS and SUBSET_MAPPING, copied here verbatim so that a change
-# on either side shows up as a failing test.
+# from leaderboard (#175)", 2024-09-10, which swapped the two xstest counts): EXAMPLE_COUNTS and
+# SUBSET_MAPPING as a hand copy. A change of srgrpo's constants fails against it; a change upstream
+# fails only the second test, which reads the upstream file itself from the `rewardbench` package
+# (PyPI 0.1.4 holds this version; scripts/install.sh installs it without its dependencies).
 OFFICIAL_EXAMPLE_COUNTS = {
     "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28,
     "mt-bench-med": 40, "mt-bench-hard": 37, "math-prm": 984, "refusals-dangerous": 100,
@@ -64,6 +66,23 @@ def test_constants_match_the_official_ones():
     assert EXAMPLE_COUNTS["xstest-should-refuse"] == 154 and EXAMPLE_COUNTS["xstest-should-respond"] == 250
     every_subset = [s for subsets in SECTIONS.values() for s in subsets]
     assert sorted(every_subset) == sorted(EXAMPLE_COUNTS)  # each subset in exactly one section
+
+
+def test_constants_match_the_upstream_file():
+    """Read from the upstream source itself: rewardbench/constants.py of the installed `rewardbench`
+    package, loaded by path (its package __init__ imports model code and pins another transformers)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("rewardbench")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("rewardbench is not installed (scripts/install.sh: pip install --no-deps rewardbench==0.1.4)")
+    path = Path(spec.submodule_search_locations[0], "constants.py")
+    upstream = importlib.util.module_from_spec(importlib.util.spec_from_file_location("rewardbench_constants", path))
+    upstream.__spec__.loader.exec_module(upstream)
+    assert EXAMPLE_COUNTS == upstream.EXAMPLE_COUNTS == OFFICIAL_EXAMPLE_COUNTS
+    assert {name: list(subsets) for name, subsets in SECTIONS.items()} == upstream.SUBSET_MAPPING
+    assert list(SECTIONS) == list(upstream.SUBSET_MAPPING)
 
 
 def test_section_of():

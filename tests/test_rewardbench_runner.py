@@ -38,9 +38,16 @@ def judge_ready():
     return make_model(len(tok), seed=1), tok
 
 
-ALL = ["stable_rank", "stable_rank_centered", "stable_rank_normalized", "stable_rank_windowed", "effective_rank",
-       "inverse_condition_number", "pca_dimension", "mean_logprob", "self_certainty", "mean_entropy",
-       "length", "shorter", "random", "ipo", "pointwise_judge", "pairwise_judge"]
+ALL = ["stable_rank", "stable_rank_centered", "stable_rank_normalized", "stable_rank_windowed",
+       "stable_rank_prompt_adjusted", "effective_rank", "inverse_condition_number", "pca_dimension",
+       "mean_logprob", "self_certainty", "mean_entropy", "length", "shorter", "random", "ipo", "pointwise_judge",
+       "pairwise_judge"]
+
+
+def test_the_list_holds_every_registered_scorer():
+    from srgrpo.evaluation.scorers import SCORERS
+
+    assert sorted(ALL) == sorted(SCORERS)  # "every scorer" below means every one
 
 
 def test_every_scorer_runs_and_results_follow_the_protocol(tmp_path, judge_ready):

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import references
 from conftest import make_tokenizer
 
 from srgrpo.metrics import stable_rank
@@ -145,17 +146,26 @@ def test_truncation_right_and_left(tiny_model, tokenizer):
     # Scoring a truncated pair equals scoring its kept tokens.
     scores = StableRankScorer(tiny_model, tokenizer, max_length=64).iter_scores(["Q?"], [response])
     result = next(scores)
-    assert result.truncated and result.n_tokens == right.end - right.start and math.isfinite(result.value)
+    assert result.truncated and result.n_tokens == right.end - right.start
+    assert result.value == pytest.approx(references.span_stable_rank(tiny_model, right.input_ids, right.start,
+                                                                     right.end), rel=1e-5)
+    left_value = StableRankScorer(tiny_model, tokenizer, max_length=64, truncation_side="left").score(["Q?"], [response])
+    assert left_value[0] == pytest.approx(references.span_stable_rank(tiny_model, left.input_ids, left.start,
+                                                                      left.end), rel=1e-5)
 
 
 def test_prompt_longer_than_the_window_gives_nan_with_a_warning(tiny_model, tokenizer):
     scorer = StableRankScorer(tiny_model, tokenizer, max_length=32)
     with pytest.warns(UserWarning, match="no response token inside the 32-token window"):
         values = scorer.score(["long prompt " * 50, "Hi"], ["Paris.", "Hello!"])
-    assert math.isnan(values[0]) and math.isfinite(values[1])
-    # Cutting on the left keeps the response.
+    assert math.isnan(values[0])
+    assert values[1] == pytest.approx(reference_sr(tiny_model, tokenizer, "Hi", "Hello!"), rel=1e-5)
+    # Cutting on the left keeps the response: the last 32 tokens, the response's among them.
     left = StableRankScorer(tiny_model, tokenizer, max_length=32, truncation_side="left")
-    assert math.isfinite(left.score(["long prompt " * 50], ["Paris."])[0])
+    full = encode_pair(tokenizer, "long prompt " * 50, "Paris.", ScoringOptions(max_length=10_000))
+    window, shift = full.input_ids[-32:], len(full.input_ids) - 32
+    expected = references.span_stable_rank(tiny_model, window, full.start - shift, full.end - shift)
+    assert left.score(["long prompt " * 50], ["Paris."])[0] == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import socket
 import threading
 
 import pytest
+import references
 
 from srgrpo.scoring import StableRankScorer
 from srgrpo.serving.protocol import locate_response
@@ -81,13 +82,9 @@ def test_chat_messages_with_responses_match_in_process_scoring(server, tiny_mode
 
 
 def test_without_prompts_the_whole_query_is_scored(server, tiny_model, tokenizer):
-    import torch
-
-    from srgrpo.metrics import stable_rank
-
     text = PAIRS[0][1]
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]], device=tiny_model.device)
-    expected = stable_rank(StableRankScorer(tiny_model, tokenizer).hidden_states(ids, torch.ones_like(ids))[0]).item()
+    expected = references.span_stable_rank(tiny_model, tokenizer(text, add_special_tokens=False)["input_ids"],
+                                           0, None)
     status, body = post(server, {"query": text})
     assert status == 200 and body["rewards"] == pytest.approx([expected], rel=1e-5)
 
@@ -330,25 +327,40 @@ def test_a_cancelled_job_is_not_computed(tiny_model, tokenizer):
 
 
 def test_the_rest_of_a_request_whose_client_has_gone_is_skipped(tiny_model, tokenizer):
-    import time
+    """Synchronised on events, not on sleeps: the socket closes once scoring has begun; a one-text
+    job queued after the server has cancelled the request finishes only once the worker has passed
+    the cancelled request's remaining texts (round robin, the cancelled job ahead of it is dropped
+    in the same collection), so the counts are final when it is done."""
+    import re
 
     config = ServeConfig(port=0, max_batch_texts=2, batch_wait_ms=0)
     srv = RewardServer(StableRankScorer(tiny_model, tokenizer, batch_size=2), config).start()
+    worker = srv.app.state.worker
+    scoring, cancelled, after = threading.Event(), threading.Event(), threading.Event()
+    score, cancel = worker.scorer.iter_encoded_features, worker.cancel
+
+    def iter_encoded_features(*args, **kwargs):
+        scoring.set()
+        return score(*args, **kwargs)
+
+    def cancel_and_tell(job):
+        cancel(job)
+        cancelled.set()
+
+    worker.scorer.iter_encoded_features, worker.cancel = iter_encoded_features, cancel_and_tell
     try:
         sent = _texts(tokenizer, 1000)
         body = json.dumps({"query": [q for _, q in sent], "prompts": [p for p, _ in sent]}).encode()
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
             sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-            time.sleep(0.3)  # accepted and being scored
-        deadline = time.monotonic() + 60
-        while srv.app.state.worker.pending_texts and time.monotonic() < deadline:
-            time.sleep(0.05)
-        import re
-
+            assert scoring.wait(60)  # accepted and being scored
+        assert cancelled.wait(60)
+        worker.submit(Job([sent[0][1]], [sent[0][0]], on_done=lambda job: after.set()))
+        assert after.wait(60)
         metrics = request(srv, "GET", "/metrics")[1]
         skipped = float(re.search(r"^srgrpo_skipped_texts_total (\S+)$", metrics, re.M).group(1))
-        assert srv.app.state.worker.pending_texts == 0 and 0 < skipped < 1000
+        assert worker.pending_texts == 0 and 0 < skipped < 1000
         assert post(srv, {"query": ["Hello! How can I help you today?"]})[0] == 200
     finally:
         srv.stop()

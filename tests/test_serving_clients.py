@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import references
 
 from srgrpo.scoring import StableRankScorer
 from srgrpo.serving import client as client_module
@@ -43,6 +44,19 @@ def server(tiny_model, tokenizer):
 @pytest.fixture(scope="module")
 def expected(tiny_model, tokenizer):
     return StableRankScorer(tiny_model, tokenizer).score([p for p, _ in PAIRS], [r for _, r in PAIRS])
+
+
+def query_reference(model, tokenizer, query, boundary):
+    """What the server should answer for `query` whose response starts at character `boundary`: SR of
+    the tokens from the one holding that character to the end (trailing special tokens left out),
+    the text tokenised whole, from transformers' forward and float64 SVD (tests/references.py)."""
+    enc = tokenizer(query, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    start = next(i for i, (_, end) in enumerate(enc["offset_mapping"]) if end > boundary)
+    end = len(ids)
+    while end > start and ids[end - 1] in tokenizer.all_special_ids:
+        end -= 1
+    return references.span_stable_rank(model, ids, start, end)
 
 
 def templated_prompt(tokenizer, prompt):
@@ -123,7 +137,7 @@ def action_ids(tokenizer, response):
     return tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
-def test_openrlhf_current_per_sample_path(server, tokenizer, expected):
+def test_openrlhf_current_per_sample_path(server, tiny_model, tokenizer, expected):
     CLIENT_ERRORS.clear()
     url = server.url + "/get_reward"
     prompts = [templated_prompt(tokenizer, p) for p, _ in PAIRS]
@@ -144,7 +158,11 @@ def test_openrlhf_current_per_sample_path(server, tokenizer, expected):
     empty_rewards, empty_info = results[len(PAIRS)]
     assert empty_rewards.item() == 0.0 and empty_info["srgrpo_unscored"].item() == 1.0  # a number, not a crash
     cut_rewards, cut_info = results[len(PAIRS) + 1]
-    assert torch.isfinite(cut_rewards).all() and cut_info["srgrpo_unscored"].item() == 0.0
+    cut_prompt = tokenizer(text=prompts[1], add_special_tokens=False)["input_ids"][-8:]
+    cut_query = tokenizer.decode(cut_prompt + action_ids(tokenizer, PAIRS[1][1]), skip_special_tokens=False)
+    boundary = len(tokenizer.decode(cut_prompt, skip_special_tokens=False))
+    assert cut_rewards.item() == pytest.approx(query_reference(tiny_model, tokenizer, cut_query, boundary), rel=1e-5)
+    assert cut_info["srgrpo_unscored"].item() == 0.0
 
 
 def test_openrlhf_through_an_api_key_in_the_url(tiny_model, tokenizer, expected):
@@ -300,15 +318,19 @@ def test_client_sends_the_api_key(tiny_model, tokenizer, monkeypatch):
     try:
         with pytest.raises(client_module.RewardServerError, match="401"):
             client_module.get_rewards(["hello there"], url=srv.url)
-        assert client_module.get_rewards(["hello there"], url=f"http://x:k3y@127.0.0.1:{srv.port}")[0] > 0
+        whole = query_reference(tiny_model, tokenizer, "hello there", 0)  # no prompt: the whole text
+        assert client_module.get_rewards(["hello there"], url=f"http://x:k3y@127.0.0.1:{srv.port}")[0] == \
+            pytest.approx(whole, rel=1e-5)
         monkeypatch.setenv(client_module.KEY_ENV, "k3y")
-        assert client_module.compute_score("s", "hello there", None, {"prompt": "Hi"}, url=srv.url) > 0
+        after_prompt = query_reference(tiny_model, tokenizer, "Hihello there", len("Hi"))  # verl's prompt, as sent
+        assert client_module.compute_score("s", "hello there", None, {"prompt": "Hi"}, url=srv.url) == \
+            pytest.approx(after_prompt, rel=1e-5)
     finally:
         srv.stop()
 
 
 # ---------------------------------------------------------------------- without torch
-def test_the_client_file_loads_and_scores_without_torch(server):
+def test_the_client_file_loads_and_scores_without_torch(server, tiny_model, tokenizer):
     """verl loads the file by path: nothing heavier than the standard library comes in."""
     code = (
         "import importlib.util, sys\n"
@@ -320,7 +342,8 @@ def test_the_client_file_loads_and_scores_without_torch(server):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
     heavy, value = out.rsplit("]", 1)
-    assert heavy + "]" == "[]" and float(value) > 0
+    expected = query_reference(tiny_model, tokenizer, "Say hello.Hello! How can I help you today?", len("Say hello."))
+    assert heavy + "]" == "[]" and float(value) == pytest.approx(expected, rel=1e-5)
 
 
 def test_importing_the_client_module_does_not_import_torch():

@@ -348,38 +348,42 @@ def test_watch_callback_writes_rows_warns_once_and_can_stop(tmp_path):
     assert len(watch.warnings) == 1 and control.should_training_stop
 
 
-def test_training_curves_png_draws_every_panel_and_leaves_pyplot_alone(tmp_path):
+def test_training_curves_draw_each_column_and_leave_pyplot_alone(tmp_path):
     import sys
 
     import matplotlib
     from matplotlib.image import imread
 
-    from srgrpo.training.plots import PANELS, plot_training_curves
+    from srgrpo.reports.training import plot_training_curves, training_curves_figure, write_training_curves
 
     backend = matplotlib.get_backend()
     had_pyplot = "matplotlib.pyplot" in sys.modules
-    data = rows(lambda i: 5 + i, lambda i: 100 - i)
+    data = rows(lambda i: 5 + i, lambda i: 100 - i, diversity=0.25, n=4)
     data[-1]["watch_warning"] = "x"
+    axes = training_curves_figure(data).axes
+    assert [ax.get_title() for ax in axes] == ["reward: stable rank", "completion length (tokens)",
+                                               "repetition and diversity"]
+    # The points drawn are the rows' values, written out by hand (sr_group_std and zero_spread_frac
+    # are absent from these rows, so they draw no line); the warned step 4 is a vertical line.
+    lines = [[(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines] for ax in axes]
+    assert lines[0][0] == ("mean SR", [1, 2, 3, 4], [5, 6, 7, 8]) and len(lines[0]) == 2
+    assert lines[1][0] == ("mean length", [1, 2, 3, 4], [100, 99, 98, 97])
+    assert lines[2][:2] == [("repeated 3-grams in a completion", [1, 2, 3, 4], [0.0, 0.0, 0.0, 0.0]),
+                            ("distinct 2-grams across a group", [1, 2, 3, 4], [0.25, 0.25, 0.25, 0.25])]
+    for panel in lines:
+        assert [(x, y) for _, x, y in panel if x == [4, 4]] == [([4, 4], [0, 1])]
     path = plot_training_curves(data, tmp_path / "curves.png", dpi=50)
-    image = imread(path)
-    assert image.shape[:2] == (round(3.6 * 50), 5 * len(PANELS) * 50)  # 3 panels, 5 x 3.6 inches each, at 50 dpi
-    # Something is drawn in each panel: every third of the image has more than one colour.
-    width = image.shape[1] // len(PANELS)
-    for k in range(len(PANELS)):
-        panel = image[:, k * width:(k + 1) * width, :3].reshape(-1, 3)
-        assert len(torch.unique(torch.from_numpy(panel.copy()), dim=0)) > 10
+    assert imread(path).shape[:2] == (round(3.6 * 50), 15 * 50)  # 3 panels of 5 x 3.6 inches at 50 dpi
     assert matplotlib.get_backend() == backend
     assert ("matplotlib.pyplot" in sys.modules) == had_pyplot
-    # lines in colour (matplotlib's default cycle), not only black axes on white
-    rgb = torch.from_numpy(image[..., :3].copy()).float()
-    assert bool(((rgb.amax(-1) - rgb.amin(-1)) > 0.3).any())
+    # From a run's folder: nothing logged, no file.
+    assert write_training_curves(tmp_path) is None
 
 
 # ---------------------------------------------------------------------------------------- before/after
 def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_path):
     from srgrpo.tasks.accuracy import greedy_accuracy
     from srgrpo.tasks.datasets import load_problems
-    from srgrpo.tasks.grading import is_correct
 
     tokenizer = make_tokenizer()
     path = tmp_path / "eval.jsonl"
@@ -388,13 +392,28 @@ def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_
     accuracy, rows = greedy_accuracy(tiny_model, tokenizer, problems, max_new_tokens=6, batch_size=2)
     assert len(rows) == 3 and accuracy == sum(r["correct"] for r in rows) / 3
     for problem, row in zip(problems, rows):
-        assert row["correct"] == is_correct(problem, row["completion"])
         # Batched left-padded generation gives what the model writes for the prompt alone.
         ids = torch.tensor([tokenizer.apply_chat_template(problem.messages(), add_generation_prompt=True,
                                                           return_dict=True)["input_ids"]], device=tiny_model.device)
         alone = tiny_model.generate(input_ids=ids, do_sample=False, max_new_tokens=6,
                                     pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:]
         assert row["completion"] == tokenizer.decode(alone, skip_special_tokens=True)
+
+
+def test_greedy_accuracy_grades_each_completion(tiny_model, monkeypatch):
+    """The grade of each row, for completions fixed here and graded by hand (gold 7)."""
+    from srgrpo.generation import HFGenerator, Sample
+    from srgrpo.tasks.accuracy import greedy_accuracy
+    from srgrpo.tasks.datasets import Problem
+
+    written = ["So the answer is 7.", "I get 8.", "7 apples, then 2 more: 9.", "#### 7", "no idea"]
+    monkeypatch.setattr(HFGenerator, "generate", lambda self, prompts, n, sampling, seed=0, progress=False:
+                        [[Sample(text, [1], True)] for text in written[:len(prompts)]])
+    problems = [Problem(f"q{i}", "How many?", "7", "gsm8k") for i in range(5)]
+    accuracy, rows = greedy_accuracy(tiny_model, make_tokenizer(), problems, max_new_tokens=6)
+    # "answer is 7" right; 8 wrong; the last number 9 wrong; "#### 7" right; no number wrong.
+    assert [r["correct"] for r in rows] == [True, False, False, True, False] and accuracy == 0.4
+    assert [r["completion"] for r in rows] == written and [r["gold"] for r in rows] == ["7"] * 5
 
 
 def test_train_reports_accuracy_before_and_after(tiny_model_dir, prompts_file, config_file, tmp_path):
@@ -406,8 +425,17 @@ def test_train_reports_accuracy_before_and_after(tiny_model_dir, prompts_file, c
                  "--config", str(config), "--eval-dataset", str(evalset)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     for label in ("before", "after"):
-        assert summary["eval"][label]["n"] == 2 and 0.0 <= summary["eval"][label]["accuracy"] <= 1.0
-        assert len((out / f"eval_{label}.jsonl").read_text().splitlines()) == 2
+        rows = [json.loads(line) for line in (out / f"eval_{label}.jsonl").read_text().splitlines()]
+        assert summary["eval"][label]["n"] == len(rows) == 2
+        # The gold is 7: with no "answer is", "####" or \boxed in the text (the tiny model writes 4
+        # tokens), a completion is right when its last number, as written, is 7.
+        import re
+
+        assert not any(m in r["completion"].lower() for r in rows for m in ("answer", "####", "boxed"))
+        last = [(re.findall(r"-?[\d.,/]*\d", r["completion"]) or [None])[-1] for r in rows]
+        right = [number == "7" for number in last]
+        assert [r["correct"] for r in rows] == right
+        assert summary["eval"][label]["accuracy"] == sum(right) / 2
 
 
 def test_readme_trl_example_runs(prompts_file, tmp_path, monkeypatch):

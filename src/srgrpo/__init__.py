@@ -5,10 +5,13 @@
     scorer.score(["What is 2+2?"], ["2 + 2 = 4."])     # -> [stable rank]
 
 The public names load on first use: `import srgrpo.serving.client` (what verl loads) must not pull in
-torch, and the TRL reward pulls in transformers' Trainer machinery (~3 s).
+torch, and the TRL reward pulls in transformers' Trainer machinery (~3 s). Type checkers and IDEs
+see them through the `TYPE_CHECKING` imports below (as TRL's own `trl/__init__.py` does), which
+never run; a test checks that they and `_PUBLIC` name the same things.
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -27,6 +30,13 @@ _PUBLIC = {
 }
 
 __all__ = list(_PUBLIC)
+
+if TYPE_CHECKING:  # pragma: no cover - read by type checkers only
+    from srgrpo.metrics import condition_number, effective_rank, pca_dimension, stable_rank
+    from srgrpo.models import ModelLoadError, load_model
+    from srgrpo.options import ScoringOptions
+    from srgrpo.scoring import PairScore, StableRankScorer
+    from srgrpo.training.reward import StableRankReward
 
 
 def __getattr__(name):

@@ -14,7 +14,9 @@ server would otherwise each do their own way:
   host never waits on the device between batches.
 
 The engine knows nothing about stable rank: a consumer passes `on_states(batch, key, states)`, which
-returns the (B,) or (B, k) device tensors it wants back.
+returns the (B,) or (B, k) device tensors it wants back, keyed as it likes (the scorer's keys are
+typed: `srgrpo.scoring.Tap`, `SweepLayer`, `SpanCheck` and feature names); each row's results come
+back under the same keys.
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ A feature has a name, a one-line help, a direction (does higher mean better?) an
 
 Every list of feature names in srgrpo (CLI choices, RewardBench scorers, Best-of-N candidates, the
 GRPO reward, the server) is read from `FEATURES`. Adding a feature is one `@feature(...)` function.
+
+Each feature carries a `version` (1 unless declared): bump it when a change alters its values, and
+every resumable run notices (`run.json` records the versions it used; see `srgrpo.records`). A
+feature that reads a scoring option of its own (`window_size`, `length_exponent`) names it in
+`params`: such an option pins a run only when a feature of the run reads it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Callable
 import torch
 
 from srgrpo import metrics
-from srgrpo.options import ScoringOptions
+from srgrpo.options import FEATURE, ScoringOptions
+from srgrpo.registry import Registry
 
 SOURCES = ("hidden", "logits")
 
@@ -60,25 +66,32 @@ class Feature:
     compute: Callable  # SpanStates -> (B,) for "hidden"; LogitStats -> (B,) for "logits"
     full_spectrum: bool = False  # needs every singular value (an eigendecomposition in float64)
     needs_prompt: bool = False  # reads SpanStates.prompt_states too
+    version: int = 1  # bumped whenever a change alters the values (resumed runs check it)
+    params: tuple[str, ...] = ()  # the ScoringOptions fields of kind "feature" this feature reads
 
     def oriented(self, value: float) -> float:
         """The value turned so that higher is better (for rankings and selections)."""
         return value if self.higher_is_better else -value
 
 
-FEATURES: dict[str, Feature] = {}
+FEATURES: Registry[Feature] = Registry("feature")
 
 
 def feature(name: str, help: str, source: str = "hidden", higher_is_better: bool = True,
-            full_spectrum: bool = False, needs_prompt: bool = False):
+            full_spectrum: bool = False, needs_prompt: bool = False, version: int = 1,
+            params: tuple[str, ...] = ()):
     """Register the decorated function as feature `name`."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    own = ScoringOptions.field_names(FEATURE)
+    wrong = [p for p in params if p not in own]
+    if wrong:
+        raise ValueError(f"feature {name!r}: params {wrong} are not ScoringOptions fields of kind "
+                         f"{FEATURE!r} (those are: {', '.join(own)})")
 
     def register(fn: Callable) -> Callable:
-        if name in FEATURES:
-            raise ValueError(f"feature {name!r} is registered twice")
-        FEATURES[name] = Feature(name, help, source, higher_is_better, fn, full_spectrum, needs_prompt)
+        FEATURES.add(name, Feature(name, help, source, higher_is_better, fn, full_spectrum, needs_prompt,
+                                   version, tuple(params)))
         return fn
 
     return register
@@ -86,10 +99,15 @@ def feature(name: str, help: str, source: str = "hidden", higher_is_better: bool
 
 def get_feature(name: str) -> Feature:
     """The registered feature `name`; ValueError listing the known names otherwise."""
-    try:
-        return FEATURES[name]
-    except KeyError:
-        raise ValueError(f"unknown feature {name!r}; known: {', '.join(FEATURES)}") from None
+    return FEATURES.lookup(name)
+
+
+def pinned_options(options: ScoringOptions, names) -> dict:
+    """What of `options` decides the values of features `names`: the score-defining options and the
+    own parameters of those features. This, with the features' versions, is what pins a resumable
+    run; run-time options (batch size) and other features' parameters never do."""
+    params = {p for name in names for p in get_feature(name).params}
+    return {**options.score_definition(), **{p: v for p, v in options.feature_parameters().items() if p in params}}
 
 
 def check_features(names) -> list[str]:
@@ -122,7 +140,8 @@ def _stable_rank_normalized(s: SpanStates) -> torch.Tensor:
     return metrics.stable_rank(s.states, s.mask, s.dtype, normalize_rows=True)
 
 
-@feature("stable_rank_windowed", "mean SR over windows of --window-size tokens (does not grow with length)")
+@feature("stable_rank_windowed", "mean SR over windows of --window-size tokens (does not grow with length)",
+         params=("window_size",))
 def _stable_rank_windowed(s: SpanStates) -> torch.Tensor:
     return metrics.windowed_stable_rank(s.states, s.mask, s.dtype, window=s.options.window_size)
 
@@ -133,7 +152,7 @@ PROMPT_DIRECTIONS = 16
 
 @feature("stable_rank_prompt_adjusted", f"SR of the response after projecting out the top {PROMPT_DIRECTIONS} "
          "directions of the prompt's states, divided by T^--length-exponent: less length-driven than stable_rank "
-         "(meant for span=response)", needs_prompt=True)
+         "(meant for span=response)", needs_prompt=True, params=("length_exponent",))
 def _stable_rank_prompt_adjusted(s: SpanStates) -> torch.Tensor:
     # The prompt's first token is left out: its state is the attention sink, not the prompt's content.
     return metrics.prompt_projected_stable_rank(

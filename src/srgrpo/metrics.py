@@ -19,8 +19,6 @@ rows included), scores NaN. The scorer turns that into a warning naming the pair
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 __all__ = [
@@ -245,100 +243,19 @@ def pca_dimension(
 
 
 # ----------------------------------------------------------------------------------------------
-# Length-robust variants (issue 13). SR of a T x d matrix is at most min(T, d) and, on real hidden
-# states, grows with T, so longer responses win for being longer. Each function below is pure and
+# The length-robust variant a feature uses (issue 13). SR of a T x d matrix is at most min(T, d)
+# and, on real hidden states, grows with T, so longer responses win for being longer. Pure and
 # batched like the ones above: (B, T, d) + (B, T) mask -> (B,), exact under zero-padded rows, NaN
-# for an unscorable matrix.
+# for an unscorable matrix. The other variants the study weighed (Gaussian null ratio, length
+# adjustment alone, whitening) live in benchmarks/study_length.py, built on these.
 
 __all__ += [
-    "gaussian_null_stable_rank",
-    "stable_rank_null_ratio",
-    "length_adjusted_stable_rank",
-    "whitened_stable_rank",
     "prompt_projected_stable_rank",
 ]
 
 
-def gaussian_null_stable_rank(n_rows: torch.Tensor | int, d: int) -> torch.Tensor:
-    """Expected SR of a T x d matrix of i.i.d. Gaussian entries, for large T and d:
-    ||H||_F^2 ~ T d and ||H||_2^2 ~ (sqrt T + sqrt d)^2 (the Marchenko-Pastur edge), so
-    E[SR] ~ T d / (sqrt T + sqrt d)^2. Symmetric in T and d; ~T for T << d, ~d for T >> d."""
-    t = torch.as_tensor(n_rows, dtype=torch.float64).clamp_min(1)
-    return t * d / (t.sqrt() + math.sqrt(d)) ** 2
-
-
 def _real_rows(mask: torch.Tensor) -> torch.Tensor:
     return mask.sum(dim=1)
-
-
-def stable_rank_null_ratio(
-    hidden: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    dtype: torch.dtype = torch.float32,
-    center: bool = False,
-) -> torch.Tensor:
-    """SR(H) / E[SR] of an i.i.d. Gaussian matrix of the same shape (T real rows x d): how much of
-    the room a matrix of that shape has its spectrum actually uses. A long span is not rewarded for
-    the extra room it has. `center` as in `stable_rank`."""
-    sr = stable_rank(hidden, mask, dtype, center=center)
-    h = hidden if hidden.dim() == 3 else hidden.unsqueeze(0)
-    m = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device) if mask is None else (
-        mask if mask.dim() == 2 else mask.unsqueeze(0)).to(torch.bool)
-    null = gaussian_null_stable_rank(_real_rows(m), h.shape[-1]).to(sr.dtype)
-    return sr / (null if hidden.dim() == 3 else null[0])
-
-
-def length_adjusted_stable_rank(
-    hidden: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    dtype: torch.dtype = torch.float32,
-    exponent: float = 0.5,
-    center: bool = False,
-) -> torch.Tensor:
-    """SR(H) / T^exponent, T = real rows: SR with its growth with length divided out. The exponent
-    is the slope of log SR against log T under a null model, e.g. fitted on a model's hidden states
-    of neutral text (`srgrpo.length_robust`); 0 gives plain SR. `center` as in `stable_rank`."""
-    sr = stable_rank(hidden, mask, dtype, center=center)
-    h = hidden if hidden.dim() == 3 else hidden.unsqueeze(0)
-    m = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device) if mask is None else (
-        mask if mask.dim() == 2 else mask.unsqueeze(0)).to(torch.bool)
-    t = _real_rows(m).to(sr.dtype).clamp_min(1)
-    out = sr / t.pow(exponent)
-    return out if hidden.dim() == 3 else out[0]
-
-
-def whitened_stable_rank(
-    hidden: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    dtype: torch.dtype = torch.float32,
-    mean: torch.Tensor | None = None,
-    whitener: torch.Tensor | None = None,
-    center: bool = False,
-    null_ratio: bool = False,
-) -> torch.Tensor:
-    """SR of the states in a model's own coordinates: each row h -> (h - mean) @ whitener, with the
-    mean and whitener (a d x d matrix, e.g. Sigma^-1/2 of hidden states on neutral text: see
-    `srgrpo.length_robust.fit_whitening`) estimated once per model. Padded rows stay zero.
-    `center` then subtracts the span's own mean; `null_ratio` divides by the Gaussian null's E[SR]
-    (whitened i.i.d. rows are exactly that null)."""
-    single = hidden.dim() == 2
-    h = hidden.unsqueeze(0) if single else hidden
-    m = None if mask is None else (mask.unsqueeze(0) if single else mask)
-    m = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device) if m is None else m.to(torch.bool)
-    if m.shape != h.shape[:2]:
-        raise ValueError(f"mask shape {tuple(m.shape)} does not match hidden {tuple(h.shape)}")
-    z = h.to(dtype)
-    if mean is not None:
-        z = z - mean.to(device=z.device, dtype=dtype)
-    if whitener is not None:
-        z = z @ whitener.to(device=z.device, dtype=dtype)
-    z = torch.where(m.unsqueeze(-1), z, 0.0)
-    # Keep "unscorable" decisions on the original states: an all-zero or non-finite H is NaN.
-    h_raw, _, valid, _ = _prepare(h, m, dtype)
-    z = torch.where(valid[:, None, None], z, 0.0)
-    out = (stable_rank_null_ratio if null_ratio else stable_rank)(z, m, dtype, center=center)
-    out = torch.where(valid, out, torch.nan)
-    return out[0] if single else out
 
 
 def prompt_projected_stable_rank(
@@ -348,7 +265,6 @@ def prompt_projected_stable_rank(
     prompt_mask: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
     k: int = 1,
-    null_ratio: bool = False,
     length_exponent: float = 0.0,
 ) -> torch.Tensor:
     """SR of the response's states after projecting out the top-k right singular directions of the
@@ -356,8 +272,8 @@ def prompt_projected_stable_rank(
     removes the dominant shared direction, as centring does, but chosen by the prompt. A prompt
     with fewer than k real rows removes as many directions as it has rows; an unscorable prompt
     (no real rows, NaN/inf) removes none; a response left with (numerically) nothing is NaN.
-    `null_ratio` divides by the Gaussian null's E[SR]; `length_exponent` divides by T^exponent
-    (T = real response rows), as `length_adjusted_stable_rank` does."""
+    `length_exponent` divides by T^exponent (T = real response rows), taking out how SR grows with
+    length (the feature `stable_rank_prompt_adjusted`)."""
     if k < 0:
         raise ValueError(f"k must be non-negative, got {k}")
     single = hidden.dim() == 2
@@ -395,7 +311,7 @@ def prompt_projected_stable_rank(
         # A response (numerically) inside the prompt's subspace has nothing left to score.
         left = h.square().sum(dim=(-2, -1))
         valid = valid & (left > 100 * torch.finfo(dtype).eps * before)
-    out = (stable_rank_null_ratio if null_ratio else stable_rank)(h, m, dtype)
+    out = stable_rank(h, m, dtype)
     if length_exponent:
         out = out / _real_rows(m).to(out.dtype).clamp_min(1).pow(length_exponent)
     out = torch.where(valid, out, torch.nan)

@@ -1,18 +1,40 @@
 """How a (prompt, response) pair becomes a score: the options every consumer shares.
 
 One dataclass, so the CLI flags, training's config and the reward server all read the same fields,
-defaults and help text.
+defaults and help text. Its fields fall into three kinds by meaning (`metadata["kind"]`):
+
+- "score" (the default: a field that says nothing is score-defining): what a score *is* (span,
+  layer, max_length, truncation_side, compute_dtype). Changing one changes the numbers;
+- "feature": a parameter of one feature, read only by the feature that names it in its declaration
+  (`@feature(..., params=("window_size",))` in `srgrpo.features`): window_size, length_exponent;
+- "runtime": how the work is done, never what it yields (batch_size).
+
+Resumable runs pin the score-defining options and the parameters of the features they use
+(`srgrpo.features.pinned_options`), never the run-time ones: resuming with another --batch-size works.
+`ScoringOptions(...)` takes every field by the same keyword whatever its kind, and the CLI flags and
+training's YAML keys are the field names, so the split changes nothing for users.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 SPANS = ("response", "full")
 NAMED_LAYERS = ("final_norm", "last_block")
 TRUNCATION_SIDES = ("right", "left")
 COMPUTE_DTYPES = ("float32", "float64")
+
+SCORE, FEATURE, RUNTIME = "score", "feature", "runtime"  # the kinds of option (module doc)
+KINDS = (SCORE, FEATURE, RUNTIME)
+
+
+def option_kind(f) -> str:
+    """The kind of a ScoringOptions field (a dataclasses.Field): "score" unless it says otherwise."""
+    kind = f.metadata.get("kind", SCORE)
+    if kind not in KINDS:
+        raise ValueError(f"ScoringOptions.{f.name}: kind must be one of {KINDS}, got {kind!r}")
+    return kind
 
 
 @dataclass
@@ -51,14 +73,15 @@ class ScoringOptions:
             "(the response's end is cut); 'left' keeps the last ones (the prompt's start is cut)",
         },
     )
-    batch_size: int = field(default=8, metadata={"help": "pairs per forward pass"})
+    batch_size: int = field(default=8, metadata={"kind": RUNTIME, "help": "pairs per forward pass"})
     window_size: int = field(
         default=64,
-        metadata={"help": "tokens per window of the windowed SR variant (stable_rank_windowed)"},
+        metadata={"kind": FEATURE, "help": "tokens per window of the windowed SR variant (stable_rank_windowed)"},
     )
     length_exponent: float = field(
         default=0.147,
         metadata={
+            "kind": FEATURE,
             "help": "beta of the stable_rank_prompt_adjusted feature, which divides its SR by T^beta "
             "(T = response tokens) to take out how SR grows with length; 0.147 was fitted on neutral "
             "text for the embedded SmolLM2-135M-Instruct (another model: srgrpo.length_robust.fit_length_exponent)"
@@ -71,6 +94,28 @@ class ScoringOptions:
             "help": "dtype of the SR arithmetic, whatever the model's dtype",
         },
     )
+
+    @classmethod
+    def field_names(cls, kind: str) -> tuple[str, ...]:
+        """The names of the fields of `kind` ("score", "feature" or "runtime"), in declaration order."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        return tuple(f.name for f in fields(cls) if option_kind(f) == kind)
+
+    def _of_kind(self, kind: str) -> dict:
+        return {name: getattr(self, name) for name in self.field_names(kind)}
+
+    def score_definition(self) -> dict:
+        """The score-defining options: {name: value}."""
+        return self._of_kind(SCORE)
+
+    def feature_parameters(self) -> dict:
+        """Every feature's own parameters: {name: value} (which feature reads which: `srgrpo.features`)."""
+        return self._of_kind(FEATURE)
+
+    def runtime(self) -> dict:
+        """The options that change how the work runs, never its numbers."""
+        return self._of_kind(RUNTIME)
 
     def __post_init__(self):
         if self.span not in SPANS:

@@ -3,7 +3,13 @@
 - `RunCache`: every finished unit of work is appended to a JSONL file at once, so a killed run loses
   at most the unit in flight;
 - `prepare_output_dir`: `run.json` pins the arguments that decide the numbers, so a folder never
-  mixes two runs;
+  mixes two runs, and records srgrpo's version and the versions of what the run uses (features,
+  datasets, graders, the benchmark protocol: `run_versions`). A resumed run whose code defines one
+  of them differently is refused, naming what changed, unless the runner recomputes that kind of
+  entry itself where it is stale (RewardBench's per-item feature cache: `refreshed`); a kind that
+  is recomputed from the cache on every run (Best-of-N's grading, RewardBench's protocol) is
+  recorded as it is now, never refused. srgrpo's own version is recorded, not pinned: a release
+  that changes no definition keeps its runs resumable;
 - `json_float` / `nan_if_none`: NaN and inf are written as null and read back as NaN;
 - `write_jsonl_atomic`: a JSONL file replaced whole, so a crash leaves the old file.
 """
@@ -15,7 +21,7 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 
 class RunCache:
@@ -68,12 +74,61 @@ def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None
     os.replace(tmp, path)
 
 
+VERSIONS_KEY = "versions"  # where run.json keeps the versions (run_versions)
+
+
+def run_versions(**groups: Mapping[str, int]) -> dict:
+    """The versions a run records: srgrpo's, and per kind ({"features": {name: version}, "datasets":
+    ..., "graders": ..., "protocol": ...}) those of the entries it uses. Empty kinds are left out."""
+    from srgrpo import __version__
+
+    return {"srgrpo": __version__, **{kind: dict(v) for kind, v in groups.items() if v}}
+
+
+def _singular(kind: str) -> str:
+    return kind[:-1] if kind.endswith("s") else kind
+
+
+def changed_versions(previous: Mapping | None, current: Mapping) -> dict[str, dict[str, tuple[int, int]]]:
+    """{kind: {name: (previous version, current version)}} for the entries both runs use whose
+    version differs. A run.json from before versions were recorded counts as version 1 throughout
+    (every entry was version 1 then); an entry the earlier run did not use is not a change."""
+    changed: dict[str, dict[str, tuple[int, int]]] = {}
+    for kind, names in current.items():
+        if not isinstance(names, Mapping):
+            continue  # "srgrpo": a plain string
+        before = (previous or {}).get(kind)
+        for name, version in names.items():
+            old = 1 if previous is None or before is None else before.get(name, version)
+            if old != version:
+                changed.setdefault(kind, {})[name] = (old, version)
+    return changed
+
+
+def describe_changes(changed: Mapping[str, Mapping[str, tuple[int, int]]]) -> str:
+    """'feature stable_rank 1 -> 2, grader math 1 -> 3' for a message."""
+    return ", ".join(f"{_singular(kind)} {name} {old} -> {new}"
+                     for kind, names in changed.items() for name, (old, new) in names.items())
+
+
 def prepare_output_dir(output_dir: Path, run_config: dict, overwrite: bool, output_files: Iterable[str],
-                       extra_dirs: Iterable[str] = ()) -> None:
+                       extra_dirs: Iterable[str] = (), versions: Mapping | None = None,
+                       refreshed: Iterable[str] = (), recorded: Iterable[str] = (),
+                       unpinned: Mapping[str, Iterable[str]] | None = None) -> dict:
     """Create the folder; refuse to mix two different runs in it (unless `overwrite`, which deletes
-    the run's `output_files` and `extra_dirs` first)."""
+    the run's `output_files` and `extra_dirs` first). Writes run.json: `run_config` plus `versions`
+    (`run_versions(...)`) under "versions".
+
+    A resumed run is refused when an argument differs, or when an entry's version differs in a kind
+    that is neither in `refreshed` (the runner recomputes stale entries of that kind itself) nor in
+    `recorded` (recomputed from the cache on every run). `unpinned` ({key: names}) lists sub-keys of
+    a run_config entry that an earlier srgrpo pinned and this one no longer does (run-time options
+    such as batch_size): they are left out of the comparison, so such a folder resumes.
+    Returns the version changes found ({kind: {name: (old, new)}}), refused or not."""
     output_dir.mkdir(parents=True, exist_ok=True)
     run_file = output_dir / "run.json"
+    versions = dict(versions) if versions is not None else None
+    changed: dict = {}
     if overwrite:
         for name in output_files:
             (output_dir / name).unlink(missing_ok=True)
@@ -81,10 +136,30 @@ def prepare_output_dir(output_dir: Path, run_config: dict, overwrite: bool, outp
             shutil.rmtree(output_dir / name, ignore_errors=True)
     elif run_file.is_file():
         previous = json.loads(run_file.read_text())
+        previous_versions = previous.pop(VERSIONS_KEY, None)
+        for key, names in (unpinned or {}).items():
+            if isinstance(previous.get(key), dict) and isinstance(run_config.get(key), dict):
+                previous[key] = {k: v for k, v in previous[key].items()
+                                 if k in run_config[key] or k not in set(names)}
         if previous != run_config:
-            changed = sorted(k for k in set(previous) | set(run_config) if previous.get(k) != run_config.get(k))
+            changed_keys = sorted(k for k in set(previous) | set(run_config) if previous.get(k) != run_config.get(k))
             raise ValueError(
-                f"{output_dir} holds a run with different arguments ({', '.join(changed)} differ); "
+                f"{output_dir} holds a run with different arguments ({', '.join(changed_keys)} differ); "
                 "use another --output-dir, or --overwrite to start afresh"
             )
-    run_file.write_text(json.dumps(run_config, indent=2))
+        if versions is not None:
+            changed = changed_versions(previous_versions, versions)
+            exempt = set(refreshed) | set(recorded)
+            refused = {kind: names for kind, names in changed.items() if kind not in exempt}
+            if refused:
+                raise ValueError(
+                    f"{output_dir} holds a run made with other definitions ({describe_changes(refused)}): its "
+                    "cached values would mix with new ones; use another --output-dir, or --overwrite to start afresh"
+                )
+            earlier = (previous_versions or {}).get("srgrpo")
+            if earlier is not None and earlier != versions["srgrpo"]:
+                history = [*(previous_versions or {}).get("srgrpo_earlier", []), earlier]
+                versions["srgrpo_earlier"] = list(dict.fromkeys(history))  # the versions that wrote here before
+    run_file.write_text(json.dumps({**run_config, **({VERSIONS_KEY: versions} if versions is not None else {})},
+                                   indent=2))
+    return changed

@@ -8,6 +8,7 @@ registry (`srgrpo.features`), all of them and a layer sweep in one forward pass 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -47,6 +48,52 @@ class ItemFeatures:
     truncated: bool
     warning: str | None = None
     layer_values: dict[int, float] = field(default_factory=dict)  # SR per hidden_states index (sweep)
+
+
+class Tap(enum.Enum):
+    """The engine taps a scorer reads (the engine's keys are opaque to it; these are typed)."""
+
+    MAIN = "main"  # the scored layer (ScoringOptions.layer): the hidden-state features
+    FINAL = "final"  # the backbone's final output: the LM head, for the logit features
+
+
+@dataclass(frozen=True)
+class SweepLayer:
+    """A layer-sweep tap and its result: stable rank at hidden_states[index]."""
+
+    index: int
+
+
+class SpanCheck(enum.Enum):
+    """Per-row checks of the scored span's states, returned beside the features."""
+
+    FINITE = "finite"  # every value finite
+    NONZERO = "nonzero"  # not all zero
+
+
+@dataclass(frozen=True)
+class RowValues:
+    """One row's results from the engine, by meaning: the features, the sweep, the span's checks."""
+
+    features: dict[str, float]
+    layers: dict[int, float]
+    finite: bool = True
+    nonzero: bool = True
+
+    @classmethod
+    def from_engine(cls, values: dict) -> RowValues:
+        return cls(features={k: v for k, v in values.items() if isinstance(k, str)},
+                   layers={k.index: v for k, v in values.items() if isinstance(k, SweepLayer)},
+                   finite=bool(values.get(SpanCheck.FINITE, True)),
+                   nonzero=bool(values.get(SpanCheck.NONZERO, True)))
+
+    def warning(self) -> str | None:
+        """Why the hidden-state features cannot be trusted, or None."""
+        if not self.finite:
+            return "hidden states contain NaN or inf"
+        if not self.nonzero:
+            return "hidden states are all zero"
+        return None
 
 
 # Pairs encoded per chunk: the engine encodes the next chunk while the device runs this one. The
@@ -143,28 +190,28 @@ class StableRankScorer:
         features = check_features(features)
         hidden = [FEATURES[f] for f in features if FEATURES[f].source == "hidden"]
         logits = [FEATURES[f] for f in features if FEATURES[f].source == "logits"]
-        taps = {("layer", k): self.engine.layer_module(k) for k in sweep_layers}
+        taps: dict = {SweepLayer(k): self.engine.layer_module(k) for k in sweep_layers}
         if hidden:
-            taps["main"] = self._tap
+            taps[Tap.MAIN] = self._tap
         if logits:
-            taps["final"] = None
+            taps[Tap.FINAL] = None
         compute_dtype = getattr(torch, self.options.compute_dtype)
 
-        def on_states(batch: Batch, key, states) -> dict[str, torch.Tensor]:
-            if key == "final":
+        def on_states(batch: Batch, key, states) -> dict:
+            if key is Tap.FINAL:
                 stats = logit_stats(self.lm_logits, states, batch.input_ids, *batch.spans("response"))
                 return {f.name: f.compute(stats) for f in logits}
             span, mask = gather_spans(states, *batch.spans())
-            if key == "main":
+            if key is Tap.MAIN:
                 prompt = (gather_spans(states, [0] * len(batch.items), [p.response_start for p in batch.items])
                           if any(f.needs_prompt for f in hidden) else (None, None))
                 span_states = SpanStates(span, mask, self.options, *prompt)
-                out = {f.name: f.compute(span_states) for f in hidden}
+                out: dict = {f.name: f.compute(span_states) for f in hidden}
                 real = span.float()
-                out["__finite"] = torch.isfinite(real).flatten(1).all(1)
-                out["__nonzero"] = real.flatten(1).abs().amax(1) > 0
+                out[SpanCheck.FINITE] = torch.isfinite(real).flatten(1).all(1)
+                out[SpanCheck.NONZERO] = real.flatten(1).abs().amax(1) > 0
                 return out
-            return {key: metrics.stable_rank(span, mask, compute_dtype)}
+            return {key: metrics.stable_rank(span, mask, compute_dtype)}  # a SweepLayer
 
         with tqdm(total=total, unit="pair", desc="scoring", disable=not progress) as bar:
             for index, item, values in self.engine.stream(chunks, taps, on_states):
@@ -173,13 +220,10 @@ class StableRankScorer:
                     yield ItemFeatures(index, {f: math.nan for f in features}, n_tokens, response_tokens,
                                        item.truncated, item.problem, {k: math.nan for k in sweep_layers})
                 else:
-                    warning = None
-                    if hidden and not values["__finite"]:
-                        warning = "hidden states contain NaN or inf"
-                    elif hidden and not values["__nonzero"]:
-                        warning = "hidden states are all zero"
-                    yield ItemFeatures(index, {f: values[f] for f in features}, n_tokens, response_tokens,
-                                       item.truncated, warning, {k: values[("layer", k)] for k in sweep_layers})
+                    row = RowValues.from_engine(values)
+                    yield ItemFeatures(index, {f: row.features[f] for f in features}, n_tokens, response_tokens,
+                                       item.truncated, row.warning() if hidden else None,
+                                       {k: row.layers[k] for k in sweep_layers})
                 bar.update(1)
 
     def iter_scores(self, prompts: Sequence[Prompt], responses: Sequence[str], progress: bool = False) -> Iterator[PairScore]:

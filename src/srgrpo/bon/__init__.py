@@ -5,9 +5,15 @@
 
     model, tokenizer = load_model()
     results = run_bon(HFGenerator(model, tokenizer), load_problems("gsm8k", limit=100), "out/",
-                      ns=[1, 4, 8], selector_names=["stable_rank", "random", "majority"],
+                      ns=[1, 4, 8], selectors=["stable_rank", "random", "majority"],
                       sampling=Sampling(max_new_tokens=256))
     results["selectors"]["stable_rank"]["8"], results["greedy"]
+
+Where each piece of the app lives: the command `srgrpo bon` = `srgrpo.cli.bon`; the run
+`srgrpo.bon.runner.run_bon` (resumable generations.jsonl, run.json, results.json); the selectors
+`srgrpo.bon.selectors.SELECTORS`; the questions and grading `srgrpo.tasks`; the generators
+`srgrpo.generation`; the results' type `srgrpo.results.BestOfNSummary`; the report
+`srgrpo.reports.best_of_n.write_best_of_n_report`.
 """
 
 from srgrpo.bon.runner import run_bon

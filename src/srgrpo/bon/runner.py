@@ -8,6 +8,11 @@ Generations are appended to `generations.jsonl` chunk by chunk as they are produ
 again with the same arguments generates only what is missing. Selectors, N and the bootstrap are
 not pinned in `run.json`: they are recomputed from the saved generations, so trying another
 selector never regenerates anything.
+
+`run.json` pins the generator's score-defining options (never its batch size) and records the
+versions of the candidate features, the dataset loader and the graders: a resume whose features or
+loader are defined differently is refused (the features were computed while generating), while the
+graders are recorded as they are now (every run grades the saved texts again).
 """
 
 from __future__ import annotations
@@ -16,18 +21,22 @@ import dataclasses
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, accuracy_by_n, build_selectors
-from srgrpo.generation import Sample, Sampling
-from srgrpo.records import RunCache, prepare_output_dir
+from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, SELECTORS, accuracy_by_n, build_selectors
+from srgrpo.features import FEATURES, pinned_options
+from srgrpo.generation import SAMPLE_FEATURES, Sample, Sampling
+from srgrpo.options import ScoringOptions
+from srgrpo.records import RunCache, prepare_output_dir, run_versions
 from srgrpo.results import BestOfNSummary, Comparison, Gain
 from srgrpo.stats import bootstrap_mean_interval
-from srgrpo.tasks.datasets import Problem
+from srgrpo.tasks.datasets import Problem, dataset_version
+from srgrpo.tasks.grading import grader_versions
 from srgrpo.tasks.runner import answer_problems, answer_record, regrade
 
 OUTPUT_FILES = ("generations.jsonl", "run.json", "results.json", "report.md", "accuracy_vs_n.png")
@@ -111,6 +120,16 @@ def summarize_best_of_n(problems: Sequence[Problem], cache: RunCache, ns: Sequen
     )
 
 
+def _renamed(old_name: str, old, new_name: str, new):
+    """The value passed under a parameter's old name (with a DeprecationWarning) or its new one."""
+    if old is None:
+        return new
+    if new is not None:
+        raise TypeError(f"run_bon() got both {old_name} and {new_name}: pass {new_name} only")
+    warnings.warn(f"run_bon({old_name}=...) is deprecated: pass {new_name}=...", DeprecationWarning, stacklevel=3)
+    return old
+
+
 def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> Comparison:
     base = float(baseline.mean())
     absolute = float(ours.mean()) - base
@@ -119,11 +138,23 @@ def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> Comparison:
 
 
 def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: Sequence[int],
-            selector_names: Sequence[str], sampling: Sampling, seed: int = 0, run_config: dict | None = None,
-            overwrite: bool = False, questions_per_chunk: int = 8, borda_power: float = DEFAULT_BORDA_POWER,
-            progress: bool = True) -> dict:
+            selectors: Sequence[str] | None = None, sampling: Sampling | None = None, seed: int = 0,
+            run_info: dict | None = None, overwrite: bool = False, questions_per_chunk: int = 8,
+            borda_power: float = DEFAULT_BORDA_POWER, progress: bool = True, *,
+            selector_names: Sequence[str] | None = None, run_config: dict | None = None) -> dict:
     """Generate (resumably), select, grade and write results.json; returns its content. The report
-    (report.md, accuracy_vs_n.png) is `srgrpo.reports.best_of_n.write_best_of_n_report`'s job."""
+    (report.md, accuracy_vs_n.png) is `srgrpo.reports.best_of_n.write_best_of_n_report`'s job.
+
+    Named as `run_rewardbench` names the same things: `selectors` are the methods compared (as its
+    `scorers`), `run_info` what the caller adds to run.json (model name, dataset, ...).
+    `selector_names` and `run_config` are the old names of these two, still accepted (deprecated)."""
+    selectors = _renamed("selector_names", selector_names, "selectors", selectors)
+    run_info = _renamed("run_config", run_config, "run_info", run_info)
+    if selectors is None:
+        raise TypeError("run_bon() needs selectors (selector names, e.g. ['stable_rank', 'random'])")
+    if sampling is None:
+        raise TypeError("run_bon() needs sampling (a srgrpo.generation.Sampling)")
+    selector_names = list(selectors)
     if not problems:
         raise ValueError("no problems to run")
     if not ns or min(ns) < 1:
@@ -135,10 +166,20 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
     previous = output_dir / "run.json"
     if previous.is_file() and not overwrite:
         n_max = max(n_max, json.loads(previous.read_text()).get("n_max", 0))
-    config = dict(run_config or {})
+    config = dict(run_info or {})
+    # The generator's scoring options are pinned here, whoever calls (the CLI or Python): only what
+    # decides the candidates' features, never the batch size.
+    scorer = getattr(generator, "scorer", None)
+    features = SAMPLE_FEATURES if scorer is not None else ()
     config.update({"n_max": n_max, "seed": seed, "sampling": dataclasses.asdict(sampling),
+                   "options": pinned_options(scorer.options, features) if scorer is not None else None,
                    "problems": [p.id for p in problems]})
-    prepare_output_dir(output_dir, config, overwrite, OUTPUT_FILES)
+    versions = run_versions(
+        features=FEATURES.versions(features),
+        datasets=dataset_version(config["dataset"]) if isinstance(config.get("dataset"), str) else {},
+        graders=grader_versions(problems))
+    prepare_output_dir(output_dir, config, overwrite, OUTPUT_FILES, versions=versions, recorded=("graders",),
+                       unpinned={"options": [f.name for f in dataclasses.fields(ScoringOptions)]})
     cache = RunCache(output_dir / "generations.jsonl")
     started = time.perf_counter()
     try:
@@ -149,6 +190,7 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: 
     summary = summarize_best_of_n(problems, cache, ns, selector_names, borda_power, seed)
     summary.generation_seconds_this_call = generation_seconds
     summary.run = {k: v for k, v in config.items() if k != "problems"}
+    summary.run["versions"] = {**versions, "selectors": SELECTORS.versions(selector_names)}
     results = summary.to_json()
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results

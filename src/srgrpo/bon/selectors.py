@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from srgrpo.features import FEATURES
 from srgrpo.generation import SAMPLE_FEATURES
+from srgrpo.registry import Registry
 
 Candidate = dict
 Selector = Callable[[Sequence[Candidate]], float]
@@ -87,6 +88,7 @@ class SelectorSpec:
     name: str
     description: str
     build: Callable[[float], Selector]
+    version: int = 1  # bumped whenever a change alters which candidate the selector picks
 
 
 def _best_by_spec(name: str) -> SelectorSpec:
@@ -103,8 +105,8 @@ def _borda_spec(name: str) -> SelectorSpec:
 # The one list of selector names: the CLI's choices and help, build_selectors and the docs read it.
 # Every feature a candidate carries (srgrpo.generation.SAMPLE_FEATURES, read from the feature
 # registry) selects by itself; Borda pools the ranks of the main ones per answer.
-SELECTORS: dict[str, SelectorSpec] = {
-    spec.name: spec
+SELECTORS: Registry[SelectorSpec] = Registry("selector", [
+    (spec.name, spec)
     for spec in (
         *(_best_by_spec(name) for name in SAMPLE_FEATURES),
         SelectorSpec("random", "expected accuracy of a uniform pick (exact mean)", lambda p: random_choice),
@@ -112,7 +114,7 @@ SELECTORS: dict[str, SelectorSpec] = {
         _borda_spec("stable_rank"),
         _borda_spec("self_certainty"),
     )
-}
+])
 # What `srgrpo bon` runs without --selectors: the paper's selector, its baselines and the vote-pooling ones.
 DEFAULT_SELECTORS = ("stable_rank", "random", "self_certainty", "mean_logprob", "majority", "borda_stable_rank",
                      "borda_self_certainty")

@@ -69,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
         generator = HFGenerator(model, tokenizer, options, batch_size=args.gen_batch_size, scoring=args.scoring)
     started = time.perf_counter()
     results = run_bon(
-        generator, problems, args.output_dir, ns=args.n, selector_names=args.selectors, sampling=sampling,
+        generator, problems, args.output_dir, ns=args.n, selectors=args.selectors, sampling=sampling,
         seed=args.seed, overwrite=args.overwrite, borda_power=args.borda_power, progress=not args.quiet,
         questions_per_chunk=max(1, args.gen_batch_size // max(args.n)),
-        run_config={"dataset": args.dataset, "model": args.model, "dtype": args.dtype, "backend": args.backend,
-                    "scoring": args.scoring, "options": vars(options)},
+        run_info={"dataset": args.dataset, "model": args.model, "dtype": args.dtype, "backend": args.backend,
+                    "scoring": args.scoring},  # run_bon pins the generator's scoring options itself
     )
     summary = BestOfNSummary.from_json(results)
     write_best_of_n_report(summary, args.output_dir)

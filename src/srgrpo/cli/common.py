@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 import sys
 
-from srgrpo.options import ScoringOptions
+from srgrpo.options import FEATURE, RUNTIME, SCORE, ScoringOptions, option_kind
 
 DESCRIPTION = """\
 Stable rank (SR = ||H||_F^2 / ||H||_2^2 of a response's last-layer hidden states) as a label-free
@@ -30,11 +30,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="where the embedded model is converted to (default: $SRGRPO_CACHE_DIR or ~/.cache/srgrpo)")
 
 
+# The help's heading of each kind of ScoringOptions field (srgrpo.options).
+OPTION_GROUPS = {
+    SCORE: "scoring options (what a score is: a run is pinned to them)",
+    FEATURE: "feature parameters (each read by one feature; they pin a run that uses it)",
+    RUNTIME: "run-time options (how the work runs; never pin a run)",
+}
+
+
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per ScoringOptions field, so the options and their help live in one place."""
-    group = parser.add_argument_group("scoring options")
+    """One flag per ScoringOptions field, so the options and their help live in one place; grouped in
+    the help by kind (score-defining, feature parameter, run-time)."""
+    groups = {kind: parser.add_argument_group(title) for kind, title in OPTION_GROUPS.items()}
     for f in dataclasses.fields(ScoringOptions):
-        group.add_argument(
+        groups[option_kind(f)].add_argument(
             "--" + f.name.replace("_", "-"),
             type={"int": int, "float": float}.get(f.type, str),
             default=f.default,

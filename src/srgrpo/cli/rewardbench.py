@@ -18,7 +18,7 @@ from srgrpo.cli.common import (
 
 
 def add_parser(sub) -> None:
-    from srgrpo.evaluation.scorers import SCORERS
+    from srgrpo.evaluation.scorers import DEFAULT_SCORERS, SCORERS
 
     bench = sub.add_parser(
         "rewardbench", formatter_class=HelpFormatter,
@@ -37,8 +37,9 @@ def add_parser(sub) -> None:
                        help="RewardBench-schema JSONL or parquet file, a folder of them, or a Hugging Face dataset id")
     bench.add_argument("--output-dir", required=True, type=Path, help="folder for results, cache, report and plots")
     bench.add_argument("--scorers", default="default",
-                       help="comma-separated scorer names, 'default' (the scorers that share one forward pass, "
-                       "plus length and random) or 'all' (adds the ablations and the LLM judges) (default: default)")
+                       help="comma-separated scorer names, 'default' (" + ", ".join(DEFAULT_SCORERS) + ": four that "
+                       "share one forward pass, the lengths and random) or 'all' (every scorer: adds the other "
+                       "features, the ablations and the LLM judges) (default: default)")
     bench.add_argument("--limit", type=int, default=None, help="keep the first N pairs of each subset")
     bench.add_argument("--layers", default=None,
                        help="layer sweep: 'all' or comma-separated hidden_states indices; SR accuracy per layer, "

@@ -25,6 +25,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from srgrpo.reports.training import write_training_curves
     from srgrpo.training.config import parse_train_args
     from srgrpo.training.trainer import train
 
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     summary = train(run)
     if run.grpo.process_index != 0:
         return 0
+    write_training_curves(run.grpo.output_dir)  # the report, as every command writes its own
     report = {k: summary[k] for k in ("global_step", "train_seconds", "world_size", "first_step", "last_step", "eval",
                                       "watch_warnings") if k in summary}
     print(json.dumps(report, indent=2))

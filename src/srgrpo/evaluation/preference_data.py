@@ -21,6 +21,9 @@ REQUIRED_FIELDS = ("prompt", "chosen", "rejected")
 FILE_SUFFIXES = (".jsonl", ".parquet")
 _LOCAL_PREFIXES = ("./", "../", "/", "~")
 _LOCAL_SUFFIXES = (".jsonl", ".parquet", ".json")
+# The loader's version, recorded in run.json: bump it when a change alters the pairs read from the
+# same data (their ids, prompts, responses or subsets).
+LOADER_VERSION = 1
 
 
 @dataclass

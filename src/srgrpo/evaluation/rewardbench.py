@@ -1,7 +1,9 @@
 """RewardBench v1 scoring rules, kept as data, and the summary of a run over preference pairs.
 
 This module is the one registry of RewardBench's sections, subsets and weights: everything else
-(the runner, the report) reads SECTIONS / EXAMPLE_COUNTS / section_of.
+(the runner, the report) reads SECTIONS / EXAMPLE_COUNTS / section_of, and `PROTOCOLS["rewardbench"]`
+holds them with the protocol's version (what run.json records; bump it when a rule here changes a
+number).
 
 A pair is correct when the chosen response scores strictly higher than the rejected one. Subset
 accuracies roll up into the four official sections with the official per-subset example counts as
@@ -15,11 +17,12 @@ subset, so each draw keeps the subset sizes and the section arithmetic of the po
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from srgrpo.records import nan_if_none
+from srgrpo.registry import Registry
 from srgrpo.results import LengthControlled, RewardBenchIntervals, RewardBenchSummary, SubsetAccuracy
 from srgrpo.stats import percentile_interval, stratified_binomial_counts
 
@@ -52,7 +55,7 @@ EXAMPLE_COUNTS: dict[str, int] = {
     "hep-rust": 164,
 }
 
-SECTIONS: dict[str, list[str]] = {
+SECTIONS: Registry[list[str]] = Registry("RewardBench section", {
     "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
     "Chat Hard": [
         "mt-bench-hard",
@@ -64,7 +67,25 @@ SECTIONS: dict[str, list[str]] = {
     ],
     "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond", "donotanswer"],
     "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
-}
+})
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A benchmark's scoring rules as data: its sections (section -> subsets), the subsets' weights
+    inside their section, and a version (bumped whenever a rule change alters a reported number)."""
+
+    name: str
+    description: str
+    sections: Mapping[str, list[str]]
+    example_counts: Mapping[str, int]
+    version: int = 1
+
+
+PROTOCOLS: Registry[Protocol] = Registry("benchmark protocol")
+PROTOCOLS.add("rewardbench", Protocol(
+    "rewardbench", "RewardBench v1: example-count weighted sections, headline = mean of the sections present",
+    SECTIONS, EXAMPLE_COUNTS))
 
 _SECTION_OF = {subset: section for section, subsets in SECTIONS.items() for subset in subsets}
 

@@ -22,9 +22,12 @@ from tqdm.auto import tqdm
 from srgrpo import distributed
 from srgrpo.evaluation.preference_data import PreferencePair
 from srgrpo.evaluation.rewardbench import PairOutcome, section_of, summarize_rewardbench
+from srgrpo.evaluation.preference_data import LOADER_VERSION
+from srgrpo.evaluation.rewardbench import PROTOCOLS
 from srgrpo.evaluation.scorers import SCORERS, random_score
+from srgrpo.features import FEATURES, pinned_options
 from srgrpo.options import ScoringOptions
-from srgrpo.records import RunCache, write_jsonl_atomic
+from srgrpo.records import RunCache, run_versions, write_jsonl_atomic
 from srgrpo.records import json_float as _json_float
 from srgrpo.records import nan_if_none as _float
 from srgrpo.records import prepare_output_dir as _prepare_output_dir
@@ -40,41 +43,83 @@ def _item_key(pair_id: str, side: str) -> str:
     return f"{pair_id}|{side}"
 
 
+# The layer sweep is stable rank at every layer: its values are as current as this feature's version.
+SWEEP_FEATURE = "stable_rank"
+
+
+def _stale(record: dict | None, features, layers) -> tuple[tuple[str, ...], bool] | None:
+    """What an item's cached record lacks: (features to compute, whether the layer sweep is needed),
+    or None when it is complete. A record from before versions were kept holds version-1 values."""
+    if record is None:
+        return tuple(features), bool(layers)
+    versions = record.get("versions", {})
+    stale = tuple(f for f in features
+                  if f not in record["values"] or versions.get(f, 1) != FEATURES[f].version)
+    sweep = bool(layers) and (any(str(k) not in record["layers"] for k in layers)
+                              or record.get("layers_version", 1) != FEATURES[SWEEP_FEATURE].version)
+    return (stale, sweep) if stale or sweep else None
+
+
+def _merge(old: dict | None, new: dict, sweep: bool) -> dict:
+    """A recomputed record's new values over the old record's still-current ones."""
+    if old is None:
+        return new
+    old_versions = old.get("versions", dict.fromkeys(old["values"], 1))
+    merged = {**old, "values": {**old["values"], **new["values"]}, "versions": {**old_versions, **new["versions"]}}
+    if sweep:
+        merged["layers"], merged["layers_version"] = new["layers"], new["layers_version"]
+    return merged
+
+
 def _feature_stage(scorer: StableRankScorer, pairs, features, layers, cache: RunCache, progress: bool) -> None:
     """Per item: the requested features, the layer sweep, and the response's token count. Each item
     is cached as soon as its batch is done; under a distributed launcher the items are split across
-    processes and cached by the main one after each round."""
-    todo = [(p, side) for p in pairs for side in SIDES if not cache.has("features", _item_key(p.id, side))]
-    if not todo:
-        return
+    processes and cached by the main one after each round. An item cached before a feature's
+    version changed gets that feature (only) computed again: the record keeps each value's version."""
+    groups: dict[tuple[tuple[str, ...], bool], list] = {}
+    for p in pairs:
+        for side in SIDES:
+            need = _stale(cache.get("features", _item_key(p.id, side)), features, layers)
+            if need is not None:
+                groups.setdefault(need, []).append((p, side))
 
-    def compute(share) -> Iterable[tuple[str, dict]]:
-        prompts = [p.prompt for p, _ in share]
-        responses = [getattr(p, side) for p, side in share]
-        if not features and not layers:  # only the token counts are wanted: no forward pass
-            for (p, side), e in zip(share, scorer.encode(prompts, responses)):
-                yield _item_key(p.id, side), {"values": {}, "layers": {}, "truncated": e.truncated,
-                                              "response_tokens": e.response_end - e.response_start,
-                                              "warning": e.problem}
-            return
-        for item in scorer.iter_features(prompts, responses, features, sweep_layers=layers,
-                                         progress=progress and not distributed.is_distributed()):
-            p, side = share[item.index]
-            yield _item_key(p.id, side), {
-                "values": {k: _json_float(v) for k, v in item.values.items()},
-                "layers": {str(k): _json_float(v) for k, v in item.layer_values.items()},
-                "response_tokens": item.response_tokens,
-                "truncated": item.truncated,
-                "warning": item.warning,
-            }
+    for (wanted, sweep), todo in groups.items():
+        sweep_layers = list(layers) if sweep else []
 
-    if not distributed.is_distributed():
-        for key, record in compute(todo):
-            cache.put("features", key, record)
-        return
-    for results in distributed.sharded_rounds(todo, DISTRIBUTED_ROUND, lambda share: list(compute(share))):
-        for key, record in results:
-            cache.put("features", key, record)
+        def compute(share, wanted=wanted, sweep_layers=sweep_layers) -> Iterable[tuple[str, dict]]:
+            prompts = [p.prompt for p, _ in share]
+            responses = [getattr(p, side) for p, side in share]
+            layers_version = FEATURES[SWEEP_FEATURE].version
+            if not wanted and not sweep_layers:  # only the token counts are wanted: no forward pass
+                for (p, side), e in zip(share, scorer.encode(prompts, responses)):
+                    yield _item_key(p.id, side), {"values": {}, "layers": {}, "truncated": e.truncated,
+                                                  "response_tokens": e.response_end - e.response_start,
+                                                  "warning": e.problem, "versions": {},
+                                                  "layers_version": layers_version}
+                return
+            for item in scorer.iter_features(prompts, responses, list(wanted), sweep_layers=sweep_layers,
+                                             progress=progress and not distributed.is_distributed()):
+                p, side = share[item.index]
+                yield _item_key(p.id, side), {
+                    "values": {k: _json_float(v) for k, v in item.values.items()},
+                    "layers": {str(k): _json_float(v) for k, v in item.layer_values.items()},
+                    "response_tokens": item.response_tokens,
+                    "truncated": item.truncated,
+                    "warning": item.warning,
+                    "versions": {k: FEATURES[k].version for k in item.values},
+                    "layers_version": layers_version,
+                }
+
+        def store(key: str, record: dict, sweep=sweep) -> None:
+            cache.put("features", key, _merge(cache.get("features", key), record, sweep))
+
+        if not distributed.is_distributed():
+            for key, record in compute(todo):
+                store(key, record)
+            continue
+        for results in distributed.sharded_rounds(todo, DISTRIBUTED_ROUND, lambda share: list(compute(share))):
+            for key, record in results:
+                store(key, record)
 
 
 def _chunked_stage(stage: str, keys: Sequence[str], compute: Callable[[list[int]], list], cache: RunCache,
@@ -154,7 +199,9 @@ def run_rewardbench(
     into `output_dir` (the report is `srgrpo.reports.rewardbench.write_rewardbench_report_from_dir`'s
     job); returns
     {scorer: summary} as written to results.json. `run_info` (model name, data source, ...) goes
-    into run.json, so a resume with other arguments is refused. Under a distributed launcher the
+    into run.json, so a resume with other arguments is refused; run.json also records the versions
+of the features, scorers, data loader and protocol used (a feature whose version changed is
+recomputed for the cached items, nothing else). Under a distributed launcher the
     items are split across processes; the main process writes everything and returns the results,
     the others return None."""
     if not pairs:
@@ -166,11 +213,22 @@ def run_rewardbench(
     output_dir = Path(output_dir)
     specs = [SCORERS[s] for s in scorers]
     features = sorted({s.feature for s in specs if s.kind == "feature"})
-    run_config = {**(run_info or {}), "scoring": dataclasses.asdict(options), "scorers": list(scorers),
+    used = [*features, *([SWEEP_FEATURE] if layers else [])]
+    # Only what decides the numbers is pinned: the score-defining options and the used features' own
+    # parameters, never the batch size. The versions: features are recomputed per item where stale,
+    # the protocol's summary is recomputed on every run, the rest (judges, the data loader) pin.
+    run_config = {**(run_info or {}), "scoring": pinned_options(options, used), "scorers": list(scorers),
                   "layers": list(layers), "pair_ids": [p.id for p in pairs], "seed": seed}
+    versions = run_versions(
+        features=FEATURES.versions(used),
+        scorers={s.name: s.version for s in specs if s.kind != "feature"},
+        datasets={"preference_pairs": LOADER_VERSION},
+        protocol=PROTOCOLS.versions(["rewardbench"]))
     # Under a distributed launcher every process scores a share; only the main one writes.
     if distributed.is_main():
-        _prepare_output_dir(output_dir, run_config, overwrite, OUTPUT_FILES, extra_dirs=("plots",))
+        _prepare_output_dir(output_dir, run_config, overwrite, OUTPUT_FILES, extra_dirs=("plots",),
+                            versions=versions, refreshed=("features",), recorded=("protocol",),
+                            unpinned={"scoring": [f.name for f in dataclasses.fields(ScoringOptions)]})
     distributed.barrier()
 
     scorer = StableRankScorer(model, tokenizer, options)

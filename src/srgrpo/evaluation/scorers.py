@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from srgrpo.features import FEATURES
+from srgrpo.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class ScorerSpec:
     help: str
     feature: str | None = None  # for kind "feature": the registered feature it reads
     transform: Callable[[float], float] = float  # maps the value so that higher = better
+    version: int = 1  # a judge's or baseline's own version; a feature scorer's is its feature's
 
 
 def _negate(x: float) -> float:
@@ -29,20 +31,18 @@ def _negate(x: float) -> float:
 
 
 # Every registered feature is a scorer under its own name, turned so that higher wins.
-SCORERS: dict[str, ScorerSpec] = {
-    f.name: ScorerSpec(f.name, "feature", f.help, f.name, f.oriented) for f in FEATURES.values()
-}
-SCORERS.update({
-    s.name: s
-    for s in [
-        ScorerSpec("length", "length", "response length in tokens: the longer wins"),
-        ScorerSpec("shorter", "length", "minus the response length: the shorter wins", transform=_negate),
-        ScorerSpec("random", "random", "uniform random scores (seeded): the chance line"),
-        ScorerSpec("ipo", "ipo", "LLM judge: P(Yes) to a per-section yes/no verification question"),
-        ScorerSpec("pointwise_judge", "pointwise", "LLM judge: Prometheus-style 1-5 rubric, expected score"),
-        ScorerSpec("pairwise_judge", "pairwise", "LLM judge: A/B preference, counted only when both orders agree"),
-    ]
-})
+SCORERS: Registry[ScorerSpec] = Registry("scorer", [
+    (f.name, ScorerSpec(f.name, "feature", f.help, f.name, f.oriented, f.version)) for f in FEATURES.values()
+])
+for _spec in (
+    ScorerSpec("length", "length", "response length in tokens: the longer wins"),
+    ScorerSpec("shorter", "length", "minus the response length: the shorter wins", transform=_negate),
+    ScorerSpec("random", "random", "uniform random scores (seeded): the chance line"),
+    ScorerSpec("ipo", "ipo", "LLM judge: P(Yes) to a per-section yes/no verification question"),
+    ScorerSpec("pointwise_judge", "pointwise", "LLM judge: Prometheus-style 1-5 rubric, expected score"),
+    ScorerSpec("pairwise_judge", "pairwise", "LLM judge: A/B preference, counted only when both orders agree"),
+):
+    SCORERS.add(_spec.name, _spec)
 RENAMED = {"negative_entropy": "mean_entropy"}  # old scorer names, for a helpful error
 
 # Everything that shares the scorer's forward pass, plus the free ones. Judges are opt-in: each

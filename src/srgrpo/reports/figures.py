@@ -15,11 +15,11 @@ def new_figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def save_figure(fig, path) -> Path:
+def save_figure(fig, path, dpi: int = DPI) -> Path:
     """Write `fig` as a PNG (creating the folder); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    fig.savefig(path, dpi=dpi, format="png")
     return path
 
 

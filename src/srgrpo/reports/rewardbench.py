@@ -625,6 +625,8 @@ def write_rewardbench_report_from_dir(output_dir: str | os.PathLike, title: str 
     meta = {k: run[k] for k in ("model", "dtype", "data", "limit_per_subset") if k in run}
     meta.update({"pairs": len(rows), "scorers": ", ".join(results), "span": scoring.get("span"),
                  "layer": scoring.get("layer"), "window": scoring.get("max_length")})
+    if "versions" in run:
+        meta["srgrpo"] = run["versions"].get("srgrpo")
     meta.update(extra_meta or {})
     plot_scorer = "stable_rank" if "stable_rank" in results else next(iter(results))
     return write_rewardbench_report(output_dir, results, rows, title=title, meta=meta, layer_sweep=layer_sweep,

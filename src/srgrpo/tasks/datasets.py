@@ -27,6 +27,8 @@ from importlib import util as importlib_util
 from pathlib import Path
 from typing import Callable
 
+from srgrpo.registry import Registry
+
 KINDS = ("gsm8k", "math", "choice")
 LETTERS = "ABCDEFGHIJ"
 
@@ -82,6 +84,7 @@ class Dataset:
     load: Callable[[int, Path], list[Problem]]
     # --limit N draws a seeded sample of N instead of the first N (for a file sorted by subject).
     sample_limit: bool = False
+    version: int = 1  # bumped whenever a change alters the problems loaded (text, gold, ids, order)
     # As a task of `srgrpo evaluate`: the longest answer it needs (math needs more than a letter)
     # and its group in the paper's Table 2 ("stem", "math" or None).
     max_new_tokens: int = 1024
@@ -90,16 +93,26 @@ class Dataset:
 
 # The one list of dataset names: load_problems, the CLI's help and the docs read it. Each entry is
 # declared by the @register_dataset decorator on its loader below.
-DATASETS: dict[str, Dataset] = {}
+DATASETS: Registry[Dataset] = Registry("dataset")
+
+# The version of the JSONL-file loader (`_jsonl_file`): what a run on a JSONL path records.
+JSONL_VERSION = 1
 
 
-def register_dataset(name: str, description: str, sample_limit: bool = False, max_new_tokens: int = 1024,
-                     group: str | None = None):
+def register_dataset(name: str, description: str, sample_limit: bool = False, version: int = 1,
+                     max_new_tokens: int = 1024, group: str | None = None):
     def register(load: Callable[[int, Path], list[Problem]]):
-        DATASETS[name] = Dataset(name, description, load, sample_limit, max_new_tokens, group)
+        DATASETS.add(name, Dataset(name, description, load, sample_limit, version, max_new_tokens, group))
         return load
 
     return register
+
+
+def dataset_version(dataset: str) -> dict[str, int]:
+    """{name: version} of the loader `load_problems(dataset)` uses, for run.json: a registered name, or
+    "jsonl" for a file of rows."""
+    spec = DATASETS.get(dataset.lower())
+    return {spec.name: spec.version} if spec is not None else {"jsonl": JSONL_VERSION}
 
 
 def dataset_help() -> str:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 import threading
 from fractions import Fraction
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
+from srgrpo.registry import Registry
 from srgrpo.tasks.datasets import LETTERS, Problem
 
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
@@ -116,22 +118,56 @@ def _math_grade(gold: str, completion: str) -> tuple[str | None, bool]:
         return key, False
 
 
+def _math_problem_grade(problem: Problem, completion: str) -> tuple[str | None, bool]:
+    if "%" in problem.unit:  # "4.2\\%" reads as 0.042 to math-verify; the unit is not graded
+        completion = completion.replace("\\%", "").replace("%", "")
+    return _math_grade(problem.gold, completion)
+
+
+def _choice_grade(problem: Problem, completion: str) -> tuple[str | None, bool]:
+    answer = extract_letter(completion, len(problem.choices) or 4, problem.choices)
+    return answer, answer is not None and answer == problem.gold.strip().upper()
+
+
+def _number_grade(problem: Problem, completion: str) -> tuple[str | None, bool]:
+    raw = extract_number(completion)
+    value = parse_number(raw) if raw is not None else None
+    gold = parse_number(problem.gold)
+    return (None if value is None else str(value)), value is not None and gold is not None and value == gold
+
+
+@dataclass(frozen=True)
+class Grader:
+    """A problem kind's grader: (problem, non-empty completion) -> (answer, correct)."""
+
+    name: str  # the Problem.kind it grades
+    description: str
+    grade: Callable[[Problem, str], tuple[str | None, bool]]
+    version: int = 1  # bumped whenever a change alters an answer or a verdict
+
+
+# One grader per problem kind (srgrpo.tasks.datasets.KINDS); `grade` dispatches through it and runs
+# record the versions of the graders they used.
+GRADERS: Registry[Grader] = Registry("grader", [(g.name, g) for g in (
+    Grader("gsm8k", "the final number, compared numerically", _number_grade),
+    # A unit (OlympiadBench) is never graded: a % sign is dropped before math-verify reads the answer.
+    Grader("math", "math-verify, gold parsed first", _math_problem_grade),
+    Grader("choice", "the option letter", _choice_grade),
+)])
+NUMBER_GRADER = "gsm8k"  # what a kind without a grader of its own is graded by (as before the registry)
+
+
+def grader_versions(problems: Sequence[Problem]) -> dict[str, int]:
+    """{kind: version} of the graders `problems` need, for run.json."""
+    return {kind: GRADERS.get(kind, GRADERS[NUMBER_GRADER]).version for kind in sorted({p.kind for p in problems})}
+
+
 def grade(problem: Problem, completion: str) -> tuple[str | None, bool]:
     """(answer, correct): the answer a completion gives, normalised so that equal answers compare
     equal (majority voting pools on it; None when none can be found), and whether it is right."""
     if not isinstance(completion, str) or not completion.strip():
         return None, False
-    if problem.kind == "math":
-        if "%" in problem.unit:  # "4.2\\%" reads as 0.042 to math-verify; the unit is not graded
-            completion = completion.replace("\\%", "").replace("%", "")
-        return _math_grade(problem.gold, completion)
-    if problem.kind == "choice":
-        answer = extract_letter(completion, len(problem.choices) or 4, problem.choices)
-        return answer, answer is not None and answer == problem.gold.strip().upper()
-    raw = extract_number(completion)
-    value = parse_number(raw) if raw is not None else None
-    gold = parse_number(problem.gold)
-    return (None if value is None else str(value)), value is not None and gold is not None and value == gold
+    return GRADERS.get(problem.kind, GRADERS[NUMBER_GRADER]).grade(problem, completion)
 
 
 def extract_answer(problem: Problem, completion: str) -> str | None:

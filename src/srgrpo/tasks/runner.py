@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from srgrpo import distributed
 from srgrpo.generation import Sample, Sampling
-from srgrpo.records import RunCache, json_float
+from srgrpo.records import RunCache, json_float, run_versions
 from srgrpo.results import EvaluationSummary, GroupAverage, TaskResult
 from srgrpo.stats import BOOTSTRAP_SAMPLES, bootstrap_mean_interval, percentile_interval
 from srgrpo.tasks.datasets import (
@@ -39,9 +39,10 @@ from srgrpo.tasks.datasets import (
     TASK_GROUPS,
     UNIT_NOTE,
     Problem,
+    dataset_version,
     task_group,
 )
-from srgrpo.tasks.grading import grade
+from srgrpo.tasks.grading import grade, grader_versions
 
 ANSWERS_FILE = "answers.jsonl"
 OUTPUT_FILES = (ANSWERS_FILE, "run.json", "results.json", "report.md")
@@ -201,13 +202,11 @@ def summarize_groups(per_task: dict[str, np.ndarray], rng: np.random.Generator) 
 
 # ------------------------------------------------------------------------------------ a run
 def prompt_pin(problems: Sequence[Problem]) -> str:
-    """sha256 of the instructions the task's prompts are built from (kinds and notes it uses)."""
+    """sha256 of the templates the task's prompts are built from: the instruction of each answer
+    kind it has and the notes any problem may add (whether or not the questions run so far need
+    them, so that a larger --limit pins the same value)."""
     kinds = sorted({p.kind for p in problems})
-    parts = [INSTRUCTIONS[k] for k in kinds]
-    if any(p.multiple_answers for p in problems):
-        parts.append(MULTIPLE_ANSWERS_NOTE)
-    if any(p.unit for p in problems):
-        parts.append(UNIT_NOTE)
+    parts = [INSTRUCTIONS[k] for k in kinds] + [MULTIPLE_ANSWERS_NOTE, UNIT_NOTE]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -225,7 +224,7 @@ def check_run_config(output_dir: Path, config: dict, overwrite: bool) -> dict:
         return config
     previous = json.loads(run_file.read_text())
     changed = [(k, previous.get(k), config.get(k)) for k in sorted(set(previous) | set(config))
-               if k != "tasks" and previous.get(k) != config.get(k)]
+               if k not in ("tasks", "versions") and previous.get(k) != config.get(k)]
     old_tasks, new_tasks = previous.get("tasks", {}), config["tasks"]
     changed += [(f"tasks.{t}.{k}", old_tasks[t].get(k), new_tasks[t].get(k)) for t in sorted(set(old_tasks) & set(new_tasks))
                 for k in sorted(set(old_tasks[t]) | set(new_tasks[t])) if old_tasks[t].get(k) != new_tasks[t].get(k)]
@@ -233,7 +232,8 @@ def check_run_config(output_dir: Path, config: dict, overwrite: bool) -> dict:
         details = ", ".join(f"{k}: {json.dumps(then)} then, {json.dumps(now)} now" for k, then, now in changed)
         raise ValueError(f"{output_dir} holds answers generated with other settings ({details}); use another "
                          "--output-dir, or --overwrite to discard them")
-    return {**config, "tasks": {**old_tasks, **new_tasks}}
+    graders = {**previous.get("versions", {}).get("graders", {}), **config["versions"].get("graders", {})}
+    return {**config, "tasks": {**old_tasks, **new_tasks}, "versions": {**config["versions"], "graders": graders}}
 
 
 def run_tasks(generator, tasks: dict[str, Sequence[Problem]], output_dir: str | Path, budgets: dict[str, int],
@@ -254,8 +254,12 @@ def run_tasks(generator, tasks: dict[str, Sequence[Problem]], output_dir: str | 
     decoding = {k: v for k, v in dataclasses.asdict(sampling).items() if k != "max_new_tokens"}
     if sampling.greedy:
         decoding = {"greedy": True}
+    # Per task: its budget, its prompt instructions and its loader's version decide the answers. The
+    # graders' versions are recorded, not pinned: answers are graded again whenever a run is summarised.
     config = {**(run_config or {}), "srgrpo_version": __version__, "sampling": decoding, "samples": n, "seed": seed,
-              "tasks": {t: {"max_new_tokens": budgets[t], "prompt_sha256": prompt_pin(ps)} for t, ps in tasks.items()}}
+              "tasks": {t: {"max_new_tokens": budgets[t], "prompt_sha256": prompt_pin(ps),
+                            "dataset_version": dataset_version(t)} for t, ps in tasks.items()},
+              "versions": run_versions(graders=grader_versions([p for ps in tasks.values() for p in ps]))}
     main = distributed.is_main()
     if main:
         config = check_run_config(output_dir, config, overwrite)

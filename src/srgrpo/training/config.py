@@ -108,11 +108,16 @@ class TrainScriptArguments:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
 
 
+ARGPARSE_KEYS = ("help", "choices", "aliases")  # ScoringOptions metadata that HfArgumentParser passes to argparse
+
+
 def _reward_arguments() -> type:
     """`RewardArguments`: one `reward_<name>` field per ScoringOptions field, with its type, default,
     choices and help; built from ScoringOptions so that a new scoring option is a flag at once."""
     hints = typing.get_type_hints(ScoringOptions)
-    specs = [(f"reward_{f.name}", hints[f.name], field(default=f.default, metadata=dict(f.metadata)))
+    # The parser hands a field's metadata to argparse: only argparse's keys (not the option's "kind").
+    specs = [(f"reward_{f.name}", hints[f.name],
+              field(default=f.default, metadata={k: v for k, v in f.metadata.items() if k in ARGPARSE_KEYS}))
              for f in dataclasses.fields(ScoringOptions)]
     specs.insert(0, ("reward_feature", str, field(default="stable_rank", metadata={
         "choices": list(FEATURES),

@@ -178,6 +178,33 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> str | N
     return None
 
 
+def run_versions_of(run: TrainRun) -> dict:
+    """What train_config.json records under "versions": srgrpo's version and those of the reward's
+    feature and of the before/after evaluation's dataset and graders."""
+    from srgrpo.features import FEATURES
+    from srgrpo.records import run_versions
+    from srgrpo.tasks.datasets import dataset_version
+
+    script = run.script
+    return run_versions(features=FEATURES.versions([run.reward.reward_feature]),
+                        datasets=dataset_version(script.eval_dataset) if script.eval_dataset else {})
+
+
+def check_resume_versions(output_dir: Path, versions: dict) -> None:
+    """--resume continues a checkpoint trained with some reward: refuse it when the reward feature is
+    now defined differently (the run would mix two rewards), naming what changed."""
+    from srgrpo.records import VERSIONS_KEY, changed_versions, describe_changes
+
+    config_file = output_dir / "train_config.json"
+    if not config_file.is_file():
+        return
+    previous = json.loads(config_file.read_text()).get(VERSIONS_KEY)
+    changed = {k: v for k, v in changed_versions(previous, versions).items() if k == "features"}
+    if changed:
+        raise ValueError(f"--resume: {output_dir} was trained with another reward definition "
+                         f"({describe_changes(changed)}); use --overwrite or another --output_dir")
+
+
 # ---------------------------------------------------------------------------------------- trainer
 def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=()):
     """A GRPOTrainer with LoRA (trl.get_peft_config of the run's ModelConfig) on `model` and the
@@ -229,7 +256,6 @@ def _wait_for_everyone(args) -> None:
 def train(run: TrainRun) -> dict:
     """Run SR-GRPO as configured; returns the summary that the main process writes to `summary.json`."""
     from srgrpo.models import load_model
-    from srgrpo.training.plots import plot_training_curves
     from srgrpo.training.watch import CollapseThresholds, WatchCallback, read_metrics
 
     script, args = run.script, run.grpo
@@ -237,6 +263,9 @@ def train(run: TrainRun) -> dict:
     output_dir = Path(args.output_dir)
     check_run_settings(run)
     checkpoint = check_output_dir(output_dir, script.resume, script.overwrite)
+    versions = run_versions_of(run)
+    if checkpoint is not None:
+        check_resume_versions(output_dir, versions)
     with args.main_process_first(desc="prompt dataset"):
         dataset = load_prompt_dataset(script.dataset, script.dataset_split)  # before the model: fail fast
     check_prompts_fill_a_step(args, len(dataset), script.dataset)
@@ -258,7 +287,8 @@ def train(run: TrainRun) -> dict:
                 shutil.rmtree(old)
             for name in ("metrics.jsonl", "summary.json", "eval_before.jsonl", "eval_after.jsonl"):
                 (output_dir / name).unlink(missing_ok=True)
-        (output_dir / "train_config.json").write_text(json.dumps(run.to_dict(), indent=2, default=str) + "\n")
+        (output_dir / "train_config.json").write_text(
+            json.dumps({**run.to_dict(), "versions": versions}, indent=2, default=str) + "\n")
     summary_path = output_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if main_process and checkpoint and summary_path.is_file() else {}
     summary["config"] = run.to_dict()
@@ -288,8 +318,7 @@ def train(run: TrainRun) -> dict:
     rows = read_metrics(output_dir / "metrics.jsonl")
     summary["watch_warnings"] = watch.warnings
     if rows:
-        summary["first_step"], summary["last_step"] = rows[0], rows[-1]
-        plot_training_curves(rows, output_dir / "training_curves.png")
+        summary["first_step"], summary["last_step"] = rows[0], rows[-1]  # the curves: srgrpo.reports.training
     if script.eval_dataset:
         summary.setdefault("eval", {})["after"] = greedy_eval(trainer.model, tokenizer, run, output_dir, "after")
     summary = TrainingSummary.from_json(summary).to_json()  # a missing or misnamed field fails here, not in a reader
