@@ -77,6 +77,15 @@ def test_olympiadbench_prompts_say_how_to_answer():
     assert "\\boxed{}" in percent.prompt_text()
 
 
+def test_the_prompt_pin_does_not_depend_on_the_questions_run_so_far():
+    from srgrpo.tasks.runner import prompt_pin
+
+    problems = olympiadbench_problems(OLYMPIAD_ROWS)
+    assert prompt_pin(problems[1:2]) == prompt_pin(problems)  # a --limit without multi-answer problems
+    assert prompt_pin(mmlu_redux_problems([{"subject": "s", "index": 0, "question": "q", "choices": ["a", "b"],
+                                            "answer": 0, "error_type": "ok"}])) != prompt_pin(problems)
+
+
 def test_mmlu_redux_keeps_only_ok_questions_interleaved_across_subjects():
     def row(subject, index, error_type, answer=1):
         return {"subject": subject, "index": index, "question": f"{subject} q{index}", "choices": ["w", "x", "y", "z"],
