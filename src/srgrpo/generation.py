@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -290,15 +291,27 @@ class VLLMGenerator:
 
     name = "vllm"
 
-    def __init__(self, model_name: str, scorer: StableRankScorer, **llm_kwargs):
+    def __init__(self, model_name: str, scorer: StableRankScorer | None = None, tokenizer=None,
+                 adapter: str | None = None, **llm_kwargs):
+        """`scorer=None` (with `tokenizer`): answers only, no features (policy evaluation).
+        `adapter`: a LoRA adapter folder, applied to every request (vLLM's LoRARequest)."""
         try:
             import vllm
         except ImportError:
             raise RuntimeError("the vLLM backend needs vLLM: pip install 'srgrpo[vllm]' (GPU machines only)") from None
+        if scorer is None and tokenizer is None:
+            raise ValueError("VLLMGenerator needs a scorer or a tokenizer")
         self._vllm = vllm
+        if adapter is not None:
+            llm_kwargs.setdefault("enable_lora", True)
         self.llm = vllm.LLM(model=model_name, **llm_kwargs)
         self.scorer = scorer
-        self.tokenizer = scorer.tokenizer
+        self.tokenizer = scorer.tokenizer if scorer is not None else tokenizer
+        self.lora_request = None
+        if adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            self.lora_request = LoRARequest(Path(adapter).name, 1, str(adapter))
 
     def generate(self, prompts: Sequence[list[dict]], n: int, sampling: Sampling, seed: int = 0,
                  progress: bool = False) -> list[list[Sample]]:
@@ -309,8 +322,9 @@ class VLLMGenerator:
             top_p=1.0 if sampling.greedy else sampling.top_p,
         )
         prompt_ids = [prompt_token_ids(self.tokenizer, m) for m in prompts]
-        results = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], params, use_tqdm=progress)
-        stop_ids = stop_token_ids(self.scorer.model, self.tokenizer)
+        results = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], params, use_tqdm=progress,
+                                    lora_request=self.lora_request)
+        stop_ids = stop_token_ids(self.scorer.model if self.scorer is not None else None, self.tokenizer)
         flat_prompts, flat_responses, finished = [], [], []
         for p, result in zip(prompt_ids, results):
             for completion in result.outputs:
@@ -318,7 +332,8 @@ class VLLMGenerator:
                 # vLLM keeps the end-of-sequence token in token_ids; the scorer's span excludes it.
                 flat_responses.append([t for t in completion.token_ids if t not in stop_ids])
                 finished.append(completion.finish_reason == "stop")
-        features = reforward_features(self.scorer, flat_prompts, flat_responses)
+        features = (reforward_features(self.scorer, flat_prompts, flat_responses) if self.scorer is not None
+                    else [{} for _ in flat_responses])
         texts = self.tokenizer.batch_decode(flat_responses, skip_special_tokens=True)
         contexts = context_tokens(self.scorer, flat_prompts, flat_responses)
         samples = [Sample(t, r, f, feats, c)

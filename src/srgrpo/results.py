@@ -2,7 +2,8 @@
 
 Each app fills one of these (RewardBench: `RewardBenchSummary` per scorer in results.json and per
 layer in layer_sweep.json, `PairRow` per line of pairs.jsonl; Best-of-N: `BestOfNSummary`, results.json; training: `TrainingSummary`,
-summary.json), and the reports in `srgrpo.reports` are functions of them. `to_json()` gives the
+summary.json; policy evaluation: `EvaluationSummary`, results.json of `srgrpo evaluate`, and
+`ComparisonSummary`, results.json of `srgrpo compare`), and the reports in `srgrpo.reports` are functions of them. `to_json()` gives the
 dict written to disk (its shape is the files' format) and `from_json()` reads one back; a file whose
 schema differs fails there, with a KeyError naming the field, instead of showing up as a blank cell
 in a report. Accuracies are fractions in 0..1; None means "not defined" (null in JSON).
@@ -254,3 +255,106 @@ class TrainingSummary:
             collapse_rule=data.get("collapse_rule"),
             eval_curve=[dict(r) for r in data.get("eval_curve", [])],
         )
+
+
+# ------------------------------------------------------------------------------ policy evaluation
+
+
+@dataclass
+class TaskResult:
+    """One task's result in `srgrpo evaluate`'s results.json."""
+
+    accuracy: float  # pass@1: the fraction of questions answered right (k samples: mean over them)
+    interval: Interval  # 95% bootstrap interval over questions
+    n: int  # questions
+    max_new_tokens: int  # the task's token budget
+    group: str | None  # "stem", "math" (the paper's Table 2 groups) or None
+    mean_tokens: float  # generated tokens per answer
+    unfinished_fraction: float  # answers cut at the token budget
+    no_answer_fraction: float  # answers with nothing the grader could extract
+    samples: int = 1  # answers per question (1: greedy)
+    pass_at_k: float | None = None  # with samples > 1: some answer right
+    majority_at_k: float | None = None  # with samples > 1: the most frequent answer right
+
+
+@dataclass
+class GroupAverage:
+    """The paper's STEM or Math average: the plain mean of its tasks' accuracies."""
+
+    accuracy: float
+    interval: Interval  # each task's questions resampled on their own
+    tasks: list[str]  # the group's tasks that were run
+    missing: list[str]  # the group's tasks that were not (the average is partial when any are)
+
+
+@dataclass
+class EvaluationSummary:
+    """results.json of `srgrpo evaluate` (one policy: a model, or a model with an adapter)."""
+
+    policy: str  # display name: "base" or the adapter's folder name
+    model: str | None
+    adapter: str | None
+    tasks: dict[str, TaskResult]
+    groups: dict[str, GroupAverage]
+    samples: int = 1
+    generation_seconds_this_call: float | None = None
+    run: dict[str, Any] = field(default_factory=dict)  # run.json: what decides the answers
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        if self.generation_seconds_this_call is None:
+            del out["generation_seconds_this_call"]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EvaluationSummary:
+        return cls(
+            policy=data["policy"], model=data["model"], adapter=data["adapter"],
+            tasks={name: TaskResult(**t) for name, t in data["tasks"].items()},
+            groups={name: GroupAverage(**g) for name, g in data["groups"].items()},
+            samples=data.get("samples", 1),
+            generation_seconds_this_call=data.get("generation_seconds_this_call"),
+            run=dict(data.get("run", {})),
+        )
+
+
+@dataclass
+class PairedDifference:
+    """A policy's accuracy minus the base's on the questions both answered, with a paired
+    bootstrap 95% interval (the same questions resampled for both)."""
+
+    absolute: float
+    interval: Interval
+    n: int  # shared questions (a group: summed over its tasks)
+
+
+@dataclass
+class PolicyRow:
+    """One row of the Table 2 comparison."""
+
+    policy: str
+    run_dir: str
+    accuracy: dict[str, float]  # task or group -> accuracy (the run's own questions)
+    intervals: dict[str, Interval]
+    n: dict[str, int]
+    vs_base: dict[str, PairedDifference] = field(default_factory=dict)  # empty for the base itself
+
+
+@dataclass
+class ComparisonSummary:
+    """results.json of `srgrpo compare`: rows per policy, columns per task and group average."""
+
+    base: str  # the base row's policy name
+    columns: list[str]  # tasks in the paper's order, then "stem", "math"
+    rows: list[PolicyRow]
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ComparisonSummary:
+        rows = [PolicyRow(policy=r["policy"], run_dir=r["run_dir"], accuracy=dict(r["accuracy"]),
+                          intervals={k: _interval(v) for k, v in r["intervals"].items()}, n=dict(r["n"]),
+                          vs_base={k: PairedDifference(**d) for k, d in r["vs_base"].items()})
+                for r in data["rows"]]
+        return cls(base=data["base"], columns=list(data["columns"]), rows=rows)

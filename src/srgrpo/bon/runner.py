@@ -32,29 +32,19 @@ from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, SELECTORS, accuracy_by_n, 
 from srgrpo.features import FEATURES, pinned_options
 from srgrpo.generation import SAMPLE_FEATURES, Sample, Sampling
 from srgrpo.options import ScoringOptions
-from srgrpo.records import RunCache, json_float, prepare_output_dir, run_versions
+from srgrpo.records import RunCache, prepare_output_dir, run_versions
 from srgrpo.results import BestOfNSummary, Comparison, Gain
 from srgrpo.stats import bootstrap_mean_interval
 from srgrpo.tasks.datasets import Problem, dataset_version
-from srgrpo.tasks.grading import grade, grader_versions
+from srgrpo.tasks.grading import grader_versions
+from srgrpo.tasks.runner import answer_problems, answer_record, regrade
 
 OUTPUT_FILES = ("generations.jsonl", "run.json", "results.json", "report.md", "accuracy_vs_n.png")
 
 
 def candidate_record(problem: Problem, sample: Sample) -> dict:
-    return regrade(problem, {
-        "text": sample.text,
-        "n_tokens": len(sample.token_ids),
-        "finished": sample.finished,
-        "features": {k: json_float(v) for k, v in sample.features.items()},
-        **({"context_tokens": sample.context_tokens} if sample.context_tokens else {}),
-    })
-
-
-def regrade(problem: Problem, record: dict) -> dict:
-    """The record with its answer and grade computed from its text."""
-    answer, correct = grade(problem, record["text"])
-    return {**record, "answer": answer, "correct": correct}
+    """A candidate as saved: policy evaluation's answer record (text, length, grade) with its scores."""
+    return answer_record(problem, sample)
 
 
 def _chunk_seed(seed: int, chunk: int) -> int:
@@ -79,9 +69,9 @@ def generate_all(generator, problems: Sequence[Problem], n_max: int, sampling: S
                 todo = [p for p in chunk if not cache.has(stage, p.id)]
                 if not todo:
                     continue
-                outputs = generator.generate([p.messages() for p in todo], n, decoding, seed=_chunk_seed(seed, k))
-                for p, samples in zip(todo, outputs):
-                    records = [candidate_record(p, s) for s in samples]
+                # The same path as `srgrpo evaluate`: the task's prompt, the generator, the grader.
+                answers = answer_problems(generator, todo, n, decoding, seed=_chunk_seed(seed, k))
+                for p, records in zip(todo, answers):
                     cache.put(stage, p.id, records[0] if stage == "greedy" else records)
             bar.update(len(pending))
 

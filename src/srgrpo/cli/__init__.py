@@ -12,7 +12,7 @@ import sys
 
 from srgrpo.cli.common import DESCRIPTION, HelpFormatter
 
-COMMANDS = ("score", "rewardbench", "demo", "bon", "train", "serve")
+COMMANDS = ("score", "rewardbench", "demo", "bon", "train", "evaluate", "compare", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -122,7 +122,7 @@ def add_parser(sub) -> None:
     bon.add_argument("--borda-power", type=float, default=DEFAULT_BORDA_POWER,
                      help="p of the Borda selectors (default: 0.5; 0 = majority vote)")
     bon.add_argument("--data-dir", default=None,
-                     help="folder holding eval/math500_test.jsonl and eval/mmlu.zip (default: $SRGRPO_SHARED_DATA "
+                     help="folder holding eval/ (math500_test.jsonl, mmlu.zip, mmlu_redux.jsonl, ...) (default: $SRGRPO_SHARED_DATA "
                      "or ../shared/data; the hub when absent)")
     bon.add_argument("--overwrite", action="store_true", help="discard a previous run in OUTPUT_DIR")
     bon.add_argument("--quiet", action="store_true", help="no progress bars")

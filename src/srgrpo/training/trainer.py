@@ -259,7 +259,9 @@ def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=(), resume
 
 # ---------------------------------------------------------------------------------------- evaluation
 def greedy_eval(model, tokenizer, run: TrainRun, output_dir: Path, label: str) -> dict:
-    """Greedy accuracy on the held-out slice; per-question rows go to eval_{label}.jsonl."""
+    """Greedy accuracy on the held-out slice, through policy evaluation's path (`greedy_accuracy`
+    over `srgrpo.tasks.runner`: the task's prompt, batched generation, its grader); per-question
+    rows go to eval_{label}.jsonl."""
     from srgrpo.tasks.accuracy import greedy_accuracy
     from srgrpo.tasks.datasets import load_problems
 
