@@ -226,14 +226,15 @@ def test_verl_older_reward_managers_call_the_sync_function(server, tokenizer, ex
 
 
 @pytest.mark.slow
-def test_verl_main_refuses_old_keys_before_training(server, tiny_model_dir, parquet):
-    """The launcher: verl's own main_ppo behind check_verl_config; the check fails before Ray starts."""
+def test_verl_main_refuses_old_keys_before_training(server, tiny_model_dir, parquet, tmp_path):
+    """The launcher: verl's own main_ppo behind check_verl_config; the check fails before Ray starts.
+    Run in tmp_path: hydra writes its outputs/ folder into the working directory."""
     import subprocess
     import sys
 
     cmd = [sys.executable, "-m", "srgrpo.serving.verl_main", f"custom_reward_function.path={CLIENT_FILE}",
            f"actor_rollout_ref.model.path={tiny_model_dir}", f"data.train_files={parquet}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode != 0 and "pre-0.7 key" in out.stderr
 
 
