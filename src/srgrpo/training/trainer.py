@@ -185,8 +185,10 @@ def run_versions_of(run: TrainRun) -> dict:
     from srgrpo.records import run_versions
     from srgrpo.tasks.datasets import dataset_version
 
-    script = run.script
-    return run_versions(features=FEATURES.versions([run.reward.reward_feature]),
+    script, reward = run.script, run.reward
+    # The rewards by name where the config has them (reward_names()), else the one reward feature.
+    names = reward.reward_names() if hasattr(reward, "reward_names") else [reward.reward_feature]
+    return run_versions(features=FEATURES.versions([n for n in names if n in FEATURES]),
                         datasets=dataset_version(script.eval_dataset) if script.eval_dataset else {})
 
 
