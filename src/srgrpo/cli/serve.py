@@ -15,21 +15,31 @@ examples:
   curl -s localhost:5000/get_reward -H 'Content-Type: application/json' \\
        -d '{"query": ["<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nHello!<|im_end|>"],
             "prompts": ["<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n"]}'
+  srgrpo serve --devices all --port 5000                       # one model replica per GPU behind one URL
+  srgrpo serve --devices 0,1 ...   srgrpo serve --devices cpu,cpu ...   (two replicas on the CPU: for tests)
 OpenRLHF >= 0.10.2: --reward.remote_url http://HOST:PORT/get_reward   (before: --remote_rm_url)
+  several servers: --reward.remote_url http://A:5000/get_reward,http://B:5000/get_reward
   with an API key: http://srgrpo:KEY@HOST:PORT/get_reward
-verl: custom_reward_function.path=<srgrpo>/serving/client.py custom_reward_function.name=compute_score
-  +custom_reward_function.reward_kwargs.url=http://HOST:PORT/get_reward   (or $SRGRPO_REWARD_URL)"""
+verl 0.9 (reward loop; managers naive, dapo, gdpo, rate_limited):
+  reward.custom_reward_function.path=<srgrpo>/serving/client.py reward.custom_reward_function.name=compute_score
+  +reward.custom_reward_function.reward_kwargs.url=http://HOST:PORT/get_reward   (or $SRGRPO_REWARD_URL;
+  several servers comma-separated); rate_limited also +reward.max_concurrent=64 (it defaults to 1).
+  The old top-level custom_reward_function.* keys are ignored by verl 0.9: launch through
+  python -m srgrpo.serving.verl_main <overrides> to have them refused.
+TRL GRPOTrainer / AsyncGRPOTrainer: reward_funcs=[RemoteStableRankReward("http://HOST:PORT")]
+  (from srgrpo.serving.client)"""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="serve the stable-rank reward over HTTP (OpenRLHF remote reward model protocol; verl client)",
+        help="serve the stable-rank reward over HTTP (OpenRLHF remote reward model protocol; verl 0.9 and TRL clients)",
         description="Hold the frozen model and answer POST /get_reward with {\"query\": [full prompt+response "
         "texts], \"prompts\": [their prompts]} -> {\"rewards\": [...], \"scores\": [...]}, plus GET /health and "
         "GET /metrics (Prometheus). Every reward is a number: a text that cannot be scored (e.g. an empty "
         "response) gets --unscored-value. Concurrent requests are batched fairly up to a token budget; bad "
-        "requests get a 4xx JSON error; SIGTERM/SIGINT drain accepted requests before exiting.",
+        "requests get a 4xx JSON error; SIGTERM/SIGINT drain accepted requests before exiting. With --devices, one "
+        "model replica per device takes batches from the same queue, so one URL uses every device.",
         epilog=EPILOG,
     )
     net = serve.add_argument_group("network")
@@ -68,6 +78,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                       "never waits long behind a large one (default: 1.0)")
     work.add_argument("--batch-wait-ms", type=float, default=5.0,
                       help="how long an idle worker waits for more requests to join a batch (default: 5)")
+    work.add_argument("--devices", default=None,
+                      help="one model replica per device, all fed by one fair queue behind one URL: 'all' (every "
+                      "GPU), GPU indices '0,1', or device names 'cuda:0,cuda:1'; a name repeated gives several "
+                      "replicas on one device ('cpu,cpu': two CPU replicas). /health and /metrics count each "
+                      "replica's batches and texts (default: one replica on --device)")
     add_model_arguments(serve)
     add_scoring_arguments(serve)
     serve.set_defaults(func=run)
@@ -95,11 +110,21 @@ def run(args: argparse.Namespace) -> int:
     from srgrpo.scoring import StableRankScorer
     from srgrpo.serving.server import RewardServer
 
+    from srgrpo.serving.worker import parse_devices
+
     options = scoring_options(args)
     config = config_from_args(args)  # refuse bad settings before loading the model
-    model, tokenizer = load_model_from_args(args)
+    devices = parse_devices(args.devices) if getattr(args, "devices", None) else [None]
+    scorers = []
+    for device in devices:  # one model copy (and tokenizer) per replica
+        if device is not None:
+            args.device = device
+        model, tokenizer = load_model_from_args(args)
+        scorers.append(StableRankScorer(model, tokenizer, options))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = RewardServer(StableRankScorer(model, tokenizer, options), config)
+    server = RewardServer(scorers if len(scorers) > 1 else scorers[0], config)
+    if len(scorers) > 1:
+        print(f"{len(scorers)} model replicas on {', '.join(devices)}", file=sys.stderr, flush=True)
     print(f"serving {config.feature} rewards on {server.url}/get_reward (health: {server.url}/health, "
           f"metrics: {server.url}/metrics); SIGTERM or Ctrl-C drains and stops", file=sys.stderr, flush=True)
     # uvicorn re-raises the signal that stopped it once it has drained: let that end us quietly.

@@ -133,6 +133,12 @@ class Metrics:
                                       buckets=(64, 256, 1024, 4096, 16384, 65536, math.inf))
         self.batch_seconds = Histogram("srgrpo_batch_seconds", "time to score one batch", registry=r,
                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, math.inf))
+        # One series per model replica (srgrpo serve --devices): is every device busy?
+        replica = ["replica", "device"]
+        self.replica_texts = Counter("srgrpo_replica_texts", "texts scored, by model replica", replica, registry=r)
+        self.replica_batches = Counter("srgrpo_replica_batches", "batches scored, by model replica", replica, registry=r)
+        self.replica_busy_seconds = Counter("srgrpo_replica_busy_seconds", "time spent scoring, by model replica",
+                                            replica, registry=r)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
@@ -187,8 +193,9 @@ def _authorized(request: Request, key: str | None) -> bool:
     return False
 
 
-def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
-    """The FastAPI application; its lifespan starts and drains the batching worker."""
+def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeConfig) -> FastAPI:
+    """The FastAPI application; its lifespan starts and drains the batching worker. `scorer` may be a
+    list: one model replica per device, all fed by the worker's one fair queue."""
     config.validate()
     metrics = Metrics()
     worker = BatchingWorker(
@@ -225,8 +232,8 @@ def create_app(scorer: StableRankScorer, config: ServeConfig) -> FastAPI:
     async def health():
         return {"status": "draining" if state["draining"] else "ok", "model": config.model_name,
                 "feature": config.feature, "unscored_value": config.unscored_value,
-                "options": dataclasses.asdict(scorer.options), "requests": state["answered"],
-                "batches": worker.batches, "queue_texts": worker.pending_texts}
+                "options": dataclasses.asdict(worker.options), "requests": state["answered"],
+                "batches": worker.batches, "queue_texts": worker.pending_texts, "replicas": worker.replica_stats()}
 
     @app.get("/metrics")
     async def prometheus(request: Request):
@@ -347,7 +354,7 @@ class RewardServer:
     `serve()` blocks (in the main thread it drains on SIGTERM/SIGINT); `start()` runs it in a
     thread and returns once it accepts connections; `stop()` drains and joins."""
 
-    def __init__(self, scorer: StableRankScorer, config: ServeConfig):
+    def __init__(self, scorer: StableRankScorer | list[StableRankScorer], config: ServeConfig):
         import uvicorn
 
         self.config = config

@@ -12,6 +12,11 @@ Each item is encoded and scored on its own account: an item that cannot be encod
 the unscored value and a warning, never failing the items batched with it (a failed forward pass
 is retried one item at a time). A job whose client has gone is cancelled: its items not yet in a
 batch are skipped.
+
+Several replicas (`srgrpo serve --devices`): one scorer per device, each with its own model copy,
+tokenizer and thread, all taking batches from the one fair queue, so one URL uses every device. A
+replica's token budget follows its own measured speed; `replica_stats()` counts each one's batches,
+texts and busy time (what /health and /metrics show per device).
 """
 
 from __future__ import annotations
@@ -63,15 +68,71 @@ def strip_trailing(ids: Sequence[int], drop: set[int]) -> list[int]:
     return ids
 
 
-class BatchingWorker:
-    """Scores jobs with `scorer` (a `StableRankScorer`) on one thread; see the module docstring."""
+def parse_devices(text: str) -> list[str]:
+    """`srgrpo serve --devices`: "all" -> every visible GPU (cuda:0, cuda:1, ...); "0,1" -> cuda:0,
+    cuda:1; device names as torch spells them ("cuda:2", "cpu", "mps"), a name repeated for several
+    replicas on one device ("cpu,cpu": two CPU replicas, what the tests use). One replica each."""
+    text = (text or "").strip()
+    if text == "all":
+        import torch
 
-    def __init__(self, scorer: StableRankScorer, feature: str = "stable_rank", *, max_batch_texts: int = 64,
-                 max_batch_tokens: int = 16384, target_batch_seconds: float = 1.0, batch_wait_s: float = 0.005,
-                 metrics=None):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError("--devices all found no GPU: use --devices cpu (or cpu,cpu for two CPU replicas)")
+        return [f"cuda:{i}" for i in range(count)]
+    devices = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        devices.append(f"cuda:{part}" if part.isdigit() else part)
+    if not devices:
+        raise ValueError(f"--devices must be 'all', GPU indices (0,1) or device names (cuda:0,cpu), got {text!r}")
+    return devices
+
+
+def scorer_device(scorer: StableRankScorer) -> str:
+    """The device a scorer's model runs on, as text ("cpu", "cuda:0")."""
+    try:
+        return str(next(scorer.model.parameters()).device)
+    except (AttributeError, StopIteration, TypeError):
+        return "cpu"
+
+
+class Replica:
+    """One model copy on one device, with its own tokenizer and scoring thread, and its counts."""
+
+    def __init__(self, index: int, scorer: StableRankScorer):
+        self.index = index
         self.scorer = scorer
         self.tokenizer = scorer.tokenizer
-        self.options: ScoringOptions = scorer.options
+        self.special_ids = set(self.tokenizer.all_special_ids)
+        self.device = scorer_device(scorer)
+        self.tokens_per_second: float | None = None  # measured, smoothed
+        self.batches = 0
+        self.texts = 0
+        self.busy_seconds = 0.0
+        self.thread: threading.Thread | None = None
+
+    def stats(self) -> dict:
+        return {"replica": self.index, "device": self.device, "batches": self.batches, "texts": self.texts,
+                "busy_seconds": round(self.busy_seconds, 3),
+                "tokens_per_second": None if self.tokens_per_second is None else round(self.tokens_per_second, 1)}
+
+
+class BatchingWorker:
+    """Scores jobs with `scorer` (a `StableRankScorer`, or a list of them: one replica each, see the
+    module docstring) on one thread per replica, all fed by one fair queue."""
+
+    def __init__(self, scorer: StableRankScorer | Sequence[StableRankScorer], feature: str = "stable_rank", *,
+                 max_batch_texts: int = 64, max_batch_tokens: int = 16384, target_batch_seconds: float = 1.0,
+                 batch_wait_s: float = 0.005, metrics=None):
+        scorers = list(scorer) if isinstance(scorer, (list, tuple)) else [scorer]
+        if not scorers:
+            raise ValueError("the reward worker needs at least one scorer")
+        self.replicas = [Replica(i, s) for i, s in enumerate(scorers)]
+        self.scorer = scorers[0]
+        self.tokenizer = self.scorer.tokenizer
+        self.options: ScoringOptions = self.scorer.options
         self.feature = feature
         self.max_batch_texts = max_batch_texts
         self.max_batch_tokens = max_batch_tokens
@@ -79,7 +140,6 @@ class BatchingWorker:
         self.batch_wait_s = batch_wait_s
         self.metrics = metrics
         self.special_ids = set(self.tokenizer.all_special_ids)
-        self.tokens_per_second: float | None = None  # measured, smoothed
         self.batches = 0
         self.pending_texts = 0
         self._active: collections.deque[Job] = collections.deque()
@@ -87,19 +147,36 @@ class BatchingWorker:
         self._stopping = False
         self._thread: threading.Thread | None = None
 
+    @property
+    def tokens_per_second(self) -> float | None:
+        """The first replica's measured speed (the only one without --devices)."""
+        return self.replicas[0].tokens_per_second
+
+    @tokens_per_second.setter
+    def tokens_per_second(self, value: float | None) -> None:
+        self.replicas[0].tokens_per_second = value
+
+    def replica_stats(self) -> list[dict]:
+        return [r.stats() for r in self.replicas]
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="srgrpo-reward-worker", daemon=True)
-            self._thread.start()
+            for replica in self.replicas:
+                name = "srgrpo-reward-worker" + (f"-{replica.index}" if len(self.replicas) > 1 else "")
+                replica.thread = threading.Thread(target=self._run, args=(replica,), name=name, daemon=True)
+                replica.thread.start()
+            self._thread = self.replicas[0].thread
 
     def close(self, timeout: float | None = None) -> None:
-        """Finish every job already submitted, then stop the thread."""
+        """Finish every job already submitted, then stop the threads."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for replica in self.replicas:
+            if replica.thread is not None:
+                replica.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def submit(self, job: Job) -> None:
         if not job.texts:
@@ -118,13 +195,16 @@ class BatchingWorker:
             job.cancelled = True
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, job: Job, i: int) -> tuple[EncodedPair | None, str | None]:
-        """(encoded item, note) or (None, why it cannot be scored)."""
+    def encode(self, job: Job, i: int, replica: Replica | None = None) -> tuple[EncodedPair | None, str | None]:
+        """(encoded item, note) or (None, why it cannot be scored), with `replica`'s tokenizer (each
+        replica encodes with its own: a tokenizer is not shared between threads)."""
+        tokenizer = self.tokenizer if replica is None else replica.tokenizer
+        special_ids = self.special_ids if replica is None else replica.special_ids
         text = job.texts[i]
         prompt = job.prompts[i] if job.prompts is not None else None
         note = None
         if prompt is not None and not isinstance(prompt, str):
-            prompt = self.tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
+            prompt = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
         if job.responses_only:
             query, boundary = (prompt or "") + text, len(prompt or "")
         elif prompt is None:
@@ -137,9 +217,9 @@ class BatchingWorker:
         if not query[boundary:].strip():
             return None, "empty response"
         # Tokenised as a whole, as the model read it (a token straddling the boundary is response).
-        ids, start, _ = response_token_span(self.tokenizer, query, boundary, len(query), with_special=False)
-        response = strip_trailing(ids[start:], self.special_ids)
-        encoded = encode_ids(self.tokenizer, ids[:start], response, self.options)
+        ids, start, _ = response_token_span(tokenizer, query, boundary, len(query), with_special=False)
+        response = strip_trailing(ids[start:], special_ids)
+        encoded = encode_ids(tokenizer, ids[:start], response, self.options)
         if encoded.problem is not None:
             return None, encoded.problem
         return encoded, note
@@ -170,13 +250,14 @@ class BatchingWorker:
             return job, i
         return None
 
-    def token_budget(self) -> int:
-        if self.tokens_per_second is None:
+    def token_budget(self, replica: Replica | None = None) -> int:
+        rate = (replica or self.replicas[0]).tokens_per_second
+        if rate is None:
             return min(self.max_batch_tokens, self.options.batch_size * self.options.max_length)
-        return max(1, min(self.max_batch_tokens, int(self.tokens_per_second * self.target_batch_seconds)))
+        return max(1, min(self.max_batch_tokens, int(rate * self.target_batch_seconds)))
 
-    def _collect(self) -> list[tuple[Job, int, EncodedPair]]:
-        batch, tokens, budget = [], 0, self.token_budget()
+    def _collect(self, replica: Replica) -> list[tuple[Job, int, EncodedPair]]:
+        batch, tokens, budget = [], 0, self.token_budget(replica)
         floor = min(self.options.batch_size, self.max_batch_texts)  # never below one forward batch
         while len(batch) < self.max_batch_texts and (tokens < budget or len(batch) < floor):
             with self._cond:
@@ -186,7 +267,7 @@ class BatchingWorker:
                 break
             job, i = picked
             try:
-                encoded, note = self.encode(job, i)
+                encoded, note = self.encode(job, i, replica)
             except Exception as err:  # e.g. a chat template that refuses the messages
                 logger.warning("text %d of a request could not be encoded: %s", i, err)
                 encoded, note = None, f"could not be encoded: {type(err).__name__}: {err}"
@@ -204,17 +285,20 @@ class BatchingWorker:
             job.warnings[i] = warning
         if value is None and self.metrics is not None:
             self.metrics.unscored_texts.inc()
-        job.remaining -= 1
-        if job.remaining == 0 and job.on_done is not None:
+        with self._cond:  # replicas finish items of one job from several threads
+            job.remaining -= 1
+            done = job.remaining == 0
+        if done and job.on_done is not None:
             try:
                 job.on_done(job)
             except Exception:  # a callback must not kill the worker
                 logger.exception("delivering a result failed")
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, encoded: list[EncodedPair]) -> list[tuple[float | None, str | None]]:
+    def _score(self, encoded: list[EncodedPair], replica: Replica | None = None) -> list[tuple[float | None, str | None]]:
         results: list[tuple[float | None, str | None]] = [(None, "not scored")] * len(encoded)
-        for item in self.scorer.iter_encoded_features(encoded, (self.feature,)):
+        scorer = self.scorer if replica is None else replica.scorer
+        for item in scorer.iter_encoded_features(encoded, (self.feature,)):
             value = item.values[self.feature]
             if item.warning is None and value is not None and math.isfinite(value):
                 results[item.index] = (float(value), None)
@@ -222,17 +306,18 @@ class BatchingWorker:
                 results[item.index] = (None, item.warning or f"{self.feature} is not finite")
         return results
 
-    def _score_isolated(self, encoded: list[EncodedPair]) -> list[tuple[float | None, str | None]]:
+    def _score_isolated(self, encoded: list[EncodedPair], replica: Replica | None = None) -> list[tuple[float | None, str | None]]:
         try:
-            return self._score(encoded)
+            return self._score(encoded, replica)
         except Exception as err:
             if len(encoded) == 1:
                 logger.warning("scoring one text failed: %s: %s", type(err).__name__, err)
                 return [(None, f"scoring failed: {type(err).__name__}: {err}")]
             logger.warning("a batch of %d failed (%s); scoring its texts one by one", len(encoded), err)
-            return [r for e in encoded for r in self._score_isolated([e])]
+            return [r for e in encoded for r in self._score_isolated([e], replica)]
 
-    def _run(self) -> None:
+    def _run(self, replica: Replica | None = None) -> None:
+        replica = replica or self.replicas[0]
         while True:
             with self._cond:
                 while not self._active and not self._stopping:
@@ -245,19 +330,34 @@ class BatchingWorker:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-            batch = self._collect()
+            batch = self._collect(replica)
+            if len(self.replicas) > 1:
+                with self._cond:
+                    if self._active:
+                        self._cond.notify()  # texts are left: wake an idle replica for them
             if not batch:
                 continue
             started = time.perf_counter()
-            results = self._score_isolated([e for _, _, e in batch])
+            results = self._score_isolated([e for _, _, e in batch], replica)
             elapsed = time.perf_counter() - started
             n_tokens = sum(len(e.input_ids) for _, _, e in batch)
             rate = n_tokens / max(elapsed, 1e-6)
-            self.tokens_per_second = rate if self.tokens_per_second is None else 0.7 * self.tokens_per_second + 0.3 * rate
-            self.batches += 1
+            previous = replica.tokens_per_second
+            replica.tokens_per_second = rate if previous is None else 0.7 * previous + 0.3 * rate
+            replica.batches += 1
+            replica.texts += len(batch)
+            replica.busy_seconds += elapsed
+            with self._cond:
+                self.batches += 1
             if self.metrics is not None:
                 self.metrics.batch_texts.observe(len(batch))
                 self.metrics.batch_tokens.observe(n_tokens)
                 self.metrics.batch_seconds.observe(elapsed)
+                replica_texts = getattr(self.metrics, "replica_texts", None)
+                if replica_texts is not None:
+                    labels = {"replica": str(replica.index), "device": replica.device}
+                    replica_texts.labels(**labels).inc(len(batch))
+                    self.metrics.replica_batches.labels(**labels).inc()
+                    self.metrics.replica_busy_seconds.labels(**labels).inc(elapsed)
             for (job, i, _), (value, warning) in zip(batch, results):
                 self._finish(job, i, value, warning)
