@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import make_model, make_tokenizer
 
-from srgrpo.evaluation import judges
-from srgrpo.evaluation.judges import (
+from srgrpo import judges
+from srgrpo.judges import (
     IPO_TEMPLATE,
     SECTION_QUESTIONS,
     build_input,

@@ -256,7 +256,8 @@ def test_every_scoring_option_is_a_flag_and_reaches_the_reward(tokenizer, prompt
     flags = {s for action in TrainArgumentParser()._actions for s in action.option_strings}
     names = [f.name for f in dataclasses.fields(ScoringOptions)]
     assert len(names) == 8 and {f"--reward_{n}" for n in names} | {"--reward_feature"} <= flags
-    assert [f.name for f in dataclasses.fields(RewardArguments)] == ["reward_feature"] + [f"reward_{n}" for n in names]
+    assert [f.name for f in dataclasses.fields(RewardArguments)] == [
+        "rewards", "reward_scorer", "reward_ema_decay", "reward_model", "reward_feature"] + [f"reward_{n}" for n in names]
     options = {"reward_span": "full", "reward_layer": "last_block", "reward_max_length": 64,
                "reward_truncation_side": "left", "reward_batch_size": 3, "reward_window_size": 16,
                "reward_length_exponent": 0.3, "reward_compute_dtype": "float64",
@@ -361,7 +362,7 @@ def test_training_curves_draw_each_column_and_leave_pyplot_alone(tmp_path):
     data = rows(lambda i: 5 + i, lambda i: 100 - i, diversity=0.25, n=4)
     data[-1]["watch_warning"] = "x"
     axes = training_curves_figure(data).axes
-    assert [ax.get_title() for ax in axes] == ["reward: stable rank", "completion length (tokens)",
+    assert [ax.get_title() for ax in axes] == ["reward", "completion length (tokens)",
                                                "repetition and diversity"]
     # The points drawn are the rows' values, written out by hand (sr_group_std and zero_spread_frac
     # are absent from these rows, so they draw no line); the warned step 4 is a vertical line.

@@ -201,14 +201,22 @@ class TrainingSummary:
     first_step: dict[str, Any] | None = None  # the first and last metrics.jsonl rows
     last_step: dict[str, Any] | None = None
     eval: dict[str, GreedyEvaluation] = field(default_factory=dict)  # "before" / "after"
+    # [{"name", "logged_as", "scorer" (frozen/online/ema, None for model-free), "weight"}], in reward order
+    rewards: list[dict[str, Any]] = field(default_factory=list)
+    multi_objective_aggregation: str | None = None
+    collapse: dict[str, Any] | None = None  # {"collapse_step", "detected_at", "reason"}; None: no collapse
+    collapse_rule: dict[str, Any] | None = None  # the CollapseRule's settings
+    eval_curve: list[dict[str, Any]] = field(default_factory=list)  # eval_curve.jsonl rows (--eval_every)
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
-        for key in ("first_step", "last_step", "parallel"):
+        for key in ("first_step", "last_step", "parallel", "multi_objective_aggregation", "collapse_rule"):
             if out[key] is None:
                 del out[key]
         if not self.eval:
             del out["eval"]
+        if not self.eval_curve:
+            del out["eval_curve"]
         return out
 
     @classmethod
@@ -223,4 +231,9 @@ class TrainingSummary:
             first_step=data.get("first_step"),
             last_step=data.get("last_step"),
             eval={label: GreedyEvaluation(**e) for label, e in data.get("eval", {}).items()},
+            rewards=[dict(r) for r in data.get("rewards", [])],
+            multi_objective_aggregation=data.get("multi_objective_aggregation"),
+            collapse=data.get("collapse"),
+            collapse_rule=data.get("collapse_rule"),
+            eval_curve=[dict(r) for r in data.get("eval_curve", [])],
         )

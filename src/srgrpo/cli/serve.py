@@ -53,13 +53,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
                      help="larger request bodies get 413 (default: 16 MiB)")
     net.add_argument("--max-texts-per-request", type=int, default=4096,
                      help="requests with more texts get 413 (default: 4096)")
+    net.add_argument("--max-inflight-bytes", type=int, default=None,
+                     help="bound on the bytes of request bodies being received, parsed or queued at once (a body "
+                     "counts twice until parsed, plus up to 512 KiB); beyond it 503 with Retry-After (default: a "
+                     "quarter of the memory available at start, at least 2 x --max-body-bytes + 512 KiB)")
     net.add_argument("--read-timeout", type=float, default=60.0,
-                     help="seconds to receive a request body before answering 408, and for a new connection "
-                     "to send its request head before it is closed (default: 60)")
+                     help="seconds to receive each request head (a connection stalled inside one is closed) and "
+                     "each request body (408 on /get_reward) (default: 60)")
     net.add_argument("--keep-alive-timeout", type=int, default=15,
                      help="seconds an idle keep-alive connection stays open (default: 15)")
     net.add_argument("--max-connections", type=int, default=4096,
-                     help="open connections beyond this get 503 (default: 4096)")
+                     help="open connections beyond this get 503; with an API key, a request carrying it first "
+                     "closes idle connections that never did (default: 4096)")
+    net.add_argument("--max-unauthenticated-connections", type=int, default=None,
+                     help="with an API key, requests without it get 503 while more connections than this carry "
+                     "them (default: half of --max-connections)")
     net.add_argument("--backlog", type=int, default=4096,
                      help="listen queue length (capped by the kernel's somaxconn) (default: 4096)")
     net.add_argument("--drain-timeout", type=int, default=600,
@@ -100,6 +108,8 @@ def config_from_args(args: argparse.Namespace):
         target_batch_seconds=args.target_batch_seconds, batch_wait_ms=args.batch_wait_ms,
         read_timeout=args.read_timeout, keep_alive_timeout=args.keep_alive_timeout,
         max_connections=args.max_connections, backlog=args.backlog, drain_timeout=args.drain_timeout,
+        max_unauthenticated_connections=args.max_unauthenticated_connections,
+        max_inflight_bytes=args.max_inflight_bytes,
     ).validate()
 
 

@@ -135,7 +135,7 @@ def _chunked_stage(stage: str, keys: Sequence[str], compute: Callable[[list[int]
 
 
 def _judge_stages(model, tokenizer, pairs, kinds: set[str], cache: RunCache, batch_size: int, progress: bool) -> None:
-    from srgrpo.evaluation import judges
+    from srgrpo import judges
 
     items = [(p, side) for p in pairs for side in SIDES]
     keys = [_item_key(p.id, side) for p, side in items]

@@ -16,11 +16,14 @@ default) and its `warnings` entry says why; `extra_logs.srgrpo_unscored` marks i
 
 Bad input never reaches the model: malformed JSON (lone surrogates, nesting deeper than the parser
 allows) gets 400; a well-formed body of the wrong shape 422; a body over `max_body_bytes` or more
-texts than `max_texts_per_request` 413; a body not sent within `read_timeout` 408 (a new connection
-that sends no request head within it is closed); a missing or
-wrong API key 401; always with `{"error": message}`. Work is bounded and fair (see
-`srgrpo.serving.worker`); a request whose client has gone is not computed further. On SIGTERM or
-SIGINT the server stops accepting connections, answers every request it has accepted, then exits.
+texts than `max_texts_per_request` 413; a body not sent within `read_timeout` 408; a missing or
+wrong API key 401; a full server (the connection cap, or `max_inflight_bytes` of bodies in flight:
+see `InflightBytes`) 503 with `Retry-After`; always with `{"error": message}`. `/health` and
+`/metrics` answer HEAD too. Connections (every head and body timed, room kept for key holders, a
+rejected body drained so its client reads the answer) are `srgrpo.serving.connections`'s. Work is
+bounded and fair (see `srgrpo.serving.worker`); a request whose client has gone is not computed
+further. On SIGTERM or SIGINT the server stops accepting connections, answers every request it has
+accepted, then exits.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import contextlib
 import dataclasses
 import hmac
@@ -47,6 +51,7 @@ from starlette.requests import ClientDisconnect
 
 from srgrpo.features import FEATURES
 from srgrpo.scoring import StableRankScorer
+from srgrpo.serving.connections import ConnectionGuard, guarded_protocol
 from srgrpo.serving.protocol import BadRequest, parse_request
 from srgrpo.serving.worker import BatchingWorker, Job
 
@@ -54,6 +59,11 @@ logger = logging.getLogger("srgrpo.serve")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 API_KEY_ENV = "SRGRPO_API_KEY"
+H11_MAX_HEAD_BYTES = 16 * 1024  # a longer request head gets 400 (h11's own default)
+# What the HTTP stack may hold of a body on its way in, beside our own buffer: asyncio reads up to
+# 256 KiB at a time, h11 buffers it and hands a copy on, uvicorn keeps up to 64 KiB before pausing
+# reading and copies that again for the application. Charged on arrival with the body (InflightBytes).
+STACK_BYTES = 512 * 1024
 
 
 @dataclass
@@ -72,9 +82,16 @@ class ServeConfig:
     max_batch_tokens: int = 16384
     target_batch_seconds: float = 1.0
     batch_wait_ms: float = 5.0
-    read_timeout: float = 60.0  # seconds to receive a new connection's request head, and a request's body
+    read_timeout: float = 60.0  # seconds to receive each request head, and each request body
     keep_alive_timeout: int = 15  # seconds an idle keep-alive connection is kept
     max_connections: int = 4096  # beyond this many open connections, 503
+    # Requests without the API key get 503 while more connections than this carry them; None: half
+    # of max_connections. Only with an API key (see srgrpo.serving.connections).
+    max_unauthenticated_connections: int | None = None
+    # Bound on the bytes charged to request bodies being received, parsed or queued (see
+    # InflightBytes); beyond it 503 with Retry-After. None: derived from memory
+    # (default_max_inflight_bytes).
+    max_inflight_bytes: int | None = None
     backlog: int = 4096  # listen queue (the kernel caps it at net.core.somaxconn)
     drain_timeout: int | None = 600  # seconds to finish accepted requests on SIGTERM; None = no limit
 
@@ -90,6 +107,15 @@ class ServeConfig:
         for name in ("target_batch_seconds", "read_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.max_inflight_bytes is not None and self.max_inflight_bytes < request_charge(self.max_body_bytes):
+            raise ValueError(
+                f"max-inflight-bytes ({self.max_inflight_bytes}) must be at least twice max-body-bytes plus 512 KiB "
+                f"({request_charge(self.max_body_bytes)}): a body is charged twice its size while it is parsed, so a "
+                "smaller bound could never admit a body of the largest size; raise it or lower --max-body-bytes")
+        if self.max_unauthenticated_connections is not None and not (
+                1 <= self.max_unauthenticated_connections <= self.max_connections):
+            raise ValueError(f"max-unauthenticated-connections must be in 1..max-connections ({self.max_connections}), "
+                             f"got {self.max_unauthenticated_connections}")
         if self.batch_wait_ms < 0:
             raise ValueError(f"batch-wait-ms must not be negative, got {self.batch_wait_ms}")
         if not 0 <= self.port < 65536:
@@ -100,6 +126,134 @@ class ServeConfig:
                 f"(--api-key or ${API_KEY_ENV}), or bind 127.0.0.1"
             )
         return self
+
+    @property
+    def unauthenticated_share(self) -> int:
+        if self.max_unauthenticated_connections is not None:
+            return self.max_unauthenticated_connections
+        return max(1, self.max_connections // 2)
+
+    @property
+    def drain_bytes(self) -> int:
+        """How much of a rejected body is read and discarded so that its client still reads the
+        answer (lingering close): twice the body limit, at least 64 MiB."""
+        return max(2 * self.max_body_bytes, 64 * 1024 * 1024)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now: the system's available memory, capped by a
+    cgroup v2 limit (a container) when one is set."""
+    import psutil
+
+    available = psutil.virtual_memory().available
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read())
+        if limit != "max":
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return max(0, available)
+
+
+def request_charge(length: int) -> int:
+    """What a body of `length` bytes is charged on arrival (see InflightBytes)."""
+    return 2 * length + min(length, STACK_BYTES)
+
+
+def default_max_inflight_bytes(max_body_bytes: int, max_connections: int, available: int | None = None) -> int:
+    """The default in-flight body bound: a quarter of the memory available when the server starts
+    (the model is loaded by then), at least one largest body's charge and at most every connection's."""
+    available = available_memory() if available is None else available
+    largest = request_charge(max_body_bytes)
+    return max(largest, min(available // 4, largest * max_connections))
+
+
+class InflightBytes:
+    """The bytes charged to request bodies in flight, against a limit. A request with a
+    Content-Length L is charged 2 L + min(L, STACK_BYTES) on arrival (its raw body and the texts
+    parsed from it exist together while it is parsed, and the HTTP stack holds copies of parts of it
+    on the way in); a chunked one STACK_BYTES on arrival and twice each chunk as it arrives. Once
+    parsed, the charge becomes the size of the parsed texts (`sys.getsizeof`, about the body's size
+    for ASCII text), held until the request is answered. Runs on the event loop thread only."""
+
+    def __init__(self, limit: int, gauge=None):
+        self.limit = limit
+        self.used = 0
+        self._gauge = gauge
+
+    def take(self, n: int, force: bool = False) -> bool:
+        if not force and n > 0 and self.used + n > self.limit:
+            return False
+        self.used += n
+        if self._gauge is not None:
+            self._gauge.set(self.used)
+        return True
+
+    def give(self, n: int) -> None:
+        self.take(-n, force=True)
+
+
+class _Charge:
+    """What one request holds of an `InflightBytes` bound."""
+
+    def __init__(self, bound: InflightBytes):
+        self.bound, self.held = bound, 0
+
+    def take(self, n: int) -> bool:
+        if not self.bound.take(n):
+            return False
+        self.held += n
+        return True
+
+    def become(self, n: int) -> None:
+        """Hold `n` bytes from now on (the memory is already spent: never refused)."""
+        self.bound.take(n - self.held, force=True)
+        self.held = n
+
+    def release(self) -> None:
+        self.become(0)
+
+
+def _parsed_size(parsed) -> int:
+    import sys
+
+    size = 0
+    for texts in (parsed.query, parsed.responses, parsed.prompts):
+        for item in texts or ():
+            if isinstance(item, str):
+                size += sys.getsizeof(item)
+            else:  # chat messages
+                size += sum(sys.getsizeof(m.get("content", "")) + sys.getsizeof(m.get("role", "")) for m in item)
+    return size
+
+
+def _libc_malloc_trim():
+    """glibc's malloc_trim, or None where there is none."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+class _Trimmer:
+    """Once a large body, or the texts parsed from it, is freed, hand the heap's free pages back to
+    the OS (glibc's malloc_trim, queued on the parser thread: about 10 ms when it returns 32 MiB,
+    0.02 ms when there is nothing to return). glibc keeps freed buffers in the heap of the thread
+    that allocated them: a body is read on the event loop's thread and parsed on the parser's, so
+    without this neither heap reuses the other's memory and a burst's high-water mark stays
+    resident. The allocation policy is left alone (torch's own large buffers are unaffected)."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.trim = _libc_malloc_trim()
+
+    def freed(self, nbytes: int) -> None:
+        if self.trim is not None and nbytes > 1 << 20:
+            self.executor.submit(self.trim, 0)
 
 
 def is_loopback(host: str) -> bool:
@@ -133,6 +287,17 @@ class Metrics:
                                       buckets=(64, 256, 1024, 4096, 16384, 65536, math.inf))
         self.batch_seconds = Histogram("srgrpo_batch_seconds", "time to score one batch", registry=r,
                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, math.inf))
+        self.inflight_bytes = Gauge("srgrpo_inflight_bytes", "bytes charged to request bodies being received, "
+                                    "parsed or queued (2 L + min(L, 512 KiB) for a body of L bytes until it is "
+                                    "parsed, then its parsed texts' size)", registry=r)
+        self.inflight_bytes_limit = Gauge("srgrpo_inflight_bytes_limit", "the bound on srgrpo_inflight_bytes "
+                                          "(--max-inflight-bytes)", registry=r)
+        self.connections_open = Gauge("srgrpo_connections_open", "open HTTP connections", registry=r)
+        self.connections_closed = Counter("srgrpo_connections_closed", "connections closed by the server's guards, "
+                                          "by reason (head_timeout, body_timeout, evicted, lingering_close, "
+                                          "drain_limit, drain_timeout)", ["reason"], registry=r)
+        self.refused = Counter("srgrpo_refused", "requests answered 503, by reason (connection_cap, "
+                               "unauthenticated_share, inflight_bytes, shutting_down)", ["reason"], registry=r)
         # One series per model replica (srgrpo serve --devices): is every device busy?
         replica = ["replica", "device"]
         self.replica_texts = Counter("srgrpo_replica_texts", "texts scored, by model replica", replica, registry=r)
@@ -157,29 +322,33 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    chunks, size = [], 0
+class _Busy(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int, declared: int | None = None, charge=None) -> bytearray:
+    """The body, at most `limit` bytes (else _TooLarge); `charge(n)` is asked for each chunk's bytes
+    when given, and _Busy raised when it refuses. One buffer, allocated at the declared length when
+    there is one (no growth, no second copy from a join)."""
+    body = bytearray(declared or 0)
+    size = 0
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if size + len(chunk) > limit:
             raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if charge is not None and not charge(len(chunk)):
+            raise _Busy
+        body[size:size + len(chunk)] = chunk  # in place while within the declared length
+        size += len(chunk)
+    if size < len(body):  # the connection ended early
+        del body[size:]
+    return body
 
 
-async def _wait_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _authorized(request: Request, key: str | None) -> bool:
+def _authorized_value(header: str, key: str | None) -> bool:
     """`Authorization: Bearer KEY`, or HTTP Basic with KEY as the password or the user name (what
     aiohttp and requests send for a URL like http://srgrpo:KEY@host:5000/get_reward)."""
     if not key:
         return True
-    header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer":
@@ -193,6 +362,49 @@ def _authorized(request: Request, key: str | None) -> bool:
     return False
 
 
+class _Admission:
+    """ASGI middleware: asks the connection's `ConnectionGuard` whether to serve a request at all
+    (the connection cap, and the share of it keyless requests may hold), before any route runs;
+    503 with Retry-After and `Connection: close` when not. Passes everything through where no
+    guarded connection is known (e.g. starlette's TestClient)."""
+
+    MESSAGES = {
+        "connection_cap": "the server holds its maximum of {cap} connections (--max-connections); retry shortly",
+        "unauthenticated_share": "too many connections without the API key (--max-unauthenticated-connections "
+                                 "{share}); send 'Authorization: Bearer KEY'",
+    }
+
+    def __init__(self, app, config: ServeConfig, metrics: Metrics):
+        self.app, self.config, self.metrics = app, config, metrics
+
+    async def __call__(self, scope, receive, send):
+        from srgrpo.serving.connections import current_connection
+
+        conn = current_connection() if scope["type"] == "http" else None
+        if conn is not None:
+            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
+            reason = conn.guard.admit(conn, _authorized_value(header, self.config.api_key))
+            if reason is not None:
+                self.metrics.refused.labels(reason=reason).inc()
+                message = self.MESSAGES[reason].format(cap=self.config.max_connections,
+                                                       share=self.config.unauthenticated_share)
+                response = _error(503, message, close=True, headers={"Retry-After": "1"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _authorized(request: Request, key: str | None) -> bool:
+    return _authorized_value(request.headers.get("authorization", ""), key)
+
+
 def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeConfig) -> FastAPI:
     """The FastAPI application; its lifespan starts and drains the batching worker. `scorer` may be a
     list: one model replica per device, all fed by the worker's one fair queue."""
@@ -203,6 +415,14 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
         target_batch_seconds=config.target_batch_seconds, batch_wait_s=config.batch_wait_ms / 1000, metrics=metrics,
     )
     state = {"draining": False, "accepted": 0, "answered": 0}
+    inflight_limit = config.max_inflight_bytes or default_max_inflight_bytes(config.max_body_bytes,
+                                                                             config.max_connections)
+    inflight = InflightBytes(inflight_limit, metrics.inflight_bytes)
+    # Large bodies are parsed off the event loop, one at a time: parsing holds the GIL anyway, and one
+    # thread means one allocator arena and at most one body's transient parse copy at a time.
+    parser = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="srgrpo-parse")
+    trimmer = _Trimmer(parser)
+    metrics.inflight_bytes_limit.set(inflight_limit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -212,10 +432,13 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
         finally:
             state["draining"] = True
             await asyncio.to_thread(worker.close)
+            parser.shutdown(wait=False)
             logger.info("reward worker stopped: %d requests accepted, %d answered", state["accepted"], state["answered"])
 
     app = FastAPI(title="srgrpo reward server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.worker, app.state.metrics, app.state.config, app.state.counts = worker, metrics, config, state
+    app.state.inflight = inflight
+    app.add_middleware(_Admission, config=config, metrics=metrics)
     unauthorized = {"WWW-Authenticate": "Bearer"}
 
     @app.exception_handler(StarletteHTTPException)
@@ -228,14 +451,14 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
         logger.exception("request failed")
         return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
         return {"status": "draining" if state["draining"] else "ok", "model": config.model_name,
                 "feature": config.feature, "unscored_value": config.unscored_value,
                 "options": dataclasses.asdict(worker.options), "requests": state["answered"],
                 "batches": worker.batches, "queue_texts": worker.pending_texts, "replicas": worker.replica_stats()}
 
-    @app.get("/metrics")
+    @app.api_route("/metrics", methods=["GET", "HEAD"])
     async def prometheus(request: Request):
         if not _authorized(request, config.api_key):
             return _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", headers=unauthorized)
@@ -263,19 +486,48 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
         length = request.headers.get("content-length", "")
         too_large = f"body exceeds the limit of {config.max_body_bytes} bytes (--max-body-bytes)"
         if length.isdigit() and int(length) > config.max_body_bytes:
-            return _error(413, too_large, close=True)  # not read: answer and drop the connection
+            return _error(413, too_large, close=True)  # not read: answer, drain (lingering close), drop
+        charge = _Charge(inflight)  # given back when the request is answered, whatever the answer
         try:
-            body = await asyncio.wait_for(_read_body(request, config.max_body_bytes), config.read_timeout)
+            return await _charged(request, length, charge, too_large)
+        finally:
+            held = charge.held
+            charge.release()
+            trimmer.freed(held)  # the parsed texts (the caller's references are gone by now, or soon)
+
+    async def _charged(request: Request, length: str, charge: _Charge, too_large: str) -> Response:
+        def busy() -> Response:
+            metrics.refused.labels(reason="inflight_bytes").inc()
+            return _error(503, f"request bodies in flight would exceed {inflight.limit} bytes (--max-inflight-bytes); "
+                          "retry shortly", close=True, headers={"Retry-After": "1"})
+
+        declared = int(length) if length.isdigit() else None
+        if not charge.take(request_charge(declared) if declared is not None else STACK_BYTES):
+            return busy()
+        try:
+            per_chunk = None if declared is not None else (lambda n: charge.take(2 * n))
+            body = await asyncio.wait_for(_read_body(request, config.max_body_bytes, declared, per_chunk),
+                                          config.read_timeout)
         except _TooLarge:
             return _error(413, too_large, close=True)
+        except _Busy:
+            return busy()
         except asyncio.TimeoutError:
             return _error(408, f"the request body did not arrive within {config.read_timeout:g} s", close=True)
         except ClientDisconnect:
             return Response(status_code=499)
         try:
-            parsed = await asyncio.to_thread(parse_request, body) if len(body) > 1 << 20 else parse_request(body)
+            if len(body) > 1 << 20:
+                parsed = await asyncio.get_running_loop().run_in_executor(parser, parse_request, body)
+            else:
+                parsed = parse_request(body)
         except BadRequest as err:
             return _error(err.status, str(err))
+        size = len(body)
+        del body  # from here the parsed texts are what this request holds
+        trimmer.freed(size)
+        parsed.labels = None  # accepted and ignored: not kept while the request waits
+        charge.become(_parsed_size(parsed))
         texts = parsed.texts
         if len(texts) > config.max_texts_per_request:
             return _error(413, f"{len(texts)} texts in one request exceed the limit of {config.max_texts_per_request} "
@@ -291,6 +543,7 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
         try:
             worker.submit(job)
         except RuntimeError as err:
+            metrics.refused.labels(reason="shutting_down").inc()
             return _error(503, str(err), close=True)
         state["accepted"] += 1
         metrics.texts.inc(len(texts))
@@ -324,30 +577,6 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-def _protocol_with_first_request_timeout(seconds: float):
-    """uvicorn's h11 protocol, plus: a connection that has not sent a whole request head within
-    `seconds` of opening is closed (uvicorn times out idle keep-alive connections, but not a new
-    connection that never sends, or stalls inside its headers)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class Protocol(H11Protocol):
-        def connection_made(self, transport):
-            super().connection_made(transport)
-            self._srgrpo_timer = self.loop.call_later(seconds, self._srgrpo_no_request)
-
-        def _srgrpo_no_request(self):
-            if getattr(self, "cycle", None) is None and not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_lost(self, exc):
-            timer = getattr(self, "_srgrpo_timer", None)
-            if timer is not None:
-                timer.cancel()
-            super().connection_lost(exc)
-
-    return Protocol
-
-
 class RewardServer:
     """uvicorn serving `create_app(scorer, config)` on a socket bound at construction.
 
@@ -361,11 +590,18 @@ class RewardServer:
         self.app = create_app(scorer, config)
         self.socket = bind_socket(config.host, config.port, config.backlog)
         self.port = self.socket.getsockname()[1]
+        self.guard = ConnectionGuard(
+            read_timeout=config.read_timeout, max_connections=config.max_connections,
+            max_unauthenticated=config.unauthenticated_share, keyed=bool(config.api_key),
+            drain_bytes=config.drain_bytes, metrics=self.app.state.metrics)
+        self.app.state.metrics.connections_open.set_function(lambda: len(self.guard.connections))
+        # The connection cap is the guard's (uvicorn's limit_concurrency cannot tell key holders from
+        # others); uvicorn's h11 protocol is subclassed, not patched: see srgrpo.serving.connections.
         self.uvicorn = uvicorn.Server(uvicorn.Config(
             self.app, backlog=config.backlog, timeout_keep_alive=config.keep_alive_timeout,
-            limit_concurrency=config.max_connections, timeout_graceful_shutdown=config.drain_timeout,
-            access_log=False, log_config=None, lifespan="on", loop="asyncio",
-            http=_protocol_with_first_request_timeout(config.read_timeout),
+            limit_concurrency=None, timeout_graceful_shutdown=config.drain_timeout,
+            access_log=False, log_config=None, lifespan="on", loop="asyncio", reset_contextvars=False,
+            http=guarded_protocol(self.guard), h11_max_incomplete_event_size=H11_MAX_HEAD_BYTES,
         ))
         self._thread: threading.Thread | None = None
 

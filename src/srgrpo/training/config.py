@@ -28,6 +28,7 @@ from trl import GRPOConfig, ModelConfig, TrlParser
 
 from srgrpo.features import FEATURES
 from srgrpo.options import ScoringOptions
+from srgrpo.training.rewards import REWARDS, parse_names, resolve_scorers
 
 # All attention and MLP projections of Llama/Qwen/Mistral-style decoders (the paper's LoRA targets).
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -93,18 +94,42 @@ class TrainScriptArguments:
     eval_limit: int = field(default=100, metadata={"help": "questions of the held-out set"})
     eval_max_new_tokens: int = field(default=256, metadata={"help": "greedy tokens per answer"})
     eval_batch_size: int = field(default=8, metadata={"help": "questions per generate call"})
+    eval_every: int = field(default=0, metadata={
+        "help": "also evaluate greedily on --eval_dataset every N optimizer steps (and at step 0), writing "
+        "eval_curve.jsonl; 0 = only before and after"})
+    probe_prompts: str | None = field(default=None, metadata={
+        "help": "JSONL of {prompt} requests answered greedily at each --eval_every evaluation: refusal rate and "
+        "length (e.g. ordinary requests that merely sound sensitive)"})
+    save_completions: bool = field(default=False, metadata={
+        "help": "append every sampled completion with its srgrpo rewards to completions.jsonl (main process's share)"})
     watch_window: int = field(default=5, metadata={"help": "logged steps the collapse watch compares at the start and the end"})
+    collapse_window: int = field(default=10, metadata={
+        "help": "W of the collapse step: the smoothed reward rose over W logged steps while smoothed group "
+        "diversity fell by more than --collapse_diversity_drop or held-out accuracy fell (see the README)"})
+    collapse_diversity_drop: float = field(default=0.1, metadata={"help": "relative fall of group diversity"})
+    collapse_accuracy_drop: float = field(default=0.1, metadata={"help": "absolute fall of held-out accuracy below its best"})
     stop_on_collapse: bool = field(default=False, metadata={
-        "help": "stop when SR rises while length or diversity collapses (off: only warn)"})
+        "help": "stop at the collapse step, or when SR rises while length or diversity collapses (off: only warn)"})
     resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output_dir"})
     overwrite: bool = field(default=False, metadata={"help": "discard a previous run in --output_dir"})
 
     def __post_init__(self):
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other")
-        for name in ("eval_limit", "eval_max_new_tokens", "eval_batch_size", "watch_window"):
+        for name in ("eval_limit", "eval_max_new_tokens", "eval_batch_size", "watch_window", "collapse_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be 0 or a positive integer, got {self.eval_every!r}")
+        if self.eval_every and not self.eval_dataset:
+            raise ValueError("--eval_every needs --eval_dataset (the held-out questions to evaluate)")
+        if self.probe_prompts and not self.eval_every:
+            raise ValueError("--probe_prompts is answered at the --eval_every evaluations: set --eval_every N")
+        if self.probe_prompts:
+            from pathlib import Path
+
+            if not Path(self.probe_prompts).is_file():
+                raise ValueError(f"--probe_prompts: no such file {self.probe_prompts}")
 
 
 ARGPARSE_KEYS = ("help", "choices", "aliases")  # ScoringOptions metadata that HfArgumentParser passes to argparse
@@ -118,22 +143,59 @@ def _reward_arguments() -> type:
     specs = [(f"reward_{f.name}", hints[f.name],
               field(default=f.default, metadata={k: v for k, v in f.metadata.items() if k in ARGPARSE_KEYS}))
              for f in dataclasses.fields(ScoringOptions)]
-    specs.insert(0, ("reward_feature", str, field(default="stable_rank", metadata={
-        "choices": list(FEATURES),
-        "help": "the registered feature used as the reward (stable_rank: the paper's; "
-                "stable_rank_prompt_adjusted: less length-driven, see the README)"})))
+    specs[:0] = [
+        ("rewards", str, field(default="stable_rank", metadata={
+            "help": "comma-separated rewards, summed with GRPOConfig's --reward_weights under its "
+                    f"--multi_objective_aggregation: {', '.join(REWARDS)} (stable_rank: the paper's; "
+                    "mean_logprob: the paper's Perplexity arm)"})),
+        ("reward_scorer", str | None, field(default=None, metadata={
+            "help": "who scores the model-based rewards: frozen (the paper: the base, adapter disabled), online "
+                    "(the current policy), ema (an EMA adapter of the policy's); one value for all or one per reward; "
+                    "unset = frozen, except self_reward (online, as the paper)"})),
+        ("reward_ema_decay", float, field(default=0.99, metadata={
+            "help": "decay of the EMA scorer: ema <- decay * ema + (1 - decay) * policy after each optimizer step"})),
+        ("reward_model", str | None, field(default=None, metadata={
+            "help": "a trained reward model (Hugging Face id or local folder) for --rewards reward_model, loaded by "
+                    "TRL as AutoModelForSequenceClassification"})),
+        ("reward_feature", str | None, field(default=None, metadata={
+            "choices": list(FEATURES),
+            "help": "the former single-reward flag: --reward_feature X is --rewards X"})),
+    ]
 
     def scoring_options(self) -> ScoringOptions:
         return ScoringOptions(**{f.name: getattr(self, f"reward_{f.name}") for f in dataclasses.fields(ScoringOptions)})
 
+    def reward_names(self) -> list[str]:
+        return parse_names(self.rewards)
+
+    def reward_scorers(self) -> list[str | None]:
+        return resolve_scorers(self.reward_names(), self.reward_scorer)
+
     def __post_init__(self):
         self.scoring_options()  # an invalid span, layer or window fails now, before any compute
+        if self.reward_feature is not None:
+            if self.rewards not in ("stable_rank", self.reward_feature):
+                raise ValueError(f"--reward_feature {self.reward_feature} and --rewards {self.rewards} contradict "
+                                 "each other: use --rewards alone")
+            self.rewards = self.reward_feature
+        names = self.reward_names()  # unknown names fail here
+        scorers = self.reward_scorers()
+        if "reward_model" in names and not self.reward_model:
+            raise ValueError("--rewards reward_model needs --reward_model ID_OR_FOLDER (a sequence-classification model)")
+        if self.reward_model and "reward_model" not in names:
+            raise ValueError(f"--reward_model {self.reward_model} is set but --rewards does not name it: "
+                             "add reward_model to --rewards")
+        if not 0.0 <= self.reward_ema_decay < 1.0:
+            raise ValueError(f"--reward_ema_decay must be in [0, 1), got {self.reward_ema_decay!r}")
+
 
     return dataclasses.make_dataclass("RewardArguments", specs, namespace={
         "__doc__": "The stable-rank reward's scoring options (srgrpo.scoring.ScoringOptions), prefixed reward_.",
         "__module__": __name__,
-        "_argument_group_name": "reward: srgrpo.scoring.ScoringOptions of the stable-rank reward",
+        "_argument_group_name": "rewards: names, scorer, reward model, and the features' srgrpo.scoring.ScoringOptions",
         "scoring_options": scoring_options,
+        "reward_names": reward_names,
+        "reward_scorers": reward_scorers,
         "__post_init__": __post_init__,
     })
 
@@ -280,8 +342,16 @@ class TrainArgumentParser(TrlParser):
 
     def parse(self, argv: list[str]) -> TrainRun:
         # TRL finds the config file as the token after a separate "--config"
-        args = []
+        args, in_weights = [], False
         for token in argv:
+            if token.startswith(("--reward_weights=", "--reward-weights=")):
+                flag, value = token.split("=", 1)
+                args += [flag, *[v for v in value.split(",") if v]]
+                continue
+            if in_weights and not token.startswith("--") and "," in token:
+                args.extend(v for v in token.split(",") if v)  # --reward_weights 1.0,0.5 as TRL's 1.0 0.5
+                continue
+            in_weights = token in ("--reward_weights", "--reward-weights") or (in_weights and not token.startswith("--"))
             args.extend(token.split("=", 1) if token.startswith("--config=") else [token])
         *parsed, unknown = self.parse_args_and_config(args, return_remaining_strings=True)
         if unknown:
@@ -291,7 +361,9 @@ class TrainArgumentParser(TrlParser):
             raise ValueError(f"unknown flag(s) {', '.join(hints)} (see srgrpo train --help)")
         script, reward, model, grpo = parsed[:4]  # parsed[4], if any: the (consumed) --config namespace
         self._check_choices(script, reward, model, grpo)
-        return TrainRun(script=script, reward=reward, model=model, grpo=grpo)
+        run = TrainRun(script=script, reward=reward, model=model, grpo=grpo)
+        check_rewards(run)
+        return run
 
     def _check_choices(self, *objects) -> None:
         """argparse checks `choices` on the command line only; values from the config file too."""
@@ -303,6 +375,24 @@ class TrainArgumentParser(TrlParser):
                 raise ValueError(f"{action.dest} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
 
 
+def check_rewards(run: TrainRun) -> None:
+    """The rewards' settings against the rest of the run (each dataclass checks its own fields):
+    weights one per reward, the EMA scorer only with LoRA. Raised before any model loads."""
+    names = run.reward.reward_names()
+    weights = run.grpo.reward_weights
+    if weights is not None and len(weights) != len(names):
+        raise ValueError(f"--reward_weights has {len(weights)} value(s) for {len(names)} reward(s) "
+                         f"({', '.join(names)}): give one weight per reward, in the order of --rewards")
+    scorers = run.reward.reward_scorers()
+    if "ema" in scorers and not run.model.use_peft:
+        raise ValueError("--reward_scorer ema keeps the EMA as a second LoRA adapter, so it needs LoRA: "
+                         "set --use_peft true (or choose --reward_scorer frozen or online)")
+    if any(s == "frozen" for s in scorers) and not run.model.use_peft:
+        raise ValueError("srgrpo train needs LoRA (use_peft) for the frozen scorer, the policy with its adapter "
+                         "switched off (set --use_peft true, or --reward_scorer online); for full fine-tuning build the GRPOTrainer yourself with "
+                         "StableRankReward(frozen_model, tokenizer)")
+
+
 def parse_train_args(argv: list[str]) -> TrainRun:
     """`srgrpo train`'s arguments (flags and --config YAML) as a TrainRun."""
     return TrainArgumentParser().parse(argv)
@@ -312,4 +402,6 @@ def make_run(**settings) -> TrainRun:
     """A TrainRun from Python keyword arguments (any field of the four dataclasses, by name), for
     scripts and tests; an unknown name is an error."""
     parsed = TrainArgumentParser().parse_dict(settings)
-    return TrainRun(*parsed)
+    run = TrainRun(*parsed)
+    check_rewards(run)
+    return run

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 # (panel title, [(metrics.jsonl column, line label)])
 PANELS = [
-    ("reward: stable rank", [("sr_mean", "mean SR"), ("sr_group_std", "SR std within groups")]),
+    ("reward", [("reward_mean", "total reward"), ("sr_mean", "mean SR"), ("sr_group_std", "SR std within groups")]),
     ("completion length (tokens)", [("completion_length", "mean length")]),
     ("repetition and diversity", [("repetition", "repeated 3-grams in a completion"),
                                   ("group_diversity", "distinct 2-grams across a group"),

@@ -12,6 +12,7 @@ on CPU), and only the main process writes reports; checkpoints are TRL's (main p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -19,12 +20,13 @@ import time
 from pathlib import Path
 
 from srgrpo.results import TrainingSummary
-from srgrpo.training.config import TrainRun
-from srgrpo.training.reward import StableRankReward
+from srgrpo.training.config import TrainRun, check_rewards
+from srgrpo.training.reward import BatchMonitor, TrainerReward
 
 logger = logging.getLogger("srgrpo.train")
 
 PROMPT_COLUMNS = ("prompt", "question")  # in order of preference
+ANSWER_COLUMNS = ("solution", "answer")  # the accuracy reward's gold answer, in order of preference
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -45,10 +47,11 @@ def _read_rows(source: str, split: str):
         raise ValueError(f"could not load prompt dataset {source!r} (split {split!r}): {err}") from err
 
 
-def load_prompt_dataset(source: str, split: str = "train"):
+def load_prompt_dataset(source: str, split: str = "train", with_answers: bool = False):
     """The prompts as a dataset with one column, `prompt`, holding chat messages (TRL templates and
     tokenises them itself). Takes a `prompt` column (a string or messages) or, for GSM8K-style
-    files, a `question` column."""
+    files, a `question` column. `with_answers`: also a `solution` column (from `solution` or
+    `answer`; TRL hands it to the accuracy reward); a dataset without one is refused."""
     rows = _read_rows(source, split)
     column = next((c for c in PROMPT_COLUMNS if c in rows.column_names), None)
     if column is None:
@@ -59,14 +62,23 @@ def load_prompt_dataset(source: str, split: str = "train"):
     if len(rows) == 0:
         raise ValueError(f"prompt dataset {source} is empty")
 
+    answer = next((c for c in ANSWER_COLUMNS if c in rows.column_names), None)
+    if with_answers and answer is None:
+        raise ValueError(f"the accuracy reward needs a gold answer column in {source}: expected one of "
+                         f"{', '.join(ANSWER_COLUMNS)}, found {', '.join(rows.column_names)}")
+
     def as_messages(row):
         value = row[column]
         if isinstance(value, str):
-            return {"prompt": [{"role": "user", "content": value}]}
-        if isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
-            return {"prompt": value}
-        raise ValueError(f"prompt dataset {source}: column {column!r} must hold strings or chat messages, "
-                         f"got {type(value).__name__}")
+            out = {"prompt": [{"role": "user", "content": value}]}
+        elif isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+            out = {"prompt": value}
+        else:
+            raise ValueError(f"prompt dataset {source}: column {column!r} must hold strings or chat messages, "
+                             f"got {type(value).__name__}")
+        if with_answers:
+            out["solution"] = "" if row[answer] is None else str(row[answer])  # "" cannot be parsed: reward None
+        return out
 
     return rows.map(as_messages, remove_columns=rows.column_names)
 
@@ -111,10 +123,7 @@ UNSUPPORTED = {
 
 def check_run_settings(run: TrainRun) -> None:
     """Settings the run depends on that TRL's own configuration checks leave open."""
-    if not run.model.use_peft:
-        raise ValueError("srgrpo train needs LoRA (use_peft): the reward is the stable rank under the frozen base, "
-                         "which is the policy with its adapter switched off; for full fine-tuning build the "
-                         "GRPOTrainer yourself with StableRankReward(frozen_model, tokenizer)")
+    check_rewards(run)  # weights per reward, the frozen and EMA scorers need LoRA
     if run.grpo.scale_rewards not in ("group", "batch", "none"):  # TRL checks it only at the first step
         raise ValueError(f"scale_rewards must be group, batch or none, got {run.grpo.scale_rewards!r}")
     values = {**vars(run.model), **vars(run.grpo)}
@@ -185,10 +194,9 @@ def run_versions_of(run: TrainRun) -> dict:
     from srgrpo.records import run_versions
     from srgrpo.tasks.datasets import dataset_version
 
-    script, reward = run.script, run.reward
-    # The rewards by name where the config has them (reward_names()), else the one reward feature.
-    names = reward.reward_names() if hasattr(reward, "reward_names") else [reward.reward_feature]
-    return run_versions(features=FEATURES.versions([n for n in names if n in FEATURES]),
+    script = run.script
+    features = [name for name in run.reward.reward_names() if name in FEATURES]  # the feature rewards
+    return run_versions(features=FEATURES.versions(features),
                         datasets=dataset_version(script.eval_dataset) if script.eval_dataset else {})
 
 
@@ -208,20 +216,45 @@ def check_resume_versions(output_dir: Path, versions: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------- trainer
-def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=()):
+def dataset_ngrams(tokenizer, dataset):
+    """The training prompts' token n-grams (user text), for the dataset-overlap hacking measure."""
+    from srgrpo.training.hacking import PromptNgrams
+
+    def user_ids(prompt):
+        text = "\n".join(m["content"] for m in prompt if m["role"] != "assistant")
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    return PromptNgrams(user_ids(p) for p in dataset["prompt"])
+
+
+def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=(), resume_from: str | None = None,
+                  completions_path=None):
     """A GRPOTrainer with LoRA (trl.get_peft_config of the run's ModelConfig) on `model` and the
-    stable-rank reward, with every scoring option of the run, bound to it (adapter disabled, so the
-    frozen base costs no extra memory). Returns (trainer, reward)."""
+    run's rewards (`--rewards`, `srgrpo.training.rewards`), each bound to it (the frozen scorer is
+    the adapter disabled, so it costs no extra memory; the EMA scorer is a second adapter, updated
+    by an `EMACallback`). Returns (trainer, reward): the first srgrpo reward (None if there is none)."""
     from trl import GRPOTrainer, get_peft_config
 
+    from srgrpo.training.rewards import build_rewards
+
     check_chat_template(tokenizer, run.model.model_name_or_path or "(embedded)")
-    check_lora_targets(model, run.model.lora_target_modules)
-    # Logged as "stable_rank" whichever feature rewards, so the watch and metrics.jsonl keep their columns.
-    reward = StableRankReward(options=run.reward.scoring_options(), feature=run.reward.reward_feature)
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=run.grpo, train_dataset=dataset,
+    if run.model.use_peft:
+        check_lora_targets(model, run.model.lora_target_modules)
+    names, scorers = run.reward.reward_names(), run.reward.reward_scorers()
+    monitor = BatchMonitor(dataset_ngrams(tokenizer, dataset), completions_path)
+    funcs = build_rewards(names, scorers, run.reward.scoring_options(), run.reward.reward_model, monitor)
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=run.grpo, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=get_peft_config(run.model), callbacks=list(callbacks))
-    reward.bind(trainer)
-    return trainer, reward
+    ours = [f for f in funcs if isinstance(f, TrainerReward)]
+    if "ema" in scorers:
+        from srgrpo.training.ema import EMACallback, add_ema_adapter
+
+        policy = trainer.accelerator.unwrap_model(trainer.model)
+        add_ema_adapter(policy)
+        trainer.add_callback(EMACallback(policy, run.reward.reward_ema_decay, resume_from=resume_from))
+    for reward in ours:
+        reward.bind(trainer)
+    return trainer, (ours[0] if ours else None)
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -256,6 +289,8 @@ def _wait_for_everyone(args) -> None:
 def train(run: TrainRun) -> dict:
     """Run SR-GRPO as configured; returns the summary that the main process writes to `summary.json`."""
     from srgrpo.models import load_model
+    from srgrpo.training.hacking import CollapseRule, collapse_step
+    from srgrpo.training.rewards import logged_name
     from srgrpo.training.watch import CollapseThresholds, WatchCallback, read_metrics
 
     script, args = run.script, run.grpo
@@ -266,8 +301,9 @@ def train(run: TrainRun) -> dict:
     versions = run_versions_of(run)
     if checkpoint is not None:
         check_resume_versions(output_dir, versions)
-    with args.main_process_first(desc="prompt dataset"):
-        dataset = load_prompt_dataset(script.dataset, script.dataset_split)  # before the model: fail fast
+    with args.main_process_first(desc="prompt dataset"):  # before the model: fail fast
+        dataset = load_prompt_dataset(script.dataset, script.dataset_split,
+                                      with_answers="accuracy" in run.reward.reward_names())
     check_prompts_fill_a_step(args, len(dataset), script.dataset)
     if script.eval_dataset:
         from srgrpo.tasks.datasets import load_problems
@@ -275,7 +311,8 @@ def train(run: TrainRun) -> dict:
         load_problems(script.eval_dataset, limit=1)  # an unknown eval set fails now, not after training
     model, tokenizer = load_model(run.model.model_name_or_path, dtype=run.model.dtype, device=args.device)
     check_chat_template(tokenizer, run.model.model_name_or_path or "(embedded)")
-    check_lora_targets(model, run.model.lora_target_modules)
+    if run.model.use_peft:
+        check_lora_targets(model, run.model.lora_target_modules)
     _wait_for_everyone(args)  # every process has checked the folder before the main one changes it
 
     if main_process:
@@ -285,7 +322,8 @@ def train(run: TrainRun) -> dict:
 
             for old in output_dir.glob("checkpoint-*"):
                 shutil.rmtree(old)
-            for name in ("metrics.jsonl", "summary.json", "eval_before.jsonl", "eval_after.jsonl"):
+            for name in ("metrics.jsonl", "summary.json", "eval_before.jsonl", "eval_after.jsonl", "eval_curve.jsonl",
+                         "eval_curve_answers.jsonl", "completions.jsonl"):
                 (output_dir / name).unlink(missing_ok=True)
         (output_dir / "train_config.json").write_text(
             json.dumps({**run.to_dict(), "versions": versions}, indent=2, default=str) + "\n")
@@ -294,18 +332,50 @@ def train(run: TrainRun) -> dict:
     summary["config"] = run.to_dict()
     summary["world_size"] = args.world_size
 
-    if script.eval_dataset and "before" not in summary.get("eval", {}):
+    # With --eval_every the curve evaluates at step 0 and at the end: before/after come from it.
+    if script.eval_dataset and not script.eval_every and "before" not in summary.get("eval", {}):
         if main_process:
             summary.setdefault("eval", {})["before"] = greedy_eval(model, tokenizer, run, output_dir, "before")
             logger.warning("greedy accuracy before training: %s", summary["eval"]["before"])
             summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
+    curve = None
+    if script.eval_every:
+        from srgrpo.tasks.datasets import load_problems
+        from srgrpo.training.curve import GreedyCurveCallback, read_probe_prompts
+
+        problems = load_problems(script.eval_dataset, limit=script.eval_limit, seed=args.seed)
+        probes = read_probe_prompts(script.probe_prompts) if script.probe_prompts else []
+        curve = (problems, probes)
+    rule = CollapseRule(window=script.collapse_window, diversity_drop=script.collapse_diversity_drop,
+                        accuracy_drop=script.collapse_accuracy_drop)
+    holder: dict = {}
+    # Held-out accuracy is known on the main process only; with several processes the collapse step
+    # uses diversity alone, so that every process stops at the same step.
+    evaluations = (lambda: holder["curve"].evaluations() if "curve" in holder else []) if args.world_size == 1 else None
     watch = WatchCallback(output_dir / "metrics.jsonl", CollapseThresholds(window=script.watch_window),
-                          stop_on_collapse=script.stop_on_collapse)
+                          stop_on_collapse=script.stop_on_collapse, collapse_rule=rule, evaluations=evaluations)
     _wait_for_everyone(args)  # every process has read metrics.jsonl before the main one rewrites it
-    trainer, _ = build_trainer(run, model, tokenizer, dataset, callbacks=[watch])
+    completions_path = output_dir / "completions.jsonl" if script.save_completions and main_process else None
+    if completions_path is not None and checkpoint is None:
+        completions_path.unlink(missing_ok=True)
+    elif completions_path is not None and completions_path.is_file():  # resumed: drop the steps about to rerun
+        done = int(Path(checkpoint).name.rsplit("-", 1)[-1])
+        kept = [line for line in completions_path.read_text().splitlines()
+                if line.strip() and (json.loads(line).get("step") or 0) <= done]
+        completions_path.write_text("".join(line + "\n" for line in kept))
+    trainer, first_reward = build_trainer(run, model, tokenizer, dataset, callbacks=[watch], resume_from=checkpoint,
+                                          completions_path=completions_path)
+    if curve is not None:
+        holder["curve"] = GreedyCurveCallback(trainer.accelerator.unwrap_model(trainer.model), tokenizer, curve[0],
+                                              output_dir, script.eval_every, curve[1],
+                                              max_new_tokens=script.eval_max_new_tokens,
+                                              batch_size=script.eval_batch_size)
+        trainer.add_callback(holder["curve"])
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
+    if first_reward is not None and first_reward.monitor is not None:
+        first_reward.monitor.flush()
     summary["train_seconds"] = round(time.perf_counter() - started, 1)
     summary["global_step"] = trainer.state.global_step
     # How the processes trained: e.g. distributed / gloo / DistributedDataParallel under torchrun on CPU.
@@ -317,10 +387,23 @@ def train(run: TrainRun) -> dict:
 
     rows = read_metrics(output_dir / "metrics.jsonl")
     summary["watch_warnings"] = watch.warnings
+    names = run.reward.reward_names()
+    weights = args.reward_weights or [1.0] * len(names)
+    summary["rewards"] = [{"name": n, "logged_as": logged_name(n, sc) if n != "reward_model" else run.reward.reward_model,
+                           "scorer": sc, "weight": w}
+                          for n, sc, w in zip(names, run.reward.reward_scorers(), weights)]
+    summary["multi_objective_aggregation"] = args.multi_objective_aggregation
+    summary["collapse"] = collapse_step(rows, rule, holder["curve"].evaluations() if "curve" in holder else [])
+    summary["collapse_rule"] = dataclasses.asdict(rule)
     if rows:
         summary["first_step"], summary["last_step"] = rows[0], rows[-1]  # the curves: srgrpo.reports.training
-    if script.eval_dataset:
+    if script.eval_dataset and not script.eval_every:
         summary.setdefault("eval", {})["after"] = greedy_eval(trainer.model, tokenizer, run, output_dir, "after")
+    elif "curve" in holder and holder["curve"].rows:
+        points = holder["curve"].rows
+        summary["eval"] = {label: {"dataset": script.eval_dataset, "n": r["n"], "accuracy": r["accuracy"],
+                                   "seconds": r["seconds"]} for label, r in (("before", points[0]), ("after", points[-1]))}
+        summary["eval_curve"] = points
     summary = TrainingSummary.from_json(summary).to_json()  # a missing or misnamed field fails here, not in a reader
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

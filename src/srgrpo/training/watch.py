@@ -25,6 +25,8 @@ from typing import Sequence
 
 from transformers import TrainerCallback
 
+from srgrpo.training.hacking import CollapseRule, collapse_step, within_group_length_corr
+
 logger = logging.getLogger("srgrpo.watch")
 
 # metrics.jsonl column -> key in the trainer's logs (TRL's own metrics and those of batch_watch_stats).
@@ -78,10 +80,14 @@ def batch_watch_stats(
     completion_ids: Sequence[Sequence[int]],
     group_size: int,
     special_ids: set[int] | None = None,
+    prefix: str = "stable_rank",
+    completions: bool = True,
 ) -> dict[str, float]:
     """Watch metrics of one scored batch. Completions come in consecutive groups of `group_size`
     (TRL repeats each prompt that many times in a row). Only finite values are returned (a NaN
-    would poison TRL's average over the logging interval)."""
+    would poison TRL's average over the logging interval). The reward's own statistics are named
+    `{prefix}/...` (the reward's name); `completions=False` leaves out the `completions/*` ones
+    (another reward of the same batch logs them)."""
     group_size = max(int(group_size), 1)
     drop = special_ids or set()
     ids = [strip_trailing(c, drop) for c in completion_ids]
@@ -93,14 +99,17 @@ def batch_watch_stats(
         spreads.append(spread)
         zero_spread += math.isclose(spread, 0.0, abs_tol=1e-8)
         diversities.append(group_diversity([ids[i] for i in group]))
+    length_corr = within_group_length_corr(rewards, [len(c) for c in ids], group_size)
     stats = {
-        "stable_rank/group_std": statistics.fmean(spreads) if spreads else math.nan,
-        "stable_rank/zero_spread_frac": zero_spread / len(groups) if groups else math.nan,
-        "stable_rank/unscored_frac": sum(r is None for r in rewards) / len(rewards) if rewards else math.nan,
-        "completions/repetition": statistics.fmean(repetition_rate(c) for c in ids) if ids else math.nan,
-        "completions/group_diversity": statistics.fmean(d for d in diversities if not math.isnan(d))
-        if any(not math.isnan(d) for d in diversities) else math.nan,
+        f"{prefix}/group_std": statistics.fmean(spreads) if spreads else math.nan,
+        f"{prefix}/zero_spread_frac": zero_spread / len(groups) if groups else math.nan,
+        f"{prefix}/unscored_frac": sum(r is None for r in rewards) / len(rewards) if rewards else math.nan,
+        f"{prefix}/length_corr": math.nan if length_corr is None else length_corr,
     }
+    if completions:
+        stats["completions/repetition"] = statistics.fmean(repetition_rate(c) for c in ids) if ids else math.nan
+        stats["completions/group_diversity"] = (statistics.fmean(d for d in diversities if not math.isnan(d))
+                                                if any(not math.isnan(d) for d in diversities) else math.nan)
     return {k: v for k, v in stats.items() if math.isfinite(v)}
 
 
@@ -114,6 +123,11 @@ def metrics_row(step: int, logs: dict) -> dict | None:
         value = logs.get(key)
         if isinstance(value, (int, float)) and math.isfinite(value):
             row[column] = float(value)
+    mapped = set(LOG_KEYS.values())
+    for key, value in logs.items():  # every reward's and hacking metric under TRL's own name
+        named = "/" in key and (key.startswith("rewards/") or key not in mapped)
+        if named and isinstance(value, (int, float)) and math.isfinite(value):
+            row[key] = float(value)
     return row
 
 
@@ -149,7 +163,8 @@ def collapse_warning(history: Sequence[dict], t: CollapseThresholds) -> str | No
         return statistics.fmean(values) if values else None
 
     first, last = history[: t.window], history[-t.window :]
-    sr0, sr1 = mean(first, "sr_mean"), mean(last, "sr_mean")
+    column = "sr_mean" if any("sr_mean" in r for r in history) else "reward_mean"  # stable rank, else the total
+    sr0, sr1 = mean(first, column), mean(last, column)
     if sr0 is None or sr1 is None or not sr1 > sr0 * (1 + t.sr_rise):
         return None
     symptoms = []
@@ -164,18 +179,24 @@ def collapse_warning(history: Sequence[dict], t: CollapseThresholds) -> str | No
         symptoms.append(f"repetition {rep0:.3f} -> {rep1:.3f}")
     if not symptoms:
         return None
-    return f"possible reward hacking: stable rank {sr0:.3f} -> {sr1:.3f} while " + ", ".join(symptoms)
+    what = "stable rank" if column == "sr_mean" else "reward"
+    return f"possible reward hacking: {what} {sr0:.3f} -> {sr1:.3f} while " + ", ".join(symptoms)
 
 
 class WatchCallback(TrainerCallback):
-    """Writes `metrics.jsonl` (one line per logged step) and warns when SR rises while length or
-    diversity collapses; with `stop_on_collapse`, also ends training (after a checkpoint)."""
+    """Writes `metrics.jsonl` (one line per logged step), warns when SR rises while length or
+    diversity collapses, and finds the collapse step (`srgrpo.training.hacking.CollapseRule`, with
+    the held-out evaluations that `evaluations()` returns, if given); with `stop_on_collapse`, the
+    warning or the collapse step ends training (after a checkpoint)."""
 
     def __init__(self, metrics_path: str | Path, thresholds: CollapseThresholds | None = None,
-                 stop_on_collapse: bool = False):
+                 stop_on_collapse: bool = False, collapse_rule: CollapseRule | None = None, evaluations=None):
         self.metrics_path = Path(metrics_path)
         self.thresholds = thresholds or CollapseThresholds()
         self.stop_on_collapse = stop_on_collapse
+        self.collapse_rule = collapse_rule or CollapseRule()
+        self.evaluations = evaluations or (lambda: [])
+        self.collapse: dict | None = None
         self.history: list[dict] = []
         self.warnings: list[str] = []
         self._collapsing = False
@@ -190,6 +211,7 @@ class WatchCallback(TrainerCallback):
             self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
             self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         self.history = rows
+        self.collapse = collapse_step(rows, self.collapse_rule, self.evaluations()) if rows else None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         row = metrics_row(state.global_step, logs or {})
@@ -203,12 +225,19 @@ class WatchCallback(TrainerCallback):
                 self.warnings.append(message)
                 if state.is_world_process_zero:
                     logger.warning("step %d: %s", state.global_step, message)
-            if self.stop_on_collapse:
-                if state.is_world_process_zero:
-                    logger.warning("step %d: stopping training (stop_on_collapse)", state.global_step)
-                control.should_training_stop = True
-                control.should_save = True
         self._collapsing = message is not None
+        if self.collapse is None:
+            self.collapse = collapse_step(self.history, self.collapse_rule, self.evaluations())
+            if self.collapse is not None:
+                row["collapse_step"] = self.collapse["collapse_step"]
+                if state.is_world_process_zero:
+                    logger.warning("step %d: collapse step %d: %s", state.global_step,
+                                   self.collapse["collapse_step"], self.collapse["reason"])
+        if self.stop_on_collapse and (message or "collapse_step" in row):
+            if state.is_world_process_zero:
+                logger.warning("step %d: stopping training (stop_on_collapse)", state.global_step)
+            control.should_training_stop = True
+            control.should_save = True
         if state.is_world_process_zero:
             with self.metrics_path.open("a") as out:
                 out.write(json.dumps(row) + "\n")
