@@ -375,12 +375,15 @@ def test_embedded_paper_run_killed_and_resumed(tmp_path, monkeypatch, capsys):
 
 
 def test_evaluate_with_adapters_writes_one_folder_per_policy_and_table_2(tmp_path, tiny_model_dir, capsys):
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     adapter = tmp_path / "grpo-sr" / "final"  # as `srgrpo train` writes it
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    torch.manual_seed(0)  # a fixed random adapter, scaled up (alpha/r = 16) so that it surely moves greedy answers
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                                                  init_lora_weights=False))
     peft_model.save_pretrained(adapter)
     tasks = write_tasks(tmp_path)
     out = tmp_path / "eval"
