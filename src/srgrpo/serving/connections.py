@@ -33,6 +33,17 @@ Mechanisms, and their limits:
   most `read_timeout` (and no longer than `LINGER_IDLE_S` without a byte), then closes; the client
   reads the answer, then hangs up. A body longer than that still gets a reset. No discarded byte
   is kept in memory.
+- **Reading is reserved** (`InflightBytes`, shared with the application's body charges). Before
+  its request is charged, a connection may hold up to `READ_RESERVATION_BYTES` in the stack's
+  buffers (asyncio reads 256 KiB at a time; uvicorn queues up to 64 KiB of body before it pauses
+  reading), so a connection reads only while it holds that much of the in-flight bound: it takes
+  it when it opens and again after each answer; its request's first charge takes it over. A
+  connection that finds no room waits with reading paused (its head timer runs: one that waits
+  `read_timeout` is closed) and is resumed, oldest first, when bytes are given back. So request
+  bytes in memory stay under the bound however many connections write at once; with a small bound
+  and many idle connections, new ones wait (`srgrpo_connections_waiting`). Limit: between an
+  answer's release and its last byte written, the connection reads on without a reservation (one
+  read at most).
 - Not covered: a client that never reads its answer holds the connection while the kernel's send
   buffer holds the answer (the answers are small: one float per text); TLS is not terminated here.
 """
@@ -56,6 +67,60 @@ logger = logging.getLogger("srgrpo.serve")
 BODY_GRACE_S = 1.0
 # A lingering close ends when the client has sent nothing for this long (or after read_timeout in all).
 LINGER_IDLE_S = 2.0
+# What a connection may hold in the HTTP stack's buffers before its request is charged: one asyncio
+# read (256 KiB) and the body uvicorn queues before it pauses reading (64 KiB).
+READ_RESERVATION_BYTES = 256 * 1024 + 64 * 1024
+
+
+class InflightBytes:
+    """The bytes of request bodies in memory, against a limit: `used`, what requests are charged
+    (see srgrpo.serving.server: a body of Content-Length L is charged 2 L + min(L, 512 KiB) on
+    arrival, then its parsed texts' size until it is answered), and `reserved`, the read
+    reservations of connections whose request is not charged yet (see the module docstring).
+    Runs on the event loop thread only."""
+
+    def __init__(self, limit: int, gauge=None, reserved_gauge=None):
+        self.limit = limit
+        self.used = 0
+        self.reserved = 0
+        self._gauge, self._reserved_gauge = gauge, reserved_gauge
+        self.on_room = None  # called when bytes are given back (the guard resumes waiting connections)
+
+    def fits(self, n: int) -> bool:
+        return self.used + self.reserved + n <= self.limit
+
+    def take(self, n: int, force: bool = False, absorb: int = 0) -> bool:
+        """Charge `n` bytes (negative: give back); `absorb` bytes of a reservation become part of it."""
+        if not force and n > 0 and not self.fits(n - absorb):
+            return False
+        self.used += n
+        self.reserved -= absorb
+        self._publish()
+        if n - absorb < 0 and self.on_room is not None:
+            self.on_room()
+        return True
+
+    def give(self, n: int) -> None:
+        self.take(-n, force=True)
+
+    def reserve(self, n: int) -> bool:
+        if not self.fits(n):
+            return False
+        self.reserved += n
+        self._publish()
+        return True
+
+    def unreserve(self, n: int) -> None:
+        self.reserved -= n
+        self._publish()
+        if n > 0 and self.on_room is not None:
+            self.on_room()
+
+    def _publish(self) -> None:
+        if self._gauge is not None:
+            self._gauge.set(self.used)
+        if self._reserved_gauge is not None:
+            self._reserved_gauge.set(self.reserved)
 
 _CONNECTION: contextvars.ContextVar["GuardedH11Protocol | None"] = contextvars.ContextVar(
     "srgrpo_connection", default=None)
@@ -73,8 +138,12 @@ class ConnectionGuard:
     that admits a request, and counts for /metrics."""
 
     def __init__(self, *, read_timeout: float, max_connections: int, max_unauthenticated: int,
-                 keyed: bool, drain_bytes: int, metrics=None):
+                 keyed: bool, drain_bytes: int, metrics=None, budget: InflightBytes | None = None):
         self.read_timeout = read_timeout
+        self.budget = budget  # None: connections read without reservations (no in-flight bound)
+        self.waiting: dict[GuardedH11Protocol, None] = {}  # paused until a read reservation fits, oldest first
+        if budget is not None:
+            budget.on_room = self.resume_waiting
         self.max_connections = max_connections
         self.max_unauthenticated = max_unauthenticated
         self.keyed = keyed
@@ -93,10 +162,39 @@ class ConnectionGuard:
         self.connections[conn] = None
         if len(self.connections) > self.max_connections:
             self._evict(self._open_count() - self.max_connections, spare=conn)
+        self.reserve_read(conn)
 
     def lost(self, conn: "GuardedH11Protocol") -> None:
         self.connections.pop(conn, None)
         self.unauthenticated.discard(conn)
+        self.waiting.pop(conn, None)
+        self.release_read(conn)
+
+    # ------------------------------------------------------------------ read reservations
+    def reserve_read(self, conn: "GuardedH11Protocol") -> None:
+        """Give `conn` its read reservation, or pause its reading until one fits."""
+        if self.budget is None or conn.read_reservation:
+            return
+        if not self.waiting and self.budget.reserve(READ_RESERVATION_BYTES):
+            conn.read_reservation = READ_RESERVATION_BYTES
+            return
+        conn.pause_for_room()
+        self.waiting[conn] = None
+
+    def release_read(self, conn: "GuardedH11Protocol") -> None:
+        if conn.read_reservation and self.budget is not None:
+            held, conn.read_reservation = conn.read_reservation, 0
+            self.budget.unreserve(held)
+
+    def resume_waiting(self) -> None:
+        while self.waiting:
+            conn = next(iter(self.waiting))
+            if not conn.closed() and not self.budget.reserve(READ_RESERVATION_BYTES):
+                return
+            del self.waiting[conn]
+            if not conn.closed():
+                conn.read_reservation = READ_RESERVATION_BYTES
+                conn.resume_after_room()
 
     def _open_count(self) -> int:
         if len(self.connections) <= self.max_connections:
@@ -178,6 +276,8 @@ class GuardedH11Protocol(H11Protocol):
         self._draining = False
         self._drained = 0
         self._lost = False
+        self.read_reservation = 0  # bytes of the in-flight bound this connection may read into
+        self._paused_for_room = False
         self._arm_head()  # the first head
         self.guard.opened(self)
 
@@ -188,6 +288,19 @@ class GuardedH11Protocol(H11Protocol):
 
     def body_unread(self) -> bool:
         return not self._lost and self.conn.their_state is h11.SEND_BODY
+
+    def closed(self) -> bool:
+        return self._lost or self._raw_transport.is_closing()
+
+    def pause_for_room(self) -> None:
+        self._paused_for_room = True
+        self._raw_transport.pause_reading()
+        if self.guard.metrics is not None:
+            self.guard.metrics.connections_waited.inc()
+
+    def resume_after_room(self) -> None:
+        self._paused_for_room = False
+        self._raw_transport.resume_reading()
 
     def close_now(self, reason: str) -> None:
         if not self._raw_transport.is_closing():
@@ -216,6 +329,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if not self.closed() and not self._draining:
+            self.guard.reserve_read(self)  # to read the next request (its charge took the last one over)
         self._update_timers()
 
     def connection_lost(self, exc):
@@ -267,6 +382,9 @@ class GuardedH11Protocol(H11Protocol):
     # ------------------------------------------------------------------ lingering close
     def start_draining(self) -> None:
         self._draining = True
+        # What a lingering close reads is discarded within the read (one event loop callback at a
+        # time), so it holds no buffer: its reservation goes to a waiting connection.
+        self.guard.release_read(self)
         for name in ("_head_timer", "_body_timer"):
             timer = getattr(self, name)
             if timer is not None:

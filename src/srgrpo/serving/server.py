@@ -51,7 +51,13 @@ from starlette.requests import ClientDisconnect
 
 from srgrpo.features import FEATURES
 from srgrpo.scoring import StableRankScorer
-from srgrpo.serving.connections import ConnectionGuard, guarded_protocol
+from srgrpo.serving.connections import (
+    READ_RESERVATION_BYTES,
+    ConnectionGuard,
+    InflightBytes,
+    current_connection,
+    guarded_protocol,
+)
 from srgrpo.serving.protocol import BadRequest, parse_request
 from srgrpo.serving.worker import BatchingWorker, Job
 
@@ -169,40 +175,20 @@ def default_max_inflight_bytes(max_body_bytes: int, max_connections: int, availa
     return max(largest, min(available // 4, largest * max_connections))
 
 
-class InflightBytes:
-    """The bytes charged to request bodies in flight, against a limit. A request with a
-    Content-Length L is charged 2 L + min(L, STACK_BYTES) on arrival (its raw body and the texts
-    parsed from it exist together while it is parsed, and the HTTP stack holds copies of parts of it
-    on the way in); a chunked one STACK_BYTES on arrival and twice each chunk as it arrives. Once
-    parsed, the charge becomes the size of the parsed texts (`sys.getsizeof`, about the body's size
-    for ASCII text), held until the request is answered. Runs on the event loop thread only."""
-
-    def __init__(self, limit: int, gauge=None):
-        self.limit = limit
-        self.used = 0
-        self._gauge = gauge
-
-    def take(self, n: int, force: bool = False) -> bool:
-        if not force and n > 0 and self.used + n > self.limit:
-            return False
-        self.used += n
-        if self._gauge is not None:
-            self._gauge.set(self.used)
-        return True
-
-    def give(self, n: int) -> None:
-        self.take(-n, force=True)
-
-
 class _Charge:
-    """What one request holds of an `InflightBytes` bound."""
+    """What one request holds of an `InflightBytes` bound. Its first charge takes over its
+    connection's read reservation (the stack's copies are part of the charge from then on); the
+    connection takes a new one once the answer is sent (`GuardedH11Protocol`)."""
 
-    def __init__(self, bound: InflightBytes):
-        self.bound, self.held = bound, 0
+    def __init__(self, bound: InflightBytes, conn=None):
+        self.bound, self.conn, self.held = bound, conn, 0
 
     def take(self, n: int) -> bool:
-        if not self.bound.take(n):
+        absorb = self.conn.read_reservation if self.conn is not None and self.held == 0 else 0
+        if not self.bound.take(n, absorb=absorb):
             return False
+        if absorb:
+            self.conn.read_reservation = 0
         self.held += n
         return True
 
@@ -290,7 +276,15 @@ class Metrics:
         self.inflight_bytes = Gauge("srgrpo_inflight_bytes", "bytes charged to request bodies being received, "
                                     "parsed or queued (2 L + min(L, 512 KiB) for a body of L bytes until it is "
                                     "parsed, then its parsed texts' size)", registry=r)
-        self.inflight_bytes_limit = Gauge("srgrpo_inflight_bytes_limit", "the bound on srgrpo_inflight_bytes "
+        self.inflight_reserved_bytes = Gauge(
+            "srgrpo_inflight_reserved_bytes", "read reservations of connections whose request is not charged yet "
+            "(320 KiB each: what the HTTP stack may buffer), counted against --max-inflight-bytes", registry=r)
+        self.connections_waiting = Gauge("srgrpo_connections_waiting", "connections whose reading is paused until "
+                                         "a read reservation fits under --max-inflight-bytes", registry=r)
+        self.connections_waited = Counter("srgrpo_connections_waited", "times a connection was paused for room "
+                                          "under --max-inflight-bytes", registry=r)
+        self.inflight_bytes_limit = Gauge("srgrpo_inflight_bytes_limit", "the bound on srgrpo_inflight_bytes plus "
+                                          "srgrpo_inflight_reserved_bytes "
                                           "(--max-inflight-bytes)", registry=r)
         self.connections_open = Gauge("srgrpo_connections_open", "open HTTP connections", registry=r)
         self.connections_closed = Counter("srgrpo_connections_closed", "connections closed by the server's guards, "
@@ -378,7 +372,6 @@ class _Admission:
         self.app, self.config, self.metrics = app, config, metrics
 
     async def __call__(self, scope, receive, send):
-        from srgrpo.serving.connections import current_connection
 
         conn = current_connection() if scope["type"] == "http" else None
         if conn is not None:
@@ -417,7 +410,7 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
     state = {"draining": False, "accepted": 0, "answered": 0}
     inflight_limit = config.max_inflight_bytes or default_max_inflight_bytes(config.max_body_bytes,
                                                                              config.max_connections)
-    inflight = InflightBytes(inflight_limit, metrics.inflight_bytes)
+    inflight = InflightBytes(inflight_limit, metrics.inflight_bytes, metrics.inflight_reserved_bytes)
     # Large bodies are parsed off the event loop, one at a time: parsing holds the GIL anyway, and one
     # thread means one allocator arena and at most one body's transient parse copy at a time.
     parser = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="srgrpo-parse")
@@ -487,7 +480,9 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
         too_large = f"body exceeds the limit of {config.max_body_bytes} bytes (--max-body-bytes)"
         if length.isdigit() and int(length) > config.max_body_bytes:
             return _error(413, too_large, close=True)  # not read: answer, drain (lingering close), drop
-        charge = _Charge(inflight)  # given back when the request is answered, whatever the answer
+        # Given back when the request is answered, whatever the answer; it takes over the connection's
+        # read reservation (None outside a guarded connection, e.g. starlette's TestClient).
+        charge = _Charge(inflight, current_connection())
         try:
             return await _charged(request, length, charge, too_large)
         finally:
@@ -593,8 +588,14 @@ class RewardServer:
         self.guard = ConnectionGuard(
             read_timeout=config.read_timeout, max_connections=config.max_connections,
             max_unauthenticated=config.unauthenticated_share, keyed=bool(config.api_key),
-            drain_bytes=config.drain_bytes, metrics=self.app.state.metrics)
+            drain_bytes=config.drain_bytes, metrics=self.app.state.metrics, budget=self.app.state.inflight)
         self.app.state.metrics.connections_open.set_function(lambda: len(self.guard.connections))
+        self.app.state.metrics.connections_waiting.set_function(lambda: len(self.guard.waiting))
+        readers = self.app.state.inflight.limit // READ_RESERVATION_BYTES
+        if readers < config.max_connections:
+            logger.warning("--max-inflight-bytes %d leaves room for %d connections reading at once (320 KiB each); "
+                           "beyond that, connections wait with reading paused (--max-connections is %d)",
+                           self.app.state.inflight.limit, readers, config.max_connections)
         # The connection cap is the guard's (uvicorn's limit_concurrency cannot tell key holders from
         # others); uvicorn's h11 protocol is subclassed, not patched: see srgrpo.serving.connections.
         self.uvicorn = uvicorn.Server(uvicorn.Config(
