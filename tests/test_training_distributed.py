@@ -4,6 +4,7 @@ the main process writes the reports."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -49,3 +50,26 @@ def test_torchrun_two_cpu_processes_train_data_parallel(tiny_model_dir, tmp_path
     assert (out / "checkpoint-2").is_dir() and (out / "final" / "adapter_config.json").is_file()
     assert (out / "training_curves.png").stat().st_size > 0
     assert done.stdout.count('"global_step"') == 1  # only the main process prints the report
+
+
+def test_torchrun_trains_with_the_ema_scorer_and_a_held_out_curve(tiny_model_dir, tmp_path):
+    """Two processes train with the EMA scorer (its second adapter is updated after every optimizer
+    step in each process) and a held-out curve evaluated every step: finite rewards, one metrics row
+    and one curve row per step (one writer), the scorer recorded in summary.json."""
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in QUESTIONS))
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    done = torchrun(["--dataset", "prompts.jsonl", "--output-dir", "run", "--model", str(tiny_model_dir),
+                     "--config", "tiny.json", "--reward_scorer", "ema", "--reward_ema_decay", "0.5",
+                     "--eval_dataset", "gsm8k", "--eval_limit", "2", "--eval_every", "1",
+                     "--eval_max_new_tokens", "8", "--eval_batch_size", "2"], tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = tmp_path / "run"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_step"] == 2
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r["reward_mean"]) for r in rows)
+    curve = [json.loads(line) for line in (out / "eval_curve.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in curve] == [0, 1, 2]  # one writer
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in curve)
+    assert [r["scorer"] for r in summary["rewards"]] == ["ema"]
