@@ -78,6 +78,8 @@ def test_a_restated_option_list_is_not_an_answer():
     listing = "A) Clark\nB) Smith\nC) Whitebear\nD) Ebbinghaus"
     assert extract_letter(listing) is None
     assert extract_letter(listing + "\n\nThe correct answer is: D) Ebbinghaus") == "D"
+    assert extract_letter(listing + "\n\nThe correct answer is:\n\nD) Ebbinghaus") == "D"  # on the next line
+    assert extract_letter("The answer is:\nB. Smith\n\nA) Clark\nB) Smith\nC) Whitebear") == "B"
     assert extract_letter("C) Whitebear, because ...") == "C"  # a single option line is an answer
     problem = Problem("c", "q", "C", "choice", ("Clark", "Smith", "Whitebear", "Ebbinghaus"))
     assert is_correct(problem, listing + "\n\nAnswer: X = Whitebear")  # the option's text

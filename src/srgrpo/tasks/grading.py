@@ -73,6 +73,9 @@ def extract_letter(completion: str, n_choices: int = 4, choices: Sequence[str] =
     # Weak models often restate the option list; a list of labels is not an answer, and its last
     # line ("D) ...") would otherwise always win. Drop such lines when more than one label appears.
     label = rf"^\s*\(?([{letters}])\s*[\).:]"
+    # ... but "The correct answer is:\n\nD) ..." answers on the next line: join it to its intro first.
+    text = re.sub(rf"(answer\s*(?:is)?\s*:?)[ \t]*\n\s*(?=\(?[{letters}]\s*[\).:])", r"\1 ", text,
+                  flags=re.IGNORECASE)
     if len(set(re.findall(label, text, flags=re.MULTILINE))) > 1:
         text = re.sub(label + ".*$", "", text, flags=re.MULTILINE)
     for pattern in _LETTER_PATTERNS:
@@ -146,13 +149,14 @@ class Grader:
     version: int = 1  # bumped whenever a change alters an answer or a verdict
 
 
-# One grader per problem kind (srgrpo.tasks.datasets.KINDS); `grade` dispatches through it and runs
-# record the versions of the graders they used.
+# One grader per problem kind (srgrpo.tasks.datasets.KINDS); `grade` dispatches through it, and
+# runs record the versions of the graders they used.
 GRADERS: Registry[Grader] = Registry("grader", [(g.name, g) for g in (
     Grader("gsm8k", "the final number, compared numerically", _number_grade),
     # A unit (OlympiadBench) is never graded: a % sign is dropped before math-verify reads the answer.
     Grader("math", "math-verify, gold parsed first", _math_problem_grade),
-    Grader("choice", "the option letter", _choice_grade),
+    # v2: an answer on the line after "The answer is:" counts even when the options are restated.
+    Grader("choice", "the option letter", _choice_grade, version=2),
 )])
 NUMBER_GRADER = "gsm8k"  # what a kind without a grader of its own is graded by (as before the registry)
 
