@@ -112,3 +112,36 @@ def tiny_model_dir(tmp_path_factory, tiny_model, tokenizer):
     tiny_model.save_pretrained(path)  # load_model(path) puts it back on the default device ("auto")
     tokenizer.save_pretrained(path)
     return path
+
+
+# ------------------------------------------------------------------ serving and framework tests
+# Prompt/response pairs the reward server and framework tests send; a module sets `PAIRS` to all of
+# them or to the first four (SERVING_PAIRS[:4]), and `expected` scores that module's `PAIRS`.
+SERVING_PAIRS = [
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("Add 1/3 and 1/4.", "Add the numerators over a common denominator: 1/3 + 1/4 = 7/12."),
+    ("Say hello.", "Hello! How can I help you today?"),
+    ("Write code.", "def add(a, b):\n    return a + b\n"),
+    ("Write a haiku.", "Cold rain on red leaves, the garden bows its wet head, summer slips away."),
+    ("Who are you?", "I am a helpful assistant."),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tokenizer):
+    """`srgrpo serve` at its defaults on the tiny model, on a free loopback port."""
+    from srgrpo.scoring import StableRankScorer
+    from srgrpo.serving.server import RewardServer, ServeConfig
+
+    srv = RewardServer(StableRankScorer(tiny_model, tokenizer), ServeConfig(port=0)).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def expected(request, tiny_model, tokenizer):
+    """In-process stable rank of the requesting module's `PAIRS`: what the server must answer."""
+    from srgrpo.scoring import StableRankScorer
+
+    pairs = request.module.PAIRS
+    return StableRankScorer(tiny_model, tokenizer).score([p for p, _ in pairs], [r for _, r in pairs])

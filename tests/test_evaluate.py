@@ -3,7 +3,6 @@ grading, the task registry, the resumable runner (a kill mid-run, then a resume 
 what is missing and ends with the same numbers), pass@k / majority@k, the paired comparison."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

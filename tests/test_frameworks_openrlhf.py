@@ -15,15 +15,11 @@ import references
 pytest.importorskip("openrlhf")
 agent = pytest.importorskip("openrlhf.utils.agent")
 
+from conftest import SERVING_PAIRS  # noqa: E402
 from srgrpo.scoring import StableRankScorer  # noqa: E402
 from srgrpo.serving.server import RewardServer, ServeConfig  # noqa: E402
 
-PAIRS = [
-    ("What is the capital of France?", "The capital of France is Paris."),
-    ("Add 1/3 and 1/4.", "Add the numerators over a common denominator: 1/3 + 1/4 = 7/12."),
-    ("Say hello.", "Hello! How can I help you today?"),
-    ("Write code.", "def add(a, b):\n    return a + b\n"),
-]
+PAIRS = SERVING_PAIRS[:4]
 
 
 class VLLMStandIn:
@@ -54,11 +50,6 @@ def servers(tiny_model, tokenizer):
     yield pair
     for srv in pair:
         srv.stop()
-
-
-@pytest.fixture(scope="module")
-def expected(tiny_model, tokenizer):
-    return StableRankScorer(tiny_model, tokenizer).score([p for p, _ in PAIRS], [r for _, r in PAIRS])
 
 
 def execute(executor, tokenizer, engine, question, max_length=2048, max_tokens=64):

@@ -17,23 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from conftest import SERVING_PAIRS
 from srgrpo.scoring import StableRankScorer
 from srgrpo.serving.client import RemoteStableRankReward
-from srgrpo.serving.server import RewardServer, ServeConfig
 
-PAIRS = [
-    ("What is the capital of France?", "The capital of France is Paris."),
-    ("Add 1/3 and 1/4.", "Add the numerators over a common denominator: 1/3 + 1/4 = 7/12."),
-    ("Say hello.", "Hello! How can I help you today?"),
-    ("Write code.", "def add(a, b):\n    return a + b\n"),
-]
-
-
-@pytest.fixture(scope="module")
-def server(tiny_model, tokenizer):
-    srv = RewardServer(StableRankScorer(tiny_model, tokenizer), ServeConfig(port=0)).start()
-    yield srv
-    srv.stop()
+PAIRS = SERVING_PAIRS[:4]
 
 
 def in_process(tiny_model, tokenizer, prompts, responses):

@@ -8,7 +8,6 @@ cannot run here; the response ids are what a policy would have sampled.)"""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -18,32 +17,14 @@ pytest.importorskip("verl.experimental.reward_loop")
 
 import torch  # noqa: E402
 
+from conftest import SERVING_PAIRS  # noqa: E402
 from srgrpo.scoring import StableRankScorer  # noqa: E402
 from srgrpo.serving import client as client_module  # noqa: E402
 from srgrpo.serving.server import RewardServer, ServeConfig  # noqa: E402
 from srgrpo.serving.verl_main import compose  # noqa: E402
 
 CLIENT_FILE = str(Path(client_module.__file__))
-PAIRS = [
-    ("What is the capital of France?", "The capital of France is Paris."),
-    ("Add 1/3 and 1/4.", "Add the numerators over a common denominator: 1/3 + 1/4 = 7/12."),
-    ("Say hello.", "Hello! How can I help you today?"),
-    ("Write code.", "def add(a, b):\n    return a + b\n"),
-    ("Write a haiku.", "Cold rain on red leaves, the garden bows its wet head, summer slips away."),
-    ("Who are you?", "I am a helpful assistant."),
-]
-
-
-@pytest.fixture(scope="module")
-def server(tiny_model, tokenizer):
-    srv = RewardServer(StableRankScorer(tiny_model, tokenizer), ServeConfig(port=0)).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def expected(tiny_model, tokenizer):
-    return StableRankScorer(tiny_model, tokenizer).score([p for p, _ in PAIRS], [r for _, r in PAIRS])
+PAIRS = SERVING_PAIRS
 
 
 @pytest.fixture(scope="module")

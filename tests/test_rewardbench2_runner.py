@@ -4,7 +4,6 @@ the CLI, chance for the random scorer on a large synthetic file, resume, and v1 
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest

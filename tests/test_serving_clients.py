@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import references
 
+from conftest import SERVING_PAIRS
 from srgrpo.scoring import StableRankScorer
 from srgrpo.serving import client as client_module
 from srgrpo.serving.server import RewardServer, ServeConfig
@@ -26,26 +27,7 @@ aiohttp = pytest.importorskip("aiohttp")
 torch = pytest.importorskip("torch")
 
 CLIENT_FILE = Path(client_module.__file__)
-PAIRS = [
-    ("What is the capital of France?", "The capital of France is Paris."),
-    ("Add 1/3 and 1/4.", "Add the numerators over a common denominator: 1/3 + 1/4 = 7/12."),
-    ("Say hello.", "Hello! How can I help you today?"),
-    ("Write code.", "def add(a, b):\n    return a + b\n"),
-    ("Write a haiku.", "Cold rain on red leaves, the garden bows its wet head, summer slips away."),
-    ("Who are you?", "I am a helpful assistant."),
-]
-
-
-@pytest.fixture(scope="module")
-def server(tiny_model, tokenizer):
-    srv = RewardServer(StableRankScorer(tiny_model, tokenizer), ServeConfig(port=0)).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def expected(tiny_model, tokenizer):
-    return StableRankScorer(tiny_model, tokenizer).score([p for p, _ in PAIRS], [r for _, r in PAIRS])
+PAIRS = SERVING_PAIRS
 
 
 def query_reference(model, tokenizer, query, boundary):

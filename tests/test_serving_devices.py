@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SERVING_PAIRS
 from srgrpo.scoring import StableRankScorer
 from srgrpo.serving import launch
 from srgrpo.serving.server import RewardServer, ServeConfig
@@ -21,12 +22,7 @@ from srgrpo.serving.worker import BatchingWorker, Job, parse_devices
 aiohttp = pytest.importorskip("aiohttp")
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-PAIRS = [
-    ("What is the capital of France?", "The capital of France is Paris."),
-    ("Add 1/3 and 1/4.", "Add the numerators over a common denominator: 1/3 + 1/4 = 7/12."),
-    ("Say hello.", "Hello! How can I help you today?"),
-    ("Write code.", "def add(a, b):\n    return a + b\n"),
-]
+PAIRS = SERVING_PAIRS[:4]
 
 
 def test_parse_devices():

@@ -180,7 +180,7 @@ def _reward_arguments() -> type:
                                  "each other: use --rewards alone")
             self.rewards = self.reward_feature
         names = self.reward_names()  # unknown names fail here
-        scorers = self.reward_scorers()
+        self.reward_scorers()  # an unknown or misplaced scorer fails here
         if "reward_model" in names and not self.reward_model:
             raise ValueError("--rewards reward_model needs --reward_model ID_OR_FOLDER (a sequence-classification model)")
         if self.reward_model and "reward_model" not in names:
