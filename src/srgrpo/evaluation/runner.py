@@ -199,6 +199,37 @@ def _outcomes(pairs, score_of: Callable[[PreferencePair, str], float], cache: Ru
     return out
 
 
+def _start_run(model, tokenizer, output_dir: Path, scorers: Sequence[str], options: ScoringOptions,
+               layers: Sequence[int], item_ids: list, seed: int, overwrite: bool, run_info: dict | None, *,
+               protocol: str, dataset: str, output_files) -> tuple[list, list[str], StableRankScorer, RunCache]:
+    """What both protocols' runs start with: the scorers checked, run.json pinned (or a resumed run's
+    checked), the scorer and the item cache. Returns (scorer specs, features used, scorer, cache)."""
+    unknown = [s for s in scorers if s not in SCORERS]
+    if unknown:
+        raise ValueError(f"unknown scorer(s) {unknown}; choose from: {', '.join(SCORERS)}")
+    specs = [SCORERS[s] for s in scorers]
+    features = sorted({s.feature for s in specs if s.kind == "feature"})
+    used = [*features, *([SWEEP_FEATURE] if layers else [])]
+    # Only what decides the numbers is pinned: the score-defining options and the used features' own
+    # parameters, never the batch size. The versions: features are recomputed per item where stale,
+    # the protocol's summary is recomputed on every run, the rest (judges, the data loader) pin.
+    run_config = {**(run_info or {}), "scoring": pinned_options(options, used), "scorers": list(scorers),
+                  "layers": list(layers), "pair_ids": item_ids, "seed": seed}
+    versions = run_versions(
+        features=FEATURES.versions(used),
+        scorers={s.name: s.version for s in specs if s.kind != "feature"},
+        datasets={dataset: LOADER_VERSION},
+        protocol=PROTOCOLS.versions([protocol]))
+    # Under a distributed launcher every process scores a share; only the main one writes.
+    if distributed.is_main():
+        _prepare_output_dir(output_dir, run_config, overwrite, output_files, extra_dirs=("plots",),
+                            versions=versions, refreshed=("features",), recorded=("protocol",),
+                            unpinned={"scoring": [f.name for f in dataclasses.fields(ScoringOptions)]})
+    distributed.barrier()
+    return specs, features, StableRankScorer(model, tokenizer, options), \
+        RunCache(output_dir / "cache.jsonl", readonly=not distributed.is_main())
+
+
 def run_rewardbench(
     model,
     tokenizer,
@@ -224,33 +255,11 @@ recomputed for the cached items, nothing else). Under a distributed launcher the
     the others return None."""
     if not pairs:
         raise ValueError("no preference pairs to evaluate")
-    unknown = [s for s in scorers if s not in SCORERS]
-    if unknown:
-        raise ValueError(f"unknown scorer(s) {unknown}; choose from: {', '.join(SCORERS)}")
     options = options or ScoringOptions()
     output_dir = Path(output_dir)
-    specs = [SCORERS[s] for s in scorers]
-    features = sorted({s.feature for s in specs if s.kind == "feature"})
-    used = [*features, *([SWEEP_FEATURE] if layers else [])]
-    # Only what decides the numbers is pinned: the score-defining options and the used features' own
-    # parameters, never the batch size. The versions: features are recomputed per item where stale,
-    # the protocol's summary is recomputed on every run, the rest (judges, the data loader) pin.
-    run_config = {**(run_info or {}), "scoring": pinned_options(options, used), "scorers": list(scorers),
-                  "layers": list(layers), "pair_ids": [p.id for p in pairs], "seed": seed}
-    versions = run_versions(
-        features=FEATURES.versions(used),
-        scorers={s.name: s.version for s in specs if s.kind != "feature"},
-        datasets={"preference_pairs": LOADER_VERSION},
-        protocol=PROTOCOLS.versions(["rewardbench"]))
-    # Under a distributed launcher every process scores a share; only the main one writes.
-    if distributed.is_main():
-        _prepare_output_dir(output_dir, run_config, overwrite, OUTPUT_FILES, extra_dirs=("plots",),
-                            versions=versions, refreshed=("features",), recorded=("protocol",),
-                            unpinned={"scoring": [f.name for f in dataclasses.fields(ScoringOptions)]})
-    distributed.barrier()
-
-    scorer = StableRankScorer(model, tokenizer, options)
-    cache = RunCache(output_dir / "cache.jsonl", readonly=not distributed.is_main())
+    specs, features, scorer, cache = _start_run(
+        model, tokenizer, output_dir, scorers, options, layers, [p.id for p in pairs], seed, overwrite, run_info,
+        protocol="rewardbench", dataset="preference_pairs", output_files=OUTPUT_FILES)
     try:
         _feature_stage(scorer, pairs, features, list(layers), cache, progress)
         judge_kinds = {s.kind for s in specs} & {"ipo", "pointwise", "pairwise"}
@@ -366,29 +375,12 @@ def run_rewardbench2(
     (`max_length=rewardbench2.WINDOW`); the CLI does."""
     if not sets:
         raise ValueError("no RewardBench 2 prompts to evaluate")
-    unknown = [s for s in scorers if s not in SCORERS]
-    if unknown:
-        raise ValueError(f"unknown scorer(s) {unknown}; choose from: {', '.join(SCORERS)}")
     options = options or dataclasses.replace(ScoringOptions(), max_length=rb2.WINDOW)
     output_dir = Path(output_dir)
-    specs = [SCORERS[s] for s in scorers]
-    features = sorted({s.feature for s in specs if s.kind == "feature"})
-    used = [*features, *([SWEEP_FEATURE] if layers else [])]
-    run_config = {**(run_info or {}), "protocol": "v2", "scoring": pinned_options(options, used),
-                  "scorers": list(scorers), "layers": list(layers), "pair_ids": [s.id for s in sets], "seed": seed}
-    versions = run_versions(
-        features=FEATURES.versions(used),
-        scorers={s.name: s.version for s in specs if s.kind != "feature"},
-        datasets={"completion_sets": LOADER_VERSION},
-        protocol=PROTOCOLS.versions(["rewardbench2"]))
-    if distributed.is_main():
-        _prepare_output_dir(output_dir, run_config, overwrite, V2_OUTPUT_FILES, extra_dirs=("plots",),
-                            versions=versions, refreshed=("features",), recorded=("protocol",),
-                            unpinned={"scoring": [f.name for f in dataclasses.fields(ScoringOptions)]})
-    distributed.barrier()
-
-    scorer = StableRankScorer(model, tokenizer, options)
-    cache = RunCache(output_dir / "cache.jsonl", readonly=not distributed.is_main())
+    specs, features, scorer, cache = _start_run(
+        model, tokenizer, output_dir, scorers, options, layers, [s.id for s in sets], seed, overwrite,
+        {**(run_info or {}), "protocol": "v2"}, protocol="rewardbench2", dataset="completion_sets",
+        output_files=V2_OUTPUT_FILES)
     items = [(_completion_key(s.id, k), s.prompt, c) for s in sets for k, c in enumerate(s.completions)]
     try:
         _item_feature_stage(scorer, items, features, list(layers), cache, progress)
