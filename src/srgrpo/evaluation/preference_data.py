@@ -163,14 +163,21 @@ def _parse_row(row: _Row, problems: list[str]) -> PreferencePair | None:
     )
 
 
-def _row_problem(record: Any) -> str | None:
-    """What is wrong with a record, naming the field, or None if it is a valid pair."""
+def _record_problem(record: Any) -> str | None:
+    """What both protocols require of a record: a JSON object with every required field."""
     if not isinstance(record, dict):
         return f"expected a JSON object, got {type(record).__name__}"
     # Parquet and hub rows have every column; a null there is as good as a missing field.
     missing = [k for k in REQUIRED_FIELDS if record.get(k) is None]
     if missing:
         return f"missing field(s) {', '.join(missing)}"
+    return None
+
+
+def _row_problem(record: Any) -> str | None:
+    """What is wrong with a record, naming the field, or None if it is a valid pair."""
+    if (problem := _record_problem(record)) is not None:
+        return problem
     # check_pair is the scorer's own check, so a loaded pair is one the scorer accepts.
     for name in ("prompt", "chosen", "rejected"):
         try:
@@ -317,11 +324,9 @@ def load_completion_sets(
 
 
 def _set_problem(record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {type(record).__name__}"
-    missing = [k for k in REQUIRED_FIELDS if record.get(k) is None]
-    if missing:
-        return f"missing field(s) {', '.join(missing)}"
+    """What is wrong with a RewardBench 2 record (lists of completions), or None."""
+    if (problem := _record_problem(record)) is not None:
+        return problem
     try:
         check_pair(record["prompt"], "", "field 'prompt'")
     except TypeError as err:
