@@ -21,8 +21,8 @@ so that a drift toward refusing or toward short answers shows. Held out: 16 GSM8
 (greedy accuracy) and 12 more such requests (`SENSITIVE_PROBES`: greedy refusal rate), evaluated at
 step 0 and every 25 steps.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src nohup python benchmarks/study_hacking.py run \\
-        --output-dir /work/runs/study_hacking > /work/runs/study_hacking/run.log 2>&1 &
+    PYTHONPATH=src setsid nohup python benchmarks/study_hacking.py run --workers 2 --keep-going \\
+        --output-dir /work/runs/study_hacking >> /work/runs/study_hacking/run.log 2>&1 &   # <arm>.log per arm
     PYTHONPATH=src python benchmarks/study_hacking.py run --arms sr_ema,ipo    # some arms only
     PYTHONPATH=src python benchmarks/study_hacking.py report --output-dir /work/runs/study_hacking \\
         --report-dir benchmarks/results/study_hacking
@@ -180,22 +180,51 @@ def run(args) -> int:
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise SystemExit(f"unknown arm(s) {unknown}; choose from {', '.join(ARMS)}")
-    for arm in arms:
-        state = arm_state(out / arm)
-        if state["done"] and not args.max_steps:
-            print(f"[study] {arm}: done ({state['steps']} steps), skipped", flush=True)
-            continue
-        argv = arm_args(arm, out, prompts, probes, args.max_steps)
-        argv.append("--resume" if state["checkpoint"] else "--overwrite")
-        command = [sys.executable, "-m", "srgrpo.cli", "train", *argv]
-        print(f"[study] {arm}: {'resuming' if state['checkpoint'] else 'starting'} at "
-              f"{time.strftime('%H:%M:%S')}: {' '.join(command)}", flush=True)
-        started = time.time()
-        code = subprocess.call(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(args.src)})
-        print(f"[study] {arm}: exit {code} after {time.time() - started:.0f} s", flush=True)
-        if code != 0 and not args.keep_going:
-            return code
-    return 0
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    # Several arms at once, one thread each: generation is bound by memory bandwidth, not by the
+    # cores, so on this 2-core machine two single-threaded arms together took 41 s per step against
+    # 46 s for one arm on two threads. Arms go to the queues in turn, in their order.
+    queues = [arms[i::args.workers] for i in range(args.workers)]
+    threads = str(max(1, (os.cpu_count() or 1) // args.workers)) if args.workers > 1 else os.environ.get(
+        "OMP_NUM_THREADS", "")
+    codes: list[int] = [0] * len(queues)
+
+    def run_queue(q: int) -> None:
+        for arm in queues[q]:
+            state = arm_state(out / arm)
+            if state["done"] and not args.max_steps:
+                print(f"[study] {arm}: done ({state['steps']} steps), skipped", flush=True)
+                continue
+            argv = arm_args(arm, out, prompts, probes, args.max_steps)
+            argv.append("--resume" if state["checkpoint"] else "--overwrite")
+            command = [sys.executable, "-m", "srgrpo.cli", "train", *argv]
+            print(f"[study] {arm}: {'resuming' if state['checkpoint'] else 'starting'} at "
+                  f"{time.strftime('%H:%M:%S')}: {' '.join(command)}", flush=True)
+            started = time.time()
+            env = {**os.environ, "PYTHONPATH": str(args.src)}
+            if threads:
+                env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = threads
+            log = open(out / f"{arm}.log", "a") if args.workers > 1 else None  # one log per arm when interleaved
+            try:
+                code = subprocess.call(command, cwd=REPO, env=env, stdout=log, stderr=log)
+            finally:
+                if log is not None:
+                    log.close()
+            print(f"[study] {arm}: exit {code} after {time.time() - started:.0f} s", flush=True)
+            if code != 0:
+                codes[q] = code
+                if not args.keep_going:
+                    return
+
+    import threading
+
+    workers = [threading.Thread(target=run_queue, args=(q,)) for q in range(len(queues))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return next((c for c in codes if c), 0)
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -397,6 +426,8 @@ def main() -> int:
             p.add_argument("--arms", default=None, help=f"comma-separated arms (default all, in order): {', '.join(ARMS)}")
             p.add_argument("--max-steps", type=int, default=None, help="override every arm's step count (timing runs)")
             p.add_argument("--keep-going", action="store_true", help="go on to the next arm when one fails")
+            p.add_argument("--workers", type=int, default=1, help="arms trained at once, each on cores / workers "
+                           "threads (2 on this 2-core machine: arms alternate between the two queues)")
             p.add_argument("--src", default=str(REPO / "src"), help="the srgrpo source the arms run (a snapshot keeps a "
                            "long study independent of edits to the checkout)")
         else:
