@@ -328,6 +328,70 @@ def seconds_per_step(arm_dir: Path) -> float | None:
     return (t1 - t0) / (s1 - s0) if s1 > s0 else None
 
 
+COMMON_STEP_COLUMNS = [("reward", "reward_mean"), ("length", "completion_length"), ("repetition", "repetition"),
+                       ("prompt echo", "hacking/prompt_echo"), ("dataset overlap", "hacking/dataset_overlap"),
+                       ("group diversity", "group_diversity"), ("batch refusals", "hacking/refusal"), ("KL", "kl")]
+
+
+def window_mean(rows: list[dict], column: str, first: int, last: int) -> float | None:
+    values = [r[column] for r in rows if first <= r["step"] <= last and r.get(column) is not None]
+    return statistics.fmean(values) if values else None
+
+
+def common_step_table(arms: dict, results: dict, n: int = 10, at_least: int = 20) -> list[str]:
+    """Arms that ran different numbers of steps, compared over the same ones: steps 1..n against the
+    n steps up to S, the fewest steps any arm with at least `at_least` has; held-out figures at
+    step 0 against the last evaluation at or before S. Also put in `results[arm]["common_step"]`."""
+    ran = {arm: data for arm, data in arms.items() if data["metrics"][-1]["step"] >= at_least}
+    if len(ran) < 2:
+        return []
+    last = min(data["metrics"][-1]["step"] for data in ran.values())
+    header = ("| arm | " + " | ".join(title for title, _ in COMMON_STEP_COLUMNS)
+              + " | held-out accuracy | probe refusals | completions as sr_frozen's |")
+    lines = ["", f"### The arms over the same steps: steps 1-{n} -> {last - n + 1}-{last}", "",
+             f"Every arm with at least {at_least} logged steps, cut at step {last} (the fewest such an arm has), so "
+             "that a longer run does not look different only for being longer. Held-out figures: step 0 -> the "
+             f"last evaluation at or before step {last}.", "", header, "|---|" + "--:|" * (header.count("|") - 2)]
+    for arm, data in ran.items():
+        m, c = data["metrics"], data["curve"]
+        cells, record = [], {"step": last}
+        for title, column in COMMON_STEP_COLUMNS:
+            a, b = window_mean(m, column, 1, n), window_mean(m, column, last - n + 1, last)
+            record[column] = (a, b)
+            cells.append(f"{fmt(a)} -> {fmt(b)}")
+        evals = [r for r in c if r["step"] <= last]
+        for key in ("accuracy", "probe_refusal"):
+            values = [(r["step"], r[key]) for r in evals if r.get(key) is not None]
+            record[key] = (values[0], values[-1]) if values else None
+            cells.append(f"{fmt(values[0][1], 2)} -> {fmt(values[-1][1], 2)} (step {values[-1][0]})" if values else "-")
+        same = same_completions(data.get("completions", []), arms.get("sr_frozen", {}).get("completions", []), last)
+        record["same_completions_as_sr_frozen"] = same
+        cells.append("-" if same is None or arm == "sr_frozen" else f"{same[0]} of {same[1]}")
+        results[arm]["common_step"] = record
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", "Same seed, same prompts: an arm whose rewards give nearly sr_frozen's within-group advantages "
+              "makes nearly its updates and, with the same sampling seed, samples the very same completions (last "
+              "column: completions identical to sr_frozen's at the same step and position, up to that step)."]
+    return lines
+
+
+def same_completions(rows: list[dict], reference: list[dict], last: int) -> tuple[int, int] | None:
+    """(identical, compared) completions of two arms at the same step and position, steps <= last."""
+    if not rows or not reference:
+        return None
+    def keyed(rs):
+        out, seen = {}, {}
+        for r in rs:
+            if r.get("step") is None or r["step"] > last:
+                continue
+            i = seen[r["step"]] = seen.get(r["step"], -1) + 1
+            out[(r["step"], i)] = r["completion"]
+        return out
+    a, b = keyed(rows), keyed(reference)
+    shared = a.keys() & b.keys()
+    return sum(a[k] == b[k] for k in shared), len(shared)
+
+
 def report(args) -> int:
     from srgrpo.training.hacking import CollapseRule, collapse_step
 
@@ -342,7 +406,8 @@ def report(args) -> int:
         curve = read_jsonl(arm_dir / "eval_curve.jsonl")
         state = arm_state(arm_dir)
         collapse = collapse_step(metrics, CollapseRule(window=COMMON["collapse_window"]), curve)
-        arms[arm] = {"metrics": metrics, "curve": curve, "collapse": collapse, "state": state}
+        arms[arm] = {"metrics": metrics, "curve": curve, "collapse": collapse, "state": state,
+                     "completions": read_jsonl(arm_dir / "completions.jsonl")}
     if not arms:
         print("no arm has logged a step yet")
         return 1
@@ -387,6 +452,7 @@ def report(args) -> int:
                      f"{pair('hacking/continues_after_answer', 2)} | {pair('group_diversity', 2)} | {pair('length_corr', 2)} | "
                      f"{pair('accuracy', 2)} | {pair('probe_refusal', 2)} | {pair('probe_length')} | "
                      f"{collapse['collapse_step'] if collapse else 'none'} |")
+    lines += common_step_table(arms, results)
     missing = [a for a in ARMS if a not in arms]
     lines += ["", f"Arms not run yet: {', '.join(missing) or 'none'}.", ""]
     for arm, row in results.items():
