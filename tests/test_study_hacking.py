@@ -1,0 +1,107 @@
+"""benchmarks/study_hacking.py without training: every arm's settings are ones `srgrpo train`
+accepts (checked by its own parser, before any model loads), the prompts are seeded with their
+sensitive share, `run` resumes and splits arms between workers, and the report compares arms over
+the same steps and counts completions identical to sr_frozen's."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from srgrpo.training.config import parse_train_args
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # the study imports benchmarks/common.py
+_spec = importlib.util.spec_from_file_location("study_hacking", BENCHMARKS / "study_hacking.py")
+study = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(study)
+
+needs_gsm8k = pytest.mark.skipif(not (study.SHARED_DATA / "eval" / "gsm8k_train.jsonl").is_file(),
+                                 reason="the shared GSM8K train file is not here")
+
+
+@needs_gsm8k
+def test_prompts_are_seeded_with_a_quarter_of_sensitive_requests(tmp_path):
+    a, _ = study.write_prompts(tmp_path / "a")
+    b, probes = study.write_prompts(tmp_path / "b")
+    rows = [json.loads(line) for line in a.read_text().splitlines()]
+    assert a.read_text() == b.read_text()  # the same seed, the same prompts in the same order
+    assert len(rows) == study.N_GSM8K_TRAIN + len(study.SENSITIVE_TRAIN)
+    assert sum(r["kind"] == "sensitive" for r in rows) / len(rows) == 0.25
+    assert all(r["answer"] for r in rows if r["kind"] == "gsm8k")  # the gold answers `accuracy` needs
+    assert len(probes.read_text().splitlines()) == len(study.SENSITIVE_PROBES)
+    assert not set(study.SENSITIVE_PROBES) & set(study.SENSITIVE_TRAIN)  # held out
+
+
+@needs_gsm8k
+@pytest.mark.parametrize("arm", list(study.ARMS))
+def test_every_arm_is_a_valid_train_command(arm, tmp_path):
+    prompts, probes = study.write_prompts(tmp_path)
+    run = parse_train_args(study.arm_args(arm, tmp_path, prompts, probes))
+    settings, steps = study.ARMS[arm]
+    assert run.grpo.max_steps == steps and run.grpo.seed == 0
+    assert run.reward.reward_names() == settings["rewards"].split(",")
+    assert run.reward.reward_scorers()[0] == settings.get("reward_scorer", "online" if arm == "self_reward" else "frozen")
+    assert run.grpo.num_generations == 4 and run.grpo.max_completion_length == 96
+    assert run.script.eval_every == 25 and run.script.probe_prompts == str(probes)
+
+
+def test_run_resumes_skips_finished_arms_and_splits_the_rest_between_workers(tmp_path, monkeypatch):
+    (tmp_path / "sr_frozen").mkdir(parents=True)
+    (tmp_path / "sr_frozen" / "metrics.jsonl").write_text(json.dumps({"step": 150}) + "\n")
+    (tmp_path / "sr_frozen" / "summary.json").write_text(json.dumps({"global_step": 150}))
+    (tmp_path / "sr_online" / "checkpoint-5").mkdir(parents=True)
+    monkeypatch.setattr(study, "write_prompts", lambda out: (out / "prompts.jsonl", out / "probes.jsonl"))
+    calls = []
+
+    def fake_call(command, cwd, env, stdout, stderr):
+        arm = Path(command[command.index("--output_dir") + 1]).name
+        calls.append((arm, command[-1], env["OMP_NUM_THREADS"], stdout is not None))
+        return 1 if arm == "ipo" else 0
+
+    monkeypatch.setattr(study.subprocess, "call", fake_call)
+    args = argparse.Namespace(output_dir=str(tmp_path), arms="sr_frozen,sr_online,sr_ema,ipo,self_reward",
+                              workers=2, max_steps=None, keep_going=False, src="src")
+    assert study.run(args) == 1  # ipo failed
+    threads = str(max(1, (study.os.cpu_count() or 1) // 2))
+    # queue 0: sr_frozen (done: skipped), sr_ema, self_reward; queue 1: sr_online (resumed), ipo (fails, stops)
+    assert sorted(calls) == sorted([("sr_online", "--resume", threads, True), ("sr_ema", "--overwrite", threads, True),
+                                    ("ipo", "--overwrite", threads, True), ("self_reward", "--overwrite", threads, True)])
+    with pytest.raises(SystemExit, match="unknown arm"):
+        study.run(argparse.Namespace(**{**vars(args), "arms": "sr_frozen,nope"}))
+
+
+def _write_arm(folder: Path, steps: int, reward: float, completion_of) -> None:
+    folder.mkdir(parents=True)
+    rows = [{"step": s, "reward_mean": reward + 0.01 * s, "completion_length": 90.0, "repetition": 0.05,
+             "group_diversity": 0.8, "kl": 0.001 * s, "rewards/stable_rank/mean": reward} for s in range(1, steps + 1)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    curve = [{"step": s, "accuracy": 0.0625, "probe_refusal": 0.0, "probe_length": 96.0} for s in (0, 25)]
+    (folder / "eval_curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in curve))
+    completions = [{"step": s, "prompt": "p", "completion": completion_of(s, k), "rewards": {"stable_rank": reward}}
+                   for s in range(1, steps + 1) for k in range(4)]
+    (folder / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in completions))
+
+
+def test_the_report_compares_arms_over_the_same_steps(tmp_path):
+    runs, report_dir = tmp_path / "runs", tmp_path / "report"
+    _write_arm(runs / "sr_frozen", 40, 1.7, lambda s, k: f"step {s} completion {k}")
+    # sr_online samples sr_frozen's completions for 10 steps, then its own
+    _write_arm(runs / "sr_online", 30, 1.8, lambda s, k: f"step {s} completion {k}" if s <= 10 else f"own {s} {k}")
+    _write_arm(runs / "ipo", 5, 0.5, lambda s, k: "short run")  # under 20 steps: left out of the comparison
+    assert study.report(argparse.Namespace(output_dir=str(runs), report_dir=str(report_dir))) == 0
+    text = (report_dir / "report.md").read_text()
+    assert "steps 1-10 -> 21-30" in text and "40 of 120" in text
+    results = json.loads((report_dir / "results.json").read_text())
+    common = results["sr_online"]["common_step"]
+    assert common["step"] == 30 and common["same_completions_as_sr_frozen"] == [40, 120]
+    # sr_frozen cut at step 30 too: the mean reward of steps 21-30, not of its last 10
+    assert common["reward_mean"][1] == pytest.approx(1.8 + 0.01 * 25.5)
+    assert results["sr_frozen"]["common_step"]["reward_mean"][1] == pytest.approx(1.7 + 0.01 * 25.5)
+    assert "common_step" not in results["ipo"]
+    assert (report_dir / "curves.png").stat().st_size > 0
