@@ -145,3 +145,30 @@ def expected(request, tiny_model, tokenizer):
 
     pairs = request.module.PAIRS
     return StableRankScorer(tiny_model, tokenizer).score([p for p, _ in pairs], [r for _, r in pairs])
+
+
+# ------------------------------------------------------------------ stable-rank variants on matrices
+def pad_batch(mats, front: int = 0):
+    """Right-pad matrices to a batch (optionally also with `front` masked junk rows first):
+    (batch, mask), the junk where masked large, so that it must not matter."""
+    import torch
+
+    width = max(m.shape[0] for m in mats) + front
+    d = mats[0].shape[1]
+    batch = torch.randn(len(mats), width, d) * 100
+    mask = torch.zeros(len(mats), width, dtype=torch.bool)
+    for i, m in enumerate(mats):
+        batch[i, front : front + m.shape[0]] = m
+        mask[i, front : front + m.shape[0]] = True
+    return batch, mask
+
+
+@pytest.fixture
+def mats():
+    """Four hidden-state-like matrices of 1-40 rows (a shared offset makes sigma_1 dominant, as in
+    real hidden states)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(5, 16), (23, 16), (40, 16), (1, 16)]
+    return [torch.randn(t, d, generator=g) + 2.0 * torch.randn(1, d, generator=g) for t, d in shapes]

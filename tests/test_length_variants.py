@@ -10,32 +10,10 @@ import math
 import pytest
 import torch
 
+from conftest import pad_batch
+from references import stable_rank as sr_ref
+
 from srgrpo import metrics
-
-
-def _sr_ref(h: torch.Tensor) -> float:
-    s = torch.linalg.svdvals(h.double())
-    return float((s**2).sum() / s[0] ** 2)
-
-
-def _pad(mats: list[torch.Tensor], front: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad matrices to a batch (optionally also with `front` masked junk rows first)."""
-    width = max(m.shape[0] for m in mats) + front
-    d = mats[0].shape[1]
-    batch = torch.randn(len(mats), width, d) * 100  # junk where masked: must not matter
-    mask = torch.zeros(len(mats), width, dtype=torch.bool)
-    for i, m in enumerate(mats):
-        batch[i, front : front + m.shape[0]] = m
-        mask[i, front : front + m.shape[0]] = True
-    return batch, mask
-
-
-@pytest.fixture
-def mats():
-    g = torch.Generator().manual_seed(0)
-    shapes = [(5, 16), (23, 16), (40, 16), (1, 16)]
-    # A shared offset makes sigma_1 dominant, as in real hidden states.
-    return [torch.randn(t, d, generator=g) + 2.0 * torch.randn(1, d, generator=g) for t, d in shapes]
 
 
 @pytest.mark.parametrize("k", [0, 1, 3])
@@ -45,7 +23,7 @@ def test_prompt_projected_matches_reference(mats, k):
         p = torch.randn(7, m.shape[1], generator=g, dtype=torch.float64)
         _, _, vh = torch.linalg.svd(p, full_matrices=False)
         v = vh[:k].T
-        ref = _sr_ref(m.double() - (m.double() @ v) @ v.T)
+        ref = sr_ref(m.double() - (m.double() @ v) @ v.T)
         got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=k))
         assert got == pytest.approx(ref, rel=1e-7)
         got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=k, length_exponent=0.3))
@@ -56,7 +34,7 @@ def test_prompt_shorter_than_k_removes_only_its_rows(mats):
     m = mats[2]
     p = torch.randn(2, m.shape[1], dtype=torch.float64)
     _, _, vh = torch.linalg.svd(p, full_matrices=False)
-    ref = _sr_ref(m.double() - (m.double() @ vh.T) @ vh)
+    ref = sr_ref(m.double() - (m.double() @ vh.T) @ vh)
     got = float(metrics.prompt_projected_stable_rank(m, None, p, None, dtype=torch.float64, k=8))
     assert got == pytest.approx(ref, rel=1e-7)
 
@@ -68,8 +46,8 @@ def _prompt_variant(prompts, prompt_mask):
 
 def test_padded_batch_equals_one_by_one(mats):
     prompts = [torch.randn(t, 16, dtype=torch.float64) for t in (3, 9, 1, 5)]
-    pb, pm = _pad([p.float() for p in prompts], front=2)
-    hb, hm = _pad(mats, front=3)
+    pb, pm = pad_batch([p.float() for p in prompts], front=2)
+    hb, hm = pad_batch(mats, front=3)
     batch = _prompt_variant(pb, pm)(hb, hm)
     assert batch.shape == (len(mats),)
     for i, m in enumerate(mats):
@@ -83,10 +61,10 @@ def test_nan_cases(mats):
     zero = torch.zeros_like(good)
     bad = good.clone()
     bad[2, 3] = float("nan")
-    hb, hm = _pad([good, zero, bad])
+    hb, hm = pad_batch([good, zero, bad])
     none_real = hm.clone()
     none_real[0] = False
-    prompts, pmask = _pad([torch.randn(4, 16)] * 3)
+    prompts, pmask = pad_batch([torch.randn(4, 16)] * 3)
     fn = _prompt_variant(prompts, pmask)
     out = fn(hb, hm)
     assert torch.isfinite(out[0])
@@ -95,7 +73,7 @@ def test_nan_cases(mats):
     # an unscorable prompt removes nothing: plain SR
     nan_prompt = torch.full((1, 4, 16), float("nan"))
     got = metrics.prompt_projected_stable_rank(good.unsqueeze(0), None, nan_prompt, None, torch.float64, k=2)
-    assert float(got[0]) == pytest.approx(_sr_ref(good), rel=1e-9)
+    assert float(got[0]) == pytest.approx(sr_ref(good), rel=1e-9)
     # a response inside the prompt's span projects to zero: NaN, not a crash
     inside = metrics.prompt_projected_stable_rank(good[:3], None, good[:3], None, torch.float64, k=3)
     assert torch.isnan(inside)

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import pad_batch
+from references import stable_rank as sr_ref
+
 from srgrpo import metrics
 
 STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "study_length.py"
@@ -19,33 +22,8 @@ study = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(study)
 
 
-def _sr_ref(h: torch.Tensor) -> float:
-    s = torch.linalg.svdvals(h.double())
-    return float((s**2).sum() / s[0] ** 2)
-
-
 def _null_ref(t: int, d: int) -> float:
     return t * d / (math.sqrt(t) + math.sqrt(d)) ** 2
-
-
-def _pad(mats: list[torch.Tensor], front: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad matrices to a batch (optionally also with `front` masked junk rows first)."""
-    width = max(m.shape[0] for m in mats) + front
-    d = mats[0].shape[1]
-    batch = torch.randn(len(mats), width, d) * 100  # junk where masked: must not matter
-    mask = torch.zeros(len(mats), width, dtype=torch.bool)
-    for i, m in enumerate(mats):
-        batch[i, front : front + m.shape[0]] = m
-        mask[i, front : front + m.shape[0]] = True
-    return batch, mask
-
-
-@pytest.fixture
-def mats():
-    g = torch.Generator().manual_seed(0)
-    shapes = [(5, 16), (23, 16), (40, 16), (1, 16)]
-    # A shared offset makes sigma_1 dominant, as in real hidden states.
-    return [torch.randn(t, d, generator=g) + 2.0 * torch.randn(1, d, generator=g) for t, d in shapes]
 
 
 def test_gaussian_null_matches_formula_and_is_symmetric():
@@ -58,18 +36,18 @@ def test_gaussian_null_matches_formula_and_is_symmetric():
 def test_null_ratio_matches_reference(mats):
     for m in mats:
         got = float(study.stable_rank_null_ratio(m, dtype=torch.float64))
-        assert got == pytest.approx(_sr_ref(m) / _null_ref(m.shape[0], m.shape[1]), rel=1e-9)
+        assert got == pytest.approx(sr_ref(m) / _null_ref(m.shape[0], m.shape[1]), rel=1e-9)
         centred = m.double() - m.double().mean(0)
         if m.shape[0] > 1:
             got = float(study.stable_rank_null_ratio(m, dtype=torch.float64, center=True))
-            assert got == pytest.approx(_sr_ref(centred) / _null_ref(m.shape[0], m.shape[1]), rel=1e-9)
+            assert got == pytest.approx(sr_ref(centred) / _null_ref(m.shape[0], m.shape[1]), rel=1e-9)
 
 
 @pytest.mark.parametrize("exponent", [0.0, 0.3, 1.0])
 def test_length_adjusted_matches_reference(mats, exponent):
     for m in mats:
         got = float(study.length_adjusted_stable_rank(m, dtype=torch.float64, exponent=exponent))
-        assert got == pytest.approx(_sr_ref(m) / m.shape[0] ** exponent, rel=1e-9)
+        assert got == pytest.approx(sr_ref(m) / m.shape[0] ** exponent, rel=1e-9)
 
 
 def _whitening(d: int, seed: int = 1):
@@ -85,14 +63,14 @@ def test_whitened_matches_reference(mats):
     for m in mats:
         z = (m.double() - mean) @ w
         got = float(study.whitened_stable_rank(m, dtype=torch.float64, mean=mean, whitener=w))
-        assert got == pytest.approx(_sr_ref(z), rel=1e-9)
+        assert got == pytest.approx(sr_ref(z), rel=1e-9)
         got = float(study.whitened_stable_rank(m, dtype=torch.float64, mean=mean, whitener=w, null_ratio=True))
-        assert got == pytest.approx(_sr_ref(z) / _null_ref(*m.shape), rel=1e-9)
+        assert got == pytest.approx(sr_ref(z) / _null_ref(*m.shape), rel=1e-9)
         if m.shape[0] > 1:
             got = float(study.whitened_stable_rank(m, dtype=torch.float64, mean=mean, whitener=w, center=True))
-            assert got == pytest.approx(_sr_ref(z - z.mean(0)), rel=1e-9)
+            assert got == pytest.approx(sr_ref(z - z.mean(0)), rel=1e-9)
     # no mean / whitener: plain SR
-    assert float(study.whitened_stable_rank(mats[1], dtype=torch.float64)) == pytest.approx(_sr_ref(mats[1]))
+    assert float(study.whitened_stable_rank(mats[1], dtype=torch.float64)) == pytest.approx(sr_ref(mats[1]))
 
 
 def _variants(mean, w):
@@ -108,7 +86,7 @@ def _variants(mean, w):
 
 def test_padded_batch_equals_one_by_one(mats):
     mean, w, _ = _whitening(16)
-    hb, hm = _pad(mats, front=3)
+    hb, hm = pad_batch(mats, front=3)
     for name, fn in _variants(mean, w).items():
         batch = fn(hb, hm)
         assert batch.shape == (len(mats),)
@@ -121,7 +99,7 @@ def test_nan_cases(mats):
     good = mats[1]
     bad = good.clone()
     bad[2, 3] = float("nan")
-    hb, hm = _pad([good, torch.zeros_like(good), bad])
+    hb, hm = pad_batch([good, torch.zeros_like(good), bad])
     none_real = hm.clone()
     none_real[0] = False
     for name, fn in _variants(mean, w).items():
@@ -139,13 +117,13 @@ def test_the_studys_base_metrics_match_svd_references(mats):
     mean, w, _ = _whitening(16)
     r, p = mats[2].double(), torch.randn(9, 16, dtype=torch.float64)
     got = study._base_metrics("final_norm", r, None, p, (mean, w))
-    assert got["sr"] == pytest.approx(_sr_ref(r), rel=1e-9)
-    assert got["sr_c"] == pytest.approx(_sr_ref(r - r.mean(0)), rel=1e-9)
-    assert got["sr_w"] == pytest.approx(_sr_ref((r - mean) @ w), rel=1e-9)
+    assert got["sr"] == pytest.approx(sr_ref(r), rel=1e-9)
+    assert got["sr_c"] == pytest.approx(sr_ref(r - r.mean(0)), rel=1e-9)
+    assert got["sr_w"] == pytest.approx(sr_ref((r - mean) @ w), rel=1e-9)
     _, _, vh = torch.linalg.svd(p[1:], full_matrices=False)
     for k in study.PROMPT_KS:
         v = vh[: min(k, 8)].T
-        assert got[f"sr_p{k}"] == pytest.approx(_sr_ref(r - (r @ v) @ v.T), rel=1e-7), k
+        assert got[f"sr_p{k}"] == pytest.approx(sr_ref(r - (r @ v) @ v.T), rel=1e-7), k
     assert study._gauss_null([100]).tolist() == pytest.approx([_null_ref(100, study.D_MODEL)])
 
 
