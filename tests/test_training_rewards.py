@@ -259,18 +259,23 @@ def test_train_with_several_rewards_logs_each_and_records_the_choice(tiny_model_
     assert set(lines[0]["rewards"]) == {"stable_rank@online", "self_reward@frozen", "accuracy"}
 
 
-def test_trained_reward_model_goes_through_trls_own_path(tokenizer, prompts_file, tmp_path):
-    """A tiny LlamaForSequenceClassification saved with its tokenizer, named by folder: TRL loads and
-    runs it; the logged reward equals the classifier's logits on TRL's texts."""
+def tiny_reward_model(tokenizer, folder):
+    """A seeded one-layer LlamaForSequenceClassification (one label) saved with `tokenizer`."""
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=1, num_labels=1,
                          pad_token_id=tokenizer.pad_token_id)
-    folder = tmp_path / "tiny-rm"
     LlamaForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_trained_reward_model_goes_through_trls_own_path(tokenizer, prompts_file, tmp_path):
+    """A tiny LlamaForSequenceClassification saved with its tokenizer, named by folder: TRL loads and
+    runs it; the logged reward equals the classifier's logits on TRL's texts."""
+    folder = tiny_reward_model(tokenizer, tmp_path / "tiny-rm")
     model_dir = tmp_path / "policy"
     make_model(len(tokenizer)).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
@@ -361,17 +366,8 @@ def test_every_reward_trains_two_steps_on_the_embedded_model(arm, tmp_path):
                                          ("What is 6 times 7? Put the answer in \\boxed{}.", "#### 42")]))
     extra = list(EMBEDDED_ARMS[arm])
     if arm == "reward_model":
-        from transformers import LlamaConfig, LlamaForSequenceClassification
-
         _, tokenizer = load_model(None)
-        torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                             num_attention_heads=2, num_key_value_heads=1, num_labels=1,
-                             pad_token_id=tokenizer.pad_token_id)
-        folder = tmp_path / "tiny-rm"
-        LlamaForSequenceClassification(config).save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        extra += ["--reward_model", str(folder)]
+        extra += ["--reward_model", str(tiny_reward_model(tokenizer, tmp_path / "tiny-rm"))]
     out = tmp_path / "run"
     code = main(["train", "--dataset", str(data), "--output-dir", str(out), "--max-steps", "2",
                  "--num_generations", "2", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
