@@ -18,7 +18,7 @@ Bad input never reaches the model: malformed JSON (lone surrogates, nesting deep
 allows) gets 400; a well-formed body of the wrong shape 422; a body over `max_body_bytes` or more
 texts than `max_texts_per_request` 413; a body not sent within `read_timeout` 408; a missing or
 wrong API key 401; a full server (the connection cap, or `max_inflight_bytes` of bodies in flight:
-see `InflightBytes`) 503 with `Retry-After`; always with `{"error": message}`. `/health` and
+see `srgrpo.serving.connections.InflightBytes`) 503 with `Retry-After`; always with `{"error": message}`. `/health` and
 `/metrics` answer HEAD too. Connections (every head and body timed, room kept for key holders, a
 rejected body drained so its client reads the answer) are `srgrpo.serving.connections`'s. Work is
 bounded and fair (see `srgrpo.serving.worker`); a request whose client has gone is not computed
