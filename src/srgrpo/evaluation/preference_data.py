@@ -174,6 +174,16 @@ def _record_problem(record: Any) -> str | None:
     return None
 
 
+def _optional_fields_problem(record: dict) -> str | None:
+    """What both protocols require of the optional fields: `subset` a string, `id` a string or an integer."""
+    if record.get("subset") is not None and not isinstance(record["subset"], str):
+        return f"field 'subset' must be a string, got {type(record['subset']).__name__}"
+    pair_id = record.get("id")
+    if pair_id is not None and (isinstance(pair_id, bool) or not isinstance(pair_id, (str, int))):
+        return f"field 'id' must be a string or an integer, got {type(pair_id).__name__}"
+    return None
+
+
 def _row_problem(record: Any) -> str | None:
     """What is wrong with a record, naming the field, or None if it is a valid pair."""
     if (problem := _record_problem(record)) is not None:
@@ -184,12 +194,7 @@ def _row_problem(record: Any) -> str | None:
             check_pair(record["prompt"], "" if name == "prompt" else record[name], f"field {name!r}")
         except TypeError as err:
             return str(err)
-    if record.get("subset") is not None and not isinstance(record["subset"], str):
-        return f"field 'subset' must be a string, got {type(record['subset']).__name__}"
-    pair_id = record.get("id")
-    if pair_id is not None and (isinstance(pair_id, bool) or not isinstance(pair_id, (str, int))):
-        return f"field 'id' must be a string or an integer, got {type(pair_id).__name__}"
-    return None
+    return _optional_fields_problem(record)
 
 
 # --- adjustments over the whole set ---------------------------------------------------------------
@@ -343,12 +348,7 @@ def _set_problem(record: Any) -> str | None:
     if num_correct is not None and (isinstance(num_correct, bool) or not isinstance(num_correct, (int, np_int()))
                                     or not 0 < int(num_correct) < n):
         return f"field 'num_correct' must be an integer from 1 to {n - 1}, got {num_correct!r}"
-    if record.get("subset") is not None and not isinstance(record["subset"], str):
-        return f"field 'subset' must be a string, got {type(record['subset']).__name__}"
-    pair_id = record.get("id")
-    if pair_id is not None and (isinstance(pair_id, bool) or not isinstance(pair_id, (str, int))):
-        return f"field 'id' must be a string or an integer, got {type(pair_id).__name__}"
-    return None
+    return _optional_fields_problem(record)
 
 
 def np_int() -> type:
