@@ -7,11 +7,13 @@
   bodies   `--clients` connections each write a `--body-mib` MiB body at once (all but its last
            byte, then the last byte after every client has written), `--bursts` times. Prints the
            statuses and the server's peak resident memory above its level before each burst
-           (sampled every 2 ms with psutil).
+           (sampled every 2 ms with psutil). `--shape text`: one long text (cheap to parse);
+           `--shape lists`: empty lists in `labels`, which take ~36 times their size to parse.
 
     python benchmarks/probe_server_attacks.py heads  --read-timeout 3 --max-connections 32 --stalled 31
     python benchmarks/probe_server_attacks.py bodies --max-inflight-mib 32 --clients 32 --body-mib 2
     python benchmarks/probe_server_attacks.py bodies --max-inflight-mib 1024 --clients 32 --body-mib 2
+    python benchmarks/probe_server_attacks.py bodies --max-inflight-mib 64 --clients 8 --body-mib 0.25 --shape lists
 """
 
 from __future__ import annotations
@@ -77,9 +79,13 @@ def heads(port: int, stalled: int, deadline_s: float) -> None:
         s.close()
 
 
-def bodies(port: int, server: psutil.Process, clients: int, size: int, bursts: int) -> None:
-    big = "x" * ((size - 64) // 2)
-    body = json.dumps({"query": [big + " "], "prompts": [big]}).encode()  # an empty response: unscored, cheap
+def bodies(port: int, server: psutil.Process, clients: int, size: int, bursts: int, shape: str = "text") -> None:
+    if shape == "text":
+        big = "x" * ((size - 64) // 2)
+        body = json.dumps({"query": [big + " "], "prompts": [big]}).encode()  # an empty response: unscored, cheap
+    else:  # many small values: parsed (labels are accepted and ignored) into ~36 times their size
+        head, tail = b'{"query": ["a b"], "prompts": ["a"], "labels": [[]', b"]}"
+        body = head + b",[]" * ((size - len(head) - len(tail)) // 3) + tail
     body += b" " * (size - len(body))
     view = memoryview(body)
     head = b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
@@ -140,11 +146,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--body-mib", type=float, default=2)
     parser.add_argument("--bursts", type=int, default=3)
+    parser.add_argument("--shape", choices=["text", "lists"], default="text", help="what the bodies hold (see above)")
     args = parser.parse_args()
     mib = 2**20
     argv = ["--port", "0", "--read-timeout", str(args.read_timeout), "--keep-alive-timeout", str(int(args.read_timeout)),
             "--max-connections", str(args.max_connections), "--max-inflight-bytes", str(args.max_inflight_mib * mib),
-            "--max-body-bytes", str(min(16 * mib, (args.max_inflight_mib * mib - 512 * 1024) // 2))]  # one fits
+            "--max-body-bytes", str(min(16 * mib, (args.max_inflight_mib * mib - 528 * 1024) // 4))]  # one fits
     if args.model:
         argv += ["--model", args.model]
     argv += ["--api-key", KEY] if args.attack == "heads" else []
@@ -155,7 +162,7 @@ def main() -> None:
         if args.attack == "heads":
             heads(port, args.stalled, deadline_s=3 * args.read_timeout)
         else:
-            bodies(port, psutil.Process(proc.pid), args.clients, int(args.body_mib * mib), args.bursts)
+            bodies(port, psutil.Process(proc.pid), args.clients, int(args.body_mib * mib), args.bursts, args.shape)
     finally:
         proc.kill()
         proc.wait(30)

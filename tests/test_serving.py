@@ -14,7 +14,7 @@ import pytest
 import references
 
 from srgrpo.scoring import StableRankScorer
-from srgrpo.serving.protocol import locate_response
+from srgrpo.serving.protocol import BadRequest, locate_response, parse_peak_bytes, parse_request, widest_character
 from srgrpo.serving.server import RewardServer, ServeConfig
 from srgrpo.serving.worker import BatchingWorker, Job
 from srgrpo.text import render_pair
@@ -132,6 +132,49 @@ def test_locate_response_rules():
     at, note = locate_response("\ufffd" + prompt[21:] + "Four.", prompt)  # a character cut in half
     assert at == len(prompt) - 20
     assert locate_response("ant\nFour.", prompt)[0] is None  # too little of the prompt left to be sure
+
+
+@pytest.mark.parametrize("text, width", [
+    ("plain ascii, with \\n escapes", 1),
+    ("caf\u00e9", 2),  # an upper bound: CPython keeps Latin-1 at one byte
+    ("\u0101 past Latin-1", 2), ("\u6f22\u5b57", 2),
+    ("one emoji \U0001F600 widens it all", 4),
+])
+def test_the_widest_character_is_found_in_raw_and_escaped_json(text, width):
+    stored = max(1 if ord(c) < 256 else 2 if ord(c) < 65536 else 4 for c in text)  # CPython's bytes a character
+    for ensure_ascii in (True, False):  # json.dumps escapes by default; other clients send UTF-8
+        body = json.dumps({"query": [text]}, ensure_ascii=ensure_ascii).encode()
+        assert widest_character(body) == width >= stored
+    assert widest_character(b'{"query": ["\\uD83D\\uDE00"]}') == 4  # upper-case hex digits
+
+
+def test_the_parse_estimate_covers_what_parsing_allocates():
+    """parse_peak_bytes bounds what parse_request allocates, here as tracemalloc sees it (Python's own
+    objects; the server's RSS test covers the parser's native copies): long texts of each width and
+    bodies of many small JSON values, which take 20-60 times their size once parsed."""
+    import tracemalloc
+
+    n = 100_000
+    bodies = {
+        "ascii": json.dumps({"query": ["x" * n + " "], "prompts": ["x" * n]}),
+        "emoji": json.dumps({"query": ["x" * n + "\U0001F600"]}, ensure_ascii=False),
+        "empty lists in labels": '{"query": ["a b"], "labels": [' + ",".join(["[]"] * n) + "]}",
+        "objects in labels": '{"query": ["a b"], "labels": [' + ",".join(['{"a": 1}'] * n) + "]}",
+        "short texts": '{"query": [' + ",".join(['"ab"'] * n) + "]}",
+        "chat messages": json.dumps({"responses": ["r"] * 2000, "prompts": [[{"role": "user", "content": "c"}] * 8] * 2000}),
+    }
+    for name, text in bodies.items():
+        body = bytearray(text.encode())
+        tracemalloc.start()
+        try:
+            parsed = parse_request(body)
+        except BadRequest:
+            parsed = None
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        del parsed
+        assert peak <= parse_peak_bytes(body), (name, peak, parse_peak_bytes(body))
+        assert parse_peak_bytes(body) < 300 * len(body)  # and within the per-separator constant's reach
 
 
 LONG = b'{"query": ["' + b"x" * MAX_BODY + b'"]}'

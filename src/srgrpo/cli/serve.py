@@ -55,8 +55,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                      help="requests with more texts get 413 (default: 4096)")
     net.add_argument("--max-inflight-bytes", type=int, default=None,
                      help="bound on the bytes of request bodies being received, parsed or queued at once (a body "
-                     "counts twice until parsed, plus up to 512 KiB); beyond it 503 with Retry-After (default: a "
-                     "quarter of the memory available at start, at least 2 x --max-body-bytes + 512 KiB)")
+                     "counts four times until parsed, plus up to 528 KiB, more for wide characters or many JSON "
+                     "values); beyond it 503 with Retry-After (default: a quarter of the memory available at "
+                     "start, at least 4 x --max-body-bytes + 528 KiB)")
     net.add_argument("--read-timeout", type=float, default=60.0,
                      help="seconds to receive each request head (a connection stalled inside one is closed) and "
                      "each request body (408 on /get_reward) (default: 60)")

@@ -74,8 +74,9 @@ READ_RESERVATION_BYTES = 256 * 1024 + 64 * 1024
 
 class InflightBytes:
     """The bytes of request bodies in memory, against a limit: `used`, what requests are charged
-    (see srgrpo.serving.server: a body of Content-Length L is charged 2 L + min(L, 512 KiB) on
-    arrival, then its parsed texts' size until it is answered), and `reserved`, the read
+    (see srgrpo.serving.server: a body of Content-Length L is charged 4 L + min(L, 512 KiB) + 16 KiB
+    on arrival, the rest of its parse cost once it has arrived, then its parsed texts' size until it
+    is answered), and `reserved`, the read
     reservations of connections whose request is not charged yet (see the module docstring).
     Runs on the event loop thread only."""
 

@@ -58,7 +58,7 @@ from srgrpo.serving.connections import (
     current_connection,
     guarded_protocol,
 )
-from srgrpo.serving.protocol import BadRequest, parse_request
+from srgrpo.serving.protocol import PARSE_FACTOR_BY_WIDTH, BadRequest, parse_peak_bytes, parse_request, plain_parse_bytes
 from srgrpo.serving.worker import BatchingWorker, Job
 
 logger = logging.getLogger("srgrpo.serve")
@@ -115,9 +115,10 @@ class ServeConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.max_inflight_bytes is not None and self.max_inflight_bytes < request_charge(self.max_body_bytes):
             raise ValueError(
-                f"max-inflight-bytes ({self.max_inflight_bytes}) must be at least twice max-body-bytes plus 512 KiB "
-                f"({request_charge(self.max_body_bytes)}): a body is charged twice its size while it is parsed, so a "
-                "smaller bound could never admit a body of the largest size; raise it or lower --max-body-bytes")
+                f"max-inflight-bytes ({self.max_inflight_bytes}) must be at least four times max-body-bytes plus "
+                f"528 KiB ({request_charge(self.max_body_bytes)}): a body is charged four times its size on arrival "
+                "(itself, its parsed texts and the parser's copy of them), so a smaller bound could never admit a "
+                "body of the largest size; raise it or lower --max-body-bytes")
         if self.max_unauthenticated_connections is not None and not (
                 1 <= self.max_unauthenticated_connections <= self.max_connections):
             raise ValueError(f"max-unauthenticated-connections must be in 1..max-connections ({self.max_connections}), "
@@ -162,9 +163,15 @@ def available_memory() -> int:
     return max(0, available)
 
 
+# What each byte of a chunked body is charged as it arrives: itself and its parse as plain text.
+CHARGE_PER_BODY_BYTE = 1 + PARSE_FACTOR_BY_WIDTH[1]
+
+
 def request_charge(length: int) -> int:
-    """What a body of `length` bytes is charged on arrival (see InflightBytes)."""
-    return 2 * length + min(length, STACK_BYTES)
+    """What a body of `length` bytes is charged on arrival (see InflightBytes): itself, the HTTP
+    stack's copies, and its parse if it is plain one-byte text with a few texts (plain_parse_bytes);
+    the rest of its parse cost (wider characters, many JSON values) is charged once it has arrived."""
+    return length + min(length, STACK_BYTES) + plain_parse_bytes(length)
 
 
 def default_max_inflight_bytes(max_body_bytes: int, max_connections: int, available: int | None = None) -> int:
@@ -206,11 +213,12 @@ def _parsed_size(parsed) -> int:
 
     size = 0
     for texts in (parsed.query, parsed.responses, parsed.prompts):
+        size += sys.getsizeof(texts) if texts is not None else 0
         for item in texts or ():
-            if isinstance(item, str):
-                size += sys.getsizeof(item)
-            else:  # chat messages
-                size += sum(sys.getsizeof(m.get("content", "")) + sys.getsizeof(m.get("role", "")) for m in item)
+            size += sys.getsizeof(item)
+            if not isinstance(item, str):  # chat messages: the list, each dict and what it holds
+                size += sum(sys.getsizeof(m) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in m.items())
+                            for m in item)
     return size
 
 
@@ -237,9 +245,15 @@ class _Trimmer:
         self.executor = executor
         self.trim = _libc_malloc_trim()
 
-    def freed(self, nbytes: int) -> None:
-        if self.trim is not None and nbytes > 1 << 20:
-            self.executor.submit(self.trim, 0)
+    async def freed(self, nbytes: int) -> None:
+        """Returns once the pages are back with the OS, so that a charge given back after it matches
+        resident memory (a charge given back before would let others in while the pages stay)."""
+        if self.trim is None or nbytes <= 1 << 20:
+            return
+        try:
+            await asyncio.wrap_future(self.executor.submit(self.trim, 0))
+        except RuntimeError:  # the parser has shut down (the server is stopping)
+            pass
 
 
 def is_loopback(host: str) -> bool:
@@ -274,8 +288,9 @@ class Metrics:
         self.batch_seconds = Histogram("srgrpo_batch_seconds", "time to score one batch", registry=r,
                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, math.inf))
         self.inflight_bytes = Gauge("srgrpo_inflight_bytes", "bytes charged to request bodies being received, "
-                                    "parsed or queued (2 L + min(L, 512 KiB) for a body of L bytes until it is "
-                                    "parsed, then its parsed texts' size)", registry=r)
+                                    "parsed or queued (4 L + min(L, 512 KiB) for a body of L bytes on arrival, "
+                                    "more before parsing for wide characters or many JSON values, then its parsed "
+                                    "texts' size)", registry=r)
         self.inflight_reserved_bytes = Gauge(
             "srgrpo_inflight_reserved_bytes", "read reservations of connections whose request is not charged yet "
             "(320 KiB each: what the HTTP stack may buffer), counted against --max-inflight-bytes", registry=r)
@@ -486,9 +501,10 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
         try:
             return await _charged(request, length, charge, too_large)
         finally:
-            held = charge.held
-            charge.release()
-            trimmer.freed(held)  # the parsed texts (the caller's references are gone by now, or soon)
+            try:
+                await trimmer.freed(charge.held)  # the parsed texts (the caller's references are gone by now)
+            finally:
+                charge.release()
 
     async def _charged(request: Request, length: str, charge: _Charge, too_large: str) -> Response:
         def busy() -> Response:
@@ -497,10 +513,11 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
                           "retry shortly", close=True, headers={"Retry-After": "1"})
 
         declared = int(length) if length.isdigit() else None
-        if not charge.take(request_charge(declared) if declared is not None else STACK_BYTES):
+        # a chunked body: the stack's copies and the few separators assumed now, each chunk as it comes
+        if not charge.take(request_charge(declared) if declared is not None else STACK_BYTES + plain_parse_bytes(0)):
             return busy()
         try:
-            per_chunk = None if declared is not None else (lambda n: charge.take(2 * n))
+            per_chunk = None if declared is not None else (lambda n: charge.take(CHARGE_PER_BODY_BYTE * n))
             body = await asyncio.wait_for(_read_body(request, config.max_body_bytes, declared, per_chunk),
                                           config.read_timeout)
         except _TooLarge:
@@ -511,17 +528,24 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
             return _error(408, f"the request body did not arrive within {config.read_timeout:g} s", close=True)
         except ClientDisconnect:
             return Response(status_code=499)
+        large = len(body) > 1 << 20  # parsed (and sized) off the event loop
+        run = (lambda f: asyncio.get_running_loop().run_in_executor(parser, f, body)) if large else None
+        peak = await run(parse_peak_bytes) if large else parse_peak_bytes(body)
+        extra = peak - plain_parse_bytes(len(body))  # beyond what the arrival charge assumed
+        if extra > 0 and not charge.take(extra):
+            if charge.held + extra > inflight.limit:
+                return _error(413, f"parsing this body would hold about {charge.held + extra} bytes (wide characters "
+                              f"or many JSON values), more than --max-inflight-bytes ({inflight.limit}) allows: send "
+                              "it in smaller requests", close=True)
+            return busy()
         try:
-            if len(body) > 1 << 20:
-                parsed = await asyncio.get_running_loop().run_in_executor(parser, parse_request, body)
-            else:
-                parsed = parse_request(body)
+            parsed = await run(parse_request) if large else parse_request(body)
         except BadRequest as err:
             return _error(err.status, str(err))
-        size = len(body)
-        del body  # from here the parsed texts are what this request holds
-        trimmer.freed(size)
         parsed.labels = None  # accepted and ignored: not kept while the request waits
+        size = len(body)
+        del body, run  # from here the parsed texts are what this request holds
+        await trimmer.freed(size + max(0, extra))  # the body and the parser's copies, before the charge drops
         charge.become(_parsed_size(parsed))
         texts = parsed.texts
         if len(texts) > config.max_texts_per_request:
