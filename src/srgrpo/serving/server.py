@@ -506,6 +506,12 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
             finally:
                 charge.release()
 
+    async def on_parser(f, body):
+        """f(body), on the parser thread for a large body (see `parser`), else here."""
+        if len(body) > 1 << 20:
+            return await asyncio.get_running_loop().run_in_executor(parser, f, body)
+        return f(body)
+
     async def _charged(request: Request, length: str, charge: _Charge, too_large: str) -> Response:
         def busy() -> Response:
             metrics.refused.labels(reason="inflight_bytes").inc()
@@ -528,9 +534,7 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
             return _error(408, f"the request body did not arrive within {config.read_timeout:g} s", close=True)
         except ClientDisconnect:
             return Response(status_code=499)
-        large = len(body) > 1 << 20  # parsed (and sized) off the event loop
-        run = (lambda f: asyncio.get_running_loop().run_in_executor(parser, f, body)) if large else None
-        peak = await run(parse_peak_bytes) if large else parse_peak_bytes(body)
+        peak = await on_parser(parse_peak_bytes, body)
         extra = peak - plain_parse_bytes(len(body))  # beyond what the arrival charge assumed
         if extra > 0 and not charge.take(extra):
             if charge.held + extra > inflight.limit:
@@ -539,12 +543,12 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
                               "it in smaller requests", close=True)
             return busy()
         try:
-            parsed = await run(parse_request) if large else parse_request(body)
+            parsed = await on_parser(parse_request, body)
         except BadRequest as err:
             return _error(err.status, str(err))
         parsed.labels = None  # accepted and ignored: not kept while the request waits
         size = len(body)
-        del body, run  # from here the parsed texts are what this request holds
+        del body  # from here the parsed texts are what this request holds
         await trimmer.freed(size + max(0, extra))  # the body and the parser's copies, before the charge drops
         charge.become(_parsed_size(parsed))
         texts = parsed.texts
