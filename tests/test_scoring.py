@@ -154,6 +154,45 @@ def test_truncation_right_and_left(tiny_model, tokenizer):
                                                                       left.end), rel=1e-5)
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_long_texts_are_cut_to_the_window_before_tokenising_without_changing_the_window(tokenizer, side, monkeypatch):
+    """A text longer than the window can reach is cut to that reach before it is tokenised (a 4 MiB
+    text took 627 MiB and 5 s whole, see response_token_spans): the encoded window, span and flags
+    are those of the whole text, for long prompts, long responses, runs of spaces and wide characters."""
+    import random
+
+    import srgrpo.text as text
+
+    rng = random.Random(0)
+    words = "the capital of France is Paris , 3.14 \\boxed{42} \u6f22\u5b57 \U0001F600 \n\n ====".split(" ")
+    cases = []
+    for _ in range(12):
+        prompt = " ".join(rng.choice(words) for _ in range(rng.randint(1, 600)))
+        response = " ".join(rng.choice(words) for _ in range(rng.randint(0, 900)))
+        if rng.random() < 0.3:
+            response += " " * rng.randint(1, 3000) + "end"
+        cases.append((prompt, response))
+    options = ScoringOptions(max_length=64, truncation_side=side)
+    reach = (64 + text.REACH_MARGIN_TOKENS) * text.chars_per_token(tokenizer)
+    cut = text.encode_pairs(tokenizer, [p for p, _ in cases], [r for _, r in cases], options)
+    monkeypatch.setattr(text, "REACH_MARGIN_TOKENS", 10**9)  # no cut: each text tokenised whole
+    whole = text.encode_pairs(tokenizer, [p for p, _ in cases], [r for _, r in cases], options)
+    assert cut == whole
+    assert sum(len(render_pair(tokenizer, p, r)[0]) > reach for p, r in cases) >= 6  # most were cut
+
+
+def test_a_tokenizer_that_drops_characters_is_tokenised_whole_when_the_cut_would_not_fill_the_window():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()  # whitespace makes no token at all
+    tok = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]")
+    response = "b " * 100 + " " * 20_000 + "a"  # the last reach of characters holds one token
+    encoded = encode_pair(tok, "a", response, ScoringOptions(max_length=16, truncation_side="left"))
+    assert encoded.truncated and encoded.input_ids == [1] * 15 + [0]
+
+
 def test_prompt_longer_than_the_window_gives_nan_with_a_warning(tiny_model, tokenizer):
     scorer = StableRankScorer(tiny_model, tokenizer, max_length=32)
     with pytest.warns(UserWarning, match="no response token inside the 32-token window"):

@@ -418,6 +418,33 @@ def test_bodies_that_parse_into_many_objects_are_charged_before_they_are_parsed(
         proc.wait(30)
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_long_response_is_scored_over_its_window_without_tokenising_it_whole(tiny_model, tokenizer, side,
+                                                                             monkeypatch):
+    """A 512 KiB response after a 512 KiB prompt is cut to what the token window can reach before it
+    is tokenised, in both request shapes; its answer is the whole text's (scored when the window
+    keeps the end, unscored when it keeps the prompt's start)."""
+    import srgrpo.text as text
+
+    prompt = "Tell me about Paris. " * 25_000
+    response = "The capital of France is Paris, again and again. " * 11_000
+    prompt_text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                tokenize=False)
+    bodies = [json.dumps({"prompts": [prompt], "responses": [response]}).encode(),
+              json.dumps({"query": [prompt_text + response], "prompts": [prompt_text]}).encode()]
+    scorer = StableRankScorer(tiny_model, tokenizer, truncation_side=side)
+    srv = RewardServer(scorer, ServeConfig(port=0, max_body_bytes=4 << 20)).start()
+    try:
+        cut = [json.loads(post(srv.port, body)[2]) for body in bodies]
+        monkeypatch.setattr(text, "REACH_MARGIN_TOKENS", 10**9)  # the same server, tokenising each text whole
+        whole = [json.loads(post(srv.port, body)[2]) for body in bodies]
+    finally:
+        srv.stop()
+    for c, w in zip(cut, whole):
+        assert c["extra_logs"] == w["extra_logs"] == {"srgrpo_unscored": [0.0 if side == "left" else 1.0]}
+        assert c["rewards"] == pytest.approx(w["rewards"], rel=1e-6) and c["warnings"] == w["warnings"]
+
+
 # ------------------------------------------------------------------ answers that arrive, HEAD
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_a_client_that_sends_its_whole_over_limit_body_first_reads_413(tiny_model, tokenizer, framing):

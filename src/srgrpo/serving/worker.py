@@ -217,7 +217,8 @@ class BatchingWorker:
         if not query[boundary:].strip():
             return None, "empty response"
         # Tokenised as a whole, as the model read it (a token straddling the boundary is response).
-        ids, start, _ = response_token_span(tokenizer, query, boundary, len(query), with_special=False)
+        ids, start, _ = response_token_span(tokenizer, query, boundary, len(query), with_special=False,
+                                            window=(self.options.max_length, self.options.truncation_side))
         response = strip_trailing(ids[start:], special_ids)
         encoded = encode_ids(tokenizer, ids[:start], response, self.options)
         if encoded.problem is not None:
