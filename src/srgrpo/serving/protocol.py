@@ -29,7 +29,7 @@ CUT_SLACK = 3
 # (text past U+00FF), 6.6x in four (text past U+FFFF: a single emoji widens its whole string); plus
 # per JSON value the objects that hold it, up to 238 bytes per comma, colon, '[' or '{' (chat
 # messages; an empty list 90, a two-letter string 113). So a 4 MiB body of 1.4 million empty lists
-# in `labels` (accepted and ignored, yet parsed) held 229 MiB. Each factor is rounded up.
+# in `labels` (accepted and ignored, yet parsed) held 145 MiB. Each factor is rounded up.
 PARSE_FACTOR_BY_WIDTH = {1: 3, 2: 5, 4: 7}
 PARSE_BYTES_PER_SEPARATOR = 256
 # Every byte but the four that can start or separate JSON values, deleted to count those fast.

@@ -70,6 +70,8 @@ H11_MAX_HEAD_BYTES = 16 * 1024  # a longer request head gets 400 (h11's own defa
 # 256 KiB at a time, h11 buffers it and hands a copy on, uvicorn keeps up to 64 KiB before pausing
 # reading and copies that again for the application. Charged on arrival with the body (InflightBytes).
 STACK_BYTES = 512 * 1024
+# A body larger than this is parsed on the parser thread, and its memory trimmed once freed.
+LARGE_BODY_BYTES = 1 << 20
 
 
 @dataclass
@@ -248,7 +250,7 @@ class _Trimmer:
     async def freed(self, nbytes: int) -> None:
         """Returns once the pages are back with the OS, so that a charge given back after it matches
         resident memory (a charge given back before would let others in while the pages stay)."""
-        if self.trim is None or nbytes <= 1 << 20:
+        if self.trim is None or nbytes <= LARGE_BODY_BYTES:
             return
         try:
             await asyncio.wrap_future(self.executor.submit(self.trim, 0))
@@ -508,7 +510,7 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
 
     async def on_parser(f, body):
         """f(body), on the parser thread for a large body (see `parser`), else here."""
-        if len(body) > 1 << 20:
+        if len(body) > LARGE_BODY_BYTES:
             return await asyncio.get_running_loop().run_in_executor(parser, f, body)
         return f(body)
 
