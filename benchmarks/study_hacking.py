@@ -304,11 +304,13 @@ def plot(arms: dict, path: Path) -> None:
 
 def top_completions(arm_dir: Path, first: bool, n: int = 1, steps: int = 5) -> list[dict]:
     """The highest-reward completions among the first (or last) `steps` logged steps'
-    (completions.jsonl of `srgrpo train --save_completions`), ranked by the arm's first reward."""
+    (completions.jsonl of `srgrpo train --save_completions`), ranked by the arm's first reward; fewer
+    steps for a short run, so that the first and the last do not show the same completion."""
     rows = [r for r in read_jsonl(arm_dir / "completions.jsonl") if r.get("step") is not None]
     if not rows:
         return []
     all_steps = sorted({r["step"] for r in rows})
+    steps = max(1, min(steps, len(all_steps) // 2))  # a short run: first and last windows do not overlap
     window = set(all_steps[:steps] if first else all_steps[-steps:])
 
     def key(r):
