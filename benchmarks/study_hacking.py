@@ -340,10 +340,10 @@ def window_mean(rows: list[dict], column: str, first: int, last: int) -> float |
     return statistics.fmean(values) if values else None
 
 
-def common_step_table(arms: dict, results: dict, n: int = 10, at_least: int = 20) -> list[str]:
+def common_step_table(arms: dict, results: dict, n: int = 10, at_least: int = 20, key: str = "common_step") -> list[str]:
     """Arms that ran different numbers of steps, compared over the same ones: steps 1..n against the
     n steps up to S, the fewest steps any arm with at least `at_least` has; held-out figures at
-    step 0 against the last evaluation at or before S. Also put in `results[arm]["common_step"]`."""
+    step 0 against the last evaluation at or before S. Also put in `results[arm][key]`."""
     ran = {arm: data for arm, data in arms.items() if data["metrics"][-1]["step"] >= at_least}
     if len(ran) < 2:
         return []
@@ -362,14 +362,14 @@ def common_step_table(arms: dict, results: dict, n: int = 10, at_least: int = 20
             record[column] = (a, b)
             cells.append(f"{fmt(a)} -> {fmt(b)}")
         evals = [r for r in c if r["step"] <= last]
-        for key in ("accuracy", "probe_refusal"):
-            values = [(r["step"], r[key]) for r in evals if r.get(key) is not None]
-            record[key] = (values[0], values[-1]) if values else None
+        for column in ("accuracy", "probe_refusal"):
+            values = [(r["step"], r[column]) for r in evals if r.get(column) is not None]
+            record[column] = (values[0], values[-1]) if values else None
             cells.append(f"{fmt(values[0][1], 2)} -> {fmt(values[-1][1], 2)} (step {values[-1][0]})" if values else "-")
         same = same_completions(data.get("completions", []), arms.get("sr_frozen", {}).get("completions", []), last)
         record["same_completions_as_sr_frozen"] = same
         cells.append("-" if same is None or arm == "sr_frozen" else f"{same[0]} of {same[1]}")
-        results[arm]["common_step"] = record
+        results[arm][key] = record
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", "Same seed, same prompts: an arm whose rewards give nearly sr_frozen's within-group advantages "
               "makes nearly its updates and, with the same sampling seed, samples the very same completions (last "
@@ -454,6 +454,8 @@ def report(args) -> int:
                      f"{pair('hacking/continues_after_answer', 2)} | {pair('group_diversity', 2)} | {pair('length_corr', 2)} | "
                      f"{pair('accuracy', 2)} | {pair('probe_refusal', 2)} | {pair('probe_length')} | "
                      f"{collapse['collapse_step'] if collapse else 'none'} |")
+    # The long (150-step) arms over all their steps, then every arm over the steps the shortest ran
+    lines += common_step_table(arms, results, at_least=100, key="common_step_long")
     lines += common_step_table(arms, results)
     missing = [a for a in ARMS if a not in arms]
     lines += ["", f"Arms not run yet: {', '.join(missing) or 'none'}.", ""]

@@ -114,3 +114,17 @@ def test_a_short_runs_first_and_last_completions_come_from_different_steps(tmp_p
     (tmp_path / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     first, last = study.top_completions(tmp_path, first=True), study.top_completions(tmp_path, first=False)
     assert [r["step"] for r in first] == [3] and [r["step"] for r in last] == [6]
+
+
+def test_the_long_arms_are_also_compared_over_all_the_steps_they_share(tmp_path):
+    runs, report_dir = tmp_path / "runs", tmp_path / "report"
+    _write_arm(runs / "sr_frozen", 120, 1.7, lambda s, k: f"step {s} completion {k}")
+    _write_arm(runs / "sr_prompt_adjusted", 110, 1.9, lambda s, k: f"own {s} {k}")
+    _write_arm(runs / "ipo", 30, 0.5, lambda s, k: "ipo")
+    assert study.report(argparse.Namespace(output_dir=str(runs), report_dir=str(report_dir))) == 0
+    text = (report_dir / "report.md").read_text()
+    assert "steps 1-10 -> 101-110" in text and "steps 1-10 -> 21-30" in text
+    results = json.loads((report_dir / "results.json").read_text())
+    assert results["sr_prompt_adjusted"]["common_step_long"]["reward_mean"][1] == pytest.approx(1.9 + 0.01 * 105.5)
+    assert results["sr_frozen"]["common_step_long"]["step"] == 110 and "common_step_long" not in results["ipo"]
+    assert results["ipo"]["common_step"]["step"] == 30
