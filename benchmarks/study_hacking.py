@@ -24,12 +24,16 @@ step 0 and every 25 steps.
     PYTHONPATH=src setsid nohup python benchmarks/study_hacking.py run --workers 2 --keep-going \\
         --output-dir /work/runs/study_hacking >> /work/runs/study_hacking/run.log 2>&1 &   # <arm>.log per arm
     PYTHONPATH=src python benchmarks/study_hacking.py run --arms sr_ema,ipo    # some arms only
+    PYTHONPATH=src python benchmarks/study_hacking.py rescore --output-dir /work/runs/study_hacking  # one yardstick
     PYTHONPATH=src python benchmarks/study_hacking.py report --output-dir /work/runs/study_hacking \\
         --report-dir benchmarks/results/study_hacking
 
 `run` resumes: an arm whose summary.json reached its step count is skipped, an arm with a
 checkpoint continues from it (checkpoints every 5 steps). `report` reads whatever arms and steps
-exist (a partial study gives a partial report that says so).
+exist (a partial study gives a partial report that says so). `rescore` scores every arm's first and
+last 10 steps' completions with the frozen base's stable rank (cached in frozen_rescore.json), so
+that arms whose scorer moves (online, EMA) or whose reward is something else share one yardstick;
+`report` adds that table when the file exists.
 """
 
 from __future__ import annotations
@@ -457,6 +461,7 @@ def report(args) -> int:
     # The long (150-step) arms over all their steps, then every arm over the steps the shortest ran
     lines += common_step_table(arms, results, at_least=100, key="common_step_long")
     lines += common_step_table(arms, results)
+    lines += rescore_table(out)
     missing = [a for a in ARMS if a not in arms]
     lines += ["", f"Arms not run yet: {', '.join(missing) or 'none'}.", ""]
     for arm, row in results.items():
@@ -486,13 +491,107 @@ def report(args) -> int:
     return 0
 
 
+RESCORE_FILE = "frozen_rescore.json"
+
+
+def rescore_windows(rows: list[dict], n: int = 10) -> dict[str, list[int]]:
+    """The first and last n logged steps of completions.jsonl (fewer for a short run, not overlapping)."""
+    steps = sorted({r["step"] for r in rows if r.get("step") is not None})
+    n = max(1, min(n, len(steps) // 2)) if steps else 0
+    return {"first": steps[:n], "last": steps[-n:]} if steps else {}
+
+
+def rescore_arm(rows: list[dict], score, n: int = 10) -> dict:
+    """Each window's completions scored by `score(prompts, completions) -> [float]` (the frozen base's
+    stable rank), beside the arm's own logged reward for the same completions."""
+    result = {}
+    for name, steps in rescore_windows(rows, n).items():
+        chosen = [r for r in rows if r.get("step") in set(steps)]
+        frozen = score([r["prompt"] for r in chosen], [r["completion"] for r in chosen])
+        own = [next(iter(r["rewards"].values()), None) for r in chosen]
+        finite = [f for f in frozen if f is not None and math.isfinite(f)]
+        result[name] = {"steps": [steps[0], steps[-1]], "n": len(chosen), "scored": len(finite),
+                        "frozen_stable_rank": statistics.fmean(finite) if finite else None,
+                        "own_reward": statistics.fmean(o for o in own if o is not None) if any(
+                            o is not None for o in own) else None}
+    return result
+
+
+def frozen_scorer_options(out: Path) -> dict:
+    """The scoring options `sr_frozen` trained with (its train_config.json), so that the yardstick
+    is its reward exactly; the library's defaults where that arm has not run."""
+    path = out / "sr_frozen" / "train_config.json"
+    reward = json.loads(path.read_text()).get("reward", {}) if path.exists() else {}
+    names = ("span", "layer", "max_length", "truncation_side", "min_span_tokens", "batch_size")
+    return {name: reward[f"reward_{name}"] for name in names if reward.get(f"reward_{name}") is not None}
+
+
+def rescore(args) -> int:
+    """One yardstick for every arm: the frozen base's stable rank (the paper's reward, scored as the
+    `sr_frozen` arm scores it) of each arm's training completions in its first and last 10 logged
+    steps. An online or EMA scorer moves with the policy, and IPO or Perplexity score something else:
+    this says how much of an arm's reward gain the fixed base sees. Cached per arm in
+    `<output-dir>/frozen_rescore.json` and recomputed only when an arm has logged new steps."""
+    import torch
+
+    import srgrpo
+
+    out = Path(args.output_dir)
+    cache_path = out / RESCORE_FILE
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    scorer = None
+    for arm in [a.strip() for a in args.arms.split(",")] if getattr(args, "arms", None) else ARMS:
+        if arm not in ARMS:
+            raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+        rows = read_jsonl(out / arm / "completions.jsonl")
+        windows = rescore_windows(rows)
+        if not windows:
+            continue
+        key = {name: [steps[0], steps[-1]] for name, steps in windows.items()}
+        if {name: cache.get(arm, {}).get(name, {}).get("steps") for name in key} == key:
+            print(f"[rescore] {arm}: steps {key} already scored", flush=True)
+            continue
+        if scorer is None:
+            torch.set_num_threads(args.threads)
+            model, tokenizer = srgrpo.load_model()  # the embedded base, as every arm's frozen scorer
+            scorer = srgrpo.StableRankScorer(model, tokenizer, **frozen_scorer_options(out))
+        started = time.time()
+        cache[arm] = rescore_arm(rows, scorer.score)
+        cache_path.write_text(json.dumps(cache, indent=2) + "\n")  # after each arm: a stop loses one arm at most
+        print(f"[rescore] {arm}: {cache[arm]} ({time.time() - started:.0f} s)", flush=True)
+    return 0
+
+
+def rescore_table(out: Path) -> list[str]:
+    cache = json.loads((out / RESCORE_FILE).read_text()) if (out / RESCORE_FILE).exists() else {}
+    if not cache:
+        return []
+    lines = ["", "### One yardstick: the frozen base's stable rank of every arm's completions", "",
+             f"`study_hacking.py rescore` ({RESCORE_FILE}): each arm's training completions of its first and last "
+             "10 logged steps, scored by the embedded base as `sr_frozen` scores them, beside the arm's own reward "
+             "for the same completions. Where the own reward rises more than the frozen one, the gain is the "
+             "scorer's, not something the fixed base sees.", "",
+             "| arm | steps | own reward | frozen-base stable rank |", "|---|---|--:|--:|"]
+    for arm, windows in cache.items():
+        first, last = windows.get("first"), windows.get("last")
+        if not first or not last:
+            continue
+        lines.append(f"| {arm} | {first['steps'][0]}-{first['steps'][1]} -> {last['steps'][0]}-{last['steps'][1]} | "
+                     f"{fmt(first['own_reward'])} -> {fmt(last['own_reward'])} | "
+                     f"{fmt(first['frozen_stable_rank'])} -> {fmt(last['frozen_stable_rank'])} |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "report"):
+    for name in ("run", "report", "rescore"):
         p = sub.add_parser(name)
         p.add_argument("--output-dir", default="/work/runs/study_hacking", help="where the arms' runs live")
-        if name == "run":
+        if name == "rescore":
+            p.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves a core to a running study)")
+            p.add_argument("--arms", default=None, help="comma-separated arms (default every arm that has completions)")
+        elif name == "run":
             p.add_argument("--arms", default=None, help=f"comma-separated arms (default all, in order): {', '.join(ARMS)}")
             p.add_argument("--max-steps", type=int, default=None, help="override every arm's step count (timing runs)")
             p.add_argument("--keep-going", action="store_true", help="go on to the next arm when one fails")
@@ -503,7 +602,7 @@ def main() -> int:
         else:
             p.add_argument("--report-dir", default=str(REPO / "benchmarks" / "results" / "study_hacking"))
     args = parser.parse_args()
-    return run(args) if args.command == "run" else report(args)
+    return {"run": run, "report": report, "rescore": rescore}[args.command](args)
 
 
 if __name__ == "__main__":

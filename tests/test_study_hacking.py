@@ -128,3 +128,33 @@ def test_the_long_arms_are_also_compared_over_all_the_steps_they_share(tmp_path)
     assert results["sr_prompt_adjusted"]["common_step_long"]["reward_mean"][1] == pytest.approx(1.9 + 0.01 * 105.5)
     assert results["sr_frozen"]["common_step_long"]["step"] == 110 and "common_step_long" not in results["ipo"]
     assert results["ipo"]["common_step"]["step"] == 30
+
+
+def test_rescore_scores_each_arms_first_and_last_steps_with_the_frozen_base_once(tmp_path, monkeypatch, tiny_model,
+                                                                                  tokenizer):
+    import statistics
+
+    import srgrpo
+
+    runs = tmp_path / "runs"
+    texts = ["def add(a, b):\n    return a + b\n", "The answer is 4 because 2 + 2 = 4.", "Canberra is the capital.",
+             "First list the steps, then check each one against the question."]
+    rows = [{"step": s, "prompt": f"question {s}", "completion": texts[(s + k) % 4], "rewards": {"stable_rank@online": 10.0 + s}}
+            for s in range(1, 7) for k in range(2)]
+    _write_arm(runs / "sr_online", 6, 1.7, lambda s, k: "unused")
+    (runs / "sr_online" / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loads = []
+    monkeypatch.setattr(srgrpo, "load_model", lambda: loads.append(1) or (tiny_model, tokenizer))
+    assert study.rescore(argparse.Namespace(output_dir=str(runs), threads=1)) == 0
+    cache = json.loads((runs / study.RESCORE_FILE).read_text())["sr_online"]
+    scorer = srgrpo.StableRankScorer(tiny_model, tokenizer)
+    for name, steps in (("first", [1, 2, 3]), ("last", [4, 5, 6])):  # 6 steps: windows of 3, not overlapping
+        chosen = [r for r in rows if r["step"] in steps]
+        expected = statistics.fmean(scorer.score([r["prompt"] for r in chosen], [r["completion"] for r in chosen]))
+        assert cache[name]["steps"] == [steps[0], steps[-1]] and cache[name]["n"] == 6
+        assert cache[name]["frozen_stable_rank"] == pytest.approx(expected, rel=1e-4)
+        assert cache[name]["own_reward"] == pytest.approx(10.0 + statistics.fmean(steps))
+    # nothing new logged: no model loaded the second time; the report shows the table
+    assert study.rescore(argparse.Namespace(output_dir=str(runs), threads=1)) == 0 and loads == [1]
+    assert study.report(argparse.Namespace(output_dir=str(runs), report_dir=str(tmp_path / "report"))) == 0
+    assert "| sr_online | 1-3 -> 4-6 | 12 -> 15 |" in (tmp_path / "report" / "report.md").read_text()
