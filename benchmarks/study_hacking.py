@@ -306,6 +306,14 @@ def plot(arms: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def first_last_steps(rows: list[dict], n: int) -> dict[str, list[int]]:
+    """The first and last n logged steps of completions.jsonl (fewer for a short run, so that the two
+    do not overlap); {} when no row has a step."""
+    steps = sorted({r["step"] for r in rows if r.get("step") is not None})
+    n = max(1, min(n, len(steps) // 2)) if steps else 0
+    return {"first": steps[:n], "last": steps[-n:]} if steps else {}
+
+
 def top_completions(arm_dir: Path, first: bool, n: int = 1, steps: int = 5) -> list[dict]:
     """The highest-reward completions among the first (or last) `steps` logged steps'
     (completions.jsonl of `srgrpo train --save_completions`), ranked by the arm's first reward; fewer
@@ -313,9 +321,7 @@ def top_completions(arm_dir: Path, first: bool, n: int = 1, steps: int = 5) -> l
     rows = [r for r in read_jsonl(arm_dir / "completions.jsonl") if r.get("step") is not None]
     if not rows:
         return []
-    all_steps = sorted({r["step"] for r in rows})
-    steps = max(1, min(steps, len(all_steps) // 2))  # a short run: first and last windows do not overlap
-    window = set(all_steps[:steps] if first else all_steps[-steps:])
+    window = set(first_last_steps(rows, steps)["first" if first else "last"])
 
     def key(r):
         value = next(iter(r["rewards"].values()), None)
@@ -494,19 +500,13 @@ def report(args) -> int:
 RESCORE_FILE = "frozen_rescore.json"
 
 
-def rescore_windows(rows: list[dict], n: int = 10) -> dict[str, list[int]]:
-    """The first and last n logged steps of completions.jsonl (fewer for a short run, not overlapping)."""
-    steps = sorted({r["step"] for r in rows if r.get("step") is not None})
-    n = max(1, min(n, len(steps) // 2)) if steps else 0
-    return {"first": steps[:n], "last": steps[-n:]} if steps else {}
-
-
 def rescore_arm(rows: list[dict], score, n: int = 10) -> dict:
     """Each window's completions scored by `score(prompts, completions) -> [float]` (the frozen base's
     stable rank), beside the arm's own logged reward for the same completions."""
     result = {}
-    for name, steps in rescore_windows(rows, n).items():
-        chosen = [r for r in rows if r.get("step") in set(steps)]
+    for name, steps in first_last_steps(rows, n).items():
+        window = set(steps)
+        chosen = [r for r in rows if r.get("step") in window]
         frozen = score([r["prompt"] for r in chosen], [r["completion"] for r in chosen])
         own = [next(iter(r["rewards"].values()), None) for r in chosen]
         finite = [f for f in frozen if f is not None and math.isfinite(f)]
@@ -544,7 +544,7 @@ def rescore(args) -> int:
         if arm not in ARMS:
             raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
         rows = read_jsonl(out / arm / "completions.jsonl")
-        windows = rescore_windows(rows)
+        windows = first_last_steps(rows, 10)
         if not windows:
             continue
         key = {name: [steps[0], steps[-1]] for name, steps in windows.items()}
