@@ -24,16 +24,16 @@ step 0 and every 25 steps.
     PYTHONPATH=src setsid nohup python benchmarks/study_hacking.py run --workers 2 --keep-going \\
         --output-dir /work/runs/study_hacking >> /work/runs/study_hacking/run.log 2>&1 &   # <arm>.log per arm
     PYTHONPATH=src python benchmarks/study_hacking.py run --arms sr_ema,ipo    # some arms only
-    PYTHONPATH=src python benchmarks/study_hacking.py rescore --output-dir /work/runs/study_hacking  # one yardstick
+    PYTHONPATH=src python benchmarks/study_hacking.py rescore --output-dir /work/runs/study_hacking  # fixed yardsticks
     PYTHONPATH=src python benchmarks/study_hacking.py report --output-dir /work/runs/study_hacking \\
         --report-dir benchmarks/results/study_hacking
 
 `run` resumes: an arm whose summary.json reached its step count is skipped, an arm with a
 checkpoint continues from it (checkpoints every 5 steps). `report` reads whatever arms and steps
 exist (a partial study gives a partial report that says so). `rescore` scores every arm's first and
-last 10 steps' completions with the frozen base's stable rank (cached in frozen_rescore.json), so
-that arms whose scorer moves (online, EMA) or whose reward is something else share one yardstick;
-`report` adds that table when the file exists.
+last 10 steps' completions with the frozen base's stable rank and its self_reward and ipo judges
+(cached in frozen_rescore.json), so that arms whose scorer moves (online, EMA) or whose reward is
+something else share yardsticks that do not move; `report` adds that table when the file exists.
 """
 
 from __future__ import annotations
@@ -498,22 +498,25 @@ def report(args) -> int:
 
 
 RESCORE_FILE = "frozen_rescore.json"
+YARDSTICKS = ("stable_rank", "self_reward", "ipo")  # cached as frozen_<name>; the report's columns, in this order
 
 
-def rescore_arm(rows: list[dict], score, n: int = 10) -> dict:
-    """Each window's completions scored by `score(prompts, completions) -> [float]` (the frozen base's
-    stable rank), beside the arm's own logged reward for the same completions."""
+def rescore_arm(rows: list[dict], scores: dict, n: int = 10) -> dict:
+    """Each window's completions scored by every `scores[name](prompts, completions) -> [float]` (a
+    frozen-base yardstick), beside the arm's own logged reward for the same completions."""
     result = {}
     for name, steps in first_last_steps(rows, n).items():
         window = set(steps)
         chosen = [r for r in rows if r.get("step") in window]
-        frozen = score([r["prompt"] for r in chosen], [r["completion"] for r in chosen])
         own = [next(iter(r["rewards"].values()), None) for r in chosen]
-        finite = [f for f in frozen if f is not None and math.isfinite(f)]
-        result[name] = {"steps": [steps[0], steps[-1]], "n": len(chosen), "scored": len(finite),
-                        "frozen_stable_rank": statistics.fmean(finite) if finite else None,
+        result[name] = {"steps": [steps[0], steps[-1]], "n": len(chosen),
                         "own_reward": statistics.fmean(o for o in own if o is not None) if any(
                             o is not None for o in own) else None}
+        for yardstick, score in scores.items():
+            values = score([r["prompt"] for r in chosen], [r["completion"] for r in chosen])
+            finite = [v for v in values if v is not None and math.isfinite(v)]
+            result[name][f"frozen_{yardstick}"] = statistics.fmean(finite) if finite else None
+            result[name][f"scored_{yardstick}"] = len(finite)
     return result
 
 
@@ -526,20 +529,38 @@ def frozen_scorer_options(out: Path) -> dict:
     return {name: reward[f"reward_{name}"] for name in names if reward.get(f"reward_{name}") is not None}
 
 
+def frozen_yardstick(name: str, out: Path, model, tokenizer):
+    """`score(prompts, completions)` by the frozen base: its stable rank as `sr_frozen` scores it, or
+    the `self_reward` / `ipo` judge exactly as those arms' rewards run it (the training prompt was one
+    user message; the completions file keeps its text)."""
+    import srgrpo
+    from srgrpo.training.rewards import JudgeReward
+
+    if name == "stable_rank":
+        return srgrpo.StableRankScorer(model, tokenizer, **frozen_scorer_options(out)).score
+    judge = JudgeReward(name, model, tokenizer, scorer="frozen")
+    return lambda prompts, completions: judge.compute([[{"role": "user", "content": p}] for p in prompts],
+                                                      completions, None, None)
+
+
 def rescore(args) -> int:
-    """One yardstick for every arm: the frozen base's stable rank (the paper's reward, scored as the
-    `sr_frozen` arm scores it) of each arm's training completions in its first and last 10 logged
-    steps. An online or EMA scorer moves with the policy, and IPO or Perplexity score something else:
-    this says how much of an arm's reward gain the fixed base sees. Cached per arm in
-    `<output-dir>/frozen_rescore.json` and recomputed only when an arm has logged new steps."""
+    """Yardsticks that do not move with the policy: the frozen base's stable rank (the paper's reward,
+    scored as the `sr_frozen` arm scores it) and its `self_reward` and `ipo` judges, over each arm's
+    training completions in its first and last 10 logged steps. An online or EMA scorer moves with
+    the policy, and each reward scores something different: this says how much of an arm's reward
+    gain the fixed base sees, by its own and by the other arms' measures. Cached per arm and yardstick
+    in `<output-dir>/frozen_rescore.json`; an arm is scored again only when it has logged new steps."""
     import torch
 
     import srgrpo
 
     out = Path(args.output_dir)
+    yardsticks = [y.strip() for y in (getattr(args, "yardsticks", None) or ",".join(YARDSTICKS)).split(",")]
+    if bad := [y for y in yardsticks if y not in YARDSTICKS]:
+        raise SystemExit(f"unknown yardstick(s) {', '.join(bad)}; choose from {', '.join(YARDSTICKS)}")
     cache_path = out / RESCORE_FILE
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    scorer = None
+    model = scores = None
     for arm in [a.strip() for a in args.arms.split(",")] if getattr(args, "arms", None) else ARMS:
         if arm not in ARMS:
             raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
@@ -548,17 +569,22 @@ def rescore(args) -> int:
         if not windows:
             continue
         key = {name: [steps[0], steps[-1]] for name, steps in windows.items()}
-        if {name: cache.get(arm, {}).get(name, {}).get("steps") for name in key} == key:
-            print(f"[rescore] {arm}: steps {key} already scored", flush=True)
+        cached = cache.get(arm, {})
+        if {name: cached.get(name, {}).get("steps") for name in key} != key:
+            cached = {}  # new steps: every yardstick of this arm is stale
+        missing = [y for y in yardsticks if any(f"frozen_{y}" not in cached.get(name, {}) for name in key)]
+        if not missing:
+            print(f"[rescore] {arm}: steps {key} already scored by {', '.join(yardsticks)}", flush=True)
             continue
-        if scorer is None:
+        if model is None:
             torch.set_num_threads(args.threads)
             model, tokenizer = srgrpo.load_model()  # the embedded base, as every arm's frozen scorer
-            scorer = srgrpo.StableRankScorer(model, tokenizer, **frozen_scorer_options(out))
+            scores = {y: frozen_yardstick(y, out, model, tokenizer) for y in YARDSTICKS}
         started = time.time()
-        cache[arm] = rescore_arm(rows, scorer.score)
+        fresh = rescore_arm(rows, {y: scores[y] for y in missing})
+        cache[arm] = {name: {**cached.get(name, {}), **fresh[name]} for name in fresh}
         cache_path.write_text(json.dumps(cache, indent=2) + "\n")  # after each arm: a stop loses one arm at most
-        print(f"[rescore] {arm}: {cache[arm]} ({time.time() - started:.0f} s)", flush=True)
+        print(f"[rescore] {arm} ({', '.join(missing)}): {cache[arm]} ({time.time() - started:.0f} s)", flush=True)
     return 0
 
 
@@ -566,19 +592,22 @@ def rescore_table(out: Path) -> list[str]:
     cache = json.loads((out / RESCORE_FILE).read_text()) if (out / RESCORE_FILE).exists() else {}
     if not cache:
         return []
-    lines = ["", "### One yardstick: the frozen base's stable rank of every arm's completions", "",
+    present = [y for y in YARDSTICKS if any(f"frozen_{y}" in w for windows in cache.values() for w in windows.values())]
+    lines = ["", "### Yardsticks that do not move: the frozen base's scores of every arm's completions", "",
              f"`study_hacking.py rescore` ({RESCORE_FILE}): each arm's training completions of its first and last "
-             "10 logged steps, scored by the embedded base as `sr_frozen` scores them, beside the arm's own reward "
-             "for the same completions. Where the own reward rises more than the frozen one, the gain is the "
-             "scorer's, not something the fixed base sees.", "",
-             "| arm | steps | own reward | frozen-base stable rank |", "|---|---|--:|--:|"]
+             "10 logged steps, scored by the embedded base (no adapter) with its stable rank as `sr_frozen` scores "
+             "it and with the `self_reward` (1-5) and `ipo` (P(Yes)) judges as those arms score, beside the arm's "
+             "own reward for the same completions. Where the own reward rises more than the frozen one of the same "
+             "kind, the gain is the scorer's, not something the fixed base sees.", "",
+             "| arm | steps | own reward | " + " | ".join(f"frozen {y}" for y in present) + " |",
+             "|---|---|--:|" + "--:|" * len(present)]
     for arm, windows in cache.items():
         first, last = windows.get("first"), windows.get("last")
         if not first or not last:
             continue
+        cells = [f"{fmt(first.get(f'frozen_{y}'))} -> {fmt(last.get(f'frozen_{y}'))}" for y in present]
         lines.append(f"| {arm} | {first['steps'][0]}-{first['steps'][1]} -> {last['steps'][0]}-{last['steps'][1]} | "
-                     f"{fmt(first['own_reward'])} -> {fmt(last['own_reward'])} | "
-                     f"{fmt(first['frozen_stable_rank'])} -> {fmt(last['frozen_stable_rank'])} |")
+                     f"{fmt(first['own_reward'])} -> {fmt(last['own_reward'])} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -591,6 +620,8 @@ def main() -> int:
         if name == "rescore":
             p.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves a core to a running study)")
             p.add_argument("--arms", default=None, help="comma-separated arms (default every arm that has completions)")
+            p.add_argument("--yardsticks", default=",".join(YARDSTICKS),
+                           help=f"comma-separated frozen-base scores (default all): {', '.join(YARDSTICKS)}")
         elif name == "run":
             p.add_argument("--arms", default=None, help=f"comma-separated arms (default all, in order): {', '.join(ARMS)}")
             p.add_argument("--max-steps", type=int, default=None, help="override every arm's step count (timing runs)")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from srgrpo.judges import ipo_scores, pointwise_scores
 from srgrpo.training.config import parse_train_args
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -20,6 +21,16 @@ sys.path.insert(0, str(BENCHMARKS))  # the study imports benchmarks/common.py
 _spec = importlib.util.spec_from_file_location("study_hacking", BENCHMARKS / "study_hacking.py")
 study = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(study)
+
+@pytest.fixture(scope="module")
+def judge_model():
+    """A tiny model whose tokenizer has the judges' labels ("Yes", "No", "1".."5") as single tokens."""
+    from conftest import make_model, make_tokenizer
+
+    tokenizer = make_tokenizer()
+    tokenizer.add_tokens(["Yes", "No"])  # the conftest corpus has neither as one token
+    return make_model(len(tokenizer), seed=5).eval(), tokenizer
+
 
 needs_gsm8k = pytest.mark.skipif(not (study.SHARED_DATA / "eval" / "gsm8k_train.jsonl").is_file(),
                                  reason="the shared GSM8K train file is not here")
@@ -130,12 +141,12 @@ def test_the_long_arms_are_also_compared_over_all_the_steps_they_share(tmp_path)
     assert results["ipo"]["common_step"]["step"] == 30
 
 
-def test_rescore_scores_each_arms_first_and_last_steps_with_the_frozen_base_once(tmp_path, monkeypatch, tiny_model,
-                                                                                  tokenizer):
+def test_rescore_scores_each_arms_first_and_last_steps_with_the_frozen_base_once(tmp_path, monkeypatch, judge_model):
     import statistics
 
     import srgrpo
 
+    tiny_model, tokenizer = judge_model
     runs = tmp_path / "runs"
     texts = ["def add(a, b):\n    return a + b\n", "The answer is 4 because 2 + 2 = 4.", "Canberra is the capital.",
              "First list the steps, then check each one against the question."]
@@ -154,7 +165,52 @@ def test_rescore_scores_each_arms_first_and_last_steps_with_the_frozen_base_once
         assert cache[name]["steps"] == [steps[0], steps[-1]] and cache[name]["n"] == 6
         assert cache[name]["frozen_stable_rank"] == pytest.approx(expected, rel=1e-4)
         assert cache[name]["own_reward"] == pytest.approx(10.0 + statistics.fmean(steps))
+        # the judges as the self_reward and ipo arms ran them: the training prompt was one user message
+        chats = [[{"role": "user", "content": r["prompt"]}] for r in chosen]
+        completions = [r["completion"] for r in chosen]
+        assert cache[name]["frozen_self_reward"] == pytest.approx(
+            statistics.fmean(pointwise_scores(tiny_model, tokenizer, chats, completions)), rel=1e-4)
+        assert cache[name]["frozen_ipo"] == pytest.approx(
+            statistics.fmean(ipo_scores(tiny_model, tokenizer, chats, completions)), rel=1e-4)
     # nothing new logged: no model loaded the second time; the report shows the table
     assert study.rescore(argparse.Namespace(output_dir=str(runs), threads=1)) == 0 and loads == [1]
     assert study.report(argparse.Namespace(output_dir=str(runs), report_dir=str(tmp_path / "report"))) == 0
-    assert "| sr_online | 1-3 -> 4-6 | 12 -> 15 |" in (tmp_path / "report" / "report.md").read_text()
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| own reward | frozen stable_rank | frozen self_reward | frozen ipo |" in report
+    assert "| sr_online | 1-3 -> 4-6 | 12 -> 15 |" in report
+
+
+def test_rescore_adds_a_missing_yardstick_and_starts_over_on_new_steps(tmp_path, monkeypatch, judge_model):
+    import srgrpo
+
+    tiny_model, tokenizer = judge_model
+    runs = tmp_path / "runs"
+    rows = [{"step": s, "prompt": f"question {s}", "completion": f"An answer to question {s}, given in a sentence.",
+             "rewards": {"ipo": 0.5}} for s in range(1, 5)]
+    _write_arm(runs / "ipo", 4, 0.5, lambda s, k: "unused")
+    (runs / "ipo" / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(srgrpo, "load_model", lambda: (tiny_model, tokenizer))
+    calls = []
+    real = study.frozen_yardstick
+
+    def counted(name, out, model, tok):
+        score = real(name, out, model, tok)
+        return lambda prompts, completions: calls.append((name, len(prompts))) or score(prompts, completions)
+
+    monkeypatch.setattr(study, "frozen_yardstick", counted)
+    run = lambda yardsticks: study.rescore(argparse.Namespace(output_dir=str(runs), threads=1, yardsticks=yardsticks))
+    assert run("stable_rank") == 0
+    first = json.loads((runs / study.RESCORE_FILE).read_text())["ipo"]
+    assert "frozen_stable_rank" in first["last"] and "frozen_ipo" not in first["last"]
+    calls.clear()
+    assert run("stable_rank,ipo") == 0 and [name for name, _ in calls] == ["ipo", "ipo"]  # only the missing one
+    second = json.loads((runs / study.RESCORE_FILE).read_text())["ipo"]
+    assert second["last"]["frozen_stable_rank"] == first["last"]["frozen_stable_rank"] and "frozen_ipo" in second["last"]
+    with (runs / "ipo" / "completions.jsonl").open("a") as f:  # two more steps: the last window moved
+        f.writelines(json.dumps({**rows[0], "step": s}) + "\n" for s in (5, 6))
+    calls.clear()
+    assert run("ipo") == 0 and sorted(set(name for name, _ in calls)) == ["ipo"]
+    third = json.loads((runs / study.RESCORE_FILE).read_text())["ipo"]
+    assert third["last"]["steps"] == [4, 6] and "frozen_stable_rank" not in third["last"]  # stale, dropped
+    with pytest.raises(SystemExit, match="unknown yardstick"):
+        run("stable_rank,reward_model")
