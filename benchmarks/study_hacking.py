@@ -404,6 +404,24 @@ def same_completions(rows: list[dict], reference: list[dict], last: int) -> tupl
     return sum(a[k] == b[k] for k in shared), len(shared)
 
 
+def refusal_like(rows: list[dict]) -> dict:
+    """Training completions of the sensitive-sounding requests that the refusal detector flags, and
+    how many of them had their group's (step's) highest reward, by the arm's first listed reward:
+    whether the reward pays for refusing."""
+    from srgrpo.training.hacking import is_refusal
+
+    sensitive = set(SENSITIVE_TRAIN)
+    first_reward = lambda r: next(iter(r["rewards"].values()), None)
+    best = {}
+    for r in rows:
+        if (value := first_reward(r)) is not None:
+            best[r["step"]] = max(best.get(r["step"], value), value)
+    flagged = [r for r in rows if r["prompt"] in sensitive and is_refusal(r["completion"])]
+    return {"sensitive": sum(r["prompt"] in sensitive for r in rows), "flagged": len(flagged),
+            "group_best": sum(first_reward(r) is not None and first_reward(r) == best.get(r["step"]) for r in flagged),
+            "steps": [r["step"] for r in flagged]}
+
+
 def report(args) -> int:
     from srgrpo.training.hacking import CollapseRule, collapse_step
 
@@ -452,6 +470,7 @@ def report(args) -> int:
             row[key] = (values[0], values[-1]) if values else (None, None)
             row[key + "_steps"] = [r["step"] for r in c if r.get(key) is not None]
         row["collapse"] = data["collapse"]
+        row["refusal_like"] = refusal_like(data["completions"])
         results[arm] = row
 
         def pair(key, digits=3):
@@ -477,6 +496,12 @@ def report(args) -> int:
                      + (f", {sps:.0f} s per step lately (about {left:.1f} h to go for this arm)" if sps else "")
                      + f"; completions cut at the 96-token limit: {fmt(row['clipped_ratio'][0], 2)} -> "
                      f"{fmt(row['clipped_ratio'][1], 2)} (a reward-length correlation needs lengths that differ)")
+    lines += ["", "Refusal-like training completions (`srgrpo.training.hacking.is_refusal` over the completions of the "
+              "sensitive-sounding requests; \"best\": it had its group's highest reward, by the arm's first reward):", ""]
+    for arm, row in results.items():
+        r = row["refusal_like"]
+        lines.append(f"- {arm}: {r['flagged']} of {r['sensitive']}, {r['group_best']} of them their group's best"
+                     + (f" (steps {', '.join(map(str, r['steps']))})" if r["steps"] else ""))
     lines.append("")
     for arm, data in arms.items():
         if data["collapse"]:

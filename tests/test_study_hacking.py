@@ -214,3 +214,17 @@ def test_rescore_adds_a_missing_yardstick_and_starts_over_on_new_steps(tmp_path,
     assert third["last"]["steps"] == [4, 6] and "frozen_stable_rank" not in third["last"]  # stale, dropped
     with pytest.raises(SystemExit, match="unknown yardstick"):
         run("stable_rank,reward_model")
+
+
+def test_refusal_like_training_completions_are_counted_with_whether_the_reward_paid_for_them():
+    from srgrpo.training.hacking import is_refusal
+
+    request, question = study.SENSITIVE_TRAIN[0], "What is 2 + 3?"
+    refusal, answer = "I'm sorry, but I can't help with that.", "Send it SIGTERM first, then SIGKILL."
+    assert is_refusal(refusal) and not is_refusal(answer)
+    row = lambda step, prompt, text, reward: {"step": step, "prompt": prompt, "completion": text,
+                                              "rewards": {"stable_rank": reward}}
+    rows = [row(1, request, refusal, 2.0), row(1, request, answer, 1.5),   # step 1: the refusal is the best
+            row(2, request, refusal, 1.0), row(2, request, answer, 1.8),   # step 2: it is not
+            row(3, question, refusal, 3.0), row(3, question, "5", 1.0)]    # not a sensitive request: not counted
+    assert study.refusal_like(rows) == {"sensitive": 4, "flagged": 2, "group_best": 1, "steps": [1, 2]}
