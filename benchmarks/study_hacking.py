@@ -278,7 +278,7 @@ CURVES = [
 ]
 
 
-def plot(arms: dict, path: Path) -> None:
+def plot(arms: dict, path: Path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -286,7 +286,7 @@ def plot(arms: dict, path: Path) -> None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 4).flatten()
     for ax, (title, column, source) in zip(axes, CURVES):
-        for arm, data in arms.items():
+        for colour, (arm, data) in enumerate(arms.items()):  # one colour per arm in every panel, even one it skips
             rows = data["metrics"] if source == "metrics" else data["curve"]
             points = [(r["step"], r[column]) for r in rows if r.get(column) is not None]
             if not points:
@@ -294,7 +294,8 @@ def plot(arms: dict, path: Path) -> None:
             steps, values = zip(*points)
             if source == "metrics":
                 values = smooth(list(values))
-            line, = ax.plot(steps, values, label=arm, marker="o" if source == "curve" else None, markersize=3)
+            line, = ax.plot(steps, values, label=arm, color=f"C{colour % 10}", marker="o" if source == "curve" else None,
+                            markersize=3)
             collapse = (data.get("collapse") or {}).get("collapse_step")
             if collapse is not None and source == "metrics" and column == "reward_mean":
                 ax.axvline(collapse, color=line.get_color(), linestyle=":", alpha=0.7)
@@ -304,6 +305,7 @@ def plot(arms: dict, path: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def first_last_steps(rows: list[dict], n: int) -> dict[str, list[int]]:

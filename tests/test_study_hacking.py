@@ -228,3 +228,15 @@ def test_refusal_like_training_completions_are_counted_with_whether_the_reward_p
             row(2, request, refusal, 1.0), row(2, request, answer, 1.8),   # step 2: it is not
             row(3, question, refusal, 3.0), row(3, question, "5", 1.0)]    # not a sensitive request: not counted
     assert study.refusal_like(rows) == {"sensitive": 4, "flagged": 2, "group_best": 1, "steps": [1, 2]}
+
+
+def test_an_arm_keeps_its_colour_in_a_panel_where_an_earlier_arm_has_no_points(tmp_path):
+    rows = lambda with_refusals: [{"step": s, "reward_mean": 1.0 + s, **({"hacking/refusal": 0.0} if with_refusals else {})}
+                                  for s in range(1, 4)]
+    arms = {"sr_frozen": {"metrics": rows(False), "curve": []}, "sr_online": {"metrics": rows(True), "curve": []}}
+    fig = study.plot(arms, tmp_path / "curves.png")
+    panels = {ax.get_title(): {line.get_label(): line.get_color() for line in ax.get_lines() if line.get_label() in arms}
+              for ax in fig.axes}
+    reward = next(v for k, v in panels.items() if k.startswith("total reward"))
+    refusals = next(v for k, v in panels.items() if k.startswith("training-batch refusals"))
+    assert set(refusals) == {"sr_online"} and refusals["sr_online"] == reward["sr_online"] != reward["sr_frozen"]
