@@ -316,17 +316,23 @@ def first_last_steps(rows: list[dict], n: int) -> dict[str, list[int]]:
     return {"first": steps[:n], "last": steps[-n:]} if steps else {}
 
 
-def top_completions(arm_dir: Path, first: bool, n: int = 1, steps: int = 5) -> list[dict]:
-    """The highest-reward completions among the first (or last) `steps` logged steps'
-    (completions.jsonl of `srgrpo train --save_completions`), ranked by the arm's first reward; fewer
-    steps for a short run, so that the first and the last do not show the same completion."""
-    rows = [r for r in read_jsonl(arm_dir / "completions.jsonl") if r.get("step") is not None]
+def own_reward(row: dict) -> float | None:
+    """A completions.jsonl row's reward by the arm's first listed reward (its only one, but for
+    sr_accuracy), the one the report ranks and compares by."""
+    return next(iter(row["rewards"].values()), None)
+
+
+def top_completions(rows: list[dict], first: bool, n: int = 1, steps: int = 5) -> list[dict]:
+    """The highest-reward completions among the first (or last) `steps` logged steps' of an arm's
+    completions.jsonl rows (`srgrpo train --save_completions`), ranked by `own_reward`; fewer steps
+    for a short run, so that the first and the last do not show the same completion."""
+    rows = [r for r in rows if r.get("step") is not None]
     if not rows:
         return []
     window = set(first_last_steps(rows, steps)["first" if first else "last"])
 
     def key(r):
-        value = next(iter(r["rewards"].values()), None)
+        value = own_reward(r)
         return -value if value is not None else math.inf
 
     return sorted((r for r in rows if r["step"] in window), key=key)[:n]
@@ -408,19 +414,18 @@ def same_completions(rows: list[dict], reference: list[dict], last: int) -> tupl
 
 def refusal_like(rows: list[dict]) -> dict:
     """Training completions of the sensitive-sounding requests that the refusal detector flags, and
-    how many of them had their group's (step's) highest reward, by the arm's first listed reward:
+    how many of them had their group's (step's) highest `own_reward`:
     whether the reward pays for refusing."""
     from srgrpo.training.hacking import is_refusal
 
     sensitive = set(SENSITIVE_TRAIN)
-    first_reward = lambda r: next(iter(r["rewards"].values()), None)
     best = {}
     for r in rows:
-        if (value := first_reward(r)) is not None:
+        if (value := own_reward(r)) is not None:
             best[r["step"]] = max(best.get(r["step"], value), value)
     flagged = [r for r in rows if r["prompt"] in sensitive and is_refusal(r["completion"])]
     return {"sensitive": sum(r["prompt"] in sensitive for r in rows), "flagged": len(flagged),
-            "group_best": sum(first_reward(r) is not None and first_reward(r) == best.get(r["step"]) for r in flagged),
+            "group_best": sum(own_reward(r) is not None and own_reward(r) == best.get(r["step"]) for r in flagged),
             "steps": [r["step"] for r in flagged]}
 
 
@@ -513,7 +518,7 @@ def report(args) -> int:
     lines += ["## Highest-reward completions, first and last logged step", ""]
     for arm in arms:
         for label, first in (("start", True), ("end", False)):
-            for r in top_completions(out / arm, first, 1):
+            for r in top_completions(arms[arm]["completions"], first, 1):
                 text = r["completion"].replace("\n", " ")[:400]
                 rewards = ", ".join(f"{k} {fmt(v)}" for k, v in r["rewards"].items())
                 lines.append(f"- **{arm}, {label} (step {r['step']}; {rewards})**: prompt "
@@ -535,10 +540,9 @@ def rescore_arm(rows: list[dict], scores: dict, n: int = 10) -> dict:
     for name, steps in first_last_steps(rows, n).items():
         window = set(steps)
         chosen = [r for r in rows if r.get("step") in window]
-        own = [next(iter(r["rewards"].values()), None) for r in chosen]
+        own = [value for r in chosen if (value := own_reward(r)) is not None]
         result[name] = {"steps": [steps[0], steps[-1]], "n": len(chosen),
-                        "own_reward": statistics.fmean(o for o in own if o is not None) if any(
-                            o is not None for o in own) else None}
+                        "own_reward": statistics.fmean(own) if own else None}
         for yardstick, score in scores.items():
             values = score([r["prompt"] for r in chosen], [r["completion"] for r in chosen])
             finite = [v for v in values if v is not None and math.isfinite(v)]
@@ -606,7 +610,7 @@ def rescore(args) -> int:
         if model is None:
             torch.set_num_threads(args.threads)
             model, tokenizer = srgrpo.load_model()  # the embedded base, as every arm's frozen scorer
-            scores = {y: frozen_yardstick(y, out, model, tokenizer) for y in YARDSTICKS}
+            scores = {y: frozen_yardstick(y, out, model, tokenizer) for y in yardsticks}
         started = time.time()
         fresh = rescore_arm(rows, {y: scores[y] for y in missing})
         cache[arm] = {name: {**cached.get(name, {}), **fresh[name]} for name in fresh}

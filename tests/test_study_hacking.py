@@ -118,12 +118,11 @@ def test_the_report_compares_arms_over_the_same_steps(tmp_path):
     assert (report_dir / "curves.png").stat().st_size > 0
 
 
-def test_a_short_runs_first_and_last_completions_come_from_different_steps(tmp_path):
+def test_a_short_runs_first_and_last_completions_come_from_different_steps():
     # 6 logged steps, reward rising with the step: windows of 5 would overlap and both pick step 5
     rows = [{"step": s, "prompt": "p", "completion": f"step {s}", "rewards": {"mean_logprob": -3 + 0.1 * s}}
             for s in range(1, 7)]
-    (tmp_path / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    first, last = study.top_completions(tmp_path, first=True), study.top_completions(tmp_path, first=False)
+    first, last = study.top_completions(rows, first=True), study.top_completions(rows, first=False)
     assert [r["step"] for r in first] == [3] and [r["step"] for r in last] == [6]
 
 
