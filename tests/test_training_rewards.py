@@ -111,6 +111,32 @@ def test_accuracy_reward_grades_like_trl_against_the_answer_column():
     assert values == [1.0, 0.0, 1.0, None]  # unparseable gold: None, as TRL's accuracy_reward
 
 
+def test_random_reward_is_a_seeded_uniform_control():
+    import hashlib
+    from types import SimpleNamespace
+
+    from srgrpo.training.rewards import REWARDS, RandomReward
+
+    assert REWARDS["random"].uses_model is False
+    completions = [[{"role": "assistant", "content": c}] for c in ["a", "a", "b", "c"]]
+    state = SimpleNamespace(global_step=3)
+    values = RandomReward(seed=7, name="random")(prompts=["q"] * 4, completions=completions, completion_ids=[[1]] * 4,
+                                                 prompt_ids=[[2]] * 4, trainer_state=state)
+    # By hand: the first 8 bytes of sha256("seed|step|index|text"), over 2**64.
+    expected = [int.from_bytes(hashlib.sha256(f"7|3|{i}|{t}".encode()).digest()[:8], "big") / 2**64
+                for i, t in enumerate("aabc")]
+    assert values == expected and len(set(values)) == 4 and all(0 <= v < 1 for v in values)
+    again = RandomReward(seed=7)(prompts=["q"] * 4, completions=completions, completion_ids=[[1]] * 4,
+                                 prompt_ids=[[2]] * 4, trainer_state=state)
+    assert again == values  # a resumed run draws the same numbers
+    other = RandomReward(seed=8)(prompts=["q"] * 4, completions=completions, completion_ids=[[1]] * 4,
+                                 prompt_ids=[[2]] * 4, trainer_state=state)
+    assert other != values
+    many = RandomReward(seed=0)(prompts=["q"] * 2000, completions=[str(i) for i in range(2000)],
+                                completion_ids=[[1]] * 2000, prompt_ids=[[2]] * 2000, trainer_state=state)
+    assert abs(sum(many) / 2000 - 0.5) < 0.03 and abs(sum(v < 0.25 for v in many) / 2000 - 0.25) < 0.04
+
+
 def test_judge_rewards_equal_the_judges_under_each_scorer():
     from peft import LoraConfig, get_peft_model
 
@@ -259,6 +285,18 @@ def test_train_with_several_rewards_logs_each_and_records_the_choice(tiny_model_
     assert set(lines[0]["rewards"]) == {"stable_rank@online", "self_reward@frozen", "accuracy"}
 
 
+def test_train_with_the_random_control_alone(tiny_model_dir, prompts_file, tmp_path):
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", str(prompts_file), "--output-dir", str(out), "--model", str(tiny_model_dir),
+                 "--config", str(_config(tmp_path)), "--rewards", "random", "--seed", "3"])
+    assert code == 0
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(0 < r["rewards/random/mean"] < 1 and r["rewards/random/std"] > 0 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rewards"] == [{"name": "random", "logged_as": "random", "scorer": None, "weight": 1.0}]
+
+
 def tiny_reward_model(tokenizer, folder):
     """A seeded one-layer LlamaForSequenceClassification (one label) saved with `tokenizer`."""
     from transformers import LlamaConfig, LlamaForSequenceClassification
@@ -348,6 +386,7 @@ EMBEDDED_ARMS = {
     "stable_rank_accuracy": ["--rewards", "stable_rank,accuracy", "--reward_weights", "1.0,0.5"],
     "online": ["--reward_scorer", "online"],
     "ema": ["--reward_scorer", "ema"],
+    "random": ["--rewards", "random"],
     "reward_model": ["--rewards", "reward_model"],  # + --reward_model: a tiny classifier folder
 }
 

@@ -69,7 +69,7 @@ def load_model_from_args(args):
     from srgrpo.models import load_model
 
     print(f"loading model {args.model or '(embedded SmolLM2-135M-Instruct)'} ...", file=sys.stderr)
-    return load_model(args.model, dtype=args.dtype, device=args.device, cache_dir=args.cache_dir)
+    return load_model(args.model, dtype=args.dtype, device=args.device, cache_dir=args.cache_dir, verbose=True)
 
 
 def parse_layers(text: str | None, num_layers: int) -> list[int]:

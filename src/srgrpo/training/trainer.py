@@ -311,7 +311,7 @@ def train(run: TrainRun) -> dict:
         from srgrpo.tasks.datasets import load_problems
 
         load_problems(script.eval_dataset, limit=1)  # an unknown eval set fails now, not after training
-    model, tokenizer = load_model(run.model.model_name_or_path, dtype=run.model.dtype, device=args.device)
+    model, tokenizer = load_model(run.model.model_name_or_path, dtype=run.model.dtype, device=args.device, verbose=True)
     check_chat_template(tokenizer, run.model.model_name_or_path or "(embedded)")
     if run.model.use_peft:
         check_lora_targets(model, run.model.lora_target_modules)
