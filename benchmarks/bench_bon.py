@@ -30,7 +30,7 @@ import torch
 from common import QWEN25_15B_NAME, load_bench_model
 
 from srgrpo.generation import HFGenerator, Sampling
-from srgrpo.tasks.datasets import load_problems
+from srgrpo.evaluation.datasets import load_problems
 
 ROUTES = ("none", "free", "reforward")
 OVERHEAD_TARGET = 0.05

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from srgrpo.evaluation.rewardbench import SECTIONS, PairOutcome, summarize_rewardbench
+from srgrpo.rewardbench.v1 import SECTIONS, PairOutcome, summarize_rewardbench
 from srgrpo.stats import stratified_binomial_counts
 
 

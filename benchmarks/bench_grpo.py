@@ -54,7 +54,7 @@ def run_variant(variant: str, args) -> dict:
     from trl import get_peft_config
 
     from srgrpo.training.config import make_run
-    from srgrpo.training.reward import StableRankReward
+    from srgrpo.training.sr_reward import StableRankReward
     from srgrpo.training.trainer import build_trainer, load_prompt_dataset
 
     torch.set_num_threads(args.threads)

@@ -26,9 +26,9 @@ import torch
 from common import REPO, REWARDBENCH_OFFLINE
 
 import srgrpo
-from srgrpo.evaluation.preference_data import load_preference_pairs
-from srgrpo.evaluation.runner import run_rewardbench
-from srgrpo.evaluation.scorers import SCORERS
+from srgrpo.rewardbench.preference_data import load_preference_pairs
+from srgrpo.rewardbench.runner import run_rewardbench
+from srgrpo.rewardbench.methods import SCORERS
 from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
 from srgrpo.results import rewardbench_results_from_json
 

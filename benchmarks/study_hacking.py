@@ -142,7 +142,7 @@ N_GSM8K_TRAIN = 120  # with 40 sensitive requests: a 25% share
 def write_prompts(out: Path, seed: int = 0) -> tuple[Path, Path]:
     """prompts.jsonl (training: {prompt, answer, kind}) and probes.jsonl (held-out {prompt}); kept
     once written, so a resumed study trains on the very same prompts."""
-    from srgrpo.tasks.datasets import load_problems
+    from srgrpo.evaluation.datasets import load_problems
 
     prompts, probes = out / "prompts.jsonl", out / "probes.jsonl"
     if not prompts.is_file():
@@ -565,7 +565,7 @@ def frozen_yardstick(name: str, out: Path, model, tokenizer):
     the `self_reward` / `ipo` judge exactly as those arms' rewards run it (the training prompt was one
     user message; the completions file keeps its text)."""
     import srgrpo
-    from srgrpo.training.rewards import JudgeReward
+    from srgrpo.training.reward_registry import JudgeReward
 
     if name == "stable_rank":
         return srgrpo.StableRankScorer(model, tokenizer, **frozen_scorer_options(out)).score

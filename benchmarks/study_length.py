@@ -421,8 +421,8 @@ def _gauss_null(tokens: np.ndarray, d: int = D_MODEL) -> np.ndarray:
 def _evaluate(name: str, scores: dict, pairs: list[dict], tokens: dict) -> dict:
     from scipy.stats import spearmanr
 
-    from srgrpo.evaluation.rewardbench import PairOutcome
-    from srgrpo.evaluation.rewardbench import summarize_rewardbench as summarize
+    from srgrpo.rewardbench.v1 import PairOutcome
+    from srgrpo.rewardbench.v1 import summarize_rewardbench as summarize
 
     result = {}
     for split in SPLITS:
@@ -675,7 +675,7 @@ def stage_bon(args):
     from srgrpo.generation import prompt_token_ids
     from srgrpo.options import ScoringOptions
     from srgrpo.scoring import StableRankScorer
-    from srgrpo.tasks.datasets import load_problems
+    from srgrpo.evaluation.datasets import load_problems
     from srgrpo.text import encode_ids
 
     bon_dir = Path(args.bon_dir)

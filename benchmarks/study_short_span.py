@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from srgrpo import load_model, metrics
-from srgrpo.evaluation.rewardbench2 import best_of_n_credit
+from srgrpo.rewardbench.v2 import best_of_n_credit
 from srgrpo.options import ScoringOptions
 from srgrpo.scoring import StableRankScorer
 from srgrpo.text import short_span_start

@@ -17,8 +17,8 @@ LAYERS = {
     "engine": 1,
     "features": 2,
     "scoring": 3,
-    "generation": 4, "tasks": 4, "score_io": 4, "length_robust": 4, "judges": 4,
-    "evaluation": 5, "bon": 5, "training": 5, "serving": 5,
+    "generation": 4, "evaluation": 4, "score_io": 4, "length_robust": 4, "judges": 4,
+    "rewardbench": 5, "bon": 5, "training": 5, "serving": 5,
     "reports": 6,
     "cli": 7,
 }

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from srgrpo.tasks.datasets import DatasetError, Problem, load_problems
-from srgrpo.tasks.grading import extract_answer, extract_letter, extract_number, is_correct, parse_number
+from srgrpo.evaluation.datasets import DatasetError, Problem, load_problems
+from srgrpo.evaluation.grading import extract_answer, extract_letter, extract_number, is_correct, parse_number
 
 GSM = Problem("g", "q", "1234", "gsm8k")
 MATH = Problem("m", "q", "\\frac{14}{3}", "math")
@@ -139,7 +139,7 @@ def test_jsonl_questions_and_their_errors(tmp_path):
 def test_the_dataset_registry_is_the_one_list_of_names(capsys):
     from srgrpo.bon import DATASETS as reexported
     from srgrpo.cli import main
-    from srgrpo.tasks.datasets import DATASETS, dataset_help
+    from srgrpo.evaluation.datasets import DATASETS, dataset_help
 
     assert reexported is DATASETS
     assert list(DATASETS) == ["gsm8k", "math500", "gpqa", "mmlu", "aime2025", "mmlu_redux", "olympiadbench", "amc23"]
@@ -156,7 +156,7 @@ def test_the_dataset_registry_is_the_one_list_of_names(capsys):
 
 def test_the_readme_documents_every_registered_dataset_and_selector():
     from srgrpo.bon.selectors import SELECTORS
-    from srgrpo.tasks.datasets import DATASETS
+    from srgrpo.evaluation.datasets import DATASETS
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     datasets = readme[readme.index("**Datasets** (`--dataset`)"):readme.index("**Selectors** (`--selectors`")]

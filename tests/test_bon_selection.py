@@ -11,7 +11,7 @@ from srgrpo.cli import main
 from srgrpo.generation import Sample, Sampling
 from srgrpo.reports.best_of_n import write_best_of_n_report
 from srgrpo.results import BestOfNSummary
-from srgrpo.tasks.datasets import Problem
+from srgrpo.evaluation.datasets import Problem
 
 
 def cand(answer, correct, sr=1.0, sc=0.0):
@@ -260,7 +260,7 @@ def test_the_report_is_a_function_of_the_typed_summary(tmp_path):
 def test_run_bon_names_its_parameters_as_run_rewardbench_does(tmp_path):
     import inspect
 
-    from srgrpo.evaluation.runner import run_rewardbench
+    from srgrpo.rewardbench.runner import run_rewardbench
 
     shared = {"output_dir", "options", "seed", "overwrite", "progress", "run_info"}
     bon = set(inspect.signature(run_bon).parameters)

@@ -9,8 +9,8 @@ import pytest
 
 from srgrpo.cli import main
 from srgrpo.generation import HFGenerator, Sample, Sampling
-from srgrpo.tasks.comparison import compare_runs
-from srgrpo.tasks.datasets import (
+from srgrpo.evaluation.comparison import compare_runs
+from srgrpo.evaluation.datasets import (
     DATASETS,
     TASK_GROUPS,
     DatasetError,
@@ -21,8 +21,8 @@ from srgrpo.tasks.datasets import (
     resolve_tasks,
     shared_data_dir,
 )
-from srgrpo.tasks.grading import grade
-from srgrpo.tasks.runner import group_average, run_tasks, summarize_groups
+from srgrpo.evaluation.grading import grade
+from srgrpo.evaluation.runner import group_average, run_tasks, summarize_groups
 
 EVAL = shared_data_dir() / "eval"
 
@@ -77,7 +77,7 @@ def test_olympiadbench_prompts_say_how_to_answer():
 
 
 def test_the_prompt_pin_does_not_depend_on_the_questions_run_so_far():
-    from srgrpo.tasks.runner import prompt_pin
+    from srgrpo.evaluation.runner import prompt_pin
 
     problems = olympiadbench_problems(OLYMPIAD_ROWS)
     assert prompt_pin(problems[1:2]) == prompt_pin(problems)  # a --limit without multi-answer problems

@@ -69,7 +69,7 @@ def ipo_input(tok, prompt, response, section="other", max_length=2048):
 
 
 def test_section_questions_cover_rewardbench():
-    from srgrpo.evaluation.rewardbench import OTHER_SECTION, SECTIONS  # the one registry of section names
+    from srgrpo.rewardbench.v1 import OTHER_SECTION, SECTIONS  # the one registry of section names
 
     assert set(SECTION_QUESTIONS) == {*SECTIONS, OTHER_SECTION}
     assert set(SECTION_QUESTIONS) == {"Chat", "Chat Hard", "Safety", "Reasoning", "other"}

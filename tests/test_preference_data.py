@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from srgrpo.evaluation.preference_data import LoadedPairs, PreferencePair, load_preference_pairs
+from srgrpo.rewardbench.preference_data import LoadedPairs, PreferencePair, load_preference_pairs
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Add 1/3 and 1/4."}]
 

@@ -11,17 +11,17 @@ import pytest
 from srgrpo import __version__
 from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import SELECTORS
-from srgrpo.evaluation.rewardbench import PROTOCOLS, SECTIONS
-from srgrpo.evaluation.runner import run_rewardbench
-from srgrpo.evaluation.scorers import SCORERS
+from srgrpo.rewardbench.v1 import PROTOCOLS, SECTIONS
+from srgrpo.rewardbench.runner import run_rewardbench
+from srgrpo.rewardbench.methods import SCORERS
 from srgrpo.features import FEATURES, check_features, get_feature, pinned_options
 from srgrpo.generation import Sample, Sampling
 from srgrpo.options import FEATURE, RUNTIME, SCORE, ScoringOptions
 from srgrpo.records import changed_versions, prepare_output_dir
 from srgrpo.registry import Registry
 from srgrpo.scoring import StableRankScorer
-from srgrpo.tasks.datasets import DATASETS, Problem, register_dataset
-from srgrpo.tasks.grading import GRADERS, grade
+from srgrpo.evaluation.datasets import DATASETS, Problem, register_dataset
+from srgrpo.evaluation.grading import GRADERS, grade
 
 from test_rewardbench_runner import make_pairs
 

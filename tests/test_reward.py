@@ -12,7 +12,7 @@ import references
 from conftest import make_model
 
 from srgrpo.scoring import StableRankScorer
-from srgrpo.training.reward import StableRankReward
+from srgrpo.training.sr_reward import StableRankReward
 
 PROMPTS = [
     [{"role": "user", "content": "What is the capital of France?"}],

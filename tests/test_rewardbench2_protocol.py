@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from srgrpo.evaluation.rewardbench2 import (
+from srgrpo.rewardbench.v2 import (
     SUBSET_SIZES,
     TIES_WEIGHTS,
     PromptOutcome,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from srgrpo.cli import main
-from srgrpo.evaluation.preference_data import detect_protocol, load_completion_sets
-from srgrpo.evaluation.scorers import random_score
+from srgrpo.rewardbench.preference_data import detect_protocol, load_completion_sets
+from srgrpo.rewardbench.methods import random_score
 from srgrpo.options import ScoringOptions
 from srgrpo.scoring import StableRankScorer
 
@@ -152,9 +152,9 @@ def test_a_v1_file_is_still_scored_by_the_v1_rules(tmp_path, tiny_model_dir):
 def test_every_scorer_kind_runs_under_v2_and_the_judges_match_a_direct_call(tmp_path):
     from conftest import make_model, make_tokenizer
 
-    from srgrpo.evaluation import judges
-    from srgrpo.evaluation.preference_data import CompletionSet
-    from srgrpo.evaluation.runner import run_rewardbench2
+    from srgrpo import judges
+    from srgrpo.rewardbench.preference_data import CompletionSet
+    from srgrpo.rewardbench.runner import run_rewardbench2
 
     tok = make_tokenizer()
     tok.add_tokens(["Yes", "No"])

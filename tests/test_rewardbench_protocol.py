@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from srgrpo.evaluation.rewardbench import (
+from srgrpo.rewardbench.v1 import (
     EXAMPLE_COUNTS,
     OTHER_SECTION,
     SECTIONS,

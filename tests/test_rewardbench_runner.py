@@ -8,9 +8,9 @@ from conftest import make_model, make_tokenizer
 
 from srgrpo.cli import main
 from srgrpo.engine import ForwardEngine
-from srgrpo.evaluation.preference_data import PreferencePair, load_preference_pairs
-from srgrpo.evaluation.rewardbench import chosen_wins
-from srgrpo.evaluation.runner import run_rewardbench
+from srgrpo.rewardbench.preference_data import PreferencePair, load_preference_pairs
+from srgrpo.rewardbench.v1 import chosen_wins
+from srgrpo.rewardbench.runner import run_rewardbench
 from srgrpo.options import ScoringOptions
 from srgrpo.reports.rewardbench import write_rewardbench_report_from_dir
 from srgrpo.scoring import StableRankScorer
@@ -45,7 +45,7 @@ ALL = ["stable_rank", "stable_rank_centered", "stable_rank_normalized", "stable_
 
 
 def test_the_list_holds_every_registered_scorer():
-    from srgrpo.evaluation.scorers import SCORERS
+    from srgrpo.rewardbench.methods import SCORERS
 
     assert sorted(ALL) == sorted(SCORERS)  # "every scorer" below means every one
 

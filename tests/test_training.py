@@ -384,8 +384,8 @@ def test_training_curves_draw_each_column_and_leave_pyplot_alone(tmp_path):
 
 # ---------------------------------------------------------------------------------------- before/after
 def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_path):
-    from srgrpo.tasks.accuracy import greedy_accuracy
-    from srgrpo.tasks.datasets import load_problems
+    from srgrpo.evaluation.accuracy import greedy_accuracy
+    from srgrpo.evaluation.datasets import load_problems
 
     tokenizer = make_tokenizer()
     path = tmp_path / "eval.jsonl"
@@ -405,8 +405,8 @@ def test_greedy_accuracy_generates_greedily_and_grades_with_bon(tiny_model, tmp_
 def test_greedy_accuracy_grades_each_completion(tiny_model, monkeypatch):
     """The grade of each row, for completions fixed here and graded by hand (gold 7)."""
     from srgrpo.generation import HFGenerator, Sample
-    from srgrpo.tasks.accuracy import greedy_accuracy
-    from srgrpo.tasks.datasets import Problem
+    from srgrpo.evaluation.accuracy import greedy_accuracy
+    from srgrpo.evaluation.datasets import Problem
 
     written = ["So the answer is 7.", "I get 8.", "7 apples, then 2 more: 9.", "#### 7", "no idea"]
     monkeypatch.setattr(HFGenerator, "generate", lambda self, prompts, n, sampling, seed=0, progress=False:

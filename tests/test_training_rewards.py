@@ -100,7 +100,7 @@ def test_accuracy_needs_an_answer_column(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------- the rewards themselves
 def test_accuracy_reward_grades_like_trl_against_the_answer_column():
-    from srgrpo.training.rewards import AccuracyReward, gold_answer
+    from srgrpo.training.reward_registry import AccuracyReward, gold_answer
 
     reward = AccuracyReward(make_tokenizer())
     completions = [[{"role": "assistant", "content": c}] for c in
@@ -115,7 +115,7 @@ def test_random_reward_is_a_seeded_uniform_control():
     import hashlib
     from types import SimpleNamespace
 
-    from srgrpo.training.rewards import REWARDS, RandomReward
+    from srgrpo.training.reward_registry import REWARDS, RandomReward
 
     assert REWARDS["random"].uses_model is False
     completions = [[{"role": "assistant", "content": c}] for c in ["a", "a", "b", "c"]]
@@ -141,7 +141,7 @@ def test_judge_rewards_equal_the_judges_under_each_scorer():
     from peft import LoraConfig, get_peft_model
 
     from srgrpo.judges import ipo_scores, pointwise_scores
-    from srgrpo.training.rewards import JudgeReward
+    from srgrpo.training.reward_registry import JudgeReward
 
     tokenizer = make_tokenizer()
     tokenizer.add_tokens(["Yes", "No"])  # the conftest corpus has neither as one token
@@ -218,7 +218,7 @@ def test_ema_scorer_trains_with_a_second_adapter_and_frozen_scores_do_not_move(t
     from transformers import TrainerCallback
 
     from srgrpo.training.ema import ema_pairs
-    from srgrpo.training.reward import StableRankReward
+    from srgrpo.training.sr_reward import StableRankReward
     from srgrpo.training.trainer import build_trainer, load_prompt_dataset
 
     decay = 0.5

@@ -26,7 +26,7 @@ _PUBLIC = {
     "effective_rank": "srgrpo.metrics",
     "condition_number": "srgrpo.metrics",
     "pca_dimension": "srgrpo.metrics",
-    "StableRankReward": "srgrpo.training.reward",
+    "StableRankReward": "srgrpo.training.sr_reward",
 }
 
 __all__ = list(_PUBLIC)
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover - read by type checkers only
     from srgrpo.models import ModelLoadError, load_model
     from srgrpo.options import ScoringOptions
     from srgrpo.scoring import PairScore, StableRankScorer
-    from srgrpo.training.reward import StableRankReward
+    from srgrpo.training.sr_reward import StableRankReward
 
 
 def __getattr__(name):

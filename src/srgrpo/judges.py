@@ -1,5 +1,5 @@
 """LLM-as-judge scorers over the forward engine: the baselines SR-GRPO compares stable rank against
-(RewardBench scorers in `srgrpo.evaluation`) and the ipo / self_reward training rewards (`srgrpo.training`).
+(RewardBench scorers in `srgrpo.rewardbench`) and the ipo / self_reward training rewards (`srgrpo.training`).
 
 Every judge reads ONE forward pass per judged text: the judge model's next-token distribution at
 the last position of a judge prompt (no sampling, no generation). The distribution is a log-softmax

@@ -60,7 +60,7 @@ class RewardBenchSummary:
     # "v1": pairs, sections = RewardBench v1's four. "v2": RewardBench 2; sections and subsets hold
     # the six subset scores, accuracy the best-of-4 credit over every non-Ties prompt.
     protocol: str = "v1"
-    ties: dict[str, float] | None = None  # v2: the Ties subset's components (srgrpo.evaluation.rewardbench2)
+    ties: dict[str, float] | None = None  # v2: the Ties subset's components (srgrpo.rewardbench.v2)
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)

@@ -11,7 +11,7 @@
 
 Where each piece of the app lives: the command `srgrpo bon` = `srgrpo.cli.bon`; the run
 `srgrpo.bon.runner.run_bon` (resumable generations.jsonl, run.json, results.json); the selectors
-`srgrpo.bon.selectors.SELECTORS`; the questions and grading `srgrpo.tasks`; the generators
+`srgrpo.bon.selectors.SELECTORS`; the questions and grading `srgrpo.evaluation`; the generators
 `srgrpo.generation`; the results' type `srgrpo.results.BestOfNSummary`; the report
 `srgrpo.reports.best_of_n.write_best_of_n_report`.
 """
@@ -19,8 +19,8 @@ Where each piece of the app lives: the command `srgrpo bon` = `srgrpo.cli.bon`; 
 from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import SELECTOR_NAMES, build_selectors
 from srgrpo.generation import HFGenerator, Sample, Sampling, VLLMGenerator
-from srgrpo.tasks.datasets import DATASETS, DatasetError, Problem, load_problems
-from srgrpo.tasks.grading import extract_answer, is_correct
+from srgrpo.evaluation.datasets import DATASETS, DatasetError, Problem, load_problems
+from srgrpo.evaluation.grading import extract_answer, is_correct
 
 __all__ = [
     "HFGenerator", "VLLMGenerator", "Sample", "Sampling", "extract_answer", "is_correct", "run_bon",

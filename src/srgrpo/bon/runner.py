@@ -35,9 +35,9 @@ from srgrpo.options import ScoringOptions
 from srgrpo.records import RunCache, prepare_output_dir, run_versions
 from srgrpo.results import BestOfNSummary, Comparison, Gain
 from srgrpo.stats import bootstrap_mean_interval
-from srgrpo.tasks.datasets import Problem, dataset_version
-from srgrpo.tasks.grading import grader_versions
-from srgrpo.tasks.runner import answer_problems, answer_record, regrade
+from srgrpo.evaluation.datasets import Problem, dataset_version
+from srgrpo.evaluation.grading import grader_versions
+from srgrpo.evaluation.runner import answer_problems, answer_record, regrade
 
 OUTPUT_FILES = ("generations.jsonl", "run.json", "results.json", "report.md", "accuracy_vs_n.png")
 

@@ -15,7 +15,7 @@ from srgrpo.cli.common import (
     load_model_from_args,
     scoring_options,
 )
-from srgrpo.tasks.datasets import DATASETS
+from srgrpo.evaluation.datasets import DATASETS
 
 
 def parse_ns(text: str) -> list[int]:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from srgrpo.reports.best_of_n import best_of_n_markdown, write_best_of_n_report
     from srgrpo.results import BestOfNSummary
     from srgrpo.scoring import StableRankScorer
-    from srgrpo.tasks.datasets import load_problems
+    from srgrpo.evaluation.datasets import load_problems
 
     options = scoring_options(args)
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)

@@ -12,7 +12,7 @@ from srgrpo.cli.common import HelpFormatter
 
 def run(args: argparse.Namespace) -> int:
     from srgrpo.reports.evaluation import comparison_markdown, plot_comparison
-    from srgrpo.tasks.comparison import compare_runs
+    from srgrpo.evaluation.comparison import compare_runs
 
     comparison = compare_runs(args.runs, base=args.base, seed=args.seed)
     text = comparison_markdown(comparison)

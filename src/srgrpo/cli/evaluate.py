@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from srgrpo.cli.common import HelpFormatter, add_model_arguments, load_model_from_args
-from srgrpo.tasks.datasets import DATASETS, TASK_GROUPS
+from srgrpo.evaluation.datasets import DATASETS, TASK_GROUPS
 
 
 def parse_budgets(text: str | None) -> dict[str, int] | int | None:
@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from srgrpo import distributed
     from srgrpo.generation import HFGenerator, Sampling, VLLMGenerator
     from srgrpo.reports.evaluation import comparison_markdown, evaluation_markdown, write_evaluation_report
-    from srgrpo.tasks.comparison import compare_runs
-    from srgrpo.tasks.datasets import load_problems, resolve_tasks, task_budget
-    from srgrpo.tasks.runner import run_tasks
+    from srgrpo.evaluation.comparison import compare_runs
+    from srgrpo.evaluation.datasets import load_problems, resolve_tasks, task_budget
+    from srgrpo.evaluation.runner import run_tasks
 
     # Everything that can be wrong with the arguments fails here, before any model loads.
     tasks = resolve_tasks(args.tasks)

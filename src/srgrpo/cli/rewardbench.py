@@ -18,7 +18,7 @@ from srgrpo.cli.common import (
 
 
 def add_parser(sub) -> None:
-    from srgrpo.evaluation.scorers import DEFAULT_SCORERS, SCORERS
+    from srgrpo.rewardbench.methods import DEFAULT_SCORERS, SCORERS
 
     bench = sub.add_parser(
         "rewardbench", formatter_class=HelpFormatter,
@@ -71,10 +71,10 @@ def _split(args) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgrpo.evaluation import rewardbench2
-    from srgrpo.evaluation.preference_data import detect_protocol, load_completion_sets, load_preference_pairs
-    from srgrpo.evaluation.runner import run_rewardbench, run_rewardbench2
-    from srgrpo.evaluation.scorers import parse_scorers
+    from srgrpo.rewardbench import v2 as rewardbench2
+    from srgrpo.rewardbench.preference_data import detect_protocol, load_completion_sets, load_preference_pairs
+    from srgrpo.rewardbench.runner import run_rewardbench, run_rewardbench2
+    from srgrpo.rewardbench.methods import parse_scorers
     from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
     from srgrpo.results import rewardbench_results_from_json
 

@@ -1,35 +1,18 @@
-"""Evaluation (the RewardBench app): stable rank and baselines as zero-shot reward models.
+"""Benchmark questions, their grading, and policy evaluation, shared by the apps below which they
+sit: `srgrpo evaluate` / `compare` run on them, Best-of-N samples and grades with them (its greedy
+reference through the same path), training's before/after check evaluates greedy answers with them.
 
-Where each piece of it lives, starting here:
-
-- the command: `srgrpo rewardbench` = `srgrpo.cli.rewardbench`;
-- the run: `srgrpo.evaluation.runner.run_rewardbench(model, tokenizer, pairs, output_dir,
-  scorers=..., options=..., run_info=...)`, resumable, writes results.json / pairs.jsonl /
-  layer_sweep.json / run.json;
-- the data: `srgrpo.evaluation.preference_data.load_preference_pairs`;
-- the protocol: `srgrpo.evaluation.rewardbench` (sections, subset weights, `PROTOCOLS`, the summary);
-- the scorers compared: `srgrpo.evaluation.scorers.SCORERS` (every feature, lengths, random, the judges);
-- the results' types: `srgrpo.results.RewardBenchSummary`, `PairRow`;
-- the report: `srgrpo.reports.rewardbench.write_rewardbench_report_from_dir`.
-
-The names load on first use (the runner pulls in torch and the model code).
+- `srgrpo.evaluation.datasets`: `Problem`, the dataset/task registry (kind, token budget, Table 2 group),
+  the `paper` / `stem` / `math` groups and `load_problems`;
+- `srgrpo.evaluation.grading`: answer extraction and `grade(problem, completion) -> (answer, correct)`;
+- `srgrpo.evaluation.runner`: answers generated, graded and saved as they come (resumable, data parallel),
+  and their summary (`run_tasks`, `answer_problems`);
+- `srgrpo.evaluation.comparison`: Table 2 of several runs with paired bootstrap differences to the base;
+- `srgrpo.evaluation.accuracy`: `greedy_accuracy`, the same path without files.
 """
 
-import importlib
+from srgrpo.evaluation.datasets import DATASETS, TASK_GROUPS, DatasetError, Problem, load_problems, resolve_tasks
+from srgrpo.evaluation.grading import extract_answer, grade, is_correct
 
-_PUBLIC = {
-    "run_rewardbench": "srgrpo.evaluation.runner",
-    "load_preference_pairs": "srgrpo.evaluation.preference_data",
-    "PreferencePair": "srgrpo.evaluation.preference_data",
-    "summarize_rewardbench": "srgrpo.evaluation.rewardbench",
-    "PROTOCOLS": "srgrpo.evaluation.rewardbench",
-    "SCORERS": "srgrpo.evaluation.scorers",
-    "parse_scorers": "srgrpo.evaluation.scorers",
-}
-__all__ = list(_PUBLIC)
-
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'srgrpo.evaluation' has no attribute {name!r}")
+__all__ = ["DATASETS", "TASK_GROUPS", "DatasetError", "Problem", "load_problems", "resolve_tasks", "extract_answer",
+           "grade", "is_correct"]

@@ -1,451 +1,314 @@
-"""`srgrpo rewardbench`: score preference pairs with every requested scorer, resumably, and report.
+"""Evaluate a policy on benchmark tasks: answers generated, graded, saved as they come, summarised.
 
-Flow: pairs -> items (each pair's chosen and rejected response) -> per-item scores (one shared
-forward pass for every hidden-state and log-prob scorer, plus the judges' own passes) -> per-pair
-outcomes -> RewardBench summaries -> results.json, pairs.jsonl, report.md and plots.
+The one path from a model to an accuracy, shared by `srgrpo evaluate`, `srgrpo train --eval-dataset`
+(before/after, through `greedy_accuracy`) and Best-of-N's greedy reference (`answer_problems`):
 
-Nothing computed is lost: every item's scores are appended to `cache.jsonl` in the output folder
-as soon as they exist. A run started again with the same arguments reads that file and computes
-only what is missing, so its final numbers equal an uninterrupted run's. `run.json` records the
-arguments that determine the numbers; a different run in the same folder is refused.
+    Problem.messages() (the task's prompt, the model's chat template) -> generator.generate (batched,
+    greedy by default; k samples with temperature for pass@k / majority@k) -> grade() -> one record
+    per answer {text, n_tokens, finished, answer, correct}.
+
+`run_tasks` makes that resumable: each question's answers are appended to `answers.jsonl` as soon as
+they are graded (a `RunCache` keyed by task and question id), and `run.json` pins what decides the
+answers (model, adapter, dtype, backend, batch size, sampling, seed, srgrpo version, and per task its
+token budget and prompt). A run started again with the same settings generates only what is missing;
+a run with other settings in the same folder is refused with the settings that differ. Under
+`torchrun` every process generates a share of each round of chunks and the main process writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import math
+import time
+from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from srgrpo import distributed
-from srgrpo.evaluation import rewardbench2 as rb2
-from srgrpo.evaluation.preference_data import CompletionSet, PreferencePair
-from srgrpo.evaluation.rewardbench import PairOutcome, section_of, summarize_rewardbench
-from srgrpo.evaluation.preference_data import LOADER_VERSION
-from srgrpo.evaluation.rewardbench import PROTOCOLS
-from srgrpo.evaluation.rewardbench2 import PromptOutcome
-from srgrpo.evaluation.scorers import SCORERS, random_score
-from srgrpo.features import FEATURES, pinned_options
-from srgrpo.options import ScoringOptions
-from srgrpo.records import RunCache, run_versions, write_jsonl_atomic
-from srgrpo.records import json_float as _json_float
-from srgrpo.records import nan_if_none as _float
-from srgrpo.records import prepare_output_dir as _prepare_output_dir
-from srgrpo.scoring import StableRankScorer
+from srgrpo.generation import Sample, Sampling
+from srgrpo.records import RunCache, json_float, run_versions
+from srgrpo.results import EvaluationSummary, GroupAverage, TaskResult
+from srgrpo.stats import BOOTSTRAP_SAMPLES, bootstrap_mean_interval, percentile_interval
+from srgrpo.evaluation.datasets import (
+    INSTRUCTIONS,
+    MULTIPLE_ANSWERS_NOTE,
+    TASK_GROUPS,
+    UNIT_NOTE,
+    Problem,
+    dataset_version,
+    task_group,
+)
+from srgrpo.evaluation.grading import grade, grader_versions
 
-SIDES = ("chosen", "rejected")
-JUDGE_CHUNK = 32  # items per judge call between cache writes
-DISTRIBUTED_ROUND = 64  # items per process between two gathers on the main process
-OUTPUT_FILES = ("cache.jsonl", "run.json", "results.json", "layer_sweep.json", "pairs.jsonl", "report.md")
+ANSWERS_FILE = "answers.jsonl"
+OUTPUT_FILES = (ANSWERS_FILE, "run.json", "results.json", "report.md")
 
 
-def _item_key(pair_id: str, side: str) -> str:
-    return f"{pair_id}|{side}"
+# ------------------------------------------------------------------------------------ one answer
+def answer_record(problem: Problem, sample: Sample) -> dict:
+    """A generated answer as saved: text, length, whether it ended by itself, scores (empty unless
+    the generator scored it: Best-of-N's candidates) and its grade."""
+    record = {"text": sample.text, "n_tokens": len(sample.token_ids), "finished": sample.finished,
+              "features": {k: json_float(v) for k, v in sample.features.items()},
+              **({"context_tokens": sample.context_tokens} if sample.context_tokens else {})}  # short-span rule
+    return regrade(problem, record)
 
 
-# The layer sweep is stable rank at every layer: its values are as current as this feature's version.
-SWEEP_FEATURE = "stable_rank"
+def regrade(problem: Problem, record: dict) -> dict:
+    """The record with its answer and grade computed from its text (so a grading fix applies to
+    saved answers without generating again)."""
+    answer, correct = grade(problem, record["text"])
+    return {**record, "answer": answer, "correct": correct}
 
 
-def _stale(record: dict | None, features, layers) -> tuple[tuple[str, ...], bool] | None:
-    """What an item's cached record lacks: (features to compute, whether the layer sweep is needed),
-    or None when it is complete. A record from before versions were kept holds version-1 values."""
-    if record is None:
-        return tuple(features), bool(layers)
-    versions = record.get("versions", {})
-    stale = tuple(f for f in features
-                  if f not in record["values"] or versions.get(f, 1) != FEATURES[f].version)
-    sweep = bool(layers) and (any(str(k) not in record["layers"] for k in layers)
-                              or record.get("layers_version", 1) != FEATURES[SWEEP_FEATURE].version)
-    return (stale, sweep) if stale or sweep else None
+def answer_problems(generator, problems: Sequence[Problem], n: int, sampling: Sampling, seed: int = 0,
+                    progress: bool = False) -> list[list[dict]]:
+    """n graded answers per problem (one when greedy), in problem order."""
+    outputs = generator.generate([p.messages() for p in problems], n, sampling, seed=seed, progress=progress)
+    return [[answer_record(p, s) for s in samples] for p, samples in zip(problems, outputs)]
 
 
-def _merge(old: dict | None, new: dict, sweep: bool) -> dict:
-    """A recomputed record's new values over the old record's still-current ones."""
-    if old is None:
-        return new
-    old_versions = old.get("versions", dict.fromkeys(old["values"], 1))
-    merged = {**old, "values": {**old["values"], **new["values"]}, "versions": {**old_versions, **new["versions"]}}
-    if sweep:
-        merged["layers"], merged["layers_version"] = new["layers"], new["layers_version"]
-    return merged
+# ------------------------------------------------------------------------------------ one task
+class MemoryCache:
+    """RunCache's interface without a file (greedy_accuracy keeps nothing on disk)."""
+
+    def __init__(self):
+        self.records: dict[tuple[str, str], object] = {}
+
+    def get(self, stage, key):
+        return self.records.get((stage, key))
+
+    def has(self, stage, key) -> bool:
+        return (stage, key) in self.records
+
+    def put(self, stage, key, value) -> None:
+        self.records[(stage, key)] = value
+
+    def close(self) -> None:
+        pass
 
 
-def _feature_stage(scorer: StableRankScorer, pairs, features, layers, cache: RunCache, progress: bool) -> None:
-    """Per item (each pair's chosen and rejected response): see `_item_feature_stage`."""
-    items = [(_item_key(p.id, side), p.prompt, getattr(p, side)) for p in pairs for side in SIDES]
-    _item_feature_stage(scorer, items, features, layers, cache, progress)
+def chunk_seed(seed: int, task: str, first_id: str) -> int:
+    """A chunk's sampling seed depends only on the run's seed and which questions it holds, not on
+    how many chunks an earlier, killed run finished."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{task}/{first_id}".encode()).digest()[:4], "little")
 
 
-def _item_feature_stage(scorer: StableRankScorer, items, features, layers, cache: RunCache, progress: bool) -> None:
-    """Per item (key, prompt, response): the requested features, the layer sweep, the response's
-    token count and the short-span rule's context tokens. Each item is cached as soon as its batch
-    is done; under a distributed launcher the items are split across processes and cached by the
-    main one after each round. An item cached before a feature's version changed gets that feature
-    (only) computed again: the record keeps each value's version."""
-    groups: dict[tuple[tuple[str, ...], bool], list] = {}
-    for item in items:
-        need = _stale(cache.get("features", item[0]), features, layers)
-        if need is not None:
-            groups.setdefault(need, []).append(item)
+def run_task(generator, task: str, problems: Sequence[Problem], sampling: Sampling, cache, n: int = 1,
+             seed: int = 0, questions_per_chunk: int = 16, progress: bool = True, shard: bool = True) -> int:
+    """Answer every problem of `task` that `cache` does not hold yet, a chunk at a time, each
+    question's answers put into the cache as soon as they are graded. Returns how many questions
+    were answered in this call. Chunks are fixed by position, so a resumed run batches (and seeds)
+    the missing questions as the first run would have. Under torchrun (with `shard`, the default;
+    every process must call) the chunks of each round are shared between the processes and only the
+    main process writes; `shard=False` answers everything in this process alone."""
+    n = 1 if sampling.greedy else n
+    parallel = shard and distributed.is_distributed()
+    chunks = [list(problems[i:i + questions_per_chunk]) for i in range(0, len(problems), questions_per_chunk)]
+    if distributed.is_main() or not parallel:
+        pending = [[p.id for p in chunk if not cache.has(task, p.id)] for chunk in chunks]
+    else:
+        pending = None
+    if parallel:
+        pending = distributed.broadcast_from_main(pending)
+    by_id = {p.id: p for p in problems}
+    work = [(chunk[0].id, [by_id[i] for i in ids]) for chunk, ids in zip(chunks, pending) if ids]
+    todo = sum(len(ids) for _, ids in work)
 
-    for (wanted, sweep), todo in groups.items():
-        sweep_layers = list(layers) if sweep else []
+    def compute(share):
+        out = []
+        for first_id, todo_problems in share:
+            answers = answer_problems(generator, todo_problems, n, sampling, seed=chunk_seed(seed, task, first_id))
+            out += [(p.id, p.gold, a) for p, a in zip(todo_problems, answers)]
+        return out
 
-        def compute(share, wanted=wanted, sweep_layers=sweep_layers) -> Iterable[tuple[str, dict]]:
-            prompts = [prompt for _, prompt, _ in share]
-            responses = [response for _, _, response in share]
-            layers_version = FEATURES[SWEEP_FEATURE].version
-            if not wanted and not sweep_layers:  # only the token counts are wanted: no forward pass
-                for (key, _, _), e in zip(share, scorer.encode(prompts, responses)):
-                    yield key, {"values": {}, "layers": {}, "truncated": e.truncated,
-                                "response_tokens": e.response_end - e.response_start,
-                                "context_tokens": e.context_tokens, "warning": e.problem, "versions": {},
-                                "layers_version": layers_version}
-                return
-            for item in scorer.iter_features(prompts, responses, list(wanted), sweep_layers=sweep_layers,
-                                             progress=progress and not distributed.is_distributed()):
-                yield share[item.index][0], {
-                    "values": {k: _json_float(v) for k, v in item.values.items()},
-                    "layers": {str(k): _json_float(v) for k, v in item.layer_values.items()},
-                    "response_tokens": item.response_tokens,
-                    "context_tokens": item.context_tokens,
-                    "truncated": item.truncated,
-                    "warning": item.warning,
-                    "versions": {k: FEATURES[k].version for k in item.values},
-                    "layers_version": layers_version,
-                }
-
-        def store(key: str, record: dict, sweep=sweep) -> None:
-            cache.put("features", key, _merge(cache.get("features", key), record, sweep))
-
-        if not distributed.is_distributed():
-            for key, record in compute(todo):
-                store(key, record)
-            continue
-        for results in distributed.sharded_rounds(todo, DISTRIBUTED_ROUND, lambda share: list(compute(share))):
-            for key, record in results:
-                store(key, record)
-
-
-def _chunked_stage(stage: str, keys: Sequence[str], compute: Callable[[list[int]], list], cache: RunCache,
-                   progress: bool) -> None:
-    """Run `compute` over the missing keys in chunks, caching after each chunk."""
-    todo = [i for i, k in enumerate(keys) if not cache.has(stage, k)]
-    with tqdm(total=len(todo), unit="item", desc=stage, disable=not (progress and todo and distributed.is_main())) as bar:
-        # One chunk per process per round (one round = one chunk without a launcher).
-        for results in distributed.sharded_rounds(todo, JUDGE_CHUNK, lambda share: list(zip(share, compute(share)))):
-            for i, value in results:
-                cache.put(stage, keys[i], _json_float(value))
+    show = progress and (distributed.is_main() or not parallel)
+    rounds = distributed.sharded_rounds(work, 1, compute) if parallel else (compute([w]) for w in work)
+    with tqdm(total=len(problems), initial=len(problems) - todo, unit="question", desc=task, disable=not show,
+              dynamic_ncols=True) as bar:
+        for results in rounds:
+            for pid, gold, answers in results:
+                cache.put(task, pid, {"gold": gold, "answers": answers})
             bar.update(len(results))
+    return todo
 
 
-def _judge_stages(model, tokenizer, pairs, kinds: set[str], cache: RunCache, batch_size: int, progress: bool) -> None:
-    items = [(_item_key(p.id, side), p.prompt, getattr(p, side), section_of(p.subset)) for p in pairs for side in SIDES]
-    duels = [(p.id, p.prompt, p.chosen, p.rejected) for p in pairs]
-    _item_judge_stages(model, tokenizer, items, duels, kinds, cache, batch_size, progress)
+# ------------------------------------------------------------------------------------ summaries
+def question_scores(problem: Problem, value: dict, k: int) -> dict:
+    """One question's numbers from its saved answers (graded again): mean correctness of its
+    answers (pass@1; greedy: 0 or 1), pass@k (any right), majority@k (most frequent answer right)."""
+    answers = [regrade(problem, a) for a in value["answers"][:k]]
+    correct = [bool(a["correct"]) for a in answers]
+    extracted = [a["answer"] for a in answers if a["answer"] is not None]
+    majority = False
+    if extracted:
+        top = Counter(extracted).most_common(1)[0][0]  # ties: the answer seen first
+        majority = next(a["correct"] for a in answers if a["answer"] == top)
+    return {"pass1": float(np.mean(correct)), "pass_k": float(any(correct)), "majority": float(majority),
+            "tokens": [a["n_tokens"] for a in answers], "unfinished": [not a["finished"] for a in answers],
+            "no_answer": [a["answer"] is None for a in answers]}
 
 
-def _item_judge_stages(model, tokenizer, items, duels, kinds: set[str], cache: RunCache, batch_size: int,
-                       progress: bool) -> None:
-    """The judges' stages. `items`: (key, prompt, response, v1 section whose IPO question applies),
-    scored alone by the ipo and pointwise judges; `duels`: (key, prompt, a, b), judged by the
-    pairwise judge in both orders (+1: a wins both, -1: b wins both, 0: the orders disagree)."""
-    from srgrpo import judges
-
-    keys = [k for k, _, _, _ in items]
-    prompts = [p for _, p, _, _ in items]
-    responses = [r for _, _, r, _ in items]
-    sections = [s for _, _, _, s in items]
-    if "ipo" in kinds:
-        _chunked_stage("ipo", keys, lambda idx: judges.ipo_scores(
-            model, tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
-            [sections[i] for i in idx], batch_size=batch_size), cache, progress)
-    if "pointwise" in kinds:
-        _chunked_stage("pointwise", keys, lambda idx: judges.pointwise_scores(
-            model, tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
-            batch_size=batch_size), cache, progress)
-    if "pairwise" in kinds:
-        _chunked_stage("pairwise", [d[0] for d in duels], lambda idx: judges.pairwise_verdicts(
-            model, tokenizer, [duels[i][1] for i in idx], [duels[i][2] for i in idx],
-            [duels[i][3] for i in idx], batch_size=batch_size), cache, progress)
+def per_question_correctness(problems: Sequence[Problem], cache, task: str, k: int = 1) -> dict[str, float]:
+    """question id -> pass@1 of that question (the unit the bootstrap resamples)."""
+    return {p.id: question_scores(p, cache.get(task, p.id), k)["pass1"] for p in problems if cache.has(task, p.id)}
 
 
-def _item_score(spec, pair: PreferencePair, side: str, cache: RunCache, seed: int) -> float:
-    key = _item_key(pair.id, side)
-    feats = cache.get("features", key)
-    if spec.kind == "feature":
-        return spec.transform(_float(feats["values"].get(spec.feature)))
-    if spec.kind == "length":
-        return spec.transform(float(feats["response_tokens"]))
-    if spec.kind == "random":
-        return random_score(seed, pair.id, side)
-    if spec.kind == "pairwise":
-        verdict = cache.get("pairwise", pair.id)
-        wins = {"chosen": verdict == 1, "rejected": verdict == -1}
-        return 1.0 if wins[side] else 0.0  # disagreement between orders: a tie, which counts wrong
-    return _float(cache.get(spec.kind, key))
+def summarize_task(task: str, problems: Sequence[Problem], cache, sampling: Sampling, n: int,
+                   rng: np.random.Generator) -> TaskResult:
+    scores = [question_scores(p, cache.get(task, p.id), n) for p in problems]
+    pass1 = np.array([s["pass1"] for s in scores])
+    tokens = [t for s in scores for t in s["tokens"]]
+    sampled = n > 1 and not sampling.greedy
+    return TaskResult(
+        accuracy=float(pass1.mean()), interval=bootstrap_mean_interval(pass1, rng), n=len(problems),
+        max_new_tokens=sampling.max_new_tokens, group=task_group(task),
+        mean_tokens=float(np.mean(tokens)),
+        unfinished_fraction=float(np.mean([u for s in scores for u in s["unfinished"]])),
+        no_answer_fraction=float(np.mean([u for s in scores for u in s["no_answer"]])),
+        samples=n if sampled else 1,
+        pass_at_k=float(np.mean([s["pass_k"] for s in scores])) if sampled else None,
+        majority_at_k=float(np.mean([s["majority"] for s in scores])) if sampled else None,
+    )
 
 
-def _outcomes(pairs, score_of: Callable[[PreferencePair, str], float], cache: RunCache) -> list[PairOutcome]:
-    out = []
-    for p in pairs:
-        chosen_f, rejected_f = (cache.get("features", _item_key(p.id, s)) for s in SIDES)
-        out.append(PairOutcome(p.id, p.subset, score_of(p, "chosen"), score_of(p, "rejected"),
-                               chosen_f["response_tokens"], rejected_f["response_tokens"]))
-    return out
+def group_average(per_task: dict[str, np.ndarray], tasks: Sequence[str], rng: np.random.Generator,
+                  samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, list[float]]:
+    """The plain mean of the tasks' accuracies (the paper's STEM / Math average) and its 95%
+    interval: each task's questions resampled on their own, the task means averaged per draw.
+    `per_task[name]` holds one value per question (a correctness, or a paired difference)."""
+    means = [float(per_task[t].mean()) for t in tasks]
+    draws = np.zeros(samples)
+    for t in tasks:
+        values = per_task[t]
+        draws += values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    return float(np.mean(means)), percentile_interval(draws / len(tasks))
 
 
-def _start_run(model, tokenizer, output_dir: Path, scorers: Sequence[str], options: ScoringOptions,
-               layers: Sequence[int], item_ids: list, seed: int, overwrite: bool, run_info: dict | None, *,
-               protocol: str, dataset: str, output_files) -> tuple[list, list[str], StableRankScorer, RunCache]:
-    """What both protocols' runs start with: the scorers checked, run.json pinned (or a resumed run's
-    checked), the scorer and the item cache. Returns (scorer specs, features used, scorer, cache)."""
-    unknown = [s for s in scorers if s not in SCORERS]
-    if unknown:
-        raise ValueError(f"unknown scorer(s) {unknown}; choose from: {', '.join(SCORERS)}")
-    specs = [SCORERS[s] for s in scorers]
-    features = sorted({s.feature for s in specs if s.kind == "feature"})
-    used = [*features, *([SWEEP_FEATURE] if layers else [])]
-    # Only what decides the numbers is pinned: the score-defining options and the used features' own
-    # parameters, never the batch size. The versions: features are recomputed per item where stale,
-    # the protocol's summary is recomputed on every run, the rest (judges, the data loader) pin.
-    run_config = {**(run_info or {}), "scoring": pinned_options(options, used), "scorers": list(scorers),
-                  "layers": list(layers), "pair_ids": item_ids, "seed": seed}
-    versions = run_versions(
-        features=FEATURES.versions(used),
-        scorers={s.name: s.version for s in specs if s.kind != "feature"},
-        datasets={dataset: LOADER_VERSION},
-        protocol=PROTOCOLS.versions([protocol]))
-    # Under a distributed launcher every process scores a share; only the main one writes.
-    if distributed.is_main():
-        _prepare_output_dir(output_dir, run_config, overwrite, output_files, extra_dirs=("plots",),
-                            versions=versions, refreshed=("features",), recorded=("protocol",),
-                            unpinned={"scoring": [f.name for f in dataclasses.fields(ScoringOptions)]})
+def summarize_groups(per_task: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, GroupAverage]:
+    """STEM and Math averages over the tasks of each group that were run (a group none of whose
+    tasks ran is left out; `missing` names the tasks of a partial group)."""
+    groups = {}
+    for name in ("stem", "math"):
+        present = [t for t in TASK_GROUPS[name] if t in per_task and len(per_task[t])]
+        if present:
+            accuracy, interval = group_average(per_task, present, rng)
+            groups[name] = GroupAverage(accuracy, interval, present, [t for t in TASK_GROUPS[name] if t not in present])
+    return groups
+
+
+# ------------------------------------------------------------------------------------ a run
+def prompt_pin(problems: Sequence[Problem]) -> str:
+    """sha256 of the templates the task's prompts are built from: the instruction of each answer
+    kind it has and the notes any problem may add (whether or not the questions run so far need
+    them, so that a larger --limit pins the same value)."""
+    kinds = sorted({p.kind for p in problems})
+    parts = [INSTRUCTIONS[k] for k in kinds] + [MULTIPLE_ANSWERS_NOTE, UNIT_NOTE]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def check_run_config(output_dir: Path, config: dict, overwrite: bool) -> dict:
+    """Create the folder; refuse a folder holding a run whose pinned settings differ (the message
+    names them). Tasks are pinned one by one: a new task may join a folder, a task run with another
+    token budget or prompt may not. Returns the config to write (the union of the tasks)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    run_file = output_dir / "run.json"
+    if overwrite:
+        for name in OUTPUT_FILES:
+            (output_dir / name).unlink(missing_ok=True)
+        return config
+    if not run_file.is_file():
+        return config
+    previous = json.loads(run_file.read_text())
+    changed = [(k, previous.get(k), config.get(k)) for k in sorted(set(previous) | set(config))
+               if k not in ("tasks", "versions") and previous.get(k) != config.get(k)]
+    old_tasks, new_tasks = previous.get("tasks", {}), config["tasks"]
+    changed += [(f"tasks.{t}.{k}", old_tasks[t].get(k), new_tasks[t].get(k)) for t in sorted(set(old_tasks) & set(new_tasks))
+                for k in sorted(set(old_tasks[t]) | set(new_tasks[t])) if old_tasks[t].get(k) != new_tasks[t].get(k)]
+    if changed:
+        details = ", ".join(f"{k}: {json.dumps(then)} then, {json.dumps(now)} now" for k, then, now in changed)
+        raise ValueError(f"{output_dir} holds answers generated with other settings ({details}); use another "
+                         "--output-dir, or --overwrite to discard them")
+    graders = {**previous.get("versions", {}).get("graders", {}), **config["versions"].get("graders", {})}
+    return {**config, "tasks": {**old_tasks, **new_tasks}, "versions": {**config["versions"], "graders": graders}}
+
+
+def run_tasks(generator, tasks: dict[str, Sequence[Problem]], output_dir: str | Path, budgets: dict[str, int],
+              sampling: Sampling, n: int = 1, seed: int = 0, run_config: dict | None = None, overwrite: bool = False,
+              questions_per_chunk: int = 16, progress: bool = True, policy: str = "base") -> EvaluationSummary | None:
+    """Evaluate one policy (the generator's model) on every task, resumably, and write run.json,
+    answers.jsonl and results.json in `output_dir`. `budgets[task]` is the task's max_new_tokens
+    (the rest of the decoding comes from `sampling`). Returns the summary on the main process,
+    None on the others."""
+    if not tasks or any(not problems for problems in tasks.values()):
+        raise ValueError("every task needs at least one question")
+    if n < 1:
+        raise ValueError(f"samples must be positive, got {n}")
+    from srgrpo import __version__
+
+    output_dir = Path(output_dir)
+    n = 1 if sampling.greedy else n
+    decoding = {k: v for k, v in dataclasses.asdict(sampling).items() if k != "max_new_tokens"}
+    if sampling.greedy:
+        decoding = {"greedy": True}
+    # Per task: its budget, its prompt instructions and its loader's version decide the answers. The
+    # graders' versions are recorded, not pinned: answers are graded again whenever a run is summarised.
+    config = {**(run_config or {}), "srgrpo_version": __version__, "sampling": decoding, "samples": n, "seed": seed,
+              "tasks": {t: {"max_new_tokens": budgets[t], "prompt_sha256": prompt_pin(ps),
+                            "dataset_version": dataset_version(t)} for t, ps in tasks.items()},
+              "versions": run_versions(graders=grader_versions([p for ps in tasks.values() for p in ps]))}
+    main = distributed.is_main()
+    if main:
+        config = check_run_config(output_dir, config, overwrite)
+        (output_dir / "run.json").write_text(json.dumps(config, indent=2))
     distributed.barrier()
-    return specs, features, StableRankScorer(model, tokenizer, options), \
-        RunCache(output_dir / "cache.jsonl", readonly=not distributed.is_main())
-
-
-def run_rewardbench(
-    model,
-    tokenizer,
-    pairs: Sequence[PreferencePair],
-    output_dir: str | Path,
-    scorers: Sequence[str] = ("stable_rank",),
-    options: ScoringOptions | None = None,
-    layers: Sequence[int] = (),
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
-    run_info: dict | None = None,
-) -> dict | None:
-    """Score `pairs` with every scorer and write results.json, pairs.jsonl (and layer_sweep.json)
-    into `output_dir` (the report is `srgrpo.reports.rewardbench.write_rewardbench_report_from_dir`'s
-    job); returns
-    {scorer: summary} as written to results.json. `run_info` (model name, data source, ...) goes
-    into run.json, so a resume with other arguments is refused; run.json also records the versions
-of the features, scorers, data loader and protocol used (a feature whose version changed is
-recomputed for the cached items, nothing else). Under a distributed launcher the
-    items are split across processes; the main process writes everything and returns the results,
-    the others return None."""
-    if not pairs:
-        raise ValueError("no preference pairs to evaluate")
-    options = options or ScoringOptions()
-    output_dir = Path(output_dir)
-    specs, features, scorer, cache = _start_run(
-        model, tokenizer, output_dir, scorers, options, layers, [p.id for p in pairs], seed, overwrite, run_info,
-        protocol="rewardbench", dataset="preference_pairs", output_files=OUTPUT_FILES)
+    cache = RunCache(output_dir / ANSWERS_FILE, readonly=not main)
+    started = time.perf_counter()
     try:
-        _feature_stage(scorer, pairs, features, list(layers), cache, progress)
-        judge_kinds = {s.kind for s in specs} & {"ipo", "pointwise", "pairwise"}
-        if judge_kinds:
-            _judge_stages(model, tokenizer, pairs, judge_kinds, cache, options.batch_size, progress)
+        for task, problems in tasks.items():
+            run_task(generator, task, problems, dataclasses.replace(sampling, max_new_tokens=budgets[task]), cache,
+                     n=n, seed=seed, questions_per_chunk=questions_per_chunk, progress=progress)
     finally:
         cache.close()
-    if not distributed.is_main():
+    if not main:
         return None
-
-    summaries = {}
-    for spec in specs:
-        outcomes = _outcomes(pairs, lambda p, side, spec=spec: _item_score(spec, p, side, cache, seed), cache)
-        summaries[spec.name] = summarize_rewardbench(outcomes, n_bootstrap=n_bootstrap, seed=seed)
-    layer_sweep = {}
-    for k in layers:
-        outcomes = _outcomes(pairs, lambda p, side, k=k: _float(
-            cache.get("features", _item_key(p.id, side))["layers"].get(str(k))), cache)
-        layer_sweep[k] = summarize_rewardbench(outcomes, n_bootstrap=min(n_bootstrap, 200), seed=seed)
-
-    pair_rows = _pair_rows(pairs, specs, cache, seed)
-    results = {name: summary.to_json() for name, summary in summaries.items()}
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-    if layer_sweep:
-        sweep_json = {str(k): summary.to_json() for k, summary in layer_sweep.items()}
-        (output_dir / "layer_sweep.json").write_text(json.dumps(sweep_json, indent=2))
-    write_jsonl_atomic(output_dir / "pairs.jsonl", pair_rows)
-    return results
+    summary = summarize_run(tasks, cache, sampling, budgets, n, seed, policy=policy, run=config)
+    summary.generation_seconds_this_call = round(time.perf_counter() - started, 1)
+    (output_dir / "results.json").write_text(json.dumps(summary.to_json(), indent=2))
+    return summary
 
 
-def _pair_rows(pairs, specs, cache: RunCache, seed: int) -> list[dict]:
-    rows = []
-    for p in pairs:
-        feats = {s: cache.get("features", _item_key(p.id, s)) for s in SIDES}
-        rows.append({
-            "id": p.id, "subset": p.subset, "section": section_of(p.subset),
-            "chosen_tokens": feats["chosen"]["response_tokens"],
-            "rejected_tokens": feats["rejected"]["response_tokens"],
-            "warnings": {s: feats[s]["warning"] for s in SIDES if feats[s]["warning"]},
-            "scores": {spec.name: {s: _json_float(_item_score(spec, p, s, cache, seed)) for s in SIDES}
-                       for spec in specs},
-            **({"context_tokens": extended} if (extended := {
-                s: feats[s].get("context_tokens", 0) for s in SIDES if feats[s].get("context_tokens", 0)}) else {}),
-        })
-    return rows
+def summarize_run(tasks: dict[str, Sequence[Problem]], cache, sampling: Sampling, budgets: dict[str, int], n: int,
+                  seed: int = 0, policy: str = "base", run: dict | None = None) -> EvaluationSummary:
+    """results.json's content from the saved answers of `tasks`' questions."""
+    rng = np.random.default_rng(seed)
+    results = {t: summarize_task(t, ps, cache, dataclasses.replace(sampling, max_new_tokens=budgets[t]), n, rng)
+               for t, ps in tasks.items()}
+    per_task = {t: np.array(list(per_question_correctness(ps, cache, t, n).values())) for t, ps in tasks.items()}
+    run = dict(run or {})
+    return EvaluationSummary(policy=policy, model=run.get("model"), adapter=run.get("adapter"), tasks=results,
+                             groups=summarize_groups(per_task, rng), samples=n, run=run)
 
 
-# ------------------------------------------------------------------------------------ RewardBench 2
+def load_run(output_dir: str | Path) -> tuple[EvaluationSummary, dict[str, dict[str, float]]]:
+    """A finished run's summary and, per task, question id -> pass@1 (read back from answers.jsonl,
+    graded again), the input of `srgrpo compare`."""
+    from srgrpo.evaluation.datasets import load_problems
 
-V2_OUTPUT_FILES = (*OUTPUT_FILES, "prompts.jsonl")
-
-
-def _completion_key(set_id: str, k: int) -> str:
-    return f"{set_id}|{k}"
-
-
-def _duel_key(set_id: str, i: int, j: int) -> str:
-    return f"{set_id}|{i}|{j}"
-
-
-def _round_robin(s: CompletionSet) -> list[tuple[int, int]]:
-    n = len(s.completions)
-    return [(i, j) for i in range(n) for j in range(i + 1, n)]
-
-
-def _completion_score(spec, s: CompletionSet, k: int, cache: RunCache, seed: int) -> float:
-    """One completion's score under `spec`. The pairwise judge has no score of one completion: in
-    RB2 it plays a round robin among the prompt's completions and a completion scores its wins."""
-    if spec.kind == "pairwise":
-        wins = 0.0
-        for i, j in _round_robin(s):
-            verdict = cache.get("pairwise", _duel_key(s.id, i, j))
-            wins += (k == i and verdict == 1) or (k == j and verdict == -1)
-        return wins
-    feats = cache.get("features", _completion_key(s.id, k))
-    if spec.kind == "feature":
-        return spec.transform(_float(feats["values"].get(spec.feature)))
-    if spec.kind == "length":
-        return spec.transform(float(feats["response_tokens"]))
-    if spec.kind == "random":
-        return random_score(seed, s.id, str(k))
-    return _float(cache.get(spec.kind, _completion_key(s.id, k)))
-
-
-def _prompt_outcomes(sets, score_of: Callable[[CompletionSet, int], float], cache: RunCache) -> list[PromptOutcome]:
-    out = []
-    for s in sets:
-        tokens = [cache.get("features", _completion_key(s.id, k))["response_tokens"] for k in range(len(s.completions))]
-        out.append(PromptOutcome(s.id, s.subset, [score_of(s, k) for k in range(len(s.completions))],
-                                 s.num_correct, tokens))
-    return out
-
-
-def run_rewardbench2(
-    model,
-    tokenizer,
-    sets: Sequence[CompletionSet],
-    output_dir: str | Path,
-    scorers: Sequence[str] = ("stable_rank",),
-    options: ScoringOptions | None = None,
-    layers: Sequence[int] = (),
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
-    run_info: dict | None = None,
-) -> dict | None:
-    """`run_rewardbench` under the RewardBench 2 protocol (srgrpo.evaluation.rewardbench2): every
-    completion of every prompt is scored alone, with the same resumable cache; writes results.json
-    (summaries with protocol "v2"), prompts.jsonl (every completion's score per scorer, and the
-    prompt's credit), pairs.jsonl (per prompt: the chosen completion against the best-scored
-    incorrect one, for the report's plots) and layer_sweep.json. Pass `options` with RB2's window
-    (`max_length=rewardbench2.WINDOW`); the CLI does."""
-    if not sets:
-        raise ValueError("no RewardBench 2 prompts to evaluate")
-    options = options or dataclasses.replace(ScoringOptions(), max_length=rb2.WINDOW)
     output_dir = Path(output_dir)
-    specs, features, scorer, cache = _start_run(
-        model, tokenizer, output_dir, scorers, options, layers, [s.id for s in sets], seed, overwrite,
-        {**(run_info or {}), "protocol": "v2"}, protocol="rewardbench2", dataset="completion_sets",
-        output_files=V2_OUTPUT_FILES)
-    items = [(_completion_key(s.id, k), s.prompt, c) for s in sets for k, c in enumerate(s.completions)]
-    try:
-        _item_feature_stage(scorer, items, features, list(layers), cache, progress)
-        judge_kinds = {s.kind for s in specs} & {"ipo", "pointwise", "pairwise"}
-        if judge_kinds:
-            judged = [(key, prompt, c, rb2.judge_section(s.subset))
-                      for s in sets for (key, prompt, c) in
-                      ((_completion_key(s.id, k), s.prompt, c) for k, c in enumerate(s.completions))]
-            duels = [(_duel_key(s.id, i, j), s.prompt, s.completions[i], s.completions[j])
-                     for s in sets for i, j in _round_robin(s)]
-            _item_judge_stages(model, tokenizer, judged, duels, judge_kinds, cache, options.batch_size, progress)
-    finally:
-        cache.close()
-    if not distributed.is_main():
-        return None
-
-    summaries, outcomes_by = {}, {}
-    for spec in specs:
-        outcomes = _prompt_outcomes(sets, lambda s, k, spec=spec: _completion_score(spec, s, k, cache, seed), cache)
-        outcomes_by[spec.name] = outcomes
-        summaries[spec.name] = rb2.summarize_rewardbench2(outcomes, n_bootstrap=n_bootstrap, seed=seed)
-    layer_sweep = {}
-    for k in layers:
-        outcomes = _prompt_outcomes(sets, lambda s, i, k=k: _float(
-            cache.get("features", _completion_key(s.id, i))["layers"].get(str(k))), cache)
-        layer_sweep[k] = rb2.summarize_rewardbench2(outcomes, n_bootstrap=min(n_bootstrap, 200), seed=seed)
-
-    results = {name: summary.to_json() for name, summary in summaries.items()}
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-    if layer_sweep:
-        sweep_json = {str(k): summary.to_json() for k, summary in layer_sweep.items()}
-        (output_dir / "layer_sweep.json").write_text(json.dumps(sweep_json, indent=2))
-    prompt_rows, pair_rows = _v2_rows(sets, outcomes_by, cache)
-    write_jsonl_atomic(output_dir / "prompts.jsonl", prompt_rows)
-    write_jsonl_atomic(output_dir / "pairs.jsonl", pair_rows)
-    return results
-
-
-def _v2_rows(sets, outcomes_by: dict[str, list[PromptOutcome]], cache: RunCache) -> tuple[list[dict], list[dict]]:
-    prompt_rows, pair_rows = [], []
-    for index, s in enumerate(sets):
-        feats = [cache.get("features", _completion_key(s.id, k)) for k in range(len(s.completions))]
-        tokens = [f["response_tokens"] for f in feats]
-        scores = {name: outcomes[index].scores for name, outcomes in outcomes_by.items()}
-        ties = rb2.is_ties(s.subset)
-        prompt_rows.append({
-            "id": s.id, "subset": s.subset, "num_correct": s.num_correct, "tokens": tokens,
-            "context_tokens": [f.get("context_tokens", 0) for f in feats],
-            "warnings": {str(k): f["warning"] for k, f in enumerate(feats) if f["warning"]},
-            "scores": {name: [_json_float(v) for v in values] for name, values in scores.items()},
-            # best-of-4 credit per scorer; Ties prompts have no credit of their own (the subset's formula)
-            "credit": None if ties else {name: rb2.best_of_n_credit(values) for name, values in scores.items()},
-        })
-        # For the plots: the first correct completion against the best-scored incorrect one.
-        sides = {}
-        for name, values in scores.items():
-            wrong = [v for v in values[s.num_correct:] if v == v]
-            sides[name] = {"chosen": _json_float(values[0]), "rejected": _json_float(max(wrong)) if wrong else None}
-        first = next(iter(scores.values()))
-        wrong_k = max(range(s.num_correct, len(first)), key=lambda k: first[k] if first[k] == first[k] else -math.inf)
-        pair_rows.append({
-            "id": s.id, "subset": s.subset, "section": rb2.canonical_subset(s.subset),
-            "chosen_tokens": tokens[0], "rejected_tokens": tokens[wrong_k],
-            "warnings": {side: feats[k]["warning"] for side, k in (("chosen", 0), ("rejected", wrong_k))
-                         if feats[k]["warning"]},
-            "scores": sides,
-        })
-    return prompt_rows, pair_rows
+    results_file = output_dir / "results.json"
+    if not results_file.is_file():
+        raise FileNotFoundError(f"{output_dir} holds no results.json: run srgrpo evaluate --output-dir {output_dir} first")
+    summary = EvaluationSummary.from_json(json.loads(results_file.read_text()))
+    cache = RunCache(output_dir / ANSWERS_FILE, readonly=True)
+    seed = summary.run.get("seed", 0)
+    data_dir = summary.run.get("data_dir")
+    per_question = {}
+    for task, result in summary.tasks.items():
+        problems = load_problems(task, limit=result.n, seed=seed, data_dir=data_dir)
+        per_question[task] = per_question_correctness(problems, cache, task, summary.samples)
+    return summary, per_question

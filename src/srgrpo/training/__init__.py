@@ -6,6 +6,6 @@ show. Elsewhere: the command `srgrpo train` = `srgrpo.cli.train`; the results' t
 `srgrpo.results.TrainingSummary` (summary.json); the curves `srgrpo.reports.training`.
 """
 
-from srgrpo.training.reward import StableRankReward
+from srgrpo.training.sr_reward import StableRankReward
 
 __all__ = ["StableRankReward"]

@@ -28,7 +28,7 @@ from trl import GRPOConfig, ModelConfig, TrlParser
 
 from srgrpo.features import FEATURES
 from srgrpo.options import ScoringOptions
-from srgrpo.training.rewards import REWARDS, parse_names, resolve_scorers
+from srgrpo.training.reward_registry import REWARDS, parse_names, resolve_scorers
 
 # All attention and MLP projections of Llama/Qwen/Mistral-style decoders (the paper's LoRA targets).
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

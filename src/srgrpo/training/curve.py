@@ -3,7 +3,7 @@ optimizer steps (and before the first), writing one line per evaluation to `eval
 
     {"step", "accuracy", "n", "mean_length", "probe_refusal", "probe_length", "probe_n", "seconds"}
 
-`accuracy` is `srgrpo.tasks.accuracy.greedy_accuracy` on the fixed held-out questions
+`accuracy` is `srgrpo.evaluation.accuracy.greedy_accuracy` on the fixed held-out questions
 (`--eval_dataset`, `--eval_limit`); `mean_length` the mean greedy answer length in tokens. With `--probe_prompts FILE` (a JSONL of {"prompt"} rows: ordinary requests
 that merely sound sensitive, e.g. "How do I kill a Python process?"), the same greedy generation
 answers each probe and `probe_refusal` is the share that `srgrpo.training.hacking.is_refusal` flags:
@@ -60,7 +60,7 @@ class GreedyCurveCallback(TrainerCallback):
 
     def evaluate(self, step: int) -> dict:
         from srgrpo.generation import HFGenerator, Sampling
-        from srgrpo.tasks.accuracy import greedy_accuracy
+        from srgrpo.evaluation.accuracy import greedy_accuracy
 
         model = self.policy
         was_training = model.training

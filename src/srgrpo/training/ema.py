@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from srgrpo.training.reward import EMA_ADAPTER
+from srgrpo.training.sr_reward import EMA_ADAPTER
 
 logger = logging.getLogger("srgrpo.train")
 

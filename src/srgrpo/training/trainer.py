@@ -21,7 +21,7 @@ from pathlib import Path
 
 from srgrpo.results import TrainingSummary
 from srgrpo.training.config import TrainRun, check_rewards
-from srgrpo.training.reward import BatchMonitor, TrainerReward
+from srgrpo.training.sr_reward import BatchMonitor, TrainerReward
 
 logger = logging.getLogger("srgrpo.train")
 
@@ -192,7 +192,7 @@ def run_versions_of(run: TrainRun) -> dict:
     feature and of the before/after evaluation's dataset and graders."""
     from srgrpo.features import FEATURES
     from srgrpo.records import run_versions
-    from srgrpo.tasks.datasets import dataset_version
+    from srgrpo.evaluation.datasets import dataset_version
 
     script = run.script
     features = [name for name in run.reward.reward_names() if name in FEATURES]  # the feature rewards
@@ -230,12 +230,12 @@ def dataset_ngrams(tokenizer, dataset):
 def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=(), resume_from: str | None = None,
                   completions_path=None):
     """A GRPOTrainer with LoRA (trl.get_peft_config of the run's ModelConfig) on `model` and the
-    run's rewards (`--rewards`, `srgrpo.training.rewards`), each bound to it (the frozen scorer is
+    run's rewards (`--rewards`, `srgrpo.training.reward_registry`), each bound to it (the frozen scorer is
     the adapter disabled, so it costs no extra memory; the EMA scorer is a second adapter, updated
     by an `EMACallback`). Returns (trainer, reward): the first srgrpo reward (None if there is none)."""
     from trl import GRPOTrainer, get_peft_config
 
-    from srgrpo.training.rewards import build_rewards
+    from srgrpo.training.reward_registry import build_rewards
 
     check_chat_template(tokenizer, run.model.model_name_or_path or "(embedded)")
     if run.model.use_peft:
@@ -260,10 +260,10 @@ def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=(), resume
 # ---------------------------------------------------------------------------------------- evaluation
 def greedy_eval(model, tokenizer, run: TrainRun, output_dir: Path, label: str) -> dict:
     """Greedy accuracy on the held-out slice, through policy evaluation's path (`greedy_accuracy`
-    over `srgrpo.tasks.runner`: the task's prompt, batched generation, its grader); per-question
+    over `srgrpo.evaluation.runner`: the task's prompt, batched generation, its grader); per-question
     rows go to eval_{label}.jsonl."""
-    from srgrpo.tasks.accuracy import greedy_accuracy
-    from srgrpo.tasks.datasets import load_problems
+    from srgrpo.evaluation.accuracy import greedy_accuracy
+    from srgrpo.evaluation.datasets import load_problems
 
     script = run.script
     problems = load_problems(script.eval_dataset, limit=script.eval_limit, seed=run.grpo.seed)
@@ -292,7 +292,7 @@ def train(run: TrainRun) -> dict:
     """Run SR-GRPO as configured; returns the summary that the main process writes to `summary.json`."""
     from srgrpo.models import load_model
     from srgrpo.training.hacking import CollapseRule, collapse_step
-    from srgrpo.training.rewards import logged_name
+    from srgrpo.training.reward_registry import logged_name
     from srgrpo.training.watch import CollapseThresholds, WatchCallback, read_metrics
 
     script, args = run.script, run.grpo
@@ -308,7 +308,7 @@ def train(run: TrainRun) -> dict:
                                       with_answers="accuracy" in run.reward.reward_names())
     check_prompts_fill_a_step(args, len(dataset), script.dataset)
     if script.eval_dataset:
-        from srgrpo.tasks.datasets import load_problems
+        from srgrpo.evaluation.datasets import load_problems
 
         load_problems(script.eval_dataset, limit=1)  # an unknown eval set fails now, not after training
     model, tokenizer = load_model(run.model.model_name_or_path, dtype=run.model.dtype, device=args.device, verbose=True)
@@ -343,7 +343,7 @@ def train(run: TrainRun) -> dict:
 
     curve = None
     if script.eval_every:
-        from srgrpo.tasks.datasets import load_problems
+        from srgrpo.evaluation.datasets import load_problems
         from srgrpo.training.curve import GreedyCurveCallback, read_probe_prompts
 
         problems = load_problems(script.eval_dataset, limit=script.eval_limit, seed=args.seed)

@@ -1,13 +1,13 @@
 """Greedy accuracy (N = 1) on benchmark questions: a thin wrapper over the policy-evaluation path
-(`srgrpo.tasks.runner`), for callers that want numbers, not files."""
+(`srgrpo.evaluation.runner`), for callers that want numbers, not files."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 from srgrpo.generation import HFGenerator, Sampling
-from srgrpo.tasks.datasets import Problem
-from srgrpo.tasks.runner import MemoryCache, run_task
+from srgrpo.evaluation.datasets import Problem
+from srgrpo.evaluation.runner import MemoryCache, run_task
 
 
 def greedy_accuracy(model, tokenizer, problems: Sequence[Problem], max_new_tokens: int = 512,

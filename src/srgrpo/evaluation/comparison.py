@@ -11,8 +11,8 @@ import numpy as np
 
 from srgrpo.results import ComparisonSummary, PairedDifference, PolicyRow
 from srgrpo.stats import bootstrap_mean_interval
-from srgrpo.tasks.datasets import TASK_GROUPS
-from srgrpo.tasks.runner import group_average, load_run
+from srgrpo.evaluation.datasets import TASK_GROUPS
+from srgrpo.evaluation.runner import group_average, load_run
 
 
 def column_order(tasks: set[str]) -> list[str]:

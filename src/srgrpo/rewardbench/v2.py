@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from srgrpo.evaluation.rewardbench import PROTOCOLS, Protocol
+from srgrpo.rewardbench.v1 import PROTOCOLS, Protocol
 from srgrpo.results import LengthControlled, RewardBenchIntervals, RewardBenchSummary, SubsetAccuracy
 from srgrpo.stats import percentile_interval
 
@@ -67,7 +67,7 @@ PROTOCOLS.add("rewardbench2", Protocol(
     "rewardbench2", "RewardBench 2: best-of-4 with ties penalised on five subsets, the Ties formula, "
     "headline = unweighted mean of the six subsets", {s: [s] for s in SUBSETS}, SUBSET_SIZES))
 
-# The IPO judge asks one verification question per RewardBench v1 section (srgrpo.evaluation.judges);
+# The IPO judge asks one verification question per RewardBench v1 section (srgrpo.judges);
 # each RB2 subset borrows the question of the v1 section that tests the same thing.
 JUDGE_SECTIONS: dict[str, str] = {
     "Factuality": "other",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from srgrpo.registry import Registry
-from srgrpo.tasks.datasets import LETTERS, Problem
+from srgrpo.evaluation.datasets import LETTERS, Problem
 
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
 _FINAL_NUMBER_PATTERNS = [
@@ -149,7 +149,7 @@ class Grader:
     version: int = 1  # bumped whenever a change alters an answer or a verdict
 
 
-# One grader per problem kind (srgrpo.tasks.datasets.KINDS); `grade` dispatches through it, and
+# One grader per problem kind (srgrpo.evaluation.datasets.KINDS); `grade` dispatches through it, and
 # runs record the versions of the graders they used.
 GRADERS: Registry[Grader] = Registry("grader", [(g.name, g) for g in (
     Grader("gsm8k", "the final number, compared numerically", _number_grade),

@@ -21,7 +21,7 @@ One registry (`REWARDS`) of what `--rewards` accepts:
   and scores it on its own path; logged under the model folder's last name, as TRL does.
 
 Every model-based reward (features, ipo, self_reward) takes a scorer (`--reward_scorer`): frozen,
-online or ema (`srgrpo.training.reward`); a non-default one is logged under `name@scorer`.
+online or ema (`srgrpo.training.sr_reward`); a non-default one is logged under `name@scorer`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from srgrpo.features import FEATURES
 from srgrpo.judges import ipo_scores, pointwise_scores
 from srgrpo.options import ScoringOptions
-from srgrpo.training.reward import BatchMonitor, StableRankReward, TrainerReward, completion_text
+from srgrpo.training.sr_reward import BatchMonitor, StableRankReward, TrainerReward, completion_text
 
 JUDGE_MAX_LENGTH = 2048  # tokens of a judge text (the judge's instruction, prompt and completion)
 
@@ -75,7 +75,7 @@ def parse_names(text: str) -> list[str]:
 def resolve_scorers(names: list[str], scorers: str | None) -> list[str | None]:
     """One scorer per reward (None for model-free ones): `scorers` unset = each reward's default,
     one value = every model-based reward, a comma list = one per reward in order."""
-    from srgrpo.training.reward import SCORERS
+    from srgrpo.training.sr_reward import SCORERS
 
     given = [s.strip() for s in scorers.split(",")] if scorers else []
     if len(given) > 1 and len(given) != len(names):
