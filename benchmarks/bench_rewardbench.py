@@ -28,7 +28,7 @@ from common import REPO, REWARDBENCH_OFFLINE
 import srgrpo
 from srgrpo.rewardbench.preference_data import load_preference_pairs
 from srgrpo.rewardbench.runner import run_rewardbench
-from srgrpo.rewardbench.methods import SCORERS
+from srgrpo.rewardbench.methods import METHODS
 from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
 from srgrpo.results import rewardbench_results_from_json
 
@@ -79,7 +79,7 @@ def main() -> None:
         print(f"stable rank alone on {t['items']} responses ({t['tokens']:,} tokens): {t['stable_rank_seconds']:.1f} s; "
               f"bare forward of the same batches: {t['bare_forward_seconds']:.1f} s; ratio {t['ratio']:.3f}", flush=True)
 
-    shared = [name for name, spec in SCORERS.items() if spec.kind in ("feature", "length", "random")]
+    shared = [name for name, spec in METHODS.items() if spec.kind in ("feature", "length", "random")]
     started = time.perf_counter()
     results = run_rewardbench(model, tokenizer, pairs, args.output_dir / "all_scorers", scorers=shared, options=options,
                               layers=range(model.config.num_hidden_layers + 1), overwrite=True, run_info=info)

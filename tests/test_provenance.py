@@ -13,7 +13,7 @@ from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import SELECTORS
 from srgrpo.rewardbench.v1 import PROTOCOLS, SECTIONS
 from srgrpo.rewardbench.runner import run_rewardbench
-from srgrpo.rewardbench.methods import SCORERS
+from srgrpo.rewardbench.methods import METHODS
 from srgrpo.features import FEATURES, check_features, get_feature, pinned_options
 from srgrpo.generation import Sample, Sampling
 from srgrpo.options import FEATURE, RUNTIME, SCORE, ScoringOptions
@@ -48,12 +48,45 @@ def test_registry_is_a_dict_that_refuses_duplicates_and_names_the_known():
     assert d() == 4 and reg["d"].fn is d and reg.version("d") == 2
 
 
-def test_every_kind_of_name_is_one_registry_and_the_old_names_still_work():
-    for registry in (FEATURES, SELECTORS, DATASETS, SCORERS, SECTIONS, GRADERS, PROTOCOLS):
+def _module_level_objects():
+    """(module name, attribute, object) of every module of the package that imports here (a module
+    that needs an optional package not installed, such as vLLM, is left out)."""
+    import importlib
+    import pkgutil
+
+    import srgrpo
+
+    for info in pkgutil.walk_packages(srgrpo.__path__, "srgrpo."):
+        if info.name.endswith("__main__"):
+            continue  # runs the command line on import
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue
+        for attribute, value in vars(module).items():
+            yield info.name, attribute, value
+
+
+def test_every_kind_of_name_is_one_registry():
+    from srgrpo.training.reward_registry import REWARDS
+    from srgrpo.training.sr_reward import REWARD_SCORERS
+
+    found = {id(value): attribute for _, attribute, value in _module_level_objects() if isinstance(value, Registry)}
+    assert sorted(found.values()) == sorted([
+        "DATASETS", "FEATURES", "GRADERS", "METHODS", "PROTOCOLS", "REWARDS", "REWARD_SCORERS", "SECTIONS",
+        "SELECTORS"])
+    for registry in (FEATURES, SELECTORS, DATASETS, METHODS, SECTIONS, GRADERS, PROTOCOLS, REWARDS, REWARD_SCORERS):
         assert isinstance(registry, Registry) and isinstance(registry, dict)
-    assert get_feature("stable_rank") is FEATURES["stable_rank"]
-    with pytest.raises(ValueError, match="unknown feature 'vibes'"):
-        check_features(["stable_rank", "vibes"])
+    # No kind of name kept as a plain dict of specs beside them: a module-level mapping of names to
+    # entries that carry their own `name` would be a registry without the registry's checks.
+    plain = [f"{module}.{attribute}" for module, attribute, value in _module_level_objects()
+             if type(value) is dict and value and all(isinstance(k, str) for k in value)
+             and all(getattr(v, "name", None) == k for k, v in value.items())]
+    assert plain == []
+    with pytest.raises(ValueError, match=r"unknown reward 'vibes' in --rewards; known: stable_rank, "):
+        REWARDS.lookup("vibes", "--rewards")
+    with pytest.raises(ValueError, match=r"unknown features 'vibes', 'mood'; known: stable_rank, .*, all$"):
+        FEATURES.check(["stable_rank", "vibes", "mood"], also=["all"])
     assert SECTIONS["Chat"][0] == "alpacaeval-easy" and PROTOCOLS["rewardbench"].sections is SECTIONS
     # An entry that declares no version is version 1; every version is a positive integer.
     assert FEATURES.version("mean_logprob") == 1 and DATASETS.version("gsm8k") == 1

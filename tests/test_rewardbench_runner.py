@@ -45,9 +45,9 @@ ALL = ["stable_rank", "stable_rank_centered", "stable_rank_normalized", "stable_
 
 
 def test_the_list_holds_every_registered_scorer():
-    from srgrpo.rewardbench.methods import SCORERS
+    from srgrpo.rewardbench.methods import METHODS
 
-    assert sorted(ALL) == sorted(SCORERS)  # "every scorer" below means every one
+    assert sorted(ALL) == sorted(METHODS)  # "every scorer" below means every one
 
 
 def test_every_scorer_runs_and_results_follow_the_protocol(tmp_path, judge_ready):

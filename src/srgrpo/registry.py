@@ -1,12 +1,13 @@
 """One registry helper for every kind of name srgrpo keeps: features, selectors, datasets, graders,
-scorers, benchmark protocols and their sections.
+rewards, the rewards' scorers, RewardBench methods, benchmark protocols and their sections.
 
 A `Registry` is a dict (name -> entry), so `FEATURES[name]`, `name in DATASETS`, `SELECTORS.items()`
 and `dict(...)` keep working; on top of a dict it
 
 - refuses a name registered twice (`add`, or the `decorator` factory for `@register(...)`-style
   declarations), instead of letting the last import win silently;
-- answers an unknown name with a ValueError that lists the known ones (`lookup`);
+- answers an unknown name with the one ValueError that lists the known ones (`lookup`, `check`,
+  `unknown`), so no caller words its own;
 - reads each entry's `version` (an int, 1 when the entry declares none): `versions(names)` is what a
   run records in `run.json` (see `srgrpo.records`), so a cache is never mixed across definitions.
 
@@ -16,9 +17,16 @@ dataset's gold answers, a grader's rules); cosmetic changes (help text, speed) k
 
 from __future__ import annotations
 
+import argparse
 from typing import Callable, Generic, Iterable, TypeVar
 
 T = TypeVar("T")
+
+
+class UnknownName(ValueError, argparse.ArgumentTypeError):
+    """A name no registry entry has. A ValueError for Python callers; an ArgumentTypeError too, so an
+    argparse `type=` function that checks names shows this message as it is (argparse replaces the
+    message of any other ValueError by "invalid value")."""
 
 
 def version_of(entry) -> int:
@@ -49,20 +57,29 @@ class Registry(dict, Generic[T]):
         super().__setitem__(name, entry)
         return entry
 
-    def lookup(self, name: str) -> T:
-        """The entry `name`; a ValueError listing the known names otherwise."""
-        try:
-            return self[name]
-        except KeyError:
-            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self)}") from None
+    def lookup(self, name: str, where: str = "") -> T:
+        """The entry `name`; the registry's ValueError (`unknown`) otherwise."""
+        if name not in self:
+            raise self.unknown([name], where)
+        return self[name]
 
-    def check(self, names: Iterable[str]) -> list[str]:
-        """`names` as a list, each checked against the registry (the first unknown one raises)."""
+    def check(self, names: Iterable[str], where: str = "", also: Iterable[str] = ()) -> list[str]:
+        """`names` as a list, each checked against the registry; the unknown ones raise together."""
         names = list(names)
         unknown = [n for n in names if n not in self]
         if unknown:
-            raise ValueError(f"unknown {self.kind}(s) {unknown}; known: {', '.join(self)}")
+            raise self.unknown(unknown, where, also)
         return names
+
+    def unknown(self, names: Iterable[str], where: str = "", also: Iterable[str] = ()) -> UnknownName:
+        """The one "unknown name" error of every registry: the names refused, where they were given
+        (a flag, a file) when the caller says, and every known name (plus `also`, words a parser
+        accepts beside the names, such as "all")."""
+        names = list(names)
+        given = f" in {where}" if where else ""
+        plural = "s" if len(names) > 1 else ""
+        return UnknownName(f"unknown {self.kind}{plural} {', '.join(map(repr, names))}{given}; "
+                          f"known: {', '.join([*self, *also])}")
 
     def version(self, name: str) -> int:
         return version_of(self.lookup(name))

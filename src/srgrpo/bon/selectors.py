@@ -122,10 +122,7 @@ SELECTOR_NAMES = tuple(SELECTORS)
 
 
 def build_selectors(names: Sequence[str], borda_power: float = DEFAULT_BORDA_POWER) -> dict[str, Selector]:
-    unknown = [n for n in names if n not in SELECTORS]
-    if unknown:
-        raise ValueError(f"unknown selector(s) {unknown}; known: {', '.join(SELECTORS)}")
-    return {n: SELECTORS[n].build(borda_power) for n in names}
+    return {n: SELECTORS[n].build(borda_power) for n in SELECTORS.check(names)}
 
 
 def accuracy_by_n(per_question: Sequence[Sequence[Candidate]], selector: Selector, ns: Sequence[int]) -> dict[int, list[float]]:

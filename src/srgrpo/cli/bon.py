@@ -9,6 +9,7 @@ from pathlib import Path
 
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, DEFAULT_SELECTORS, SELECTORS
 from srgrpo.cli.common import (
+    DATA_DIR_HELP,
     HelpFormatter,
     add_model_arguments,
     add_scoring_arguments,
@@ -30,10 +31,7 @@ def parse_ns(text: str) -> list[int]:
 
 def parse_selectors(text: str) -> list[str]:
     names = list(SELECTORS) if text == "all" else [x.strip() for x in text.split(",") if x.strip()]
-    unknown = [n for n in names if n not in SELECTORS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown selector(s) {unknown}; known: {', '.join(SELECTORS)}, all")
-    return names
+    return SELECTORS.check(names or [text], also=("all",))
 
 
 def _selector_help() -> str:
@@ -121,9 +119,7 @@ def add_parser(sub) -> None:
                      "forward pass over the exact generated ids")
     bon.add_argument("--borda-power", type=float, default=DEFAULT_BORDA_POWER,
                      help="p of the Borda selectors (default: 0.5; 0 = majority vote)")
-    bon.add_argument("--data-dir", default=None,
-                     help="folder holding eval/ (math500_test.jsonl, mmlu.zip, mmlu_redux.jsonl, ...) (default: $SRGRPO_SHARED_DATA "
-                     "or ../shared/data; the hub when absent)")
+    bon.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     bon.add_argument("--overwrite", action="store_true", help="discard a previous run in OUTPUT_DIR")
     bon.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_arguments(bon)

@@ -18,7 +18,7 @@ from srgrpo.cli.common import (
 
 
 def add_parser(sub) -> None:
-    from srgrpo.rewardbench.methods import DEFAULT_SCORERS, SCORERS
+    from srgrpo.rewardbench.methods import DEFAULT_METHODS, METHODS
 
     bench = sub.add_parser(
         "rewardbench", formatter_class=HelpFormatter,
@@ -35,13 +35,13 @@ def add_parser(sub) -> None:
         "  srgrpo rewardbench --data ../shared/data/preference/rewardbench_offline.jsonl --output-dir runs/rb\n"
         "  srgrpo rewardbench --data allenai/reward-bench --output-dir runs/rb --scorers all --layers all\n"
         "  srgrpo rewardbench --data allenai/reward-bench-2 --output-dir runs/rb2 --scorers stable_rank,length,random\n"
-        "scorers:\n" + "\n".join(f"  {name:<{max(map(len, SCORERS)) + 2}}{spec.help}" for name, spec in SCORERS.items()),
+        "scorers:\n" + "\n".join(f"  {name:<{max(map(len, METHODS)) + 2}}{spec.help}" for name, spec in METHODS.items()),
     )
     bench.add_argument("--data", required=True,
                        help="RewardBench-schema JSONL or parquet file, a folder of them, or a Hugging Face dataset id")
     bench.add_argument("--output-dir", required=True, type=Path, help="folder for results, cache, report and plots")
     bench.add_argument("--scorers", default="default",
-                       help="comma-separated scorer names, 'default' (" + ", ".join(DEFAULT_SCORERS) + ": four that "
+                       help="comma-separated scorer names, 'default' (" + ", ".join(DEFAULT_METHODS) + ": four that "
                        "share one forward pass, the lengths and random) or 'all' (every scorer: adds the other "
                        "features, the ablations and the LLM judges) (default: default)")
     bench.add_argument("--limit", type=int, default=None, help="keep the first N pairs of each subset")
@@ -74,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
     from srgrpo.rewardbench import v2 as rewardbench2
     from srgrpo.rewardbench.preference_data import detect_protocol, load_completion_sets, load_preference_pairs
     from srgrpo.rewardbench.runner import run_rewardbench, run_rewardbench2
-    from srgrpo.rewardbench.methods import parse_scorers
+    from srgrpo.rewardbench.methods import parse_methods
     from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
     from srgrpo.results import rewardbench_results_from_json
 
-    scorers = parse_scorers(args.scorers)
+    scorers = parse_methods(args.scorers)
     split = _split(args)
     protocol = detect_protocol(args.data, split) if args.protocol == "auto" else args.protocol
     options = scoring_options(args, **({"max_length": rewardbench2.WINDOW} if protocol == "v2" else {}))

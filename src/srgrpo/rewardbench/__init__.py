@@ -8,7 +8,7 @@ Where each piece of it lives, starting here:
   layer_sweep.json / run.json;
 - the data: `srgrpo.rewardbench.preference_data.load_preference_pairs`;
 - the protocol: `srgrpo.rewardbench.v1` (sections, subset weights, `PROTOCOLS`, the summary);
-- the scorers compared: `srgrpo.rewardbench.methods.SCORERS` (every feature, lengths, random, the judges);
+- the methods compared (`--scorers`): `srgrpo.rewardbench.methods.METHODS` (every feature, lengths, random, the judges);
 - the results' types: `srgrpo.results.RewardBenchSummary`, `PairRow`;
 - the report: `srgrpo.reports.rewardbench.write_rewardbench_report_from_dir`.
 
@@ -23,8 +23,8 @@ _PUBLIC = {
     "PreferencePair": "srgrpo.rewardbench.preference_data",
     "summarize_rewardbench": "srgrpo.rewardbench.v1",
     "PROTOCOLS": "srgrpo.rewardbench.v1",
-    "SCORERS": "srgrpo.rewardbench.methods",
-    "parse_scorers": "srgrpo.rewardbench.methods",
+    "METHODS": "srgrpo.rewardbench.methods",
+    "parse_methods": "srgrpo.rewardbench.methods",
 }
 __all__ = list(_PUBLIC)
 

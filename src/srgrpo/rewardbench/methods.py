@@ -1,8 +1,8 @@
-"""The scorers `srgrpo rewardbench` compares, as data: one entry per name.
+"""The methods `srgrpo rewardbench` compares (`--scorers`), as data: one entry per name.
 
-A scorer turns each (prompt, response) item into a number, higher = better, except the pairwise
+A method turns each (prompt, response) item into a number, higher = better, except the pairwise
 judge, which sees both responses of a pair. Every feature of the registry (`srgrpo.features`) is a
-scorer of kind "feature"; they all share one forward pass. The judges need forward passes of
+method of kind "feature"; they all share one forward pass. The judges need forward passes of
 their own over judge prompts.
 """
 
@@ -17,7 +17,7 @@ from srgrpo.registry import Registry
 
 
 @dataclass(frozen=True)
-class ScorerSpec:
+class MethodSpec:
     name: str
     kind: str  # feature | length | random | ipo | pointwise | pairwise
     help: str
@@ -30,40 +30,34 @@ def _negate(x: float) -> float:
     return -x
 
 
-# Every registered feature is a scorer under its own name, turned so that higher wins.
-SCORERS: Registry[ScorerSpec] = Registry("scorer", [
-    (f.name, ScorerSpec(f.name, "feature", f.help, f.name, f.oriented, f.version)) for f in FEATURES.values()
+# Every registered feature is a method under its own name, turned so that higher wins. The kind is
+# "scorer", the word of the `--scorers` flag that picks them.
+METHODS: Registry[MethodSpec] = Registry("scorer", [
+    (f.name, MethodSpec(f.name, "feature", f.help, f.name, f.oriented, f.version)) for f in FEATURES.values()
 ])
 for _spec in (
-    ScorerSpec("length", "length", "response length in tokens: the longer wins"),
-    ScorerSpec("shorter", "length", "minus the response length: the shorter wins", transform=_negate),
-    ScorerSpec("random", "random", "uniform random scores (seeded): the chance line"),
-    ScorerSpec("ipo", "ipo", "LLM judge: P(Yes) to a per-section yes/no verification question"),
-    ScorerSpec("pointwise_judge", "pointwise", "LLM judge: Prometheus-style 1-5 rubric, expected score"),
-    ScorerSpec("pairwise_judge", "pairwise", "LLM judge: A/B preference, counted only when both orders agree"),
+    MethodSpec("length", "length", "response length in tokens: the longer wins"),
+    MethodSpec("shorter", "length", "minus the response length: the shorter wins", transform=_negate),
+    MethodSpec("random", "random", "uniform random scores (seeded): the chance line"),
+    MethodSpec("ipo", "ipo", "LLM judge: P(Yes) to a per-section yes/no verification question"),
+    MethodSpec("pointwise_judge", "pointwise", "LLM judge: Prometheus-style 1-5 rubric, expected score"),
+    MethodSpec("pairwise_judge", "pairwise", "LLM judge: A/B preference, counted only when both orders agree"),
 ):
-    SCORERS.add(_spec.name, _spec)
-RENAMED = {"negative_entropy": "mean_entropy"}  # old scorer names, for a helpful error
+    METHODS.add(_spec.name, _spec)
 
 # Everything that shares the scorer's forward pass, plus the free ones. Judges are opt-in: each
 # costs forward passes over longer judge prompts.
-DEFAULT_SCORERS = ("stable_rank", "stable_rank_windowed", "mean_logprob", "self_certainty", "length", "shorter", "random")
+DEFAULT_METHODS = ("stable_rank", "stable_rank_windowed", "mean_logprob", "self_certainty", "length", "shorter", "random")
 
 
-def parse_scorers(text: str) -> list[str]:
-    """'a,b,c', 'default' or 'all' -> scorer names, checked against the registry."""
+def parse_methods(text: str) -> list[str]:
+    """'a,b,c', 'default' or 'all' (of `--scorers`) -> method names, checked against the registry."""
     if text.strip() == "all":
-        return list(SCORERS)
+        return list(METHODS)
     if text.strip() == "default":
-        return list(DEFAULT_SCORERS)
+        return list(DEFAULT_METHODS)
     names = [n.strip() for n in text.split(",") if n.strip()]
-    renamed = [f"{n} (now {RENAMED[n]})" for n in names if n in RENAMED]
-    if renamed:
-        raise ValueError(f"renamed scorer(s): {', '.join(renamed)}")
-    unknown = [n for n in names if n not in SCORERS]
-    if unknown or not names:
-        raise ValueError(f"unknown scorer(s) {unknown or text!r}; choose from: {', '.join(SCORERS)}, default, all")
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(METHODS.check(names or [text], "--scorers", also=("default", "all"))))
 
 
 def random_score(seed: int, pair_id: str, side: str) -> float:

@@ -27,7 +27,7 @@ from srgrpo.rewardbench.v1 import PairOutcome, section_of, summarize_rewardbench
 from srgrpo.rewardbench.preference_data import LOADER_VERSION
 from srgrpo.rewardbench.v1 import PROTOCOLS
 from srgrpo.rewardbench.v2 import PromptOutcome
-from srgrpo.rewardbench.methods import SCORERS, random_score
+from srgrpo.rewardbench.methods import METHODS, random_score
 from srgrpo.features import FEATURES, pinned_options
 from srgrpo.options import ScoringOptions
 from srgrpo.records import RunCache, run_versions, write_jsonl_atomic
@@ -204,10 +204,7 @@ def _start_run(model, tokenizer, output_dir: Path, scorers: Sequence[str], optio
                protocol: str, dataset: str, output_files) -> tuple[list, list[str], StableRankScorer, RunCache]:
     """What both protocols' runs start with: the scorers checked, run.json pinned (or a resumed run's
     checked), the scorer and the item cache. Returns (scorer specs, features used, scorer, cache)."""
-    unknown = [s for s in scorers if s not in SCORERS]
-    if unknown:
-        raise ValueError(f"unknown scorer(s) {unknown}; choose from: {', '.join(SCORERS)}")
-    specs = [SCORERS[s] for s in scorers]
+    specs = [METHODS[s] for s in METHODS.check(scorers)]
     features = sorted({s.feature for s in specs if s.kind == "feature"})
     used = [*features, *([SWEEP_FEATURE] if layers else [])]
     # Only what decides the numbers is pinned: the score-defining options and the used features' own

@@ -104,8 +104,7 @@ class ServeConfig:
     drain_timeout: int | None = 600  # seconds to finish accepted requests on SIGTERM; None = no limit
 
     def validate(self) -> "ServeConfig":
-        if self.feature not in FEATURES:
-            raise ValueError(f"unknown feature {self.feature!r}; known: {', '.join(FEATURES)}")
+        FEATURES.lookup(self.feature)
         if isinstance(self.unscored_value, bool) or not math.isfinite(self.unscored_value):
             raise ValueError(f"the unscored value must be a finite number, got {self.unscored_value!r}")
         for name in ("max_body_bytes", "max_texts_per_request", "max_batch_texts", "max_batch_tokens",

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from srgrpo.features import FEATURES
 from srgrpo.judges import ipo_scores, pointwise_scores
 from srgrpo.options import ScoringOptions
-from srgrpo.training.sr_reward import BatchMonitor, StableRankReward, TrainerReward, completion_text
+from srgrpo.registry import Registry
+from srgrpo.training.sr_reward import REWARD_SCORERS, BatchMonitor, StableRankReward, TrainerReward, completion_text
 
 JUDGE_MAX_LENGTH = 2048  # tokens of a judge text (the judge's instruction, prompt and completion)
 
@@ -46,8 +47,10 @@ class RewardSpec:
     default_scorer: str = "frozen"
 
 
-REWARDS: dict[str, RewardSpec] = {f.name: RewardSpec(f.name, "feature", f.help) for f in FEATURES.values()}
-REWARDS.update({s.name: s for s in [
+REWARDS: Registry[RewardSpec] = Registry("reward", [
+    (f.name, RewardSpec(f.name, "feature", f.help)) for f in FEATURES.values()
+])
+for _spec in (
     RewardSpec("ipo", "ipo", "P(Yes) of the scoring model to a yes/no verification question (IPO)"),
     RewardSpec("self_reward", "self_reward", "the pointwise 1-5 judge, expected score; the paper scores it with the "
                "policy (scorer online by default)", default_scorer="online"),
@@ -57,16 +60,16 @@ REWARDS.update({s.name: s for s in [
                "intrinsic reward must beat", uses_model=False),
     RewardSpec("reward_model", "reward_model", "a trained reward model (--reward_model ID_OR_FOLDER), loaded and run "
                "by TRL", uses_model=False),
-]})
+):
+    REWARDS.add(_spec.name, _spec)
 
 
 def parse_names(text: str) -> list[str]:
     """'a,b' -> reward names, each checked against the registry (the message lists them all)."""
     names = [n.strip() for n in str(text).split(",") if n.strip()]
-    unknown = [n for n in names if n not in REWARDS]
-    if unknown or not names:
-        raise ValueError(f"unknown reward(s) {', '.join(unknown) or repr(text)} in --rewards; choose from: "
-                         f"{', '.join(REWARDS)}")
+    if not names:
+        raise REWARDS.unknown([str(text)], "--rewards")
+    REWARDS.check(names, "--rewards")
     if len(set(names)) != len(names):
         raise ValueError(f"--rewards names a reward twice: {text!r}")
     return names
@@ -75,15 +78,11 @@ def parse_names(text: str) -> list[str]:
 def resolve_scorers(names: list[str], scorers: str | None) -> list[str | None]:
     """One scorer per reward (None for model-free ones): `scorers` unset = each reward's default,
     one value = every model-based reward, a comma list = one per reward in order."""
-    from srgrpo.training.sr_reward import SCORERS
-
     given = [s.strip() for s in scorers.split(",")] if scorers else []
     if len(given) > 1 and len(given) != len(names):
         raise ValueError(f"--reward_scorer has {len(given)} values for {len(names)} rewards ({', '.join(names)}): "
                          "give one value for all, or one per reward")
-    bad = [s for s in given if s not in SCORERS]
-    if bad:
-        raise ValueError(f"--reward_scorer must be one of {', '.join(SCORERS)}, got {', '.join(bad)}")
+    REWARD_SCORERS.check(given, "--reward_scorer")
     out = []
     for i, name in enumerate(names):
         spec = REWARDS[name]

@@ -30,14 +30,20 @@ from typing import Any, Sequence
 from srgrpo.features import get_feature
 from srgrpo.options import ScoringOptions
 from srgrpo.records import json_float
+from srgrpo.registry import Registry
 from srgrpo.scoring import StableRankScorer
 from srgrpo.text import EncodedPair, encode_ids
 from srgrpo.training.hacking import completion_metrics
 from srgrpo.training.watch import batch_watch_stats, strip_trailing
 
-__all__ = ["StableRankReward", "TrainerReward", "SCORERS", "EMA_ADAPTER"]
+__all__ = ["StableRankReward", "TrainerReward", "REWARD_SCORERS", "EMA_ADAPTER"]
 
-SCORERS = ("frozen", "online", "ema")  # who scores a model-based reward
+# Who scores a model-based reward (`--reward_scorer`): name -> what it runs.
+REWARD_SCORERS: Registry[str] = Registry("reward scorer", [
+    ("frozen", "the base weights: the policy with its adapter off, or a separately loaded frozen model"),
+    ("online", "the current policy, adapter on (as Intuitor)"),
+    ("ema", "the policy's 'ema' adapter, an exponential moving average of the trained one"),
+])
 EMA_ADAPTER = "ema"  # the name of the EMA adapter beside the trained one
 
 
@@ -98,8 +104,7 @@ class TrainerReward:
 
     def __init__(self, model=None, tokenizer=None, *, name: str, scorer: str = "frozen",
                  group_size: int | None = None, monitor: BatchMonitor | None = None):
-        if scorer not in SCORERS:
-            raise ValueError(f"scorer must be one of {', '.join(SCORERS)}, got {scorer!r}")
+        REWARD_SCORERS.lookup(scorer)
         if model is not None and scorer != "frozen":
             raise ValueError(f"scorer {scorer!r} reads the policy; a separately given model can only be the frozen scorer")
         self.model = model
