@@ -1,8 +1,9 @@
 """verl 0.9.1's own reward code against a live `srgrpo serve` on loopback: its Hydra config composed
 with the README's keys, a parquet file written with the README recipe read by its `RLHFDataset`,
 a `DataProto` as its agent loop hands it on, and its `RewardLoopWorker` running each reward-loop
-manager (naive, dapo, gdpo, rate_limited) on our async `compute_score`; the older
-`verl.workers.reward_manager` classes on `compute_score_sync`. The old top-level keys and a missing
+manager (naive, dapo, gdpo, rate_limited) on our async `compute_score`, and its `remote` manager
+(Ray actors) on `compute_score_sync`; the older `verl.workers.reward_manager` classes on
+`compute_score_sync`. The old top-level keys and a missing
 URL end in an error, never in a silent fallback. (Only the generation is stood in for: vLLM/SGLang
 cannot run here; the response ids are what a policy would have sampled.)"""
 
@@ -155,6 +156,33 @@ def test_verl_without_a_url_fails(tiny_model_dir, tokenizer, parquet, monkeypatc
     limited = compose(overrides + ["reward.reward_manager.name=rate_limited"])
     scores, outputs, _ = run_reward_loop(limited, rollout_batch(limited, tokenizer, parquet))
     assert scores == [0.0] * len(PAIRS) and all("no reward server URL" in o["reward_extra_info"]["error"] for o in outputs)
+
+
+def test_verl_remote_manager_scores_through_ray_workers(server, tiny_model_dir, tokenizer, parquet, expected):
+    """verl's `remote` manager (for CPU-heavy reward functions): it ships the synchronous function
+    our file defines to a Ray actor (cloudpickle copies a function of a file-loaded module by value,
+    with the globals it uses) and calls it there once per sample."""
+    import ray
+
+    extra = ["reward.num_workers=1"]  # one Ray actor: each takes a CPU, and the local cluster has one
+    config = compose(readme_overrides(server.url, tiny_model_dir, parquet, "remote", "compute_score_sync", extra))
+    client_module.check_verl_config(config)
+    data = rollout_batch(config, tokenizer, parquet)
+    before = server.counts["answered"]
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        scores, outputs, _ = run_reward_loop(config, data)
+    finally:
+        ray.shutdown()
+    assert server.counts["answered"] - before == len(PAIRS)
+    order = [int(i) for i in data.non_tensor_batch["index"]]
+    assert scores == pytest.approx([expected[i] for i in order], rel=1e-5)
+
+
+def test_check_verl_config_refuses_the_async_function_for_remote(server, tiny_model_dir, parquet):
+    config = compose(readme_overrides(server.url, tiny_model_dir, parquet, "remote"))
+    with pytest.raises(client_module.VerlConfigError, match="compute_score_sync"):
+        client_module.check_verl_config(config)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -16,7 +16,7 @@ COMMANDS = ("score", "rewardbench", "demo", "bon", "train", "evaluate", "compare
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from srgrpo import __version__
+    from srgrpo.version import __version__
 
     parser = argparse.ArgumentParser(prog="srgrpo", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

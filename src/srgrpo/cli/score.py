@@ -20,14 +20,14 @@ from srgrpo.cli.common import (
 
 def parse_features(text: str) -> list[str]:
     """'a,b' or 'all' -> feature names, checked against the registry (ValueError naming the known ones)."""
-    from srgrpo.features import FEATURES, check_features
+    from srgrpo.features import FEATURES
 
     if text.strip() == "all":
         return list(FEATURES)
     names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     if not names:
         raise ValueError(f"--features needs at least one name; choose from: {', '.join(FEATURES)}, all")
-    return check_features(names)
+    return FEATURES.check(names, "--features", also=("all",))
 
 
 def add_parser(sub) -> None:

@@ -20,7 +20,9 @@ one process in flight (`reward_kwargs.max_concurrency`, default 32), each sample
 (waiting for a slot, every try, the pauses between them) at most `timeout` seconds (default 240, below
 the 300 s after which verl's rate_limited manager gives up and writes 0.0), `retries` tries (default
 3). `compute_score_sync` is the same for the older `verl.workers.reward_manager` classes (naive,
-batch: they call it without awaiting). `url` may be a list or a comma-separated string of servers:
+batch: they call it without awaiting) and for the reward loop's `remote` manager (it runs a
+synchronous function in Ray actors: `reward.reward_manager.name=remote`,
+`reward.custom_reward_function.name=compute_score_sync`). `url` may be a list or a comma-separated string of servers:
 requests go round robin, and a try that cannot reach one server (or gets a 5xx) moves to the next.
 
 verl hands a reward function the decoded response, never its prompt; the prompt reaches it only
@@ -101,15 +103,28 @@ def reward_urls(url=None, *, required: bool = False, what: str = "the reward cli
     return [reward_url(u) for u in urls]
 
 
-_cursors: dict[tuple, itertools.count] = {}
-_cursor_lock = threading.Lock()
+class ProcessState(dict):
+    """A dict of this process's own state (round-robin cursors, request threads) with its lock.
+    verl loads this file by path, as a module of another name, so Ray's cloudpickle ships our
+    functions by value, with the globals they use (verl's `remote` manager sends compute_score_sync
+    to a Ray actor): a copy is a new empty state, where a lock or a thread pool cannot be copied."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def __reduce__(self):
+        return type(self), ()
+
+
+_cursors: ProcessState = ProcessState()  # tuple of URLs -> itertools.count
 
 
 def _start_index(urls: Sequence[str]) -> int:
     """Round robin: each call starts at the next server of its list (counted per process)."""
     if len(urls) == 1:
         return 0
-    with _cursor_lock:
+    with _cursors.lock:
         cursor = _cursors.setdefault(tuple(urls), itertools.count())
         return next(cursor) % len(urls)
 
@@ -242,14 +257,13 @@ def _verl_request(prompt, solution_str, url, api_key, timeout, retries, deadline
                            retry_wait=1.0, deadline=deadline)[0]
 
 
-_pools: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
-_pool_lock = threading.Lock()
+_pools: ProcessState = ProcessState()  # size -> concurrent.futures.ThreadPoolExecutor
 
 
 def _pool(size: int) -> concurrent.futures.ThreadPoolExecutor:
     """This process's request threads (not the event loop's default executor, which verl uses to
     decode responses): `size` of them bound the requests in flight."""
-    with _pool_lock:
+    with _pools.lock:
         if size not in _pools:
             _pools[size] = concurrent.futures.ThreadPoolExecutor(max_workers=size, thread_name_prefix="srgrpo-reward")
         return _pools[size]
@@ -362,6 +376,10 @@ def check_verl_config(config) -> None:
         raise VerlConfigError(
             f"reward.reward_manager.name={manager} is not a verl 0.9 reward-loop manager (the batch manager is "
             f"gone): use one of {', '.join(VERL_MANAGERS)}; each calls compute_score once per sample")
+    if manager == "remote" and source == "register" and VERL_FUNCTIONS.get(name) == "async":
+        raise VerlConfigError(
+            f"reward.reward_manager.name=remote runs a synchronous function in Ray actors: set "
+            f"reward.custom_reward_function.name=compute_score_sync (not {name})")
     kwargs = _get(config, "reward", "custom_reward_function", "reward_kwargs") or {}
     old_kwargs = _get(config, "custom_reward_function", "reward_kwargs")
     if not _get(kwargs, "url") and not os.environ.get(URL_ENV):
