@@ -53,7 +53,7 @@ def run(reward_name: str, args) -> dict:
         max_steps=args.steps, num_generations=args.k, per_device_train_batch_size=args.k * args.prompts_per_step,
         gradient_accumulation_steps=1, max_completion_length=args.max_completion_length,
         learning_rate=args.lr, save_steps=10_000, seed=args.seed, gradient_checkpointing=False,
-        shuffle_dataset=False, reward_feature=reward_name,
+        shuffle_dataset=False, rewards=reward_name,
     )
     trainer, _ = build_trainer(run_config, model, tokenizer, prompts)
     start = time.time()

@@ -13,7 +13,7 @@ PACKAGE = Path(srgrpo.__file__).parent
 # and anything below; apps (layer 5) never import each other.
 LAYERS = {
     "options": 0, "text": 0, "metrics": 0, "models": 0, "distributed": 0, "records": 0, "stats": 0,
-    "results": 0, "registry": 0,
+    "results": 0, "registry": 0, "version": 0,
     "engine": 1,
     "features": 2,
     "scoring": 3,
@@ -67,6 +67,19 @@ def test_imports_flow_one_way():
     assert not wrong, "\n".join(wrong)
 
 
+def test_no_module_imports_the_package_face():
+    """`srgrpo/__init__.py` re-exports from every layer, so a module importing a name from it (say
+    `__version__`, which lives in the base module `srgrpo.version`) would depend on the top of the
+    package."""
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "srgrpo" and node.level == 0:
+                wrong += [f"{path.relative_to(PACKAGE)}:{node.lineno} imports srgrpo.{a.name}"
+                          for a in node.names if a.name not in LAYERS]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_private_names_cross_modules():
     wrong = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -92,13 +105,12 @@ def test_the_package_face_is_visible_to_type_checkers():
         assert getattr(srgrpo, name) is getattr(__import__(module, fromlist=[name]), name)
 
 
-def _readme_layout():
-    """{folder: set of entries} from the README's "How the code is organised" block: each line's
+def _documented_layout(text: str):
+    """{folder: set of entries} from the "## The layout" block of the architecture page: each line's
     leading names (`a.py`, `b/`, or a comma list), nested by indentation under src/srgrpo/."""
     import re
 
-    readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## How the code is organised", 1)[1]
+    section = text.split("## The layout", 1)[1]
     block = section.split("```", 2)[1].splitlines()[1:]
     layout, stack = {}, []
     for line in block:
@@ -115,11 +127,12 @@ def _readme_layout():
     return layout
 
 
-def test_the_readme_layout_matches_the_tree():
+def test_the_documented_layout_matches_the_tree():
     root = PACKAGE.parents[1]
-    layout = _readme_layout()
+    page = (root / "docs" / "architecture.md").read_text(encoding="utf-8")
+    layout = _documented_layout(page)
     assert layout[""] >= {"src/srgrpo/", "tests/", "benchmarks/", "scripts/", "constraints.txt"}
-    assert all((root / name).exists() for name in layout[""])
+    assert all((root / name).exists() for name in layout[""]), sorted(n for n in layout[""] if not (root / n).exists())
     for folder, names in layout.items():
         if not folder.startswith("src/srgrpo"):
             continue
@@ -127,8 +140,7 @@ def test_the_readme_layout_matches_the_tree():
         actual = {p.name + "/" if p.is_dir() else p.name for p in here.iterdir()
                   if p.name != "__pycache__" and (p.is_dir() or p.suffix == ".py")}
         listed = names - {"__init__.py"}
-        assert listed == actual - {"__init__.py"}, f"{folder}: README lists {sorted(listed - actual)} that do not " \
-            f"exist and misses {sorted(actual - listed)}"
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    scripts_line = next(line for line in readme.splitlines() if line.startswith("scripts/ "))
+        assert listed == actual - {"__init__.py"}, f"{folder}: docs/architecture.md lists {sorted(listed - actual)} " \
+            f"that do not exist and misses {sorted(actual - listed)}"
+    scripts_line = next(line for line in page.splitlines() if line.startswith("scripts/ "))
     assert set(scripts_line.split(None, 1)[1].split(", ")) == {p.name for p in (root / "scripts").iterdir()}

@@ -266,14 +266,5 @@ def test_run_bon_names_its_parameters_as_run_rewardbench_does(tmp_path):
     bon = set(inspect.signature(run_bon).parameters)
     assert {"selectors", "run_info"} <= bon and "scorers" in inspect.signature(run_rewardbench).parameters
     assert shared - {"options"} <= bon and shared <= set(inspect.signature(run_rewardbench).parameters)
-    # The old names still work, with a DeprecationWarning, and give the same run.
-    kwargs = dict(ns=[1, 2], sampling=Sampling(), progress=False)
-    new = run_bon(FakeGenerator(), _problems(2), tmp_path / "new", selectors=["stable_rank"],
-                  run_info={"dataset": "fake"}, **kwargs)
-    with pytest.warns(DeprecationWarning, match="selector_names"):
-        old = run_bon(FakeGenerator(), _problems(2), tmp_path / "old", selector_names=["stable_rank"],
-                      run_config={"dataset": "fake"}, **kwargs)
-    assert old["selectors"] == new["selectors"] and old["run"] == new["run"]
-    with pytest.raises(TypeError, match="both selector_names and selectors"):
-        run_bon(FakeGenerator(), _problems(2), tmp_path / "x", selectors=["stable_rank"],
-                selector_names=["stable_rank"], **kwargs)
+    # The old names (selector_names, run_config) are gone, not kept as aliases.
+    assert not {"selector_names", "run_config"} & bon

@@ -8,13 +8,13 @@ import types
 
 import pytest
 
-from srgrpo import __version__
+from srgrpo.version import __version__
 from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import SELECTORS
 from srgrpo.rewardbench.v1 import PROTOCOLS, SECTIONS
 from srgrpo.rewardbench.runner import run_rewardbench
 from srgrpo.rewardbench.methods import METHODS
-from srgrpo.features import FEATURES, check_features, get_feature, pinned_options
+from srgrpo.features import FEATURES, pinned_options
 from srgrpo.generation import Sample, Sampling
 from srgrpo.options import FEATURE, RUNTIME, SCORE, ScoringOptions
 from srgrpo.records import changed_versions, prepare_output_dir

@@ -236,9 +236,9 @@ def test_defaults_are_the_papers_and_every_trl_option_is_a_flag(tmp_path):
                                                   "truncation_side": "left", "batch_size": 8, "min_span_tokens": 16,
                                                   "window_size": 16, "length_exponent": 0.147, "compute_dtype": "float64"}
     assert parse_train_args(["--dataset", "d", "--output_dir", "o", f"--config={path}"]).grpo.max_steps == 9
-    old = tmp_path / "old.yaml"  # a config file of srgrpo 0.1 says what each renamed key is called now
-    old.write_text("span: full\ngrpo:\n  top_p: 0.9\n")
-    with pytest.raises(ValueError, match=r"span \(now reward_span\), grpo \(now its GRPOConfig settings at the top"):
+    old = tmp_path / "old.yaml"  # keys of no setting are refused by name (no aliases kept for old names)
+    old.write_text("span: full\nreward_spam: full\n")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) span, reward_spam \(did you mean reward_span\?\)"):
         parse_train_args(["--dataset", "d", "--output_dir", "o", "--config", str(old)])
     with pytest.raises(ValueError, match="span"):
         make_run(dataset="d", output_dir="o", reward_span="prompt")
@@ -255,13 +255,13 @@ def test_every_scoring_option_is_a_flag_and_reaches_the_reward(tokenizer, prompt
 
     flags = {s for action in TrainArgumentParser()._actions for s in action.option_strings}
     names = [f.name for f in dataclasses.fields(ScoringOptions)]
-    assert len(names) == 9 and {f"--reward_{n}" for n in names} | {"--reward_feature"} <= flags
+    assert len(names) == 9 and {f"--reward_{n}" for n in names} <= flags
     assert [f.name for f in dataclasses.fields(RewardArguments)] == [
-        "rewards", "reward_scorer", "reward_ema_decay", "reward_model", "reward_feature"] + [f"reward_{n}" for n in names]
+        "rewards", "reward_scorer", "reward_ema_decay", "reward_model"] + [f"reward_{n}" for n in names]
     options = {"reward_span": "full", "reward_layer": "last_block", "reward_max_length": 64,
                "reward_truncation_side": "left", "reward_batch_size": 3, "reward_window_size": 16,
                "reward_length_exponent": 0.3, "reward_compute_dtype": "float64", "reward_min_span_tokens": 4,
-               "reward_feature": "stable_rank_prompt_adjusted"}
+               "rewards": "stable_rank_prompt_adjusted"}
     run = make_run(dataset=str(prompts_file), output_dir=str(tmp_path / "run"), **{**TINY, **options})
     _, reward = build_trainer(run, make_model(len(tokenizer)), make_tokenizer(), load_prompt_dataset(str(prompts_file)))
     assert reward.options == ScoringOptions(span="full", layer="last_block", max_length=64, truncation_side="left",

@@ -59,9 +59,6 @@ def test_rewards_weights_and_scorers_parse_as_trl_users_expect():
     run = parse_train_args(["--dataset", "d.jsonl", "--output_dir", "o", "--rewards", "ipo,mean_logprob",
                             "--reward_scorer", "ema,online", "--reward_weights=2,1"])
     assert run.reward.reward_scorers() == ["ema", "online"] and run.grpo.reward_weights == [2.0, 1.0]
-    # the former flag still works and means the same thing
-    run = parse_train_args(["--dataset", "d.jsonl", "--output_dir", "o", "--reward_feature", "mean_logprob"])
-    assert run.reward.reward_names() == ["mean_logprob"]
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -13,7 +13,7 @@ never run; a test checks that they and `_PUBLIC` name the same things.
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from srgrpo.version import __version__
 
 # public name -> the module that defines it
 _PUBLIC = {

@@ -97,25 +97,12 @@ def feature(name: str, help: str, source: str = "hidden", higher_is_better: bool
     return register
 
 
-def get_feature(name: str) -> Feature:
-    """The registered feature `name`; ValueError listing the known names otherwise."""
-    return FEATURES.lookup(name)
-
-
 def pinned_options(options: ScoringOptions, names) -> dict:
     """What of `options` decides the values of features `names`: the score-defining options and the
     own parameters of those features. This, with the features' versions, is what pins a resumable
     run; run-time options (batch size) and other features' parameters never do."""
-    params = {p for name in names for p in get_feature(name).params}
+    params = {p for name in names for p in FEATURES.lookup(name).params}
     return {**options.score_definition(), **{p: v for p, v in options.feature_parameters().items() if p in params}}
-
-
-def check_features(names) -> list[str]:
-    """`names` as a list, each checked against the registry."""
-    names = list(names)
-    for name in names:
-        get_feature(name)
-    return names
 
 
 def names_from(source: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ __all__ = [
     "pca_dimension",
     "squared_singular_values",
     "top_squared_singular_value",
+    "prompt_projected_stable_rank",
 ]
 
 # Relative residual ||H^T H v - lambda v|| / lambda at which power iteration stops. For a symmetric
@@ -252,11 +253,6 @@ def pca_dimension(
 # batched like the ones above: (B, T, d) + (B, T) mask -> (B,), exact under zero-padded rows, NaN
 # for an unscorable matrix. The other variants the study weighed (Gaussian null ratio, length
 # adjustment alone, whitening) live in benchmarks/study_length.py, built on these.
-
-__all__ += [
-    "prompt_projected_stable_rank",
-]
-
 
 def _real_rows(mask: torch.Tensor) -> torch.Tensor:
     return mask.sum(dim=1)

@@ -23,6 +23,8 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from srgrpo.version import __version__
+
 
 class RunCache:
     """Append-only JSONL of {"stage", "key", "value"} records. A line cut short by a kill is ignored."""
@@ -80,8 +82,6 @@ VERSIONS_KEY = "versions"  # where run.json keeps the versions (run_versions)
 def run_versions(**groups: Mapping[str, int]) -> dict:
     """The versions a run records: srgrpo's, and per kind ({"features": {name: version}, "datasets":
     ..., "graders": ..., "protocol": ...}) those of the entries it uses. Empty kinds are left out."""
-    from srgrpo import __version__
-
     return {"srgrpo": __version__, **{kind: dict(v) for kind, v in groups.items() if v}}
 
 

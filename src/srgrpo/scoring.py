@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from srgrpo import metrics
 from srgrpo.engine import Batch, ForwardEngine, finish_logits, gather_spans
-from srgrpo.features import FEATURES, SpanStates, check_features, logit_stats
+from srgrpo.features import FEATURES, SpanStates, logit_stats
 from srgrpo.options import ScoringOptions
 from srgrpo.text import EncodedPair, Prompt, check_pair, encode_pairs
 
@@ -189,7 +189,7 @@ class StableRankScorer:
         yield from self._iter([lambda: encoded] if encoded else [], len(encoded), features, sweep_layers, progress)
 
     def _iter(self, chunks, total: int, features, sweep_layers, progress) -> Iterator[ItemFeatures]:
-        features = check_features(features)
+        features = FEATURES.check(features)
         hidden = [FEATURES[f] for f in features if FEATURES[f].source == "hidden"]
         logits = [FEATURES[f] for f in features if FEATURES[f].source == "logits"]
         taps: dict = {SweepLayer(k): self.engine.layer_module(k) for k in sweep_layers}

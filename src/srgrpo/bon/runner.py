@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -120,16 +119,6 @@ def summarize_best_of_n(problems: Sequence[Problem], cache: RunCache, ns: Sequen
     )
 
 
-def _renamed(old_name: str, old, new_name: str, new):
-    """The value passed under a parameter's old name (with a DeprecationWarning) or its new one."""
-    if old is None:
-        return new
-    if new is not None:
-        raise TypeError(f"run_bon() got both {old_name} and {new_name}: pass {new_name} only")
-    warnings.warn(f"run_bon({old_name}=...) is deprecated: pass {new_name}=...", DeprecationWarning, stacklevel=3)
-    return old
-
-
 def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> Comparison:
     base = float(baseline.mean())
     absolute = float(ours.mean()) - base
@@ -140,16 +129,12 @@ def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> Comparison:
 def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: Sequence[int],
             selectors: Sequence[str] | None = None, sampling: Sampling | None = None, seed: int = 0,
             run_info: dict | None = None, overwrite: bool = False, questions_per_chunk: int = 8,
-            borda_power: float = DEFAULT_BORDA_POWER, progress: bool = True, *,
-            selector_names: Sequence[str] | None = None, run_config: dict | None = None) -> dict:
+            borda_power: float = DEFAULT_BORDA_POWER, progress: bool = True) -> dict:
     """Generate (resumably), select, grade and write results.json; returns its content. The report
     (report.md, accuracy_vs_n.png) is `srgrpo.reports.best_of_n.write_best_of_n_report`'s job.
 
     Named as `run_rewardbench` names the same things: `selectors` are the methods compared (as its
-    `scorers`), `run_info` what the caller adds to run.json (model name, dataset, ...).
-    `selector_names` and `run_config` are the old names of these two, still accepted (deprecated)."""
-    selectors = _renamed("selector_names", selector_names, "selectors", selectors)
-    run_info = _renamed("run_config", run_config, "run_info", run_info)
+    `scorers`), `run_info` what the caller adds to run.json (model name, dataset, ...)."""
     if selectors is None:
         raise TypeError("run_bon() needs selectors (selector names, e.g. ['stable_rank', 'random'])")
     if sampling is None:

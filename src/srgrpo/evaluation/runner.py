@@ -33,6 +33,7 @@ from srgrpo.generation import Sample, Sampling
 from srgrpo.records import RunCache, json_float, run_versions
 from srgrpo.results import EvaluationSummary, GroupAverage, TaskResult
 from srgrpo.stats import BOOTSTRAP_SAMPLES, bootstrap_mean_interval, percentile_interval
+from srgrpo.version import __version__
 from srgrpo.evaluation.datasets import (
     INSTRUCTIONS,
     MULTIPLE_ANSWERS_NOTE,
@@ -248,8 +249,6 @@ def run_tasks(generator, tasks: dict[str, Sequence[Problem]], output_dir: str | 
         raise ValueError("every task needs at least one question")
     if n < 1:
         raise ValueError(f"samples must be positive, got {n}")
-    from srgrpo import __version__
-
     output_dir = Path(output_dir)
     n = 1 if sampling.greedy else n
     decoding = {k: v for k, v in dataclasses.asdict(sampling).items() if k != "max_new_tokens"}

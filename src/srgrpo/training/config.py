@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, ModelConfig, TrlParser
 
-from srgrpo.features import FEATURES
 from srgrpo.options import ScoringOptions
 from srgrpo.training.reward_registry import REWARDS, parse_names, resolve_scorers
 
@@ -158,9 +157,6 @@ def _reward_arguments() -> type:
         ("reward_model", str | None, field(default=None, metadata={
             "help": "a trained reward model (Hugging Face id or local folder) for --rewards reward_model, loaded by "
                     "TRL as AutoModelForSequenceClassification"})),
-        ("reward_feature", str | None, field(default=None, metadata={
-            "choices": list(FEATURES),
-            "help": "the former single-reward flag: --reward_feature X is --rewards X"})),
     ]
 
     def scoring_options(self) -> ScoringOptions:
@@ -174,11 +170,6 @@ def _reward_arguments() -> type:
 
     def __post_init__(self):
         self.scoring_options()  # an invalid span, layer or window fails now, before any compute
-        if self.reward_feature is not None:
-            if self.rewards not in ("stable_rank", self.reward_feature):
-                raise ValueError(f"--reward_feature {self.reward_feature} and --rewards {self.rewards} contradict "
-                                 "each other: use --rewards alone")
-            self.rewards = self.reward_feature
         names = self.reward_names()  # unknown names fail here
         self.reward_scorers()  # an unknown or misplaced scorer fails here
         if "reward_model" in names and not self.reward_model:
@@ -305,14 +296,6 @@ One optimizer step takes per_device_train_batch_size x gradient_accumulation_ste
 completions, i.e. that / num_generations prompts (16 with the defaults on one device)."""
 
 
-# Keys of the config files of srgrpo <= 0.1 (TrainConfig) that are named differently now.
-RENAMED = {
-    "model": "model_name_or_path", "span": "reward_span", "layer": "reward_layer", "max_length": "reward_max_length",
-    "warmup_ratio": "warmup_steps, a share of the steps when below 1",
-    "grpo": "its GRPOConfig settings at the top level of the file",
-}
-
-
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
 
@@ -335,8 +318,7 @@ class TrainArgumentParser(TrlParser):
         known = {action.dest for action in self._actions}
         unknown = [key for key in kwargs if key not in known]
         if unknown:
-            hints = [f"{key} (now {RENAMED[key]})" if key in RENAMED
-                     else f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, 1))
+            hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, 1))
                      else key for key in unknown]
             raise ValueError(f"--config: unknown setting(s) {', '.join(hints)}")
         return super().set_defaults_with_config(**kwargs)

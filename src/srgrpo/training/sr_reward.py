@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 from typing import Any, Sequence
 
-from srgrpo.features import get_feature
+from srgrpo.features import FEATURES
 from srgrpo.options import ScoringOptions
 from srgrpo.records import json_float
 from srgrpo.registry import Registry
@@ -186,7 +186,6 @@ class TrainerReward:
         finally:
             model.train(was_training)
 
-    frozen_base = scoring_model  # the name of srgrpo <= 0.2 (scorer "frozen")
 
     # ------------------------------------------------------------------ token ids
     def prompt_token_ids(self, prompt) -> list[int]:
@@ -297,7 +296,7 @@ class StableRankReward(TrainerReward):
         monitor: BatchMonitor | None = None,
         **option_overrides,
     ):
-        self._feature = get_feature(feature)  # an unknown name fails here, listing the known ones
+        self._feature = FEATURES.lookup(feature)  # an unknown name fails here, listing the known ones
         super().__init__(model, tokenizer, name=name, scorer=scorer, group_size=group_size, monitor=monitor)
         self.options = dataclasses.replace(options or ScoringOptions(), **option_overrides)
         self.feature = feature
