@@ -21,9 +21,10 @@ one process in flight (`reward_kwargs.max_concurrency`, default 32), each sample
 the 300 s after which verl's rate_limited manager gives up and writes 0.0), `retries` tries (default
 3). `compute_score_sync` is the same for the older `verl.workers.reward_manager` classes (naive,
 batch: they call it without awaiting) and for the reward loop's `remote` manager (it runs a
-synchronous function in Ray actors: `reward.reward_manager.name=remote`,
-`reward.custom_reward_function.name=compute_score_sync`). `url` may be a list or a comma-separated string of servers:
-requests go round robin, and a try that cannot reach one server (or gets a 5xx) moves to the next.
+synchronous function in Ray actors, for CPU-heavy rewards: `reward.reward_manager.name=remote`,
+`reward.custom_reward_function.name=compute_score_sync`). `url` may be a list or a comma-separated
+string of servers: requests go round robin, and a try that cannot reach one server (or gets a 5xx)
+moves to the next.
 
 verl hands a reward function the decoded response, never its prompt; the prompt reaches it only
 through the dataset's `extra_info`. Put the prompt there when building the parquet file (the same
@@ -103,7 +104,7 @@ def reward_urls(url=None, *, required: bool = False, what: str = "the reward cli
     return [reward_url(u) for u in urls]
 
 
-class ProcessState(dict):
+class _ProcessState(dict):
     """A dict of this process's own state (round-robin cursors, request threads) with its lock.
     verl loads this file by path, as a module of another name, so Ray's cloudpickle ships our
     functions by value, with the globals they use (verl's `remote` manager sends compute_score_sync
@@ -117,7 +118,7 @@ class ProcessState(dict):
         return type(self), ()
 
 
-_cursors: ProcessState = ProcessState()  # tuple of URLs -> itertools.count
+_cursors: _ProcessState = _ProcessState()  # tuple of URLs -> itertools.count
 
 
 def _start_index(urls: Sequence[str]) -> int:
@@ -257,7 +258,7 @@ def _verl_request(prompt, solution_str, url, api_key, timeout, retries, deadline
                            retry_wait=1.0, deadline=deadline)[0]
 
 
-_pools: ProcessState = ProcessState()  # size -> concurrent.futures.ThreadPoolExecutor
+_pools: _ProcessState = _ProcessState()  # size -> concurrent.futures.ThreadPoolExecutor
 
 
 def _pool(size: int) -> concurrent.futures.ThreadPoolExecutor:
