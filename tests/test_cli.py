@@ -105,11 +105,11 @@ def test_user_errors_exit_2_with_a_message(tmp_path, tiny_model_dir, capsys):
     src = write_lines(tmp_path / "pairs.jsonl", GOOD)
     out = str(tmp_path / "o.jsonl")
     assert main(["score", "--input", str(tmp_path / "nope.jsonl"), "--output", out]) == 2
-    assert "input file not found" in capsys.readouterr().err
+    assert f"srgrpo score: error: --input: no such file: {tmp_path / 'nope.jsonl'}" in capsys.readouterr().err
     assert main(["score", "--input", str(src), "--output", out, "--model", str(tiny_model_dir), "--layer", "x"]) == 2
-    assert "layer must be" in capsys.readouterr().err
+    assert "srgrpo score: error: --layer must be" in capsys.readouterr().err
     assert main(["score", "--input", str(src), "--output", out, "--model", str(tmp_path / "missing")]) == 2
-    assert "Could not load model" in capsys.readouterr().err
+    assert f"--model: no such file or folder: {tmp_path / 'missing'}" in capsys.readouterr().err
 
 
 def test_help_reads_well(capsys):

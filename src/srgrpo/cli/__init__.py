@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from srgrpo.cli.common import DESCRIPTION, HelpFormatter
+from srgrpo.cli.common import DESCRIPTION, EXIT_USAGE, HelpFormatter
 
 COMMANDS = ("score", "rewardbench", "demo", "bon", "train", "evaluate", "compare", "serve")
 
@@ -27,11 +27,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; its exit status follows one convention (srgrpo.cli.common): EXIT_OK, EXIT_ROWS_FAILED
+    (the command returns it: some rows failed, the rest were written), EXIT_USAGE (argparse's own errors,
+    and every error below: a flag's value, a missing or unreadable file, bad data)."""
     args = build_parser().parse_args(argv)
     from srgrpo.models import ModelLoadError
 
     try:
         return args.func(args)
-    except (ModelLoadError, FileNotFoundError, ValueError) as err:
-        print(f"srgrpo {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (ModelLoadError, ValueError, *(kind for kind, _ in OS_ERRORS)) as err:
+        print(f"srgrpo {args.command}: error: {usage_message(err)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def usage_message(err: Exception) -> str:
+    """The error's own message; for an OSError raised by Python itself, what went wrong with which path
+    (not "[Errno 2] No such file or directory: 'x'")."""
+    if isinstance(err, OSError) and err.filename is not None:
+        what = next(text for kind, text in OS_ERRORS if isinstance(err, kind))
+        return f"{what}: {err.filename}"
+    return str(err)
+
+
+OS_ERRORS = ((FileNotFoundError, "no such file or folder"), (IsADirectoryError, "a folder, not a file"),
+             (NotADirectoryError, "not a folder"), (PermissionError, "permission denied"))

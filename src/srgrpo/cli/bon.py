@@ -13,6 +13,7 @@ from srgrpo.cli.common import (
     HelpFormatter,
     add_model_arguments,
     add_scoring_arguments,
+    check_at_least,
     load_model_from_args,
     scoring_options,
 )
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from srgrpo.scoring import StableRankScorer
     from srgrpo.evaluation.datasets import load_problems
 
+    check_at_least(args, limit=1, gen_batch_size=1, max_new_tokens=1)
     options = scoring_options(args)
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
     problems = load_problems(args.dataset, limit=args.limit, seed=args.seed, data_dir=args.data_dir)
@@ -58,8 +60,6 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     if args.backend == "vllm" and args.model is None:  # before any model is loaded
         raise ValueError("--backend vllm needs --model (a Hugging Face id or folder vLLM can load)")
-    if args.gen_batch_size < 1:
-        raise ValueError(f"--gen-batch-size must be positive, got {args.gen_batch_size}")
     model, tokenizer = load_model_from_args(args)
     if args.backend == "vllm":
         generator = VLLMGenerator(args.model, StableRankScorer(model, tokenizer, options))
@@ -93,6 +93,7 @@ def add_parser(sub) -> None:
         "same command again to resume; --selectors, and --n up to the largest N already sampled, can change "
         "between runs on the same folder without regenerating anything.",
         epilog="examples:\n"
+        "  srgrpo bon --dataset sample --limit 4 --n 1,4 --max-new-tokens 128 --output-dir runs/bon\n"
         "  srgrpo bon --dataset gsm8k --limit 100 --n 1,4,8 --output-dir runs/bon-gsm8k\n"
         "  srgrpo bon --dataset my_questions.jsonl --n 1,4,8,16 --selectors stable_rank,random,majority "
         "--output-dir runs/bon-mine\n"

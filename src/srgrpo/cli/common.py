@@ -18,6 +18,10 @@ or local folder."""
 
 HelpFormatter = argparse.RawDescriptionHelpFormatter
 
+# The exit status of every command (srgrpo.cli.main maps errors to them): all went well; some rows
+# failed but the rest were written; a usage or input error (a flag's value, a missing or unreadable file).
+EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE = 0, 1, 2
+
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
@@ -28,6 +32,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto (GPU if present; the default), cpu, cuda, cuda:1, ...")
     group.add_argument("--cache-dir", default=None,
                        help="where the embedded model is converted to (default: $SRGRPO_CACHE_DIR or ~/.cache/srgrpo)")
+
+
+DATA_DIR_HELP = ("folder holding eval/ (math500_test.jsonl, mmlu.zip, mmlu_redux.jsonl, olympiadbench_test.jsonl, "
+                 "amc23_test.jsonl) (default: $SRGRPO_DATA_DIR, else ~/.cache/srgrpo/data; a file missing there comes "
+                 "from the Hugging Face hub when it is reachable)")
 
 
 # The help's heading of each kind of ScoringOptions field (srgrpo.options).
@@ -56,12 +65,27 @@ def add_scoring_arguments(parser: argparse.ArgumentParser, default_notes: dict[s
 
 
 def scoring_options(args: argparse.Namespace, **defaults) -> ScoringOptions:
-    """The ScoringOptions the flags name; a flag left at None takes `defaults`' value, else the field's default."""
+    """The ScoringOptions the flags name; a flag left at None takes `defaults`' value, else the field's default.
+    A value ScoringOptions refuses is a usage error naming the flag (--batch-size, not batch_size)."""
     values = {}
     for f in dataclasses.fields(ScoringOptions):
         value = getattr(args, f.name)
         values[f.name] = defaults.get(f.name, f.default) if value is None else value
-    return ScoringOptions(**values)
+    try:
+        return ScoringOptions(**values)
+    except ValueError as err:
+        field = next((f.name for f in dataclasses.fields(ScoringOptions) if str(err).startswith(f.name + " ")), None)
+        if field is None:
+            raise
+        raise ValueError("--" + field.replace("_", "-") + str(err)[len(field):]) from None
+
+
+def check_at_least(args: argparse.Namespace, **minimums: int) -> None:
+    """Refuse a numeric flag below its minimum (None: not given), named as typed: --limit must be at least 1."""
+    for name, minimum in minimums.items():
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
 
 
 def load_model_from_args(args):

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from srgrpo.cli.common import HelpFormatter, add_model_arguments, load_model_from_args
+from srgrpo.cli.common import DATA_DIR_HELP, HelpFormatter, add_model_arguments, check_at_least, load_model_from_args
 from srgrpo.evaluation.datasets import DATASETS, TASK_GROUPS
 
 
@@ -75,10 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"--max-new-tokens names tasks not being run: {', '.join(unknown)} (tasks: {', '.join(tasks)})")
         budgets.update(args.max_new_tokens)
-    if args.samples < 1:
-        raise ValueError(f"--samples must be positive, got {args.samples}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    check_at_least(args, limit=1, samples=1, batch_size=1)
     if args.backend == "vllm":
         import importlib.util
 
@@ -180,6 +177,7 @@ def add_parser(sub) -> None:
         "missing is generated. With --adapter, the base and each adapter get a folder under OUTPUT_DIR "
         "and report.md there is the paper's Table 2 (as `srgrpo compare` writes it).",
         epilog="examples:\n"
+        "  srgrpo evaluate --tasks sample --limit 4 --max-new-tokens 128 --output-dir runs/eval-base\n"
         "  srgrpo evaluate --tasks paper --limit 40 --output-dir runs/eval-base\n"
         "  srgrpo evaluate --model Qwen/Qwen2.5-1.5B-Instruct --adapter runs/grpo/final --tasks paper "
         "--output-dir runs/eval\n"
@@ -187,7 +185,8 @@ def add_parser(sub) -> None:
         + _task_help(),
     )
     ev.add_argument("--tasks", default="paper",
-                    help="paper, stem, math, or comma-separated task names / groups / JSONL files (default: paper)")
+                    help="paper, stem, math, or comma-separated task names / groups / JSONL files; 'sample': 16 "
+                    "GSM8K questions shipped with srgrpo (default: paper)")
     ev.add_argument("--output-dir", required=True, type=Path, help="folder for answers, results and report")
     ev.add_argument("--adapter", action="append", default=[],
                     help="a LoRA adapter folder (e.g. a `srgrpo train` run's OUTPUT_DIR/final); repeat for several")
@@ -205,8 +204,7 @@ def add_parser(sub) -> None:
     ev.add_argument("--batch-size", type=int, default=16, help="questions per generate call (default: 16)")
     ev.add_argument("--backend", choices=("hf", "vllm"), default="hf",
                     help="hf: transformers generate (default); vllm: vLLM on a GPU (pip install 'srgrpo[vllm]')")
-    ev.add_argument("--data-dir", default=None,
-                    help="folder holding eval/ (default: $SRGRPO_SHARED_DATA or ../shared/data; the hub when absent)")
+    ev.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     ev.add_argument("--overwrite", action="store_true", help="discard a previous run in OUTPUT_DIR")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_arguments(ev)

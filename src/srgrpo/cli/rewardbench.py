@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 from srgrpo.cli.common import (
+    EXIT_OK,
+    EXIT_ROWS_FAILED,
     HelpFormatter,
     add_model_arguments,
     add_scoring_arguments,
+    check_at_least,
     load_model_from_args,
     parse_layers,
     scoring_options,
@@ -32,13 +35,14 @@ def add_parser(sub) -> None:
         "schema unless --protocol says otherwise. Scores are cached in OUTPUT_DIR as they are computed: run "
         "the same command again to resume.",
         epilog="examples:\n"
-        "  srgrpo rewardbench --data ../shared/data/preference/rewardbench_offline.jsonl --output-dir runs/rb\n"
+        "  srgrpo rewardbench --data sample --output-dir runs/rb\n"
         "  srgrpo rewardbench --data allenai/reward-bench --output-dir runs/rb --scorers all --layers all\n"
         "  srgrpo rewardbench --data allenai/reward-bench-2 --output-dir runs/rb2 --scorers stable_rank,length,random\n"
         "scorers:\n" + "\n".join(f"  {name:<{max(map(len, METHODS)) + 2}}{spec.help}" for name, spec in METHODS.items()),
     )
     bench.add_argument("--data", required=True,
-                       help="RewardBench-schema JSONL or parquet file, a folder of them, or a Hugging Face dataset id")
+                       help="RewardBench-schema JSONL or parquet file, a folder of them, a Hugging Face dataset id, or "
+                       "'sample': 24 LLMBar and HumanEvalPack pairs shipped with srgrpo")
     bench.add_argument("--output-dir", required=True, type=Path, help="folder for results, cache, report and plots")
     bench.add_argument("--scorers", default="default",
                        help="comma-separated scorer names, 'default' (" + ", ".join(DEFAULT_METHODS) + ": four that "
@@ -70,18 +74,10 @@ def _split(args) -> str:
     return "test" if args.protocol == "v2" or "reward-bench-2" in str(args.data) else "filtered"
 
 
-def run(args: argparse.Namespace) -> int:
-    from srgrpo.rewardbench import v2 as rewardbench2
-    from srgrpo.rewardbench.preference_data import detect_protocol, load_completion_sets, load_preference_pairs
-    from srgrpo.rewardbench.runner import run_rewardbench, run_rewardbench2
-    from srgrpo.rewardbench.methods import parse_methods
-    from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
-    from srgrpo.results import rewardbench_results_from_json
+def _load(args, protocol: str, split: str) -> tuple[list, str, int]:
+    """(the pairs or v2 prompts, their name, how many rows were skipped as bad), the data's problems printed."""
+    from srgrpo.rewardbench.preference_data import load_completion_sets, load_preference_pairs
 
-    scorers = parse_methods(args.scorers)
-    split = _split(args)
-    protocol = detect_protocol(args.data, split) if args.protocol == "auto" else args.protocol
-    options = scoring_options(args, **({"max_length": rewardbench2.WINDOW} if protocol == "v2" else {}))
     if protocol == "v2":
         loaded = load_completion_sets(args.data, split=split, limit_per_subset=args.limit)
         units, unit_name = loaded.sets, "prompts"
@@ -92,8 +88,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"data: {line}", file=sys.stderr)
     if len(loaded.problems) > 20:
         print(f"data: ... and {len(loaded.problems) - 20} more", file=sys.stderr)
+    skipped = sum(line.endswith("row skipped") for line in loaded.problems)  # the others are notes
     if not units:
-        raise ValueError(f"no usable {'RewardBench 2 prompts' if protocol == 'v2' else 'preference pairs'} in {args.data}")
+        raise ValueError(f"--data {args.data}: no usable {'RewardBench 2 prompts' if protocol == 'v2' else 'preference pairs'}"
+                         + (f" ({skipped} row(s) skipped as bad input, see above)" if skipped else ""))
+    return units, unit_name, skipped
+
+
+def run(args: argparse.Namespace) -> int:
+    from srgrpo.rewardbench import v2 as rewardbench2
+    from srgrpo.rewardbench.preference_data import detect_protocol
+    from srgrpo.rewardbench.runner import run_rewardbench, run_rewardbench2
+    from srgrpo.rewardbench.methods import parse_methods
+    from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
+    from srgrpo.results import rewardbench_results_from_json
+
+    check_at_least(args, limit=1, bootstrap=1)
+    scorers = parse_methods(args.scorers)
+    split = _split(args)
+    try:
+        protocol = detect_protocol(args.data, split) if args.protocol == "auto" else args.protocol
+        units, unit_name, skipped = _load(args, protocol, split)
+    except FileNotFoundError as err:
+        raise ValueError(f"--data: {err}") from None
+    options = scoring_options(args, **({"max_length": rewardbench2.WINDOW} if protocol == "v2" else {}))
     print(f"RewardBench {protocol}: {len(units)} {unit_name} from {args.data}; scorers: {', '.join(scorers)}; "
           f"window {options.max_length} tokens", file=sys.stderr)
     model, tokenizer = load_model_from_args(args)
@@ -114,4 +132,7 @@ def run(args: argparse.Namespace) -> int:
     print(rewardbench_markdown(rewardbench_results_from_json(results), title=title))
     print(f"\nwrote results.json, {'prompts.jsonl, ' if protocol == 'v2' else ''}pairs.jsonl, report.md and plots "
           f"to {args.output_dir} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return 0
+    if skipped:
+        print(f"{skipped} row(s) of {args.data} skipped as bad input (listed above as data: ...)", file=sys.stderr)
+        return EXIT_ROWS_FAILED
+    return EXIT_OK

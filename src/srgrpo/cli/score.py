@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 from srgrpo.cli.common import (
+    EXIT_OK,
+    EXIT_ROWS_FAILED,
     HelpFormatter,
     add_model_arguments,
     add_scoring_arguments,
@@ -46,7 +48,8 @@ def add_parser(sub) -> None:
         "  srgrpo score --input pairs.jsonl --output scores.jsonl --features stable_rank,mean_logprob\n"
         "  srgrpo score --input pairs.jsonl --output scores.jsonl --features all",
     )
-    score.add_argument("--input", required=True, type=Path, help="JSONL file of pairs")
+    score.add_argument("--input", required=True, type=Path,
+                       help="JSONL file of pairs; 'sample': six example pairs shipped with srgrpo")
     score.add_argument("--output", required=True, type=Path, help="JSONL file to write")
     score.add_argument("--features", default="stable_rank",
                        help="comma-separated feature names, or 'all' for every registered one: one output column "
@@ -60,6 +63,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from srgrpo import distributed
+    from srgrpo.evaluation.datasets import SAMPLE, example_file
     from srgrpo.records import json_float
     from srgrpo.score_io import JsonlWriter, read_pairs, rewrite_sorted
     from srgrpo.scoring import StableRankScorer
@@ -67,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
     options = scoring_options(args)  # validate before loading anything
     features = parse_features(args.features)
     main_process = distributed.is_main()
-    rows = read_pairs(args.input)
+    source = example_file("pairs.jsonl") if str(args.input) == SAMPLE and not args.input.exists() else args.input
+    if not source.is_file():
+        raise ValueError(f"--input: no such file: {source}")
+    rows = read_pairs(source)
     good = [r for r in rows if r.error is None]
     bad = [r for r in rows if r.error is not None]
     if main_process:
@@ -92,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if not main_process:
         for _ in scored:
             pass
-        return 0
+        return EXIT_OK
 
     started = time.perf_counter()
     values = {f: [] for f in features}
@@ -146,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(lines)} row(s) scored null ({reason})", file=sys.stderr)
     if bad:
         print(f"{len(bad)} row(s) rejected as bad input (see 'error' in the output)", file=sys.stderr)
-    return 1 if bad else 0
+    return EXIT_ROWS_FAILED if bad else EXIT_OK
 
 
 def _label(feature: str) -> str:

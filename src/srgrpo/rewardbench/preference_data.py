@@ -1,7 +1,7 @@
 """Loading RewardBench-schema preference pairs from JSONL, Parquet, a folder, or a Hugging Face id.
 
 Each row is {"prompt": str or [chat messages], "chosen": str, "rejected": str, "subset": optional,
-"id": optional}. A bad row never stops the others: it is skipped and named (file:line) in
+"id": optional}. The source `sample` names the 24 pairs shipped with srgrpo (srgrpo/examples). A bad row never stops the others: it is skipped and named (file:line) in
 `LoadedPairs.problems`, next to every adjustment made on the way (renamed duplicate ids, empty
 responses), so a caller can print one list and know exactly what was evaluated.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from srgrpo.evaluation.datasets import SAMPLE, example_file
 from srgrpo.text import check_pair
 
 UNSPECIFIED_SUBSET = "unspecified"
@@ -78,6 +79,8 @@ def load_preference_pairs(
 
 def _rows(source: str | os.PathLike, split: str) -> Iterator[_Row]:
     path = Path(os.path.expanduser(os.fspath(source)))
+    if source == SAMPLE and not path.exists():  # the short name of the pairs shipped with srgrpo
+        path = example_file("rewardbench_sample.jsonl")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in FILE_SUFFIXES)
         if not files:

@@ -31,10 +31,15 @@ ANSWER_COLUMNS = ("solution", "answer")  # the accuracy reward's gold answer, in
 
 # ---------------------------------------------------------------------------------------- data
 def _read_rows(source: str, split: str):
-    """A datasets.Dataset from a JSONL/JSON file or a Hugging Face dataset id/folder."""
+    """A datasets.Dataset from a JSONL/JSON file, a Hugging Face dataset id/folder, or `sample` (the
+    GSM8K questions shipped with srgrpo)."""
     import datasets
 
+    from srgrpo.evaluation.datasets import SAMPLE, example_file
+
     path = Path(source)
+    if source == SAMPLE and not path.exists():
+        path = example_file("gsm8k_sample.jsonl")
     if path.is_file():
         if path.suffix not in (".jsonl", ".json"):
             raise ValueError(f"prompt dataset {source}: expected a .jsonl or .json file")
