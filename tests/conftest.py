@@ -140,11 +140,11 @@ def server(tiny_model, tokenizer):
 
 @pytest.fixture(scope="module")
 def expected(request, tiny_model, tokenizer):
-    """In-process stable rank of the requesting module's `PAIRS`: what the server must answer."""
-    from srgrpo.scoring import StableRankScorer
+    """Stable rank of the requesting module's `PAIRS` by the independent route (tests/references.py:
+    transformers' forward, float64 SVD): what the server must answer."""
+    import references
 
-    pairs = request.module.PAIRS
-    return StableRankScorer(tiny_model, tokenizer).score([p for p, _ in pairs], [r for _, r in pairs])
+    return references.pair_stable_ranks(tiny_model, tokenizer, request.module.PAIRS)
 
 
 # ------------------------------------------------------------------ stable-rank variants on matrices

@@ -62,3 +62,36 @@ def chat_prompt_ids(tokenizer, messages) -> list[int]:
     """The prompt's ids as TRL and vLLM template it: the chat template with a generation prompt."""
     return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                               return_dict=True)["input_ids"])
+
+
+def pair_ids(tokenizer, prompt, response: str) -> tuple[list[int], int, int]:
+    """(ids, start, end) of a (prompt, response) pair as a chat model reads it: the chat-templated
+    prompt (a string is one user message) with its generation prompt, then the response's own
+    tokens at [start, end). With causal attention, the tokens a template adds after the response
+    cannot change the response's rows, so they are left out."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    prompt_ids = chat_prompt_ids(tokenizer, messages)
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    return prompt_ids + response_ids, len(prompt_ids), len(prompt_ids) + len(response_ids)
+
+
+def pair_stable_rank(model, tokenizer, prompt, response: str, layer="final_norm",
+                     min_span_tokens: int = MIN_SPAN_TOKENS) -> float:
+    """Stable rank of the response's rows of a (prompt, response) pair (`pair_ids`), NaN for an
+    empty response."""
+    ids, start, end = pair_ids(tokenizer, prompt, response)
+    if end == start:
+        return float("nan")
+    return span_stable_rank(model, ids, start, end, layer, min_span_tokens)
+
+
+def pair_stable_ranks(model, tokenizer, pairs, **options) -> list[float]:
+    return [pair_stable_rank(model, tokenizer, p, r, **options) for p, r in pairs]
+
+
+def prompt_projected(h: torch.Tensor, prompt: torch.Tensor, k: int, length_exponent: float = 0.0) -> float:
+    """SR of the response rows `h` after removing the top-k right singular directions of the prompt
+    rows `prompt` (as many as it has, when fewer), divided by T^length_exponent (T = rows of `h`)."""
+    h = h.double()
+    v = torch.linalg.svd(prompt.double(), full_matrices=False).Vh[:k].T  # (d, <=k)
+    return stable_rank(h - (h @ v) @ v.T) / h.shape[0] ** length_exponent

@@ -63,7 +63,8 @@ def templated(tokenizer, prompt, response):
 
 
 def expected_scores(tiny_model, tokenizer, pairs=PAIRS):
-    return StableRankScorer(tiny_model, tokenizer).score([p for p, _ in pairs], [r for _, r in pairs])
+    """The pairs' stable ranks by the independent route (transformers' forward, float64 SVD)."""
+    return references.pair_stable_ranks(tiny_model, tokenizer, pairs)
 
 
 def test_one_request_with_many_queries_matches_in_process_scoring(server, tiny_model, tokenizer):
@@ -107,8 +108,6 @@ def test_unscorable_items_get_the_unscored_value_and_never_fail_their_neighbours
 def test_a_prompt_cut_from_the_left_still_locates_the_response(server, tiny_model, tokenizer):
     """OpenRLHF keeps the last prompt tokens that fit and decodes them with the response: the query
     starts inside the prompt. The response is found, and scored in the context that was kept."""
-    from srgrpo.text import encode_ids
-
     prompt, query = templated(tokenizer, *PAIRS[1])
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(query[len(prompt):], add_special_tokens=False)["input_ids"]
@@ -116,10 +115,9 @@ def test_a_prompt_cut_from_the_left_still_locates_the_response(server, tiny_mode
     cut_query = tokenizer.decode(kept + response_ids, skip_special_tokens=False)
     status, body = post(server, {"query": [cut_query], "prompts": [prompt]})
     assert status == 200 and "cut from the left" in body["warnings"][0]
-    scorer = StableRankScorer(tiny_model, tokenizer)
-    encoded = encode_ids(tokenizer, kept, response_ids[:-1], scorer.options)  # the end-of-turn id is not scored
-    (item,) = scorer.iter_encoded_features([encoded])
-    assert body["rewards"] == pytest.approx([item.values["stable_rank"]], rel=1e-5)
+    scored = response_ids[:-1]  # the end-of-turn id is not scored
+    expected = references.span_stable_rank(tiny_model, kept + scored, len(kept), len(kept) + len(scored))
+    assert body["rewards"] == pytest.approx([expected], rel=1e-5)
 
 
 def test_locate_response_rules():
@@ -202,11 +200,14 @@ LONG = b'{"query": ["' + b"x" * MAX_BODY + b'"]}'
     (json.dumps({"query": ["a"] * (MAX_TEXTS + 1)}).encode(), 413, "exceed the limit of 8"),
     (LONG, 413, "exceeds the limit"),
 ])
-def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(server, body, status, message):
+def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(server, body, status, message, tiny_model,
+                                                                     tokenizer):
     got_status, got = post(server, body)
     assert got_status == status and message in got["error"], got
-    ok_status, ok = post(server, {"query": ["Hello! How can I help you today?"]})
-    assert ok_status == 200 and math.isfinite(ok["rewards"][0])
+    text = "Hello! How can I help you today?"
+    ok_status, ok = post(server, {"query": [text]})
+    expected = references.span_stable_rank(tiny_model, tokenizer(text, add_special_tokens=False)["input_ids"], 0, None)
+    assert ok_status == 200 and ok["rewards"] == pytest.approx([expected], rel=1e-5)
 
 
 def test_wrong_paths_and_methods_get_json_errors(server):

@@ -180,16 +180,16 @@ def test_verl_time_budget_covers_every_try():
         sock.close()
 
 
-def test_verl_concurrency_is_bounded(server):
+def test_verl_concurrency_is_bounded(server, expected):
     """max_concurrency requests of one process at most: 12 samples through 3 request threads."""
     import srgrpo.serving.client as c
 
     async def main():
-        return await asyncio.gather(*(c.compute_score("s", PAIRS[i % 6][1], None, {"prompt": PAIRS[i % 6][0]},
-                                                      url=server.url, max_concurrency=3) for i in range(12)))
+        return await asyncio.gather(*(c.compute_score("s", PAIRS[i % 6][1], None, c.verl_record(PAIRS[i % 6][0], i)[
+            "extra_info"], url=server.url, max_concurrency=3) for i in range(12)))
 
     values = asyncio.run(main())
-    assert len(values) == 12 and all(v > 0 for v in values)
+    assert values == pytest.approx([expected[i % 6] for i in range(12)], rel=1e-5)
     assert c._pools[3]._max_workers == 3
 
 
