@@ -11,7 +11,6 @@ import torch
 import references
 from conftest import make_model
 
-from srgrpo.scoring import StableRankScorer
 from srgrpo.training.sr_reward import StableRankReward
 
 PROMPTS = [
@@ -33,14 +32,16 @@ def completion_ids(tokenizer, texts):
     return [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
 
 
-def reference_rewards(model, tokenizer, prompts, ids):
+def reference_rewards(model, tokenizer, prompts, ids, layer="final_norm", max_length=None):
     """SR of each completion's tokens (its end-of-turn token left out) after the chat-templated
-    prompt, from transformers' forward and float64 SVD (tests/references.py)."""
+    prompt, from transformers' forward and float64 SVD (tests/references.py); `max_length` keeps
+    the first tokens (a right cut), NaN where no completion token is left."""
     out = []
     for prompt, completion in zip(prompts, ids):
         prompt_ids = references.chat_prompt_ids(tokenizer, prompt)
-        sequence = prompt_ids + completion[:-1]
-        out.append(references.span_stable_rank(model, sequence, len(prompt_ids), len(sequence)))
+        sequence = (prompt_ids + completion[:-1])[:max_length]
+        out.append(references.span_stable_rank(model, sequence, len(prompt_ids), len(sequence), layer)
+                   if len(sequence) > len(prompt_ids) else math.nan)
     return out
 
 
@@ -63,11 +64,12 @@ def base_and_policy(tokenizer):
 def test_reward_under_disabled_adapter_equals_fresh_base(tokenizer, base_and_policy):
     fresh, policy = base_and_policy
     reward = StableRankReward(policy, tokenizer)
-    got = reward(PROMPTS, TEXTS, completion_ids=completion_ids(tokenizer, TEXTS))
-    expected = StableRankScorer(fresh, tokenizer).score(PROMPTS, TEXTS)
+    ids = completion_ids(tokenizer, TEXTS)
+    got = reward(PROMPTS, TEXTS, completion_ids=ids)
+    expected = reference_rewards(fresh, tokenizer, PROMPTS, ids)
     assert got == pytest.approx(expected, rel=1e-5)
     # The adapter does change the model, so equality above is not trivial.
-    with_adapter = StableRankScorer(policy, tokenizer).score(PROMPTS, TEXTS)
+    with_adapter = reference_rewards(policy, tokenizer, PROMPTS, ids)
     assert not with_adapter == pytest.approx(expected, rel=1e-3)
 
 
@@ -76,12 +78,12 @@ def test_reward_does_not_move_when_lora_weights_train(tokenizer, base_and_policy
     reward = StableRankReward(policy, tokenizer)
     ids = completion_ids(tokenizer, TEXTS)
     before = reward(PROMPTS, TEXTS, completion_ids=ids)
-    policy_before = StableRankScorer(policy, tokenizer).score(PROMPTS, TEXTS)
+    policy_before = reference_rewards(policy, tokenizer, PROMPTS, ids)
     with torch.no_grad():
         for name, param in policy.named_parameters():
             if "lora_" in name:
                 param.add_(torch.randn_like(param))
-    assert StableRankScorer(policy, tokenizer).score(PROMPTS, TEXTS) != pytest.approx(policy_before, rel=1e-3)
+    assert reference_rewards(policy, tokenizer, PROMPTS, ids) != pytest.approx(policy_before, rel=1e-3)
     assert reward(PROMPTS, TEXTS, completion_ids=ids) == pytest.approx(before, rel=1e-6)
 
 
@@ -138,13 +140,13 @@ def direct_sr(model, tokenizer, ids, start, end):
 
 @pytest.mark.parametrize("options", [{"layer": "last_block"}, {"layer": 1}, {"max_length": 24}])
 def test_reward_honours_scoring_options(tokenizer, tiny_model, options):
-    """Each option gives what the text scorer gives with the same option over the same ids."""
+    """Each option gives the reference's value with the same option (layer, right cut) over the same ids."""
     reward = StableRankReward(tiny_model, tokenizer, **options)
     ids = completion_ids(tokenizer, TEXTS)
     got = reward(PROMPTS, TEXTS, completion_ids=ids)
     default = StableRankReward(tiny_model, tokenizer)(PROMPTS, TEXTS, completion_ids=ids)
     assert got != pytest.approx(default, rel=1e-4)
-    expected = StableRankScorer(tiny_model, tokenizer, **options).score(PROMPTS, TEXTS)
+    expected = reference_rewards(tiny_model, tokenizer, PROMPTS, ids, **options)
     as_nan = [math.nan if v is None else v for v in got]  # the reward says None where the scorer says NaN
     assert as_nan == pytest.approx(expected, rel=1e-5, nan_ok=True)
 
@@ -200,10 +202,15 @@ def test_reward_is_logged_under_its_name_and_reports_watch_metrics(tokenizer, ti
     reward = StableRankReward(tiny_model, tokenizer, group_size=2)
     assert get_callable_name(reward) == "stable_rank"
     logged = {}
-    reward(PROMPTS, TEXTS, completion_ids=completion_ids(tokenizer, TEXTS), log_metric=logged.__setitem__)
+    ids = completion_ids(tokenizer, TEXTS)
+    reward(PROMPTS, TEXTS, completion_ids=ids, log_metric=logged.__setitem__)
     assert set(logged) >= {"stable_rank/group_std", "stable_rank/zero_spread_frac", "completions/repetition",
                            "completions/group_diversity"}
-    assert logged["stable_rank/zero_spread_frac"] == 0.0 and logged["stable_rank/group_std"] > 0
+    # groups of two: the sample standard deviation of a pair is |a - b| / sqrt(2); the mean over groups
+    a, b, c, d = reference_rewards(tiny_model, tokenizer, PROMPTS, ids)
+    expected_std = (abs(a - b) + abs(c - d)) / 2 / math.sqrt(2)
+    assert logged["stable_rank/zero_spread_frac"] == 0.0
+    assert logged["stable_rank/group_std"] == pytest.approx(expected_std, rel=1e-4)
 
 
 def fake_trainer(model, tokenizer):
@@ -215,8 +222,9 @@ def test_bind_takes_the_trainers_peft_policy(tokenizer, base_and_policy):
     fresh, policy = base_and_policy
     reward = StableRankReward().bind(fake_trainer(policy, tokenizer))
     assert reward.group_size == 4 and reward.tokenizer is tokenizer
-    expected = StableRankScorer(fresh, tokenizer).score(PROMPTS, TEXTS)
-    assert reward(PROMPTS, TEXTS, completion_ids=completion_ids(tokenizer, TEXTS)) == pytest.approx(expected, rel=1e-5)
+    ids = completion_ids(tokenizer, TEXTS)
+    assert reward(PROMPTS, TEXTS, completion_ids=ids) == pytest.approx(reference_rewards(fresh, tokenizer, PROMPTS, ids),
+                                                                       rel=1e-5)
 
 
 def test_full_fine_tuning_needs_a_separate_frozen_model(tokenizer, tiny_model):
@@ -226,8 +234,9 @@ def test_full_fine_tuning_needs_a_separate_frozen_model(tokenizer, tiny_model):
     with pytest.raises(ValueError, match="separate frozen copy"):
         StableRankReward(policy, tokenizer).bind(fake_trainer(policy, tokenizer))
     bound = StableRankReward(tiny_model, tokenizer).bind(fake_trainer(policy, tokenizer))
-    expected = StableRankScorer(tiny_model, tokenizer).score(PROMPTS, TEXTS)
-    assert bound(PROMPTS, TEXTS, completion_ids=completion_ids(tokenizer, TEXTS)) == pytest.approx(expected, rel=1e-5)
+    ids = completion_ids(tokenizer, TEXTS)
+    assert bound(PROMPTS, TEXTS, completion_ids=ids) == pytest.approx(reference_rewards(tiny_model, tokenizer, PROMPTS, ids),
+                                                                      rel=1e-5)
 
 
 def test_unbound_reward_says_what_to_do():
