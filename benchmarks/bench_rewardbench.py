@@ -27,7 +27,7 @@ from common import REPO, REWARDBENCH_OFFLINE
 
 import srgrpo
 from srgrpo.rewardbench.preference_data import load_preference_pairs
-from srgrpo.rewardbench.runner import run_rewardbench
+from srgrpo.rewardbench.runner import RewardBenchConfig, run_rewardbench
 from srgrpo.rewardbench.methods import METHODS
 from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
 from srgrpo.results import rewardbench_results_from_json
@@ -81,8 +81,8 @@ def main() -> None:
 
     shared = [name for name, spec in METHODS.items() if spec.kind in ("feature", "length", "random")]
     started = time.perf_counter()
-    results = run_rewardbench(model, tokenizer, pairs, args.output_dir / "all_scorers", scorers=shared, options=options,
-                              layers=range(model.config.num_hidden_layers + 1), overwrite=True, run_info=info)
+    results = run_rewardbench(model, tokenizer, pairs, args.output_dir / "all_scorers", RewardBenchConfig(
+        scorers=shared, options=options, layers=range(model.config.num_hidden_layers + 1), overwrite=True, run_info=info))
     summary["all_scorers_seconds"] = time.perf_counter() - started
     write_rewardbench_report_from_dir(args.output_dir / "all_scorers")
     summary["all_scorers"] = {k: {"accuracy": v["accuracy"], "sections": v["sections"],
@@ -92,9 +92,8 @@ def main() -> None:
 
     judge_pairs = load_preference_pairs(args.data, limit_per_subset=args.judge_limit or None).pairs
     started = time.perf_counter()
-    judged = run_rewardbench(model, tokenizer, judge_pairs, args.output_dir / "judges",
-                             scorers=["stable_rank", "length", "random", *JUDGES], options=options, overwrite=True,
-                             run_info=info)
+    judged = run_rewardbench(model, tokenizer, judge_pairs, args.output_dir / "judges", RewardBenchConfig(
+        scorers=["stable_rank", "length", "random", *JUDGES], options=options, overwrite=True, run_info=info))
     summary["judges_seconds"] = time.perf_counter() - started
     write_rewardbench_report_from_dir(args.output_dir / "judges")
     summary["judges"] = {k: {"accuracy": v["accuracy"], "sections": v["sections"]} for k, v in judged.items()}

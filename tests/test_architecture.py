@@ -80,6 +80,21 @@ def test_no_module_imports_the_package_face():
     assert not wrong, "\n".join(wrong)
 
 
+def test_docstrings_keep_their_indentation():
+    """A docstring line that falls back to column 0 inside an indented block breaks `help()` and
+    `inspect.getdoc` for the whole docstring (its margin becomes 0)."""
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or ast.get_docstring(node) is None:
+                continue
+            indent = node.body[0].col_offset
+            lines = node.body[0].value.value.splitlines()[1:]
+            if any(line.strip() and len(line) - len(line.lstrip()) < indent for line in lines):
+                wrong.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_private_names_cross_modules():
     wrong = []
     for path in sorted(PACKAGE.rglob("*.py")):

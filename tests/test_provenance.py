@@ -12,7 +12,7 @@ from srgrpo.version import __version__
 from srgrpo.bon.runner import run_bon
 from srgrpo.bon.selectors import SELECTORS
 from srgrpo.rewardbench.v1 import PROTOCOLS, SECTIONS
-from srgrpo.rewardbench.runner import run_rewardbench
+from srgrpo.rewardbench.runner import RewardBenchConfig, run_rewardbench
 from srgrpo.rewardbench.methods import METHODS
 from srgrpo.features import FEATURES, pinned_options
 from srgrpo.generation import Sample, Sampling
@@ -149,7 +149,7 @@ def test_rewardbench_records_versions_and_recomputes_only_the_stale_feature(tmp_
 
     pairs = make_pairs()
     kwargs = dict(scorers=["stable_rank", "mean_logprob"], progress=False, n_bootstrap=20)
-    first = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, **kwargs)
+    first = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(**kwargs))
     run = json.loads((tmp_path / "run.json").read_text())
     declared = FEATURES["stable_rank"].version
     assert run["versions"]["srgrpo"] == __version__
@@ -167,7 +167,7 @@ def test_rewardbench_records_versions_and_recomputes_only_the_stale_feature(tmp_
         return original(self, prompts, responses, features, **kw)
 
     monkeypatch.setattr(StableRankScorer, "iter_features", spy)
-    run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, **kwargs)
+    run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(**kwargs))
     assert asked and all(features == ["stable_rank"] for features in asked)  # mean_logprob is not recomputed
     again = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert {r["scores"]["stable_rank"]["chosen"] for r in again} == {7.0}
@@ -175,20 +175,20 @@ def test_rewardbench_records_versions_and_recomputes_only_the_stale_feature(tmp_
     assert json.loads((tmp_path / "run.json").read_text())["versions"]["features"]["stable_rank"] == declared + 1
     # Nothing is stale any more: a third run computes nothing.
     asked.clear()
-    third = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, **kwargs)
+    third = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(**kwargs))
     assert asked == [] and third["mean_logprob"] == first["mean_logprob"]
 
 
 def test_rewardbench_resumes_with_another_batch_size_but_not_another_window(tmp_path, tiny_model, tokenizer):
     pairs = make_pairs()
     kwargs = dict(scorers=["stable_rank_windowed"], progress=False, n_bootstrap=20)
-    first = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, options=ScoringOptions(batch_size=2), **kwargs)
-    again = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, options=ScoringOptions(batch_size=5), **kwargs)
+    first = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(options=ScoringOptions(batch_size=2), **kwargs))
+    again = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(options=ScoringOptions(batch_size=5), **kwargs))
     assert again == first
     with pytest.raises(ValueError, match="scoring differ"):
-        run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, options=ScoringOptions(window_size=8), **kwargs)
+        run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(options=ScoringOptions(window_size=8), **kwargs))
     # A parameter of a feature the run does not use pins nothing.
-    run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, options=ScoringOptions(length_exponent=0.3), **kwargs)
+    run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(options=ScoringOptions(length_exponent=0.3), **kwargs))
 
 
 def test_a_folder_written_before_provenance_still_resumes(tmp_path, tiny_model, tokenizer, monkeypatch):
@@ -197,7 +197,7 @@ def test_a_folder_written_before_provenance_still_resumes(tmp_path, tiny_model, 
     monkeypatch.setitem(FEATURES, "stable_rank", dataclasses.replace(FEATURES["stable_rank"], version=1))
     pairs = make_pairs()
     kwargs = dict(scorers=["stable_rank"], progress=False, n_bootstrap=20)
-    first = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, **kwargs)
+    first = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(**kwargs))
     # What an earlier srgrpo wrote: every option pinned (batch_size too), no versions, records without them.
     run = json.loads((tmp_path / "run.json").read_text())
     del run["versions"]
@@ -207,7 +207,7 @@ def test_a_folder_written_before_provenance_still_resumes(tmp_path, tiny_model, 
     for line in lines:
         line["value"].pop("versions"), line["value"].pop("layers_version")
     (tmp_path / "cache.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    again = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, options=ScoringOptions(batch_size=3), **kwargs)
+    again = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(options=ScoringOptions(batch_size=3), **kwargs))
     assert again == first
     assert len((tmp_path / "cache.jsonl").read_text().splitlines()) == len(lines)  # nothing recomputed
 

@@ -154,7 +154,7 @@ def test_every_scorer_kind_runs_under_v2_and_the_judges_match_a_direct_call(tmp_
 
     from srgrpo import judges
     from srgrpo.rewardbench.preference_data import CompletionSet
-    from srgrpo.rewardbench.runner import run_rewardbench2
+    from srgrpo.rewardbench.runner import RewardBenchConfig, run_rewardbench2
 
     tok = make_tokenizer()
     tok.add_tokens(["Yes", "No"])
@@ -163,7 +163,8 @@ def test_every_scorer_kind_runs_under_v2_and_the_judges_match_a_direct_call(tmp_
             CompletionSet("ref:1", PROMPT, [LONG], ["is"], "Ties", 1),
             CompletionSet("tied:1", PROMPT, [LONG, "def"], ["is"], "Ties", 2)]
     scorers = ["stable_rank", "mean_logprob", "length", "random", "ipo", "pointwise_judge", "pairwise_judge"]
-    results = run_rewardbench2(model, tok, sets, tmp_path / "run", scorers=scorers, n_bootstrap=20, progress=False)
+    results = run_rewardbench2(model, tok, sets, tmp_path / "run", RewardBenchConfig(scorers=scorers, n_bootstrap=20,
+                                                                                          progress=False))
     assert set(results) == set(scorers) and all(r["protocol"] == "v2" for r in results.values())
     prompts = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "run" / "prompts.jsonl").read_text().splitlines()}
     # IPO: each completion alone, with the question of the v1 section Math maps to (Reasoning)

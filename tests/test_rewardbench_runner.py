@@ -10,7 +10,7 @@ from srgrpo.cli import main
 from srgrpo.engine import ForwardEngine
 from srgrpo.rewardbench.preference_data import PreferencePair, load_preference_pairs
 from srgrpo.rewardbench.v1 import chosen_wins
-from srgrpo.rewardbench.runner import run_rewardbench
+from srgrpo.rewardbench.runner import RewardBenchConfig, run_rewardbench
 from srgrpo.options import ScoringOptions
 from srgrpo.reports.rewardbench import write_rewardbench_report_from_dir
 from srgrpo.scoring import StableRankScorer
@@ -53,7 +53,7 @@ def test_the_list_holds_every_registered_scorer():
 def test_every_scorer_runs_and_results_follow_the_protocol(tmp_path, judge_ready):
     model, tok = judge_ready
     pairs = make_pairs()
-    results = run_rewardbench(model, tok, pairs, tmp_path, scorers=ALL, progress=False, n_bootstrap=50)
+    results = run_rewardbench(model, tok, pairs, tmp_path, RewardBenchConfig(scorers=ALL, progress=False, n_bootstrap=50))
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk == results and list(results) == ALL
     rows = [json.loads(l) for l in (tmp_path / "pairs.jsonl").read_text().splitlines()]
@@ -85,7 +85,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, tiny_model, tokenizer,
     pairs = make_pairs()
     kwargs = dict(scorers=["stable_rank", "mean_logprob", "random", "length"], layers=[0, 1, 2],
                   options=ScoringOptions(batch_size=4), progress=False, n_bootstrap=100)
-    reference = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path / "whole", **kwargs)
+    reference = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path / "whole", RewardBenchConfig(**kwargs))
 
     original = ForwardEngine.run
     calls = []
@@ -98,14 +98,14 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, tiny_model, tokenizer,
 
     monkeypatch.setattr(ForwardEngine, "run", killed_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
-        run_rewardbench(tiny_model, tokenizer, pairs, tmp_path / "resumed", **kwargs)
+        run_rewardbench(tiny_model, tokenizer, pairs, tmp_path / "resumed", RewardBenchConfig(**kwargs))
     cached = (tmp_path / "resumed" / "cache.jsonl").read_text().splitlines()
     assert len(cached) == 8  # two batches of 4 items were saved before the kill
     monkeypatch.setattr(ForwardEngine, "run", original)
 
     calls.clear()
     monkeypatch.setattr(ForwardEngine, "run", lambda self, *a: (calls.append(1), original(self, *a))[1])
-    resumed = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path / "resumed", **kwargs)
+    resumed = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path / "resumed", RewardBenchConfig(**kwargs))
     assert len(calls) == 3  # only the 12 missing items (of 20) were computed
     assert resumed == reference
     assert json.loads((tmp_path / "resumed" / "layer_sweep.json").read_text()) == \
@@ -114,18 +114,18 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, tiny_model, tokenizer,
 
 def test_a_different_run_in_the_same_folder_is_refused(tmp_path, tiny_model, tokenizer):
     pairs = make_pairs()
-    run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, scorers=["length"], progress=False)
+    run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(scorers=["length"], progress=False))
     with pytest.raises(ValueError, match="scorers differ"):
-        run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, scorers=["random"], progress=False)
-    results = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, scorers=["random"], progress=False,
-                              overwrite=True)
+        run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(scorers=["random"], progress=False))
+    results = run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(scorers=["random"], progress=False,
+                                                                                      overwrite=True))
     assert list(results) == ["random"]
 
 
 def test_layer_sweep_matches_per_layer_scoring(tmp_path, tiny_model, tokenizer):
     pairs = make_pairs()
-    run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, scorers=["stable_rank"], layers=[0, 1, 2],
-                    progress=False, n_bootstrap=10)
+    run_rewardbench(tiny_model, tokenizer, pairs, tmp_path, RewardBenchConfig(scorers=["stable_rank"], layers=[0, 1, 2],
+                                                                        progress=False, n_bootstrap=10))
     sweep = json.loads((tmp_path / "layer_sweep.json").read_text())
     assert sorted(sweep) == ["0", "1", "2"]
     for layer in (0, 1, 2):

@@ -98,7 +98,7 @@ def _load(args, protocol: str, split: str) -> tuple[list, str, int]:
 def run(args: argparse.Namespace) -> int:
     from srgrpo.rewardbench import v2 as rewardbench2
     from srgrpo.rewardbench.preference_data import detect_protocol
-    from srgrpo.rewardbench.runner import run_rewardbench, run_rewardbench2
+    from srgrpo.rewardbench.runner import RewardBenchConfig, run_rewardbench, run_rewardbench2
     from srgrpo.rewardbench.methods import parse_methods
     from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
     from srgrpo.results import rewardbench_results_from_json
@@ -118,12 +118,12 @@ def run(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers, model.config.get_text_config().num_hidden_layers)
     started = time.perf_counter()
     runner = run_rewardbench2 if protocol == "v2" else run_rewardbench
-    results = runner(
-        model, tokenizer, units, args.output_dir, scorers=scorers, options=options, layers=layers,
+    results = runner(model, tokenizer, units, args.output_dir, RewardBenchConfig(
+        scorers=scorers, options=options, layers=layers,
         n_bootstrap=args.bootstrap, seed=args.seed, overwrite=args.overwrite, progress=not args.quiet,
         run_info={"model": args.model or "embedded SmolLM2-135M-Instruct", "dtype": args.dtype,
                   "data": str(args.data), "limit_per_subset": args.limit},
-    )
+    ))
     if results is None:  # a helper process of a distributed run: the main process reports
         return 0
     title = "RewardBench 2 evaluation" if protocol == "v2" else "RewardBench evaluation"

@@ -199,91 +199,114 @@ def _outcomes(pairs, score_of: Callable[[PreferencePair, str], float], cache: Ru
     return out
 
 
-def _start_run(model, tokenizer, output_dir: Path, scorers: Sequence[str], options: ScoringOptions,
-               layers: Sequence[int], item_ids: list, seed: int, overwrite: bool, run_info: dict | None, *,
-               protocol: str, dataset: str, output_files) -> tuple[list, list[str], StableRankScorer, RunCache]:
+@dataclasses.dataclass
+class RewardBenchConfig:
+    """What a RewardBench run computes (both protocols), beside its inputs (model, tokenizer, data,
+    output folder). `srgrpo rewardbench` builds one from its flags; Python users build their own."""
+
+    scorers: Sequence[str] = dataclasses.field(default=("stable_rank",), metadata={
+        "help": "the methods compared, names of srgrpo.rewardbench.methods.METHODS (--scorers)"})
+    options: ScoringOptions | None = dataclasses.field(default=None, metadata={
+        "help": "scoring options of the features; None: the defaults (RewardBench 2: its token window)"})
+    layers: Sequence[int] = dataclasses.field(default=(), metadata={
+        "help": "layers at which stable rank is also read, for the layer sweep (--layers)"})
+    n_bootstrap: int = dataclasses.field(default=1000, metadata={
+        "help": "bootstrap resamples of each confidence interval (--bootstrap)"})
+    seed: int = dataclasses.field(default=0, metadata={"help": "seed of the bootstrap and of the random method"})
+    overwrite: bool = dataclasses.field(default=False, metadata={
+        "help": "start afresh in an output folder that holds another run, instead of refusing"})
+    progress: bool = dataclasses.field(default=True, metadata={"help": "show progress bars"})
+    run_info: dict | None = dataclasses.field(default=None, metadata={
+        "help": "what the caller adds to run.json (model name, data source, ...); a resume with other "
+                "values is refused"})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Protocol:
+    """What tells the two protocols' runs apart where they share code."""
+
+    name: str  # its entry in PROTOCOLS
+    dataset: str  # the loader's name in run.json's versions
+    output_files: tuple[str, ...]
+    run_info: dict  # added to run.json
+    summarize: Callable  # outcomes -> summary (n_bootstrap=, seed=)
+
+
+def _start_run(model, tokenizer, output_dir: Path, config: RewardBenchConfig, item_ids: list,
+               protocol: _Protocol) -> tuple[list, list[str], StableRankScorer, RunCache]:
     """What both protocols' runs start with: the scorers checked, run.json pinned (or a resumed run's
-    checked), the scorer and the item cache. Returns (scorer specs, features used, scorer, cache)."""
-    specs = [METHODS[s] for s in METHODS.check(scorers)]
+    checked), the scorer and the item cache. Returns (method specs, features used, scorer, cache)."""
+    specs = [METHODS[s] for s in METHODS.check(config.scorers)]
     features = sorted({s.feature for s in specs if s.kind == "feature"})
-    used = [*features, *([SWEEP_FEATURE] if layers else [])]
+    used = [*features, *([SWEEP_FEATURE] if config.layers else [])]
     # Only what decides the numbers is pinned: the score-defining options and the used features' own
     # parameters, never the batch size. The versions: features are recomputed per item where stale,
     # the protocol's summary is recomputed on every run, the rest (judges, the data loader) pin.
-    run_config = {**(run_info or {}), "scoring": pinned_options(options, used), "scorers": list(scorers),
-                  "layers": list(layers), "pair_ids": item_ids, "seed": seed}
+    run_config = {**(config.run_info or {}), **protocol.run_info, "scoring": pinned_options(config.options, used),
+                  "scorers": list(config.scorers), "layers": list(config.layers), "pair_ids": item_ids,
+                  "seed": config.seed}
     versions = run_versions(
         features=FEATURES.versions(used),
         scorers={s.name: s.version for s in specs if s.kind != "feature"},
-        datasets={dataset: LOADER_VERSION},
-        protocol=PROTOCOLS.versions([protocol]))
+        datasets={protocol.dataset: LOADER_VERSION},
+        protocol=PROTOCOLS.versions([protocol.name]))
     # Under a distributed launcher every process scores a share; only the main one writes.
     if distributed.is_main():
-        _prepare_output_dir(output_dir, run_config, overwrite, output_files, extra_dirs=("plots",),
+        _prepare_output_dir(output_dir, run_config, config.overwrite, protocol.output_files, extra_dirs=("plots",),
                             versions=versions, refreshed=("features",), recorded=("protocol",),
                             unpinned={"scoring": [f.name for f in dataclasses.fields(ScoringOptions)]})
     distributed.barrier()
-    return specs, features, StableRankScorer(model, tokenizer, options), \
+    return specs, features, StableRankScorer(model, tokenizer, config.options), \
         RunCache(output_dir / "cache.jsonl", readonly=not distributed.is_main())
 
 
-def run_rewardbench(
-    model,
-    tokenizer,
-    pairs: Sequence[PreferencePair],
-    output_dir: str | Path,
-    scorers: Sequence[str] = ("stable_rank",),
-    options: ScoringOptions | None = None,
-    layers: Sequence[int] = (),
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
-    run_info: dict | None = None,
-) -> dict | None:
-    """Score `pairs` with every scorer and write results.json, pairs.jsonl (and layer_sweep.json)
-    into `output_dir` (the report is `srgrpo.reports.rewardbench.write_rewardbench_report_from_dir`'s
-    job); returns
-    {scorer: summary} as written to results.json. `run_info` (model name, data source, ...) goes
-    into run.json, so a resume with other arguments is refused; run.json also records the versions
-of the features, scorers, data loader and protocol used (a feature whose version changed is
-recomputed for the cached items, nothing else). Under a distributed launcher the
-    items are split across processes; the main process writes everything and returns the results,
-    the others return None."""
+def _write_summaries(output_dir: Path, specs, config: RewardBenchConfig, protocol: _Protocol,
+                     outcomes_of: Callable, layer_outcomes_of: Callable) -> tuple[dict, dict]:
+    """The tail both protocols share: every method's summary (results.json) and the layer sweep's
+    (layer_sweep.json, fewer resamples). `outcomes_of(spec)` and `layer_outcomes_of(k)` give the
+    protocol's outcomes. Returns (results as written, {method: outcomes})."""
+    outcomes_by = {spec.name: outcomes_of(spec) for spec in specs}
+    results = {name: protocol.summarize(outcomes, n_bootstrap=config.n_bootstrap, seed=config.seed).to_json()
+               for name, outcomes in outcomes_by.items()}
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    if config.layers:
+        sweep = {str(k): protocol.summarize(layer_outcomes_of(k), n_bootstrap=min(config.n_bootstrap, 200),
+                                            seed=config.seed).to_json() for k in config.layers}
+        (output_dir / "layer_sweep.json").write_text(json.dumps(sweep, indent=2))
+    return results, outcomes_by
+
+
+def run_rewardbench(model, tokenizer, pairs: Sequence[PreferencePair], output_dir: str | Path,
+                    config: RewardBenchConfig | None = None) -> dict | None:
+    """Score `pairs` with every method of `config.scorers` and write results.json, pairs.jsonl (and
+    layer_sweep.json) into `output_dir` (the report is
+    `srgrpo.reports.rewardbench.write_rewardbench_report_from_dir`'s job); returns {method: summary}
+    as written to results.json. `config.run_info` (model name, data source, ...) goes into run.json,
+    so a resume with other arguments is refused; run.json also records the versions of the features,
+    methods, data loader and protocol used (a feature whose version changed is recomputed for the
+    cached items, nothing else). Under a distributed launcher the items are split across processes;
+    the main process writes everything and returns the results, the others return None."""
     if not pairs:
         raise ValueError("no preference pairs to evaluate")
-    options = options or ScoringOptions()
+    config = dataclasses.replace(config or RewardBenchConfig(), options=(config and config.options) or ScoringOptions())
     output_dir = Path(output_dir)
-    specs, features, scorer, cache = _start_run(
-        model, tokenizer, output_dir, scorers, options, layers, [p.id for p in pairs], seed, overwrite, run_info,
-        protocol="rewardbench", dataset="preference_pairs", output_files=OUTPUT_FILES)
+    specs, features, scorer, cache = _start_run(model, tokenizer, output_dir, config, [p.id for p in pairs], V1)
     try:
-        _feature_stage(scorer, pairs, features, list(layers), cache, progress)
+        _feature_stage(scorer, pairs, features, list(config.layers), cache, config.progress)
         judge_kinds = {s.kind for s in specs} & {"ipo", "pointwise", "pairwise"}
         if judge_kinds:
-            _judge_stages(model, tokenizer, pairs, judge_kinds, cache, options.batch_size, progress)
+            _judge_stages(model, tokenizer, pairs, judge_kinds, cache, config.options.batch_size, config.progress)
     finally:
         cache.close()
     if not distributed.is_main():
         return None
-
-    summaries = {}
-    for spec in specs:
-        outcomes = _outcomes(pairs, lambda p, side, spec=spec: _item_score(spec, p, side, cache, seed), cache)
-        summaries[spec.name] = summarize_rewardbench(outcomes, n_bootstrap=n_bootstrap, seed=seed)
-    layer_sweep = {}
-    for k in layers:
-        outcomes = _outcomes(pairs, lambda p, side, k=k: _float(
-            cache.get("features", _item_key(p.id, side))["layers"].get(str(k))), cache)
-        layer_sweep[k] = summarize_rewardbench(outcomes, n_bootstrap=min(n_bootstrap, 200), seed=seed)
-
-    pair_rows = _pair_rows(pairs, specs, cache, seed)
-    results = {name: summary.to_json() for name, summary in summaries.items()}
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-    if layer_sweep:
-        sweep_json = {str(k): summary.to_json() for k, summary in layer_sweep.items()}
-        (output_dir / "layer_sweep.json").write_text(json.dumps(sweep_json, indent=2))
-    write_jsonl_atomic(output_dir / "pairs.jsonl", pair_rows)
+    seed = config.seed
+    results, _ = _write_summaries(
+        output_dir, specs, config, V1,
+        lambda spec: _outcomes(pairs, lambda p, side: _item_score(spec, p, side, cache, seed), cache),
+        lambda k: _outcomes(pairs, lambda p, side: _float(
+            cache.get("features", _item_key(p.id, side))["layers"].get(str(k))), cache))
+    write_jsonl_atomic(output_dir / "pairs.jsonl", _pair_rows(pairs, specs, cache, seed))
     return results
 
 
@@ -307,6 +330,8 @@ def _pair_rows(pairs, specs, cache: RunCache, seed: int) -> list[dict]:
 # ------------------------------------------------------------------------------------ RewardBench 2
 
 V2_OUTPUT_FILES = (*OUTPUT_FILES, "prompts.jsonl")
+V1 = _Protocol("rewardbench", "preference_pairs", OUTPUT_FILES, {}, summarize_rewardbench)
+V2 = _Protocol("rewardbench2", "completion_sets", V2_OUTPUT_FILES, {"protocol": "v2"}, rb2.summarize_rewardbench2)
 
 
 def _completion_key(set_id: str, k: int) -> str:
@@ -350,37 +375,23 @@ def _prompt_outcomes(sets, score_of: Callable[[CompletionSet, int], float], cach
     return out
 
 
-def run_rewardbench2(
-    model,
-    tokenizer,
-    sets: Sequence[CompletionSet],
-    output_dir: str | Path,
-    scorers: Sequence[str] = ("stable_rank",),
-    options: ScoringOptions | None = None,
-    layers: Sequence[int] = (),
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
-    run_info: dict | None = None,
-) -> dict | None:
+def run_rewardbench2(model, tokenizer, sets: Sequence[CompletionSet], output_dir: str | Path,
+                     config: RewardBenchConfig | None = None) -> dict | None:
     """`run_rewardbench` under the RewardBench 2 protocol (srgrpo.rewardbench.v2): every
     completion of every prompt is scored alone, with the same resumable cache; writes results.json
-    (summaries with protocol "v2"), prompts.jsonl (every completion's score per scorer, and the
+    (summaries with protocol "v2"), prompts.jsonl (every completion's score per method, and the
     prompt's credit), pairs.jsonl (per prompt: the chosen completion against the best-scored
-    incorrect one, for the report's plots) and layer_sweep.json. Pass `options` with RB2's window
-    (`max_length=rewardbench2.WINDOW`); the CLI does."""
+    incorrect one, for the report's plots) and layer_sweep.json. `config.options` unset: RB2's
+    window (`max_length=rewardbench2.WINDOW`)."""
     if not sets:
         raise ValueError("no RewardBench 2 prompts to evaluate")
-    options = options or dataclasses.replace(ScoringOptions(), max_length=rb2.WINDOW)
+    config = dataclasses.replace(config or RewardBenchConfig(), options=(config and config.options)
+                                 or dataclasses.replace(ScoringOptions(), max_length=rb2.WINDOW))
     output_dir = Path(output_dir)
-    specs, features, scorer, cache = _start_run(
-        model, tokenizer, output_dir, scorers, options, layers, [s.id for s in sets], seed, overwrite,
-        {**(run_info or {}), "protocol": "v2"}, protocol="rewardbench2", dataset="completion_sets",
-        output_files=V2_OUTPUT_FILES)
+    specs, features, scorer, cache = _start_run(model, tokenizer, output_dir, config, [s.id for s in sets], V2)
     items = [(_completion_key(s.id, k), s.prompt, c) for s in sets for k, c in enumerate(s.completions)]
     try:
-        _item_feature_stage(scorer, items, features, list(layers), cache, progress)
+        _item_feature_stage(scorer, items, features, list(config.layers), cache, config.progress)
         judge_kinds = {s.kind for s in specs} & {"ipo", "pointwise", "pairwise"}
         if judge_kinds:
             judged = [(key, prompt, c, rb2.judge_section(s.subset))
@@ -388,28 +399,18 @@ def run_rewardbench2(
                       ((_completion_key(s.id, k), s.prompt, c) for k, c in enumerate(s.completions))]
             duels = [(_duel_key(s.id, i, j), s.prompt, s.completions[i], s.completions[j])
                      for s in sets for i, j in _round_robin(s)]
-            _item_judge_stages(model, tokenizer, judged, duels, judge_kinds, cache, options.batch_size, progress)
+            _item_judge_stages(model, tokenizer, judged, duels, judge_kinds, cache, config.options.batch_size,
+                               config.progress)
     finally:
         cache.close()
     if not distributed.is_main():
         return None
-
-    summaries, outcomes_by = {}, {}
-    for spec in specs:
-        outcomes = _prompt_outcomes(sets, lambda s, k, spec=spec: _completion_score(spec, s, k, cache, seed), cache)
-        outcomes_by[spec.name] = outcomes
-        summaries[spec.name] = rb2.summarize_rewardbench2(outcomes, n_bootstrap=n_bootstrap, seed=seed)
-    layer_sweep = {}
-    for k in layers:
-        outcomes = _prompt_outcomes(sets, lambda s, i, k=k: _float(
-            cache.get("features", _completion_key(s.id, i))["layers"].get(str(k))), cache)
-        layer_sweep[k] = rb2.summarize_rewardbench2(outcomes, n_bootstrap=min(n_bootstrap, 200), seed=seed)
-
-    results = {name: summary.to_json() for name, summary in summaries.items()}
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-    if layer_sweep:
-        sweep_json = {str(k): summary.to_json() for k, summary in layer_sweep.items()}
-        (output_dir / "layer_sweep.json").write_text(json.dumps(sweep_json, indent=2))
+    seed = config.seed
+    results, outcomes_by = _write_summaries(
+        output_dir, specs, config, V2,
+        lambda spec: _prompt_outcomes(sets, lambda s, k: _completion_score(spec, s, k, cache, seed), cache),
+        lambda k: _prompt_outcomes(sets, lambda s, i: _float(
+            cache.get("features", _completion_key(s.id, i))["layers"].get(str(k))), cache))
     prompt_rows, pair_rows = _v2_rows(sets, outcomes_by, cache)
     write_jsonl_atomic(output_dir / "prompts.jsonl", prompt_rows)
     write_jsonl_atomic(output_dir / "pairs.jsonl", pair_rows)
