@@ -1,0 +1,330 @@
+"""The scale study's report: tables (report.md), numbers (results.json) and plots from whatever steps
+of `study.py run` exist. Everything is recomputed from the runs' own files (pairs.jsonl of
+`srgrpo rewardbench`, results.json of `srgrpo bon`, summary.json of `srgrpo train`, the compare
+tables of `srgrpo compare`), so a partial study gives a partial report that says what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from studies.scale.study import (BON_DATASETS, BON_QUESTIONS, GRPO_ARMS, GRPO_MODEL, GRPO_STEPS, HELD_OUT, MODELS,
+                                 PAIRS_PER_SUBSET, ZEROSHOT_METHODS, read_json)
+
+SECTIONS = {"Chat Hard (LLMBar)": "llmbar-", "Code (HumanEvalPack)": "hep-"}
+LENGTH_TOLERANCE = 0.2  # "similar length": the longer response at most 20% longer (srgrpo's v1 summary)
+BOOTSTRAP = 2000
+PLOTTED = ["stable_rank", "mean_logprob", "self_certainty", "ipo", "pointwise_judge", "effective_rank", "length",
+           "stable_rank_windowed"]
+PAPER = ("The paper (Qwen2.5-1.5B-Instruct, full RewardBench, 512-token window): stable rank 75.95; "
+         "Qwen3-8B 84.04. Best-of-16 by stable rank +17% over greedy; SR-GRPO math average 28.0 -> 32.4.")
+
+
+# ---------------------------------------------------------------------------------------- zero-shot
+def section_of(subset: str) -> str | None:
+    return next((name for name, prefix in SECTIONS.items() if subset.startswith(prefix)), None)
+
+
+def pair_outcomes(pairs_file: Path) -> dict:
+    """{method: {"correct": bool array, "section": array, "similar_length": bool array}} from pairs.jsonl;
+    a pair is correct only when chosen scores strictly higher (ties and unscored sides are wrong)."""
+    rows = [json.loads(line) for line in pairs_file.open()]
+    section = np.array([section_of(r["subset"]) for r in rows])
+    longer = np.array([max(r["chosen_tokens"], r["rejected_tokens"], 1) for r in rows], dtype=float)
+    shorter = np.array([min(r["chosen_tokens"], r["rejected_tokens"]) for r in rows], dtype=float)
+    similar = (longer - shorter) <= LENGTH_TOLERANCE * longer
+    out = {}
+    for method in rows[0]["scores"]:
+        chosen = np.array([np.nan if r["scores"][method]["chosen"] is None else r["scores"][method]["chosen"]
+                           for r in rows], dtype=float)
+        rejected = np.array([np.nan if r["scores"][method]["rejected"] is None else r["scores"][method]["rejected"]
+                             for r in rows], dtype=float)
+        out[method] = {"correct": chosen > rejected, "section": section, "similar_length": similar}
+    return out
+
+
+def headline(correct: np.ndarray, section: np.ndarray) -> float:
+    """The plain mean of the sections' accuracies (RewardBench's headline over the sections present)."""
+    return float(np.mean([correct[section == s].mean() for s in SECTIONS if (section == s).any()]))
+
+
+def bootstrap_headline(correct: np.ndarray, section: np.ndarray, seed: int = 0) -> list[float]:
+    """95% percentile interval of the headline, resampling pairs within each section."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(section == s) for s in SECTIONS if (section == s).any()]
+    draws = np.empty(BOOTSTRAP)
+    for b in range(BOOTSTRAP):
+        draws[b] = np.mean([correct[rng.choice(g, g.size)].mean() for g in groups])
+    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
+def bootstrap_mean(values: np.ndarray, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    draws = values[rng.integers(0, values.size, (BOOTSTRAP, values.size))].mean(axis=1)
+    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
+def zeroshot_results(run: Path) -> dict:
+    """{model: {method: numbers}} for every model whose rewardbench run is complete."""
+    results = {}
+    for model in MODELS:
+        pairs = run / "zeroshot" / model / "pairs.jsonl"
+        if not pairs.is_file():
+            continue
+        per_model = {}
+        for method, o in pair_outcomes(pairs).items():
+            c, s, similar = o["correct"], o["section"], o["similar_length"]
+            per_model[method] = {
+                "headline": headline(c, s), "headline_ci": bootstrap_headline(c, s),
+                "sections": {name: float(c[s == name].mean()) for name in SECTIONS if (s == name).any()},
+                "section_ci": {name: bootstrap_mean(c[s == name].astype(float)) for name in SECTIONS
+                               if (s == name).any()},
+                "length_controlled": float(c[similar].mean()) if similar.any() else None,
+                "length_controlled_ci": bootstrap_mean(c[similar].astype(float)) if similar.any() else None,
+                "length_controlled_n": int(similar.sum()), "n_pairs": int(c.size),
+            }
+        results[model] = per_model
+    return results
+
+
+# ---------------------------------------------------------------------------------------- Best-of-N
+def bon_results(run: Path) -> dict:
+    """{model: {dataset: results.json of srgrpo bon}} for every finished run."""
+    out = {}
+    for model in MODELS:
+        for dataset in BON_DATASETS:
+            data = read_json(run / "bon" / model / dataset / "results.json", None)
+            if data is not None:
+                out.setdefault(model, {})[dataset] = data
+    return out
+
+
+def generated_tokens(run: Path, model: str, dataset: str) -> int:
+    """Tokens the sampler produced (every sample and the greedy answer), from generations.jsonl."""
+    path = run / "bon" / model / dataset / "generations.jsonl"
+    total = 0
+    if path.is_file():
+        for line in path.open():
+            row = json.loads(line)
+            for key in ("n_tokens", "tokens", "num_tokens"):
+                if key in row:
+                    total += int(row[key])
+                    break
+    return total
+
+
+# ---------------------------------------------------------------------------------------- GRPO
+def compare_table(run: Path, base: str) -> dict | None:
+    """`srgrpo compare` of every arm's held-out evaluation against `base` (a folder under grpo/eval),
+    as the JSON it writes beside its Markdown."""
+    evals = run / "grpo" / "eval"
+    arms = [evals / a for a in GRPO_ARMS if (evals / a / "summary.json").is_file() or (evals / a).is_dir()]
+    base_dir = evals / base
+    if not base_dir.is_dir() or not arms:
+        return None
+    out = run / "grpo" / f"compare_vs_{base}.md"
+    dirs = [str(base_dir)] + [str(a) for a in arms if a != base_dir]
+    done = subprocess.run([sys.executable, "-m", "srgrpo.cli", "compare", "--base", str(base_dir), "--output",
+                           str(out), *dirs], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip()[-500:]}
+    return read_json(out.with_suffix(".json"), None)
+
+
+def grpo_results(run: Path) -> dict:
+    arms = {}
+    for arm in GRPO_ARMS:
+        summary = read_json(run / "grpo" / arm / "summary.json", None)
+        if summary is not None:
+            arms[arm] = {"global_step": summary.get("global_step"), "train_seconds": summary.get("train_seconds"),
+                         "first_step": summary.get("first_step"), "last_step": summary.get("last_step"),
+                         "collapse": summary.get("collapse")}
+    return {"arms": arms, "vs_base": compare_table(run, "base"), "vs_random": compare_table(run, "random")}
+
+
+# ---------------------------------------------------------------------------------------- timings
+def loaded_parameters(run: Path) -> dict:
+    """{model: parameters} as the load line of each zero-shot log printed it."""
+    found = {}
+    for model in MODELS:
+        log = run / "zeroshot" / f"{model}.log"
+        if log.is_file():
+            match = re.search(r"srgrpo: model: .*?\(\w+, ([\d,.]+)M parameters", log.read_text(errors="replace"))
+            if match:
+                found[model] = float(match.group(1).replace(",", "")) * 1e6
+    return found
+
+
+def timing_rows(run: Path, bon: dict, grpo: dict) -> list[dict]:
+    timings = read_json(run / "timings.json", {})
+    done = read_json(run / "done.json", {})
+    rows = []
+    for model in MODELS:
+        row = {"model": model}
+        step = timings.get(f"zeroshot/{model}")
+        if step and f"zeroshot/{model}" in done:
+            row["seconds_per_pair"] = step["seconds"] / step["pairs"]
+        tokens = sum(generated_tokens(run, model, d) for d in bon.get(model, {}))
+        seconds = sum(timings.get(f"bon/{model}/{d}", {}).get("seconds", 0) for d in bon.get(model, {}))
+        if tokens and seconds:
+            row["seconds_per_generated_token"] = seconds / tokens
+        if model == GRPO_MODEL:
+            steps = [(a["train_seconds"], a["global_step"]) for a in grpo["arms"].values() if a.get("global_step")]
+            if steps:
+                row["seconds_per_grpo_step"] = sum(s for s, _ in steps) / sum(n for _, n in steps)
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- writing
+def pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def ci(interval) -> str:
+    return "" if not interval else f" [{100 * interval[0]:.0f}, {100 * interval[1]:.0f}]"
+
+
+def zeroshot_table(zeroshot: dict) -> list[str]:
+    models = list(zeroshot)
+    lines = ["| method | " + " | ".join(f"{m}: all [95% CI] | LC (n) | Chat Hard | Code" for m in models) + " |",
+             "|---|" + "---|---|---|---|" * len(models)]
+    for method in ZEROSHOT_METHODS:
+        cells = []
+        for m in models:
+            r = zeroshot[m].get(method)
+            if r is None:
+                cells += ["–"] * 4
+                continue
+            cells += [pct(r["headline"]) + ci(r["headline_ci"]),
+                      f"{pct(r['length_controlled'])}{ci(r['length_controlled_ci'])} ({r['length_controlled_n']})",
+                      pct(r["sections"].get("Chat Hard (LLMBar)")), pct(r["sections"].get("Code (HumanEvalPack)"))]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_zeroshot(zeroshot: dict, params: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in MODELS if m in zeroshot]
+    x = [params.get(m, MODELS[m][1]) for m in models]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
+    panels = [("all (mean of sections)", lambda r: (r["headline"], r["headline_ci"]))] + [
+        (name, lambda r, n=name: (r["sections"].get(n), r["section_ci"].get(n))) for name in SECTIONS]
+    colours = plt.get_cmap("tab10")
+    for ax, (title, pick) in zip(axes, panels):
+        for i, method in enumerate(PLOTTED):
+            points = [pick(zeroshot[m][method]) for m in models if method in zeroshot[m]]
+            if len(points) != len(models):
+                continue
+            y = [100 * p[0] for p in points]
+            err = np.array([[100 * (p[0] - p[1][0]), 100 * (p[1][1] - p[0])] for p in points]).T
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method, color=colours(i), alpha=0.85)
+        ax.axhline(50, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("parameters")
+    axes[0].set_ylabel(f"pairwise accuracy, % ({PAIRS_PER_SUBSET} pairs per subset, 95% CI)")
+    axes[-1].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Zero-shot reward accuracy against model size (RewardBench v1 subsets)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bon_table(bon: dict) -> list[str]:
+    lines = ["| model | dataset | budget | hit budget | greedy | selector | N=1 | N=2 | N=4 | N=8 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for model, per in bon.items():
+        for dataset, r in per.items():
+            for selector, accs in r["selectors"].items():
+                cells = [pct(accs.get(str(n))) + ci(r["intervals"].get(selector, {}).get(str(n)))
+                         for n in (1, 2, 4, 8)]
+                lines.append(f"| {model} | {dataset} | {BON_DATASETS[dataset]} | {pct(r['unfinished_fraction'])}% | "
+                             f"{pct(r['greedy'])}{ci(r['greedy_interval'])} | {selector} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_bon(bon: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(m, d) for m, per in bon.items() for d in per]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    for ax, (model, dataset) in zip(axes[0], panels):
+        r = bon[model][dataset]
+        for selector, accs in r["selectors"].items():
+            ns = sorted(int(n) for n in accs)
+            ax.plot(ns, [100 * accs[str(n)] for n in ns], marker="o", label=selector)
+        ax.axhline(100 * r["greedy"], color="black", linestyle="--", label="greedy")
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"{model}: {dataset}")
+        ax.set_xlabel("N")
+    axes[0][0].set_ylabel("accuracy, %")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(run: Path, report_dir: Path) -> None:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    zeroshot, bon, grpo = zeroshot_results(run), bon_results(run), grpo_results(run)
+    params = loaded_parameters(run)
+    timings = timing_rows(run, bon, grpo)
+    done = read_json(run / "done.json", {})
+    results = {"zeroshot": zeroshot, "bon": bon, "grpo": grpo, "timings": timings, "parameters": params,
+               "done": done}
+    (report_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+    lines = ["# Scale study: report", "", f"Steps done: {len(done)} ({', '.join(sorted(done)) or 'none'}).", "",
+             "## Zero-shot reward (RewardBench v1 subsets, first "
+             f"{PAIRS_PER_SUBSET} pairs of each)", ""]
+    if zeroshot:
+        lines += zeroshot_table(zeroshot)
+        plot_zeroshot(zeroshot, params, report_dir / "zeroshot_vs_size.png")
+        lines += ["", "![accuracy against model size](zeroshot_vs_size.png)"]
+    else:
+        lines.append("No model finished yet.")
+    lines += ["", f"## Best-of-N (first {BON_QUESTIONS} questions, N = 1, 2, 4, 8)", ""]
+    if bon:
+        lines += bon_table(bon)
+        plot_bon(bon, report_dir / "bon_vs_n.png")
+        lines += ["", "![accuracy against N](bon_vs_n.png)"]
+    else:
+        lines.append("Not run yet.")
+    lines += ["", f"## SR-GRPO on {GRPO_MODEL} ({GRPO_STEPS} steps per arm; held-out {HELD_OUT['task']}, "
+              f"{HELD_OUT['limit']} questions)", ""]
+    if grpo["arms"]:
+        lines += ["| arm | steps | s/step | collapse step |", "|---|---|---|---|"]
+        for arm, a in grpo["arms"].items():
+            per_step = a["train_seconds"] / a["global_step"] if a.get("global_step") else None
+            collapse = (a.get("collapse") or {}).get("collapse_step", "–")
+            lines.append(f"| {arm} | {a['global_step']} | {per_step:.0f} | {collapse} |" if per_step else
+                         f"| {arm} | {a['global_step']} | – | {collapse} |")
+    else:
+        lines.append("No arm trained yet.")
+    for key, title in (("vs_base", "against step 0 (the base)"), ("vs_random", "against the random arm")):
+        table = run / "grpo" / f"compare_{key}.md"
+        if grpo.get(key) and table.is_file():
+            lines += ["", f"Held-out accuracy {title}:", "", table.read_text().strip()]
+    lines += ["", "## Time per unit of work", "", "| model | s per scored pair | s per generated token | "
+              "s per GRPO step |", "|---|---|---|---|"]
+    for row in timings:
+        lines.append(f"| {row['model']} | " + " | ".join(
+            f"{row[k]:.2f}" if k in row else "–"
+            for k in ("seconds_per_pair", "seconds_per_generated_token", "seconds_per_grpo_step")) + " |")
+    lines += ["", PAPER, ""]
+    (report_dir / "report.md").write_text("\n".join(lines))

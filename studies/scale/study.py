@@ -1,0 +1,258 @@
+"""Stable rank at three model sizes: SmolLM2-135M-Instruct, Qwen2.5-Coder-0.5B- and 1.5B-Instruct.
+
+Three parts, each a queue of `srgrpo` commands run one after another (every command resumes by
+itself, and the study marks a step done only when its command exits 0, so `run` can be stopped and
+started again at any point):
+
+    zeroshot   srgrpo rewardbench on the RewardBench v1 subsets of the shared data, the first 40 pairs
+               of each of the 11 subsets (LLMBar = Chat Hard, HumanEvalPack = Code), every feature,
+               the lengths, random, and the IPO and pointwise 1-5 judges; per model
+    bon        srgrpo bon on GSM8K test and MATH-500 (first 50 questions each), N = 1, 2, 4, 8;
+               stable rank against random, greedy, self-certainty and majority vote; per model
+    grpo       srgrpo train on the 0.5B model: arms stable_rank (frozen base, the paper's), random
+               (the control), accuracy, and stable_rank + accuracy, the same prompts, seed and
+               settings; then srgrpo evaluate on 100 GSM8K test questions for the base and each arm,
+               and srgrpo compare against the base and against the random arm
+
+    python studies/scale/study.py run --output-dir runs/scale [--parts zeroshot,bon,grpo] [--models ...]
+    python studies/scale/study.py report --output-dir runs/scale --report-dir studies/scale/results
+
+Models come from `--models-dir` (default `$SRGRPO_MODELS`, else `~/.cache/srgrpo/models`), where
+`get_qwen_coder.sh` from the project's shared assets puts the two GGUF files; the 135M model is
+srgrpo's embedded default. Data: `$SRGRPO_SHARED_DATA` (the preference pairs and GSM8K train).
+
+Each step's wall time goes to `timings.json`, from which the report gives seconds per scored pair,
+per generated token and per GRPO step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# name -> (what --model gets: None = the embedded default, else a file in --models-dir; parameters)
+MODELS = {
+    "smollm2-135m": (None, 134.5e6),
+    "qwen2.5-coder-0.5b": ("qwen2.5-coder-0.5b-instruct.gguf", 630e6),
+    "qwen2.5-coder-1.5b": ("qwen2.5-coder-1.5b-instruct.gguf", 1.78e9),
+}
+PAIRS_PER_SUBSET = 40
+ZEROSHOT_METHODS = [
+    "stable_rank", "stable_rank_centered", "stable_rank_normalized", "stable_rank_windowed",
+    "stable_rank_prompt_adjusted", "effective_rank", "inverse_condition_number", "pca_dimension",
+    "mean_logprob", "self_certainty", "mean_entropy", "length", "shorter", "random", "ipo", "pointwise_judge",
+]
+# The pairwise judge is left out: it reads both responses in both orders, four times the judge cost.
+
+BON_DATASETS = {"gsm8k": 384, "math500": 512}  # dataset -> token budget of one sampled answer
+BON_QUESTIONS = 50
+BON_NS = "1,2,4,8"
+BON_SELECTORS = "stable_rank,random,self_certainty,majority"
+
+GRPO_MODEL = "qwen2.5-coder-0.5b"
+GRPO_STEPS = 50
+GRPO_PROMPTS = 200  # GSM8K-train questions, seeded sample
+GRPO_ARMS = {
+    "stable_rank": {"rewards": "stable_rank"},
+    "random": {"rewards": "random"},
+    "accuracy": {"rewards": "accuracy"},
+    "stable_rank_accuracy": {"rewards": "stable_rank,accuracy", "reward_weights": "1.0,1.0",
+                             "multi_objective_aggregation": "normalize_then_sum"},
+}
+# Every arm: K=4 completions of up to 320 tokens (most GSM8K answers of the 0.5B finish well within
+# it), one prompt per optimizer step, LoRA at the paper's shape, a learning rate that moves the
+# adapter within 50 steps, the paper's KL beta, float32 (this CPU has no bf16 instructions: bf16
+# ran at half the speed of float32 here).
+GRPO_COMMON = {
+    "num_generations": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+    "max_completion_length": 320, "learning_rate": 2e-5, "lr_scheduler_type": "constant", "warmup_steps": 0.0,
+    "beta": 0.04, "gradient_checkpointing": False, "save_steps": 5, "save_total_limit": 2, "seed": 0,
+    "dtype": "float32", "reward_batch_size": 4, "logging_steps": 1, "save_completions": True,
+}
+HELD_OUT = {"task": "gsm8k", "limit": 100, "max_new_tokens": 384}
+INSTRUCTION = "\n\nSolve the problem step by step, then give the final answer as \\boxed{NUMBER}."
+
+
+@dataclass
+class Step:
+    """One command of the study: `name` is its key in done.json and timings.json."""
+    name: str
+    argv: list[str]
+    log: Path
+    meta: dict = field(default_factory=dict)
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("SRGRPO_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def model_arg(name: str, models_dir: Path) -> list[str]:
+    file = MODELS[name][0]
+    if file is None:
+        return []
+    path = models_dir / file
+    if not path.is_file():
+        sys.exit(f"--models-dir: {path} not found (bash get_qwen_coder.sh {models_dir} assembles it)")
+    return ["--model", str(path)]
+
+
+def srgrpo(*args: str) -> list[str]:
+    return [sys.executable, "-m", "srgrpo.cli", *args]
+
+
+def zeroshot_steps(out: Path, models: list[str], models_dir: Path) -> list[Step]:
+    data = shared_data() / "preference" / "rewardbench_offline.jsonl"
+    return [Step(f"zeroshot/{m}", srgrpo("rewardbench", "--data", str(data), "--limit", str(PAIRS_PER_SUBSET),
+                                         "--scorers", ",".join(ZEROSHOT_METHODS), "--output-dir",
+                                         str(out / "zeroshot" / m), "--quiet", *model_arg(m, models_dir)),
+                 out / "zeroshot" / f"{m}.log", {"pairs": 11 * PAIRS_PER_SUBSET}) for m in models]
+
+
+def bon_steps(out: Path, models: list[str], models_dir: Path) -> list[Step]:
+    return [Step(f"bon/{m}/{d}", srgrpo("bon", "--dataset", d, "--limit", str(BON_QUESTIONS), "--n", BON_NS,
+                                        "--selectors", BON_SELECTORS, "--max-new-tokens", str(budget),
+                                        "--gen-batch-size", "9", "--output-dir", str(out / "bon" / m / d), "--quiet",
+                                        "--data-dir", str(shared_data()), *model_arg(m, models_dir)),
+                 out / "bon" / m / f"{d}.log") for m in models for d, budget in BON_DATASETS.items()]
+
+
+def grpo_prompts(out: Path) -> Path:
+    """GSM8K-train questions (a seeded sample, the same for every arm) with the boxed-answer
+    instruction, written once."""
+    import random
+
+    path = out / "grpo" / "prompts.jsonl"
+    if path.is_file():
+        return path
+    rows = [json.loads(line) for line in (shared_data() / "eval" / "gsm8k_train.jsonl").open()]
+    rows = random.Random(0).sample(rows, GRPO_PROMPTS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps({"question": r["question"] + INSTRUCTION, "answer": r["answer"]}) + "\n"
+                           for r in rows))
+    tmp.replace(path)
+    return path
+
+
+def grpo_steps(out: Path, models_dir: Path) -> list[Step]:
+    prompts = grpo_prompts(out)
+    model = model_arg(GRPO_MODEL, models_dir)
+    held_out = ["--tasks", HELD_OUT["task"], "--limit", str(HELD_OUT["limit"]), "--max-new-tokens",
+                str(HELD_OUT["max_new_tokens"]), "--batch-size", "10", "--data-dir", str(shared_data()), "--quiet"]
+    steps = [Step("grpo/eval/base", srgrpo("evaluate", *held_out, "--output-dir", str(out / "grpo" / "eval" / "base"),
+                                           *model), out / "grpo" / "eval" / "base.log")]
+    for arm, settings in GRPO_ARMS.items():
+        flags = [f"--{k}={v}" for k, v in {**GRPO_COMMON, **settings}.items()]
+        run_dir = out / "grpo" / arm
+        resume = ["--resume"] if any(run_dir.glob("checkpoint-*")) else []
+        steps.append(Step(f"grpo/train/{arm}", srgrpo("train", "--dataset", str(prompts), "--output-dir", str(run_dir),
+                                                      "--max-steps", str(GRPO_STEPS), *flags, *resume, *model),
+                          out / "grpo" / f"{arm}.log", {"steps": GRPO_STEPS}))
+        steps.append(Step(f"grpo/eval/{arm}", srgrpo("evaluate", *held_out, "--adapter", str(run_dir / "final"),
+                                                     "--skip-base", "--output-dir", str(out / "grpo" / "eval" / arm),
+                                                     *model), out / "grpo" / "eval" / f"{arm}.log"))
+    return steps
+
+
+def read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def run_steps(out: Path, steps: list[Step], keep_going: bool) -> int:
+    """Run every step not yet done, in order; each exit-0 step is recorded in done.json with its
+    wall time in timings.json (a resumed step adds its seconds to the earlier ones)."""
+    done, timings = read_json(out / "done.json", {}), read_json(out / "timings.json", {})
+    failed = 0
+    for i, step in enumerate(steps):
+        if step.name in done:
+            continue
+        print(f"[{time.strftime('%H:%M:%S')}] step {i + 1}/{len(steps)}: {step.name}", flush=True)
+        step.log.parent.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        with step.log.open("a") as log:
+            code = subprocess.call(step.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        seconds = time.time() - start
+        timings[step.name] = {**step.meta, "seconds": timings.get(step.name, {}).get("seconds", 0.0) + seconds}
+        write_json(out / "timings.json", timings)
+        if code != 0:
+            failed += 1
+            print(f"  {step.name} exited {code} after {seconds:.0f} s; see {step.log}", flush=True)
+            if not keep_going:
+                return 1
+            continue
+        done[step.name] = time.strftime("%Y-%m-%d %H:%M:%S")
+        write_json(out / "done.json", done)
+        print(f"  done in {seconds:.0f} s", flush=True)
+    return 1 if failed else 0
+
+
+def plan(args) -> list[Step]:
+    out, models_dir = args.output_dir, args.models_dir
+    parts = {p.strip() for p in args.parts.split(",")}
+    unknown = parts - {"zeroshot", "bon", "grpo"}
+    if unknown:
+        sys.exit(f"--parts: unknown part(s) {', '.join(sorted(unknown))}; choose from zeroshot, bon, grpo")
+    models = [m.strip() for m in args.models.split(",")]
+    bad = [m for m in models if m not in MODELS]
+    if bad:
+        sys.exit(f"--models: unknown model(s) {', '.join(bad)}; choose from {', '.join(MODELS)}")
+    steps = []
+    if "zeroshot" in parts:
+        steps += zeroshot_steps(out, models, models_dir)
+    if "bon" in parts:
+        steps += bon_steps(out, models, models_dir)
+    if "grpo" in parts:
+        steps += grpo_steps(out, models_dir)
+    return steps
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every step not yet done (resumable)")
+    run.add_argument("--output-dir", type=Path, required=True)
+    run.add_argument("--parts", default="zeroshot,bon,grpo")
+    run.add_argument("--models", default=",".join(MODELS))
+    run.add_argument("--models-dir", type=Path,
+                     default=Path(os.environ.get("SRGRPO_MODELS", Path.home() / ".cache" / "srgrpo" / "models")))
+    run.add_argument("--keep-going", action="store_true", help="go on to the next step after a failure")
+    run.add_argument("--dry-run", action="store_true", help="print the commands and stop")
+    report = sub.add_parser("report", help="tables and plots from whatever steps exist")
+    report.add_argument("--output-dir", type=Path, required=True)
+    report.add_argument("--report-dir", type=Path, default=REPO / "studies" / "scale" / "results")
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        from studies.scale.report import write_report
+
+        write_report(args.output_dir, args.report_dir)
+        return 0
+    steps = plan(args)
+    if args.dry_run:
+        for step in steps:
+            print(step.name, " ".join(step.argv[2:]))
+        return 0
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    return run_steps(args.output_dir, steps, args.keep_going)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The scale study's queue (resumable, records only what exited 0) and its report's arithmetic."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from studies.scale import report, study  # noqa: E402
+
+
+def test_run_steps_records_successes_and_resumes_only_what_is_missing(tmp_path):
+    marker = tmp_path / "count.txt"
+    count = f"import pathlib; p = pathlib.Path({str(marker)!r}); p.write_text(p.read_text() + 'x' if p.exists() else 'x')"
+    ok = study.Step("a/ok", [sys.executable, "-c", count], tmp_path / "a.log", {"pairs": 4})
+    fail = study.Step("b/fail", [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "b.log")
+    assert study.run_steps(tmp_path, [ok, fail], keep_going=True) == 1
+    done = json.loads((tmp_path / "done.json").read_text())
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert set(done) == {"a/ok"} and set(timings) == {"a/ok", "b/fail"} and timings["a/ok"]["pairs"] == 4
+    assert "boom" in (tmp_path / "b.log").read_text()
+    # Again: the finished step is skipped (it ran once), the failed one runs again and adds its time.
+    first = timings["b/fail"]["seconds"]
+    assert study.run_steps(tmp_path, [ok, fail], keep_going=False) == 1
+    assert marker.read_text() == "x"
+    assert json.loads((tmp_path / "timings.json").read_text())["b/fail"]["seconds"] > first
+
+
+def test_plan_names_each_models_command_and_refuses_unknown_names(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SRGRPO_SHARED_DATA", str(tmp_path / "data"))
+    for name in ("qwen2.5-coder-0.5b-instruct.gguf", "qwen2.5-coder-1.5b-instruct.gguf"):
+        (tmp_path / name).write_bytes(b"")
+    args = ["run", "--output-dir", str(tmp_path / "out"), "--models-dir", str(tmp_path), "--dry-run"]
+    assert study.main(args + ["--parts", "zeroshot,bon"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "zeroshot/smollm2-135m", "zeroshot/qwen2.5-coder-0.5b", "zeroshot/qwen2.5-coder-1.5b",
+        "bon/smollm2-135m/gsm8k", "bon/smollm2-135m/math500", "bon/qwen2.5-coder-0.5b/gsm8k",
+        "bon/qwen2.5-coder-0.5b/math500", "bon/qwen2.5-coder-1.5b/gsm8k", "bon/qwen2.5-coder-1.5b/math500"]
+    assert "--model" not in lines[0] and f"--model {tmp_path / 'qwen2.5-coder-0.5b-instruct.gguf'}" in lines[1]
+    assert "--limit 40" in lines[0] and "pairwise_judge" not in lines[0] and "ipo,pointwise_judge" in lines[0]
+    with pytest.raises(SystemExit, match="--parts: unknown part"):
+        study.main(args + ["--parts", "zeroshot,nope"])
+    with pytest.raises(SystemExit, match="--models: unknown model"):
+        study.main(args + ["--models", "gpt-5"])
+    with pytest.raises(SystemExit, match="not found"):
+        study.main(["run", "--output-dir", str(tmp_path / "out"), "--models-dir", str(tmp_path / "none"),
+                    "--dry-run", "--parts", "zeroshot"])
+
+
+def _pair(subset, chosen, rejected, chosen_tokens=10, rejected_tokens=10):
+    return {"id": f"{subset}-{chosen}-{rejected}", "subset": subset, "section": "x", "chosen_tokens": chosen_tokens,
+            "rejected_tokens": rejected_tokens, "warnings": {},
+            "scores": {"stable_rank": {"chosen": chosen, "rejected": rejected},
+                       "length": {"chosen": chosen_tokens, "rejected": rejected_tokens}}}
+
+
+def test_zeroshot_numbers_by_hand(tmp_path):
+    folder = tmp_path / "zeroshot" / "smollm2-135m"
+    folder.mkdir(parents=True)
+    rows = [_pair("llmbar-natural", 2.0, 1.0), _pair("llmbar-adver-manual", 1.0, 1.0),  # a tie counts wrong
+            _pair("hep-go", 3.0, 1.0, 10, 30), _pair("hep-rust", 1.0, None, 12, 10),  # unscored: wrong
+            _pair("hep-cpp", 5.0, 4.0, 11, 10), _pair("hep-java", 1.0, 2.0, 50, 10)]
+    (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = report.zeroshot_results(tmp_path)["smollm2-135m"]
+    sr = result["stable_rank"]
+    # Chat Hard: 1 of 2 right; Code: 2 of 4 right (go, cpp); headline = (0.5 + 0.5) / 2.
+    assert sr["sections"] == {"Chat Hard (LLMBar)": 0.5, "Code (HumanEvalPack)": 0.5} and sr["headline"] == 0.5
+    # Similar length (longer at most 20% longer): the two llmbar pairs, rust (12 vs 10), cpp (11 vs 10).
+    assert sr["length_controlled_n"] == 4 and sr["length_controlled"] == 0.5
+    assert sr["headline_ci"][0] <= 0.5 <= sr["headline_ci"][1] and sr["n_pairs"] == 6
+    # length (the longer wins, ties wrong): llmbar 0 of 2 (equal lengths); code: rust, cpp, java right, go wrong.
+    assert result["length"]["sections"] == {"Chat Hard (LLMBar)": 0.0, "Code (HumanEvalPack)": 0.75}
+    report.write_report(tmp_path, tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| stable_rank | 50.0" in text and (tmp_path / "report" / "zeroshot_vs_size.png").stat().st_size > 1000
