@@ -10,6 +10,8 @@ import math
 import pytest
 import torch
 
+import numpy as np
+import references
 from conftest import pad_batch
 from references import stable_rank as sr_ref
 
@@ -145,13 +147,21 @@ def test_prompt_adjusted_feature_matches_one_by_one_in_the_scorer_and_free_scori
 
 
 def test_prompt_adjusted_feature_unscorable_pairs_are_nan(tiny_model, tokenizer):
+    from srgrpo.features import PROMPT_DIRECTIONS
+    from srgrpo.options import ScoringOptions
     from srgrpo.scoring import StableRankScorer
 
     scorer = StableRankScorer(tiny_model, tokenizer)
     items = sorted(scorer.iter_features(["Hi", "Hi"], ["   ", "Hello there"], ["stable_rank_prompt_adjusted"]),
                    key=lambda i: i.index)
     assert math.isnan(items[0].values["stable_rank_prompt_adjusted"])
-    assert math.isfinite(items[1].values["stable_rank_prompt_adjusted"])
+    # the scorable pair at the defaults: a short response, so its span is extended backwards (short-span rule)
+    ids, start, end = references.pair_ids(tokenizer, "Hi", "Hello there")
+    h = references.hidden_states(tiny_model, ids)
+    span_start, span_end = references.short_span(start, end)
+    expected = references.prompt_projected(h[span_start:span_end], h[1:start], PROMPT_DIRECTIONS,
+                                           ScoringOptions().length_exponent)
+    assert items[1].values["stable_rank_prompt_adjusted"] == pytest.approx(expected, rel=1e-4)
 
 
 def test_fit_growth_exponent_recovers_a_power_law():
@@ -170,7 +180,21 @@ def test_fit_length_exponent_gives_a_finite_exponent(tiny_model, tokenizer):
 
     scorer = StableRankScorer(tiny_model, tokenizer)
     text = "one two three four five six seven eight nine ten eleven twelve " * 3
-    beta = length_robust.fit_length_exponent(scorer, ["Count."] * 6, [text[: 30 + 10 * i] for i in range(6)],
-                                             prefix_lengths=(2, 4, 8, 16))
-    assert math.isfinite(beta)
+    responses = [text[: 30 + 10 * i] for i in range(6)]
+    beta = length_robust.fit_length_exponent(scorer, ["Count."] * 6, responses, prefix_lengths=(2, 4, 8, 16))
+    # By hand: the feature (no division) on each response's first n rows, then the least-squares slope
+    # of the mean log value against log n over the lengths that at least 5 responses reach.
+    from srgrpo.features import PROMPT_DIRECTIONS
+
+    per_length = {n: [] for n in (2, 4, 8, 16)}
+    for response in responses:
+        ids, start, end = references.pair_ids(tokenizer, "Count.", response)
+        h = references.hidden_states(tiny_model, ids)
+        for n in per_length:
+            if n <= end - start:
+                per_length[n].append(references.prompt_projected(h[start:start + n], h[1:start], PROMPT_DIRECTIONS))
+    kept = [n for n, values in per_length.items() if len(values) >= 5]
+    assert len(kept) >= 2
+    slope = np.polyfit(np.log(kept), [np.mean(np.log(per_length[n])) for n in kept], 1)[0]
+    assert beta == pytest.approx(slope, rel=1e-3)
     assert ScoringOptions().length_exponent == 0.147  # the embedded model's, from benchmarks/study_length.py
