@@ -1,8 +1,8 @@
 import json
-import math
 import re
 
 import pytest
+import references
 
 from srgrpo import load_model
 from srgrpo.cli import main
@@ -52,7 +52,7 @@ def test_score_options_reach_the_scorer(tmp_path, tiny_model_dir):
     assert row["truncated"] is True and row["n_tokens"] == window
 
 
-def test_bad_lines_are_reported_and_the_rest_still_scored(tmp_path, tiny_model_dir, capsys):
+def test_bad_lines_are_reported_and_the_rest_still_scored(tmp_path, tiny_model_dir, tiny_model, tokenizer, capsys):
     lines = [
         GOOD[0],
         "{not json",
@@ -70,7 +70,9 @@ def test_bad_lines_are_reported_and_the_rest_still_scored(tmp_path, tiny_model_d
     assert code == 1
     rows = {r["line"]: r for r in read_jsonl(out)}
     assert sorted(rows) == [1, 2, 4, 5, 6, 7, 8, 9]
-    assert math.isfinite(rows[1]["stable_rank"]) and math.isfinite(rows[9]["stable_rank"])
+    for line, pair in ((1, GOOD[0]), (9, GOOD[2])):  # tiny_model_dir holds tiny_model and tokenizer
+        expected = references.pair_stable_rank(tiny_model, tokenizer, pair["prompt"], pair["response"])
+        assert rows[line]["stable_rank"] == pytest.approx(expected, rel=1e-5)
     assert "malformed JSON" in rows[2]["error"] and rows[2]["id"] == 2
     assert "missing field(s) response" in rows[4]["error"]
     assert "response must be a string" in rows[5]["error"] and rows[5]["id"] == "number"
@@ -81,7 +83,7 @@ def test_bad_lines_are_reported_and_the_rest_still_scored(tmp_path, tiny_model_d
     assert f"{src}:2: malformed JSON" in err and "4 row(s) rejected" in err and "scored 2 of 8 rows" in err
 
 
-def test_a_crash_keeps_the_scores_already_written(tmp_path, tiny_model_dir, monkeypatch):
+def test_a_crash_keeps_the_scores_already_written(tmp_path, tiny_model_dir, tiny_model, tokenizer, monkeypatch):
     pairs = [{"id": i, "prompt": "Q?", "response": "Answer " * (i + 1)} for i in range(6)]
     src = write_lines(tmp_path / "pairs.jsonl", pairs)
     out = tmp_path / "scores.jsonl"
@@ -98,7 +100,10 @@ def test_a_crash_keeps_the_scores_already_written(tmp_path, tiny_model_dir, monk
     with pytest.raises(RuntimeError, match="simulated"):
         main(["score", "--input", str(src), "--output", str(out), "--model", str(tiny_model_dir), "--batch-size", "2", "--quiet"])
     rows = read_jsonl(out)
-    assert len(rows) == 2 and all(math.isfinite(r["stable_rank"]) for r in rows)
+    assert len(rows) == 2
+    for row in rows:
+        expected = references.pair_stable_rank(tiny_model, tokenizer, "Q?", pairs[row["id"]]["response"])
+        assert row["stable_rank"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_user_errors_exit_2_with_a_message(tmp_path, tiny_model_dir, capsys):
