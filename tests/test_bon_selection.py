@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from srgrpo.bon.runner import run_bon
+from srgrpo.bon.runner import BonConfig, run_bon
 from srgrpo.bon.selectors import accuracy_by_n, best_by, borda, build_selectors, majority_vote, random_choice
 from srgrpo.cli import main
 from srgrpo.generation import Sample, Sampling
@@ -92,8 +92,9 @@ def _problems(count=5):
 
 def test_one_sampling_pass_serves_every_n(tmp_path):
     gen = FakeGenerator()
-    results = run_bon(gen, _problems(), tmp_path, ns=[1, 2, 4], selectors=["stable_rank", "random", "majority"],
-                      sampling=Sampling(), questions_per_chunk=2, progress=False)
+    results = run_bon(gen, _problems(), tmp_path, BonConfig(
+        ns=[1, 2, 4], selectors=["stable_rank", "random", "majority"], sampling=Sampling(), questions_per_chunk=2,
+        progress=False))
     assert not (tmp_path / "report.md").exists()  # the runner writes data; reports are the reports' job
     write_best_of_n_report(BestOfNSummary.from_json(results), tmp_path)
     sampled = [c for c in gen.calls if not c[2]]
@@ -116,34 +117,35 @@ def test_a_killed_run_resumes_without_regenerating(tmp_path):
     kwargs = dict(ns=[1, 4], selectors=["stable_rank", "random"], sampling=Sampling(), questions_per_chunk=2,
                   progress=False)
     with pytest.raises(RuntimeError, match="killed"):
-        run_bon(FakeGenerator(crash_after=3), _problems(), tmp_path / "run", **kwargs)
+        run_bon(FakeGenerator(crash_after=3), _problems(), tmp_path / "run", BonConfig(**kwargs))
     saved = (tmp_path / "run" / "generations.jsonl").read_text().splitlines()
     # Three calls finished: chunk 1's greedy answers and samples, chunk 2's greedy answers.
     assert sorted(json.loads(line)["key"] for line in saved) == ["q0", "q0", "q1", "q1", "q2", "q3"]
     resumed = FakeGenerator()
-    results = run_bon(resumed, _problems(), tmp_path / "run", **kwargs)
+    results = run_bon(resumed, _problems(), tmp_path / "run", BonConfig(**kwargs))
     # Only what is missing: greedy for q4, samples for q2-q4.
     assert [(c[0], c[2]) for c in resumed.calls] == [(2, False), (1, True), (1, False)]
-    fresh = run_bon(FakeGenerator(), _problems(), tmp_path / "fresh", **kwargs)
+    fresh = run_bon(FakeGenerator(), _problems(), tmp_path / "fresh", BonConfig(**kwargs))
     assert results["selectors"] == fresh["selectors"] and results["greedy"] == fresh["greedy"]
     # A different sampling setting in the same folder is refused rather than mixed in.
     with pytest.raises(ValueError, match="different arguments"):
-        run_bon(FakeGenerator(), _problems(), tmp_path / "run", **{**kwargs, "sampling": Sampling(temperature=1.0)})
+        run_bon(FakeGenerator(), _problems(), tmp_path / "run", BonConfig(**{**kwargs,
+                                                                          "sampling": Sampling(temperature=1.0)}))
 
 
 def test_a_run_can_add_selectors_without_regenerating(tmp_path):
     kwargs = dict(ns=[1, 4], sampling=Sampling(), progress=False)
-    run_bon(FakeGenerator(), _problems(), tmp_path, selectors=["stable_rank"], **kwargs)
+    run_bon(FakeGenerator(), _problems(), tmp_path, BonConfig(selectors=["stable_rank"], **kwargs))
     again = FakeGenerator()
-    results = run_bon(again, _problems(), tmp_path, selectors=["stable_rank", "majority", "borda_self_certainty"],
-                      **kwargs)
+    results = run_bon(again, _problems(), tmp_path, BonConfig(
+        selectors=["stable_rank", "majority", "borda_self_certainty"], **kwargs))
     assert again.calls == [] and set(results["selectors"]) == {"stable_rank", "majority", "borda_self_certainty"}
     # Fewer N than were generated: the first samples serve, nothing is regenerated.
-    smaller = run_bon(again, _problems(), tmp_path, selectors=["stable_rank"], **{**kwargs, "ns": [1, 2]})
+    smaller = run_bon(again, _problems(), tmp_path, BonConfig(selectors=["stable_rank"], **{**kwargs, "ns": [1, 2]}))
     assert again.calls == [] and set(smaller["selectors"]["stable_rank"]) == {"1", "2"}
     # More N than were generated would need new samples: refused with a message, not mixed.
     with pytest.raises(ValueError, match="n_max"):
-        run_bon(again, _problems(), tmp_path, selectors=["stable_rank"], **{**kwargs, "ns": [1, 8]})
+        run_bon(again, _problems(), tmp_path, BonConfig(selectors=["stable_rank"], **{**kwargs, "ns": [1, 8]}))
 
 
 def test_cli_bon_end_to_end(tmp_path, tiny_model_dir, capsys):
@@ -226,8 +228,9 @@ def test_the_report_is_a_function_of_the_typed_summary(tmp_path):
     )
     from srgrpo.results import BestOfNSummary
 
-    results = run_bon(FakeGenerator(), _problems(), tmp_path, ns=[1, 2, 4], sampling=Sampling(), progress=False,
-                      selectors=["stable_rank", "random", "majority"], run_info={"dataset": "fake"})
+    results = run_bon(FakeGenerator(), _problems(), tmp_path, BonConfig(
+        ns=[1, 2, 4], sampling=Sampling(), progress=False, selectors=["stable_rank", "random", "majority"],
+        run_info={"dataset": "fake"}))
     assert set(results) == {"greedy", "selectors", "n_questions", "ns", "greedy_interval", "intervals", "gains",
                             "oracle", "mean_tokens", "unfinished_fraction", "no_answer_fraction", "borda_power",
                             "generation_seconds_this_call", "run"}  # results.json's format
@@ -257,14 +260,27 @@ def test_the_report_is_a_function_of_the_typed_summary(tmp_path):
     assert set(SELECTOR_STYLES) <= set(SELECTORS)  # styles are keyed by registered names only
 
 
-def test_run_bon_names_its_parameters_as_run_rewardbench_does(tmp_path):
+def test_run_bon_names_its_settings_as_run_rewardbench_does(tmp_path):
+    import dataclasses
     import inspect
 
-    from srgrpo.rewardbench.runner import run_rewardbench
+    from srgrpo.rewardbench.runner import RewardBenchConfig, run_rewardbench
 
-    shared = {"output_dir", "options", "seed", "overwrite", "progress", "run_info"}
-    bon = set(inspect.signature(run_bon).parameters)
-    assert {"selectors", "run_info"} <= bon and "scorers" in inspect.signature(run_rewardbench).parameters
-    assert shared - {"options"} <= bon and shared <= set(inspect.signature(run_rewardbench).parameters)
-    # The old names (selector_names, run_config) are gone, not kept as aliases.
-    assert not {"selector_names", "run_config"} & bon
+    # Inputs as parameters, the rest in one config whose fields carry their help.
+    assert list(inspect.signature(run_bon).parameters) == ["generator", "problems", "output_dir", "config"]
+    assert list(inspect.signature(run_rewardbench).parameters)[-2:] == ["output_dir", "config"]
+    bon = {f.name: f for f in dataclasses.fields(BonConfig)}
+    rewardbench = {f.name for f in dataclasses.fields(RewardBenchConfig)}
+    assert {"seed", "overwrite", "progress", "run_info"} <= set(bon) & rewardbench
+    assert "selectors" in bon and "scorers" in rewardbench and "selector_names" not in bon
+    assert all(f.metadata.get("help") for f in dataclasses.fields(BonConfig))
+    assert all(f.metadata.get("help") for f in dataclasses.fields(RewardBenchConfig))
+
+
+def test_run_bon_runs_on_its_defaults(tmp_path):
+    """Selectors and sampling have real defaults (those of srgrpo bon): leaving them out used to raise
+    TypeError although the signature gave them a None default."""
+    results = run_bon(FakeGenerator(), _problems(), tmp_path, BonConfig(ns=[1, 2], progress=False))
+    assert list(results["selectors"]) == ["stable_rank", "random", "self_certainty", "mean_logprob", "majority",
+                                          "borda_stable_rank", "borda_self_certainty"]
+    assert results["run"]["sampling"] == {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 512, "greedy": False}

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from srgrpo.version import __version__
-from srgrpo.bon.runner import run_bon
+from srgrpo.bon.runner import BonConfig, run_bon
 from srgrpo.bon.selectors import SELECTORS
 from srgrpo.rewardbench.v1 import PROTOCOLS, SECTIONS
 from srgrpo.rewardbench.runner import RewardBenchConfig, run_rewardbench
@@ -246,7 +246,7 @@ class ScoringFake:
 def test_bon_pins_the_generators_options_and_refuses_a_changed_feature(tmp_path, monkeypatch):
     problems = [Problem(f"q{i}", "What is 1?", "1", "gsm8k") for i in range(3)]
     kwargs = dict(ns=[1, 2], selectors=["stable_rank"], sampling=Sampling(), progress=False)
-    results = run_bon(ScoringFake(ScoringOptions(batch_size=2)), problems, tmp_path, **kwargs)
+    results = run_bon(ScoringFake(ScoringOptions(batch_size=2)), problems, tmp_path, BonConfig(**kwargs))
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["options"] == pinned_options(ScoringOptions(), FEATURES)  # pinned from Python, no batch size
     assert run["versions"]["graders"] == {"gsm8k": 1}
@@ -254,24 +254,25 @@ def test_bon_pins_the_generators_options_and_refuses_a_changed_feature(tmp_path,
     assert results["run"]["versions"]["selectors"] == {"stable_rank": 1}
     # Another batch size resumes without generating anything.
     again = ScoringFake(ScoringOptions(batch_size=7))
-    assert run_bon(again, problems, tmp_path, **kwargs)["selectors"] == results["selectors"] and again.calls == 0
+    assert run_bon(again, problems, tmp_path, BonConfig(**kwargs))["selectors"] == results["selectors"]
+    assert again.calls == 0
     with pytest.raises(ValueError, match="different arguments"):
-        run_bon(ScoringFake(ScoringOptions(layer=0)), problems, tmp_path, **kwargs)
+        run_bon(ScoringFake(ScoringOptions(layer=0)), problems, tmp_path, BonConfig(**kwargs))
     # The candidates' features were computed while generating: a new definition is refused, named.
     old = FEATURES["stable_rank"].version
     _bumped(monkeypatch, "stable_rank")
     with pytest.raises(ValueError, match=rf"feature stable_rank {old} -> {old + 1}"):
-        run_bon(ScoringFake(), problems, tmp_path, **kwargs)
+        run_bon(ScoringFake(), problems, tmp_path, BonConfig(**kwargs))
 
 
 def test_a_grader_change_is_recorded_not_refused(tmp_path, monkeypatch):
     problems = [Problem("q0", "What is 1?", "1", "gsm8k")]
     kwargs = dict(ns=[1], selectors=["stable_rank"], sampling=Sampling(), progress=False)
-    run_bon(ScoringFake(), problems, tmp_path, **kwargs)
+    run_bon(ScoringFake(), problems, tmp_path, BonConfig(**kwargs))
     # Every run grades the saved texts again, so a new grader applies to the old samples.
     monkeypatch.setitem(GRADERS, "gsm8k", dataclasses.replace(GRADERS["gsm8k"], version=2,
                                                               grade=lambda p, c: ("x", True)))
-    results = run_bon(ScoringFake(), problems, tmp_path, **kwargs)
+    results = run_bon(ScoringFake(), problems, tmp_path, BonConfig(**kwargs))
     assert results["greedy"] == 1.0 and json.loads((tmp_path / "run.json").read_text())["versions"]["graders"] == \
         {"gsm8k": 2}
 

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, SELECTORS, accuracy_by_n, build_selectors
+from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, DEFAULT_SELECTORS, SELECTORS, accuracy_by_n, build_selectors
 from srgrpo.features import FEATURES, pinned_options
 from srgrpo.generation import SAMPLE_FEATURES, Sample, Sampling
 from srgrpo.options import ScoringOptions
@@ -126,55 +126,73 @@ def _gain(ours: np.ndarray, baseline: np.ndarray, rng) -> Comparison:
                       interval=bootstrap_mean_interval(ours - baseline, rng))
 
 
-def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, ns: Sequence[int],
-            selectors: Sequence[str] | None = None, sampling: Sampling | None = None, seed: int = 0,
-            run_info: dict | None = None, overwrite: bool = False, questions_per_chunk: int = 8,
-            borda_power: float = DEFAULT_BORDA_POWER, progress: bool = True) -> dict:
+@dataclasses.dataclass
+class BonConfig:
+    """What a Best-of-N run computes, beside its inputs (generator, problems, output folder). The
+    defaults are `srgrpo bon`'s, which builds one from its flags; Python users build their own."""
+
+    ns: Sequence[int] = dataclasses.field(default=(1, 4, 8, 16), metadata={
+        "help": "the N values; one sampling pass of max(N) candidates serves every N (--n)"})
+    selectors: Sequence[str] = dataclasses.field(default=DEFAULT_SELECTORS, metadata={
+        "help": "the methods compared, names of srgrpo.bon.selectors.SELECTORS (--selectors)"})
+    sampling: Sampling = dataclasses.field(default_factory=Sampling, metadata={
+        "help": "decoding of the N candidates (the greedy answer uses the same budget)"})
+    seed: int = dataclasses.field(default=0, metadata={"help": "seed of the sampling and of the bootstrap"})
+    run_info: dict | None = dataclasses.field(default=None, metadata={
+        "help": "what the caller adds to run.json (model name, dataset, ...); a resume with other values "
+                "is refused"})
+    overwrite: bool = dataclasses.field(default=False, metadata={
+        "help": "start afresh in an output folder that holds another run, instead of refusing"})
+    questions_per_chunk: int = dataclasses.field(default=8, metadata={
+        "help": "questions generated between two appends to generations.jsonl"})
+    borda_power: float = dataclasses.field(default=DEFAULT_BORDA_POWER, metadata={
+        "help": "exponent of the Borda selectors' rank weights (--borda-power)"})
+    progress: bool = dataclasses.field(default=True, metadata={"help": "show a progress bar"})
+
+
+def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, config: BonConfig | None = None) -> dict:
     """Generate (resumably), select, grade and write results.json; returns its content. The report
     (report.md, accuracy_vs_n.png) is `srgrpo.reports.best_of_n.write_best_of_n_report`'s job.
 
-    Named as `run_rewardbench` names the same things: `selectors` are the methods compared (as its
-    `scorers`), `run_info` what the caller adds to run.json (model name, dataset, ...)."""
-    if selectors is None:
-        raise TypeError("run_bon() needs selectors (selector names, e.g. ['stable_rank', 'random'])")
-    if sampling is None:
-        raise TypeError("run_bon() needs sampling (a srgrpo.generation.Sampling)")
-    selector_names = list(selectors)
+    Named as `run_rewardbench` names the same things: `config.selectors` are the methods compared
+    (as its `scorers`), `config.run_info` what the caller adds to run.json (model name, dataset, ...)."""
+    config = config or BonConfig()
+    selector_names, ns, sampling, seed = list(config.selectors), config.ns, config.sampling, config.seed
     if not problems:
         raise ValueError("no problems to run")
     if not ns or min(ns) < 1:
         raise ValueError(f"N values must be positive integers, got {list(ns)}")
-    build_selectors(selector_names, borda_power)  # fail on a bad name before any generation
+    build_selectors(selector_names, config.borda_power)  # fail on a bad name before any generation
     output_dir = Path(output_dir)
     # Samples already drawn for a larger N serve any smaller N: keep their count as the pinned one.
     n_max = max(ns)
     previous = output_dir / "run.json"
-    if previous.is_file() and not overwrite:
+    if previous.is_file() and not config.overwrite:
         n_max = max(n_max, json.loads(previous.read_text()).get("n_max", 0))
-    config = dict(run_info or {})
+    pinned = dict(config.run_info or {})
     # The generator's scoring options are pinned here, whoever calls (the CLI or Python): only what
     # decides the candidates' features, never the batch size.
     scorer = getattr(generator, "scorer", None)
     features = SAMPLE_FEATURES if scorer is not None else ()
-    config.update({"n_max": n_max, "seed": seed, "sampling": dataclasses.asdict(sampling),
+    pinned.update({"n_max": n_max, "seed": seed, "sampling": dataclasses.asdict(sampling),
                    "options": pinned_options(scorer.options, features) if scorer is not None else None,
                    "problems": [p.id for p in problems]})
     versions = run_versions(
         features=FEATURES.versions(features),
-        datasets=dataset_version(config["dataset"]) if isinstance(config.get("dataset"), str) else {},
+        datasets=dataset_version(pinned["dataset"]) if isinstance(pinned.get("dataset"), str) else {},
         graders=grader_versions(problems))
-    prepare_output_dir(output_dir, config, overwrite, OUTPUT_FILES, versions=versions, recorded=("graders",),
+    prepare_output_dir(output_dir, pinned, config.overwrite, OUTPUT_FILES, versions=versions, recorded=("graders",),
                        unpinned={"options": [f.name for f in dataclasses.fields(ScoringOptions)]})
     cache = RunCache(output_dir / "generations.jsonl")
     started = time.perf_counter()
     try:
-        generate_all(generator, problems, n_max, sampling, seed, cache, questions_per_chunk, progress)
+        generate_all(generator, problems, n_max, sampling, seed, cache, config.questions_per_chunk, config.progress)
     finally:
         cache.close()  # the records stay in memory for the summary
     generation_seconds = time.perf_counter() - started
-    summary = summarize_best_of_n(problems, cache, ns, selector_names, borda_power, seed)
+    summary = summarize_best_of_n(problems, cache, ns, selector_names, config.borda_power, seed)
     summary.generation_seconds_this_call = generation_seconds
-    summary.run = {k: v for k, v in config.items() if k != "problems"}
+    summary.run = {k: v for k, v in pinned.items() if k != "problems"}
     summary.run["versions"] = {**versions, "selectors": SELECTORS.versions(selector_names)}
     results = summary.to_json()
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))

@@ -45,7 +45,7 @@ def _dataset_help() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgrpo.bon.runner import run_bon
+    from srgrpo.bon.runner import BonConfig, run_bon
     from srgrpo.generation import HFGenerator, Sampling, VLLMGenerator
     from srgrpo.reports.best_of_n import best_of_n_markdown, write_best_of_n_report
     from srgrpo.results import BestOfNSummary
@@ -66,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         generator = HFGenerator(model, tokenizer, options, batch_size=args.gen_batch_size, scoring=args.scoring)
     started = time.perf_counter()
-    results = run_bon(
-        generator, problems, args.output_dir, ns=args.n, selectors=args.selectors, sampling=sampling,
+    results = run_bon(generator, problems, args.output_dir, BonConfig(
+        ns=args.n, selectors=args.selectors, sampling=sampling,
         seed=args.seed, overwrite=args.overwrite, borda_power=args.borda_power, progress=not args.quiet,
         questions_per_chunk=max(1, args.gen_batch_size // max(args.n)),
         run_info={"dataset": args.dataset, "model": args.model, "dtype": args.dtype, "backend": args.backend,
                     "scoring": args.scoring},  # run_bon pins the generator's scoring options itself
-    )
+    ))
     summary = BestOfNSummary.from_json(results)
     write_best_of_n_report(summary, args.output_dir)
     print(best_of_n_markdown(summary))
