@@ -252,7 +252,12 @@ def test_too_long_item_is_nan_with_warning(jmodel, jtok):
     with pytest.warns(UserWarning, match=r"item 1\b"):
         scores = ipo_scores(jmodel, jtok, [PROMPTS[0], "Paris " * 200], ["Paris.", "Yes."],
                             max_length=len(short.input_ids) + 10)
-    assert 0.0 <= scores[0] <= 1.0 and math.isnan(scores[1])
+    assert math.isnan(scores[1])
+    fits = ipo_input(jtok, PROMPTS[0], "Paris.", max_length=len(short.input_ids) + 10)
+    assert not fits.truncated  # the first item is judged whole, its neighbour's failure aside
+    groups = [candidate_ids(jtok, "Yes"), candidate_ids(jtok, "No")]
+    expected = manual_label_logprobs(jmodel, fits.input_ids, groups).softmax(-1)[0].item()
+    assert scores[0] == pytest.approx(expected, abs=1e-5)
     with pytest.warns(UserWarning, match=r"item 0\b"):
         pref = pairwise_verdicts(jmodel, jtok, ["Paris " * 200], ["a"], ["b"], max_length=len(short.input_ids))
     assert pref == [0]
