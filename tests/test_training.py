@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import references
 import torch
 from conftest import make_model, make_tokenizer
 
@@ -454,6 +455,17 @@ def test_readme_trl_example_runs(prompts_file, tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S)
                    if "StableRankReward()" in block and "GRPOTrainer(" in block)
+    from srgrpo.training.sr_reward import StableRankReward
+
+    calls = []  # what TRL handed the reward at each call, and what it answered
+    score = StableRankReward.__call__
+
+    def recording(self, prompts, completions, **kwargs):
+        values = score(self, prompts, completions, **kwargs)
+        calls.append((prompts, kwargs["completion_ids"], values))
+        return values
+
+    monkeypatch.setattr(StableRankReward, "__call__", recording)
     monkeypatch.chdir(tmp_path)
     tokenizer = make_tokenizer()
     namespace = {
@@ -469,4 +481,24 @@ def test_readme_trl_example_runs(prompts_file, tmp_path, monkeypatch):
     assert trainer.state.global_step == 1 and reward.model is None
     assert reward._scoring_model() is trainer.accelerator.unwrap_model(trainer.model)
     logged = trainer.state.log_history[0]
-    assert logged["rewards/stable_rank/mean"] >= 1.0 and "stable_rank/group_std" in logged
+    assert "stable_rank/group_std" in logged
+    # Each completion's reward is the frozen base's (the adapter disabled) stable rank of its tokens
+    # after the templated prompt, by the independent route; TRL logs their mean.
+    policy = trainer.accelerator.unwrap_model(trainer.model)
+    special = set(tokenizer.all_special_ids)
+    got, expected = [], []
+    with policy.disable_adapter():
+        policy.eval()
+        for prompts, completion_ids, values in calls:
+            for prompt, ids, value in zip(prompts, completion_ids, values):
+                prompt_ids = (references.chat_prompt_ids(tokenizer, prompt) if isinstance(prompt, list)
+                              else tokenizer(text=prompt)["input_ids"])
+                ids = list(ids)
+                while ids and ids[-1] in special:
+                    ids.pop()
+                if value is not None:
+                    got.append(value)
+                    expected.append(references.span_stable_rank(policy, prompt_ids + ids, len(prompt_ids),
+                                                                len(prompt_ids) + len(ids)))
+    assert got and got == pytest.approx(expected, rel=1e-4)
+    assert logged["rewards/stable_rank/mean"] == pytest.approx(sum(got) / len(got), rel=1e-4)
