@@ -22,7 +22,7 @@ from srgrpo.evaluation.datasets import (
     shared_data_dir,
 )
 from srgrpo.evaluation.grading import grade
-from srgrpo.evaluation.runner import group_average, run_tasks, summarize_groups
+from srgrpo.evaluation.runner import EvaluationConfig, group_average, run_tasks, summarize_groups
 
 EVAL = shared_data_dir() / "eval"
 
@@ -160,17 +160,19 @@ def test_a_killed_run_resumes_with_only_the_missing_answers_and_the_same_numbers
     greedy = Sampling(greedy=True)
     make = lambda: HFGenerator(tiny_model, tokenizer, batch_size=3, scoring="none")  # noqa: E731
 
-    whole = run_tasks(Counting(make()), tasks, tmp_path / "whole", budgets, greedy, questions_per_chunk=3,
-                      progress=False)
+    whole = run_tasks(Counting(make()), tasks, tmp_path / "whole", EvaluationConfig(
+        budgets=budgets, sampling=greedy, questions_per_chunk=3, progress=False))
 
     killed = Counting(make(), die_after=2)  # dies in the first task's third chunk
     with pytest.raises(KeyboardInterrupt):
-        run_tasks(killed, tasks, tmp_path / "resumed", budgets, greedy, questions_per_chunk=3, progress=False)
+        run_tasks(killed, tasks, tmp_path / "resumed", EvaluationConfig(
+            budgets=budgets, sampling=greedy, questions_per_chunk=3, progress=False))
     saved = (tmp_path / "resumed" / "answers.jsonl").read_text().splitlines()
     assert len(saved) == 6  # two chunks of three, each question appended as it was graded
 
     resumed = Counting(make())
-    again = run_tasks(resumed, tasks, tmp_path / "resumed", budgets, greedy, questions_per_chunk=3, progress=False)
+    again = run_tasks(resumed, tasks, tmp_path / "resumed", EvaluationConfig(
+        budgets=budgets, sampling=greedy, questions_per_chunk=3, progress=False))
     all_prompts = [p.prompt_text() for ps in tasks.values() for p in ps]
     assert sorted(resumed.prompts) == sorted(all_prompts[6:])  # only what was missing
     assert again.to_json()["tasks"] == whole.to_json()["tasks"]
@@ -180,7 +182,8 @@ def test_a_killed_run_resumes_with_only_the_missing_answers_and_the_same_numbers
 
     # Nothing left to do: a third call generates nothing and reads the same numbers back.
     idle = Counting(make())
-    third = run_tasks(idle, tasks, tmp_path / "resumed", budgets, greedy, questions_per_chunk=3, progress=False)
+    third = run_tasks(idle, tasks, tmp_path / "resumed", EvaluationConfig(
+        budgets=budgets, sampling=greedy, questions_per_chunk=3, progress=False))
     assert idle.calls == 0 and third.tasks == whole.tasks
 
 
@@ -189,25 +192,25 @@ def test_a_run_with_other_settings_is_refused(tmp_path, tiny_model, tokenizer):
     first = next(iter(tasks))
     generator = HFGenerator(tiny_model, tokenizer, batch_size=4, scoring="none")
     one = {first: tasks[first][:2]}
-    run_tasks(generator, one, tmp_path / "run", {first: 4}, Sampling(greedy=True), progress=False,
-              run_config={"model": "tiny"})
+    run_tasks(generator, one, tmp_path / "run", EvaluationConfig(
+        budgets={first: 4}, sampling=Sampling(greedy=True), progress=False, run_info={"model": "tiny"}))
     with pytest.raises(ValueError, match=r"tasks\..*\.max_new_tokens: 4 then, 5 now"):
-        run_tasks(generator, one, tmp_path / "run", {first: 5}, Sampling(greedy=True), progress=False,
-                  run_config={"model": "tiny"})
+        run_tasks(generator, one, tmp_path / "run", EvaluationConfig(
+            budgets={first: 5}, sampling=Sampling(greedy=True), progress=False, run_info={"model": "tiny"}))
     with pytest.raises(ValueError, match="model"):
-        run_tasks(generator, one, tmp_path / "run", {first: 4}, Sampling(greedy=True), progress=False,
-                  run_config={"model": "other"})
+        run_tasks(generator, one, tmp_path / "run", EvaluationConfig(
+            budgets={first: 4}, sampling=Sampling(greedy=True), progress=False, run_info={"model": "other"}))
     with pytest.raises(ValueError, match="sampling"):
-        run_tasks(generator, one, tmp_path / "run", {first: 4}, Sampling(), n=2, progress=False,
-                  run_config={"model": "tiny"})
+        run_tasks(generator, one, tmp_path / "run", EvaluationConfig(
+            budgets={first: 4}, sampling=Sampling(), samples=2, progress=False, run_info={"model": "tiny"}))
     # Another task may join the folder; --overwrite starts afresh.
     second = list(tasks)[1]
-    run_tasks(generator, {**one, second: tasks[second][:1]}, tmp_path / "run", {first: 4, second: 3},
-              Sampling(greedy=True), progress=False, run_config={"model": "tiny"})
+    run_tasks(generator, {**one, second: tasks[second][:1]}, tmp_path / "run", EvaluationConfig(
+        budgets={first: 4, second: 3}, sampling=Sampling(greedy=True), progress=False, run_info={"model": "tiny"}))
     pinned = json.loads((tmp_path / "run" / "run.json").read_text())
     assert set(pinned["tasks"]) == {first, second} and pinned["srgrpo_version"]
-    run_tasks(generator, one, tmp_path / "run", {first: 5}, Sampling(greedy=True), progress=False,
-              run_config={"model": "tiny"}, overwrite=True)
+    run_tasks(generator, one, tmp_path / "run", EvaluationConfig(
+        budgets={first: 5}, sampling=Sampling(greedy=True), progress=False, run_info={"model": "tiny"}, overwrite=True))
 
 
 class Scripted:
@@ -229,7 +232,8 @@ def test_samples_give_pass_at_k_and_majority(tmp_path):
     data.write_text(json.dumps({"question": "Q one", "answer": "7"}) + "\n" + json.dumps({"question": "Q two", "answer": "5"}) + "\n")
     tasks = {str(data): load_problems(str(data))}
     scripted = Scripted({"Q one": ["\\boxed{7}", "\\boxed{3}", "\\boxed{3}"], "Q two": ["\\boxed{5}", "\\boxed{5}", "\\boxed{1}"]})
-    summary = run_tasks(scripted, tasks, tmp_path / "run", {str(data): 8}, Sampling(), n=3, progress=False)
+    summary = run_tasks(scripted, tasks, tmp_path / "run", EvaluationConfig(
+        budgets={str(data): 8}, sampling=Sampling(), samples=3, progress=False))
     result = summary.tasks[str(data)]
     assert result.samples == 3
     assert result.accuracy == pytest.approx((1 / 3 + 2 / 3) / 2)  # mean correctness of the samples
@@ -257,9 +261,10 @@ def test_compare_pairs_questions_with_the_base(tmp_path, capsys):
     wrong = [" \\boxed{99}"]
     base = Scripted({"Q0": right(0), "Q1": wrong, "Q2": wrong, "Q3": wrong})
     policy = Scripted({"Q0": right(0), "Q1": right(1), "Q2": wrong, "Q3": right(3)})
-    run_tasks(base, tasks, tmp_path / "base", {str(data): 8}, Sampling(greedy=True), progress=False)
-    run_tasks(policy, tasks, tmp_path / "sr", {str(data): 8}, Sampling(greedy=True), progress=False,
-              run_config={"adapter": "runs/sr/final"}, policy="sr")
+    run_tasks(base, tasks, tmp_path / "base", EvaluationConfig(
+        budgets={str(data): 8}, sampling=Sampling(greedy=True), progress=False))
+    run_tasks(policy, tasks, tmp_path / "sr", EvaluationConfig(
+        budgets={str(data): 8}, sampling=Sampling(greedy=True), progress=False, run_info={"adapter": "runs/sr/final"}, policy="sr"))
     comparison = compare_runs([tmp_path / "sr", tmp_path / "base"])  # the base is found, not the first given
     base_row, sr_row = comparison.rows
     assert base_row.policy == "base" and sr_row.policy == "sr" and comparison.base == "base"

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from srgrpo.reports.evaluation import comparison_markdown, evaluation_markdown, write_evaluation_report
     from srgrpo.evaluation.comparison import compare_runs
     from srgrpo.evaluation.datasets import load_problems, resolve_tasks, task_budget
-    from srgrpo.evaluation.runner import run_tasks
+    from srgrpo.evaluation.runner import EvaluationConfig, run_tasks
 
     # Everything that can be wrong with the arguments fails here, before any model loads.
     tasks = resolve_tasks(args.tasks)
@@ -120,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
             policy_model = model if adapter is None else _with_adapter(model, adapter)
             generator = HFGenerator(policy_model, tokenizer, batch_size=args.batch_size * args.samples, scoring="none")
         try:
-            summary = run_tasks(generator, problems, out, budgets, sampling, n=args.samples, seed=args.seed,
-                                run_config=config, overwrite=args.overwrite, questions_per_chunk=args.batch_size,
-                                progress=not args.quiet, policy=name)
+            summary = run_tasks(generator, problems, out, EvaluationConfig(
+                budgets=budgets, sampling=sampling, samples=args.samples, seed=args.seed, run_info=config,
+                overwrite=args.overwrite, questions_per_chunk=args.batch_size, progress=not args.quiet, policy=name))
         finally:
             if adapter is not None and policy_model is not None:
                 model = policy_model.unload()  # the base model back, without the adapter's layers

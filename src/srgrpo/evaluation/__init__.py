@@ -6,7 +6,7 @@ reference through the same path), training's before/after check evaluates greedy
   the `paper` / `stem` / `math` groups and `load_problems`;
 - `srgrpo.evaluation.grading`: answer extraction and `grade(problem, completion) -> (answer, correct)`;
 - `srgrpo.evaluation.runner`: answers generated, graded and saved as they come (resumable, data parallel),
-  and their summary (`run_tasks`, `answer_problems`);
+  and their summary (`run_tasks` with its `EvaluationConfig`, `answer_problems`);
 - `srgrpo.evaluation.comparison`: Table 2 of several runs with paired bootstrap differences to the base;
 - `srgrpo.evaluation.accuracy`: `greedy_accuracy`, the same path without files.
 """

@@ -41,6 +41,7 @@ from srgrpo.evaluation.datasets import (
     UNIT_NOTE,
     Problem,
     dataset_version,
+    task_budget,
     task_group,
 )
 from srgrpo.evaluation.grading import grade, grader_versions
@@ -238,44 +239,69 @@ def check_run_config(output_dir: Path, config: dict, overwrite: bool) -> dict:
     return {**config, "tasks": {**old_tasks, **new_tasks}, "versions": {**config["versions"], "graders": graders}}
 
 
-def run_tasks(generator, tasks: dict[str, Sequence[Problem]], output_dir: str | Path, budgets: dict[str, int],
-              sampling: Sampling, n: int = 1, seed: int = 0, run_config: dict | None = None, overwrite: bool = False,
-              questions_per_chunk: int = 16, progress: bool = True, policy: str = "base") -> EvaluationSummary | None:
+@dataclasses.dataclass
+class EvaluationConfig:
+    """How a policy is evaluated, beside its inputs (generator, tasks, output folder). The defaults are
+    `srgrpo evaluate`'s, which builds one from its flags; Python users build their own."""
+
+    budgets: dict[str, int] | None = dataclasses.field(default=None, metadata={
+        "help": "{task: max_new_tokens}; None: each task's own budget (srgrpo.evaluation.datasets.task_budget)"})
+    sampling: Sampling = dataclasses.field(default_factory=lambda: Sampling(greedy=True), metadata={
+        "help": "decoding (its max_new_tokens is replaced by each task's budget); default greedy"})
+    samples: int = dataclasses.field(default=1, metadata={
+        "help": "answers per question, for pass@1 averaged over samples (1 when greedy) (--samples)"})
+    seed: int = dataclasses.field(default=0, metadata={"help": "seed of the sampling and of the bootstrap"})
+    run_info: dict | None = dataclasses.field(default=None, metadata={
+        "help": "what the caller adds to run.json (model, adapter, ...); a resume with other values is refused"})
+    overwrite: bool = dataclasses.field(default=False, metadata={
+        "help": "start afresh in an output folder that holds another run, instead of refusing"})
+    questions_per_chunk: int = dataclasses.field(default=16, metadata={
+        "help": "questions generated between two appends to answers.jsonl (--batch-size)"})
+    progress: bool = dataclasses.field(default=True, metadata={"help": "show progress bars"})
+    policy: str = dataclasses.field(default="base", metadata={
+        "help": "the policy's name in results.json and in a comparison of runs"})
+
+
+def run_tasks(generator, tasks: dict[str, Sequence[Problem]], output_dir: str | Path,
+              config: EvaluationConfig | None = None) -> EvaluationSummary | None:
     """Evaluate one policy (the generator's model) on every task, resumably, and write run.json,
-    answers.jsonl and results.json in `output_dir`. `budgets[task]` is the task's max_new_tokens
-    (the rest of the decoding comes from `sampling`). Returns the summary on the main process,
-    None on the others."""
+    answers.jsonl and results.json in `output_dir`. `config.budgets[task]` is the task's
+    max_new_tokens (the rest of the decoding comes from `config.sampling`). Returns the summary on
+    the main process, None on the others."""
+    config = config or EvaluationConfig()
     if not tasks or any(not problems for problems in tasks.values()):
         raise ValueError("every task needs at least one question")
-    if n < 1:
-        raise ValueError(f"samples must be positive, got {n}")
+    if config.samples < 1:
+        raise ValueError(f"samples must be positive, got {config.samples}")
     output_dir = Path(output_dir)
-    n = 1 if sampling.greedy else n
+    sampling, seed = config.sampling, config.seed
+    budgets = config.budgets or {t: task_budget(t) for t in tasks}
+    n = 1 if sampling.greedy else config.samples
     decoding = {k: v for k, v in dataclasses.asdict(sampling).items() if k != "max_new_tokens"}
     if sampling.greedy:
         decoding = {"greedy": True}
     # Per task: its budget, its prompt instructions and its loader's version decide the answers. The
     # graders' versions are recorded, not pinned: answers are graded again whenever a run is summarised.
-    config = {**(run_config or {}), "srgrpo_version": __version__, "sampling": decoding, "samples": n, "seed": seed,
-              "tasks": {t: {"max_new_tokens": budgets[t], "prompt_sha256": prompt_pin(ps),
-                            "dataset_version": dataset_version(t)} for t, ps in tasks.items()},
+    pinned = {**(config.run_info or {}), "srgrpo_version": __version__, "sampling": decoding, "samples": n,
+              "seed": seed, "tasks": {t: {"max_new_tokens": budgets[t], "prompt_sha256": prompt_pin(ps),
+                                          "dataset_version": dataset_version(t)} for t, ps in tasks.items()},
               "versions": run_versions(graders=grader_versions([p for ps in tasks.values() for p in ps]))}
     main = distributed.is_main()
     if main:
-        config = check_run_config(output_dir, config, overwrite)
-        (output_dir / "run.json").write_text(json.dumps(config, indent=2))
+        pinned = check_run_config(output_dir, pinned, config.overwrite)
+        (output_dir / "run.json").write_text(json.dumps(pinned, indent=2))
     distributed.barrier()
     cache = RunCache(output_dir / ANSWERS_FILE, readonly=not main)
     started = time.perf_counter()
     try:
         for task, problems in tasks.items():
             run_task(generator, task, problems, dataclasses.replace(sampling, max_new_tokens=budgets[task]), cache,
-                     n=n, seed=seed, questions_per_chunk=questions_per_chunk, progress=progress)
+                     n=n, seed=seed, questions_per_chunk=config.questions_per_chunk, progress=config.progress)
     finally:
         cache.close()
     if not main:
         return None
-    summary = summarize_run(tasks, cache, sampling, budgets, n, seed, policy=policy, run=config)
+    summary = summarize_run(tasks, cache, sampling, budgets, n, seed, policy=config.policy, run=pinned)
     summary.generation_seconds_this_call = round(time.perf_counter() - started, 1)
     (output_dir / "results.json").write_text(json.dumps(summary.to_json(), indent=2))
     return summary
