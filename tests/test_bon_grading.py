@@ -1,10 +1,10 @@
 """Answer extraction and grading on tricky answers, and the benchmark loaders."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from conftest import shared_data_dir
 
 from srgrpo.evaluation.datasets import DatasetError, Problem, load_problems
 from srgrpo.evaluation.grading import extract_answer, extract_letter, extract_number, is_correct, parse_number
@@ -12,7 +12,7 @@ from srgrpo.evaluation.grading import extract_answer, extract_letter, extract_nu
 GSM = Problem("g", "q", "1234", "gsm8k")
 MATH = Problem("m", "q", "\\frac{14}{3}", "math")
 CHOICE = Problem("c", "q", "C", "choice", ("w", "x", "y", "z"))
-SHARED = Path(os.environ.get("SRGRPO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED = shared_data_dir()
 
 
 @pytest.mark.parametrize("completion, expected", [
@@ -154,12 +154,12 @@ def test_the_dataset_registry_is_the_one_list_of_names(capsys):
         load_problems("no-such-benchmark")
 
 
-def test_the_readme_documents_every_registered_dataset_and_selector():
+def test_the_docs_document_every_registered_dataset_and_selector():
     from srgrpo.bon.selectors import SELECTORS
     from srgrpo.evaluation.datasets import DATASETS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    datasets = readme[readme.index("**Datasets** (`--dataset`)"):readme.index("**Selectors** (`--selectors`")]
-    selectors = readme[readme.index("**Selectors** (`--selectors`"):readme.index("**Grading**")]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "apps" / "bon.md").read_text(encoding="utf-8")
+    datasets = page[page.index("## Datasets"):page.index("## Selectors")]
+    selectors = page[page.index("## Selectors"):page.index("## Grading")]
     assert [name for name in DATASETS if f"`{name}`" not in datasets] == []
     assert [name for name in SELECTORS if f"`{name}`" not in selectors] == []
