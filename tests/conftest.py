@@ -9,6 +9,7 @@ the tiny model fixtures live there, and tests build their tensors on the model's
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -41,11 +42,43 @@ def pytest_configure(config):
         os.environ["SRGRPO_TEST_DEVICE"] = config.getoption("--device")  # subprocesses see it too
 
 
-def test_device():
-    """The device the tests put models on."""
+def models_device():
+    """The device the tests put models on (not named test_*: pytest would collect it)."""
     import torch
 
     return torch.device(os.environ.get("SRGRPO_TEST_DEVICE", "cpu"))
+
+
+def shared_data_dir() -> Path:
+    """The shared data (preference sets, evaluation sets): $SRGRPO_SHARED_DATA, else the `shared/data`
+    folder beside the repository."""
+    return Path(os.environ.get("SRGRPO_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def fail_on_batch(monkeypatch, n: int) -> None:
+    """Make the forward engine raise a simulated out-of-memory error on its n-th batch: a crash in
+    the middle of a run."""
+    from srgrpo.engine import ForwardEngine
+
+    run, calls = ForwardEngine.run, []
+
+    def dies_on_nth_batch(self, *args):
+        calls.append(1)
+        if len(calls) == n:
+            raise RuntimeError("out of memory (simulated)")
+        return run(self, *args)
+
+    monkeypatch.setattr(ForwardEngine, "run", dies_on_nth_batch)
+
+
+# The prompts the scoring and judge tests pair with their responses: plain text, and a chat with a
+# system message.
+PROMPTS = [
+    "What is the capital of France?",
+    "Add 1/3 and 1/4.",
+    [{"role": "system", "content": "You are a poet."}, {"role": "user", "content": "A haiku, please."}],
+    "Write a Python function that adds two numbers.",
+]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -87,7 +120,7 @@ def make_model(vocab_size: int, num_layers: int = 2, seed: int = 0):
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=num_layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
     )
-    return LlamaForCausalLM(config).eval().to(test_device())
+    return LlamaForCausalLM(config).eval().to(models_device())
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +130,7 @@ def tokenizer():
 
 @pytest.fixture(scope="session")
 def device():
-    return test_device()
+    return models_device()
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,10 @@ import re
 
 import pytest
 import references
+from conftest import fail_on_batch
 
 from srgrpo import load_model
 from srgrpo.cli import main
-from srgrpo.engine import ForwardEngine
 from srgrpo.scoring import StableRankScorer
 
 GOOD = [
@@ -87,16 +87,7 @@ def test_a_crash_keeps_the_scores_already_written(tmp_path, tiny_model_dir, tiny
     pairs = [{"id": i, "prompt": "Q?", "response": "Answer " * (i + 1)} for i in range(6)]
     src = write_lines(tmp_path / "pairs.jsonl", pairs)
     out = tmp_path / "scores.jsonl"
-    original = ForwardEngine.run
-    calls = []
-
-    def dies_on_second_batch(self, *args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("out of memory (simulated)")
-        return original(self, *args)
-
-    monkeypatch.setattr(ForwardEngine, "run", dies_on_second_batch)
+    fail_on_batch(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="simulated"):
         main(["score", "--input", str(src), "--output", str(out), "--model", str(tiny_model_dir), "--batch-size", "2", "--quiet"])
     rows = read_jsonl(out)

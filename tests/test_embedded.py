@@ -2,10 +2,9 @@
 
 import json
 import math
-import os
-from pathlib import Path
 
 import pytest
+from conftest import shared_data_dir
 import torch
 
 import srgrpo
@@ -16,8 +15,7 @@ from srgrpo.text import encode_pair
 # Every test here loads the real model: `pytest -m "not embedded"` runs the fast unit tests alone.
 pytestmark = pytest.mark.embedded
 
-SHARED_DATA = Path(os.environ.get("SRGRPO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-PREFERENCE = SHARED_DATA / "preference" / "rewardbench_offline.jsonl"
+PREFERENCE = shared_data_dir() / "preference" / "rewardbench_offline.jsonl"
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ unscorable items, one transfer per batch, nothing lost on a crash), the threaded
 
 import pytest
 import torch
+from conftest import fail_on_batch
 
 from srgrpo.engine import ForwardEngine, gather_spans
 from srgrpo.text import EncodedPair
@@ -74,16 +75,7 @@ def test_taps_stop_after_the_deepest_wanted_layer(tiny_model):
 
 def test_a_crash_hands_over_the_batches_already_computed(tiny_model, monkeypatch):
     engine = ForwardEngine(tiny_model, pad_id=0, batch_size=2)
-    original = ForwardEngine.run
-    calls = []
-
-    def dies_on_third_batch(self, *args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("out of memory (simulated)")
-        return original(self, *args)
-
-    monkeypatch.setattr(ForwardEngine, "run", dies_on_third_batch)
+    fail_on_batch(monkeypatch, 3)
     received = []
     with pytest.raises(RuntimeError, match="simulated"):
         for index, _, values in engine.stream([lambda: items([9, 8, 7, 6, 5, 4])], {"final": None}, last_state_sum):

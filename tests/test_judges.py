@@ -3,7 +3,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import make_model, make_tokenizer
+from conftest import PROMPTS, make_model, make_tokenizer
 
 from srgrpo import judges
 from srgrpo.judges import (
@@ -17,12 +17,6 @@ from srgrpo.judges import (
     pointwise_scores,
 )
 
-PROMPTS = [
-    "What is the capital of France?",
-    "Add 1/3 and 1/4.",
-    [{"role": "system", "content": "You are a poet."}, {"role": "user", "content": "A haiku, please."}],
-    "Write a Python function that adds two numbers.",
-]
 RESPONSES = [
     "The capital of France is Paris.",
     "Over a common denominator: 1/3 + 1/4 = 4/12 + 3/12 = 7/12.",

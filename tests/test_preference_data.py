@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from conftest import shared_data_dir
 
 from srgrpo.rewardbench.preference_data import LoadedPairs, PreferencePair, load_preference_pairs
 
@@ -236,12 +236,8 @@ def test_hub_id_offline_is_a_clear_runtime_error(tmp_path, monkeypatch):
 # --- the real offline file, where this machine has it ---------------------------------------------
 
 
-def shared_data() -> Path:
-    return Path(os.environ.get("SRGRPO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
 def test_real_rewardbench_file():
-    path = shared_data() / "preference" / "rewardbench_offline.jsonl"
+    path = shared_data_dir() / "preference" / "rewardbench_offline.jsonl"
     if not path.is_file():
         pytest.skip(f"{path} not present")
     loaded = load_preference_pairs(path)

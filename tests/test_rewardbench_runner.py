@@ -4,7 +4,7 @@ import json
 import math
 
 import pytest
-from conftest import make_model, make_tokenizer
+from conftest import make_model, make_tokenizer, shared_data_dir
 
 from srgrpo.cli import main
 from srgrpo.engine import ForwardEngine
@@ -168,11 +168,7 @@ def test_cli_rewardbench_with_bad_rows(tmp_path, tiny_model_dir, capsys):
 
 
 def test_loading_the_real_offline_file_if_present():
-    import os
-    from pathlib import Path
-
-    path = Path(os.environ.get("SRGRPO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    path = path / "preference" / "rewardbench_offline.jsonl"
+    path = shared_data_dir() / "preference" / "rewardbench_offline.jsonl"
     if not path.is_file():
         pytest.skip("shared data not present")
     loaded = load_preference_pairs(path, limit_per_subset=2)

@@ -3,19 +3,13 @@ import math
 import pytest
 import torch
 import references
-from conftest import make_tokenizer
+from conftest import PROMPTS, make_tokenizer
 
 from srgrpo.metrics import stable_rank
 from srgrpo.options import ScoringOptions
 from srgrpo.scoring import StableRankScorer
 from srgrpo.text import FALLBACK_TEMPLATE, encode_pair, render_pair
 
-PROMPTS = [
-    "What is the capital of France?",
-    "Add 1/3 and 1/4.",
-    [{"role": "system", "content": "You are a poet."}, {"role": "user", "content": "A haiku, please."}],
-    "Write a Python function that adds two numbers.",
-]
 RESPONSES = [
     "The capital of France is Paris.",
     " Over a common denominator: 1/3 + 1/4 = 4/12 + 3/12 = 7/12.",
