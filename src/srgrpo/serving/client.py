@@ -57,7 +57,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 URL_ENV = "SRGRPO_REWARD_URL"
 KEY_ENV = "SRGRPO_API_KEY"
@@ -270,46 +270,63 @@ def _pool(size: int) -> concurrent.futures.ThreadPoolExecutor:
         return _pools[size]
 
 
-async def compute_score(data_source=None, solution_str=None, ground_truth=None, extra_info=None, *,
-                        url=None, api_key: str | None = None, prompt_key: str = "prompt",
-                        timeout: float = VERL_TIMEOUT, retries: int = VERL_RETRIES,
-                        max_concurrency: int = VERL_MAX_CONCURRENCY, **_ignored) -> float:
+class VerlOptions(NamedTuple):
+    """The `reward_kwargs` srgrpo's verl functions read (verl passes them as keyword arguments beside
+    the sample's; any other key is ignored, as verl may add its own). A NamedTuple, not a dataclass:
+    verl may load this file without registering it in sys.modules, where dataclasses cannot work."""
+
+    url: Any = None  # the server: one URL, a list, or comma-separated (required; else $SRGRPO_REWARD_URL)
+    api_key: str | None = None  # else $SRGRPO_API_KEY, else the URL's user info
+    prompt_key: str = "prompt"  # the key of extra_info that holds the prompt (chat messages or text)
+    timeout: float = VERL_TIMEOUT  # seconds for one call: waiting for a slot, every try, the pauses
+    retries: int = VERL_RETRIES  # tries per request
+    max_concurrency: int = VERL_MAX_CONCURRENCY  # requests of this process in flight (compute_score only)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict) -> "VerlOptions":
+        return cls(**{name: kwargs[name] for name in cls._fields if name in kwargs})
+
+
+async def compute_score(data_source=None, solution_str=None, ground_truth=None, extra_info=None,
+                        **reward_kwargs) -> float:
     """verl 0.9's reward function (every reward-loop manager awaits it once per sample):
     `await compute_score(data_source=, solution_str=, ground_truth=, extra_info=, **reward_kwargs)`
     -> the stable rank of `solution_str` after the prompt in `extra_info[prompt_key]` (see the module
     docstring). A float always: the server sends its unscored value (0.0 by default) for an empty
-    response. `url` (required; or $SRGRPO_REWARD_URL): one server, a list, or comma-separated.
-    At most `max_concurrency` requests of this process in flight; the whole call, waiting included,
-    takes at most `timeout` seconds over at most `retries` tries; then RewardServerError."""
+    response. `reward_kwargs`: `VerlOptions`' fields (`url` required, or $SRGRPO_REWARD_URL). At most
+    `max_concurrency` requests of this process in flight; the whole call, waiting included, takes at
+    most `timeout` seconds over at most `retries` tries; then RewardServerError."""
     if solution_str is None:
         raise TypeError("compute_score needs solution_str (verl's reward-loop managers pass it)")
-    deadline = time.monotonic() + timeout
-    urls = reward_urls(url, required=True, what="srgrpo's verl compute_score")
-    prompt = _prompt_of(extra_info, prompt_key)
+    options = VerlOptions.from_kwargs(reward_kwargs)
+    deadline = time.monotonic() + options.timeout
+    urls = reward_urls(options.url, required=True, what="srgrpo's verl compute_score")
+    prompt = _prompt_of(extra_info, options.prompt_key)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(
-        _pool(max(1, int(max_concurrency))), _verl_request, prompt, solution_str, urls, api_key,
-        timeout, retries, deadline)
+        _pool(max(1, int(options.max_concurrency))), _verl_request, prompt, solution_str, urls, options.api_key,
+        options.timeout, options.retries, deadline)
 
 
-def compute_score_sync(data_source=None, solution_str=None, ground_truth=None, extra_info=None, *,
-                       data_sources=None, solution_strs=None, ground_truths=None, extra_infos=None,
-                       url=None, api_key: str | None = None, prompt_key: str = "prompt",
-                       timeout: float = VERL_TIMEOUT, retries: int = VERL_RETRIES, **_ignored):
+def compute_score_sync(data_source=None, solution_str=None, ground_truth=None, extra_info=None, **kwargs):
     """The same, synchronous, for the older managers that call it without awaiting
     (`verl.workers.reward_manager`): naive, per sample -> float; batch
-    (`compute_score_sync(data_sources=, solution_strs=, ground_truths=, extra_infos=)`) -> list, in
-    requests of at most MAX_TEXTS_PER_REQUEST texts."""
-    urls = reward_urls(url, required=True, what="srgrpo's verl compute_score_sync")
+    (`compute_score_sync(data_sources=, solution_strs=, ground_truths=, extra_infos=)`, in `kwargs`
+    beside `VerlOptions`' fields) -> list, in requests of at most MAX_TEXTS_PER_REQUEST texts."""
+    options = VerlOptions.from_kwargs(kwargs)
+    urls = reward_urls(options.url, required=True, what="srgrpo's verl compute_score_sync")
+    deadline = time.monotonic() + options.timeout
+    solution_strs = kwargs.get("solution_strs")
     if solution_strs is not None:
+        extra_infos = kwargs.get("extra_infos")
         infos = list(extra_infos) if extra_infos is not None else [None] * len(solution_strs)
-        prompts = [_prompt_of(info, prompt_key) for info in infos]
-        return score_responses(prompts, list(solution_strs), urls, timeout, api_key=api_key, retries=retries,
-                               deadline=time.monotonic() + timeout)
+        prompts = [_prompt_of(info, options.prompt_key) for info in infos]
+        return score_responses(prompts, list(solution_strs), urls, options.timeout, api_key=options.api_key,
+                               retries=options.retries, deadline=deadline)
     if solution_str is None:
         raise TypeError("compute_score_sync needs solution_str (naive manager) or solution_strs (batch manager)")
-    return _verl_request(_prompt_of(extra_info, prompt_key), solution_str, urls, api_key, timeout, retries,
-                         time.monotonic() + timeout)
+    return _verl_request(_prompt_of(extra_info, options.prompt_key), solution_str, urls, options.api_key,
+                         options.timeout, options.retries, deadline)
 
 
 compute_score_batch = compute_score_sync
