@@ -414,42 +414,193 @@ def _authorized(request: Request, key: str | None) -> bool:
     return _authorized_value(request.headers.get("authorization", ""), key)
 
 
-def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeConfig) -> FastAPI:
-    """The FastAPI application; its lifespan starts and drains the batching worker. `scorer` may be a
-    list: one model replica per device, all fed by the worker's one fair queue."""
-    config.validate()
-    metrics = Metrics()
-    worker = BatchingWorker(
-        scorer, config.feature, max_batch_texts=config.max_batch_texts, max_batch_tokens=config.max_batch_tokens,
-        target_batch_seconds=config.target_batch_seconds, batch_wait_s=config.batch_wait_ms / 1000, metrics=metrics,
-    )
-    state = {"draining": False, "accepted": 0, "answered": 0}
-    inflight_limit = config.max_inflight_bytes or default_max_inflight_bytes(config.max_body_bytes,
-                                                                             config.max_connections)
-    inflight = InflightBytes(inflight_limit, metrics.inflight_bytes, metrics.inflight_reserved_bytes)
-    # Large bodies are parsed off the event loop, one at a time: parsing holds the GIL anyway, and one
-    # thread means one allocator arena and at most one body's transient parse copy at a time.
-    parser = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="srgrpo-parse")
-    trimmer = _Trimmer(parser)
-    metrics.inflight_bytes_limit.set(inflight_limit)
+class _RewardService:
+    """What the routes share: the batching worker, the metrics, the bound on request bodies in flight
+    and the parser thread; `get_reward` answers POST /get_reward in named steps (admit, read, parse,
+    score)."""
+
+    UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+    def __init__(self, scorer: StableRankScorer | list[StableRankScorer], config: ServeConfig):
+        self.config = config
+        self.metrics = metrics = Metrics()
+        self.worker = BatchingWorker(
+            scorer, config.feature, max_batch_texts=config.max_batch_texts, max_batch_tokens=config.max_batch_tokens,
+            target_batch_seconds=config.target_batch_seconds, batch_wait_s=config.batch_wait_ms / 1000,
+            metrics=metrics,
+        )
+        self.counts = {"draining": False, "accepted": 0, "answered": 0}
+        limit = config.max_inflight_bytes or default_max_inflight_bytes(config.max_body_bytes, config.max_connections)
+        self.inflight = InflightBytes(limit, metrics.inflight_bytes, metrics.inflight_reserved_bytes)
+        # Large bodies are parsed off the event loop, one at a time: parsing holds the GIL anyway, and
+        # one thread means one allocator arena and at most one body's transient parse copy at a time.
+        self.parser = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="srgrpo-parse")
+        self.trimmer = _Trimmer(self.parser)
+        metrics.inflight_bytes_limit.set(limit)
+        self.too_large = f"body exceeds the limit of {config.max_body_bytes} bytes (--max-body-bytes)"
 
     @contextlib.asynccontextmanager
-    async def lifespan(app):
-        worker.start()
+    async def lifespan(self, app):
+        self.worker.start()
         try:
             yield
         finally:
-            state["draining"] = True
-            await asyncio.to_thread(worker.close)
-            parser.shutdown(wait=False)
-            logger.info("reward worker stopped: %d requests accepted, %d answered", state["accepted"], state["answered"])
+            self.counts["draining"] = True
+            await asyncio.to_thread(self.worker.close)
+            self.parser.shutdown(wait=False)
+            logger.info("reward worker stopped: %d requests accepted, %d answered", self.counts["accepted"],
+                        self.counts["answered"])
 
-    app = FastAPI(title="srgrpo reward server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.worker, app.state.metrics, app.state.config, app.state.counts = worker, metrics, config, state
-    app.state.inflight = inflight
-    app.add_middleware(_Admission, config=config, metrics=metrics)
-    unauthorized = {"WWW-Authenticate": "Bearer"}
+    def unauthorized(self, request: Request) -> Response | None:
+        if _authorized(request, self.config.api_key):
+            return None
+        return _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", headers=self.UNAUTHORIZED)
 
+    async def get_reward(self, request: Request) -> Response:
+        """POST /get_reward, counted in the metrics whatever the answer."""
+        started = time.perf_counter()
+        self.metrics.inflight.inc()
+        status = 500
+        try:
+            response = await self._admitted(request)
+            status = response.status_code
+            return response
+        finally:
+            self.metrics.inflight.dec()
+            self.metrics.requests.labels(status=str(status)).inc()
+            self.metrics.latency.observe(time.perf_counter() - started)
+
+    async def _admitted(self, request: Request) -> Response:
+        """The key and the declared length checked before any byte of the body is read."""
+        refused = self.unauthorized(request)
+        if refused is not None:
+            return refused
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.config.max_body_bytes:
+            return _error(413, self.too_large, close=True)  # not read: answer, drain (lingering close), drop
+        # Given back when the request is answered, whatever the answer; it takes over the connection's
+        # read reservation (None outside a guarded connection, e.g. starlette's TestClient).
+        charge = _Charge(self.inflight, current_connection())
+        try:
+            # The body is held in a list that `_parse` empties, so that no frame keeps it once parsed.
+            held = [await self._read(request, length, charge)]
+            if isinstance(held[0], Response):
+                return held[0]
+            parsed = await self._parse(held, charge)
+            if isinstance(parsed, Response):
+                return parsed
+            return await self._score(request, parsed)
+        finally:
+            try:
+                await self.trimmer.freed(charge.held)  # the parsed texts (the caller's references are gone by now)
+            finally:
+                charge.release()
+
+    def _busy(self) -> Response:
+        self.metrics.refused.labels(reason="inflight_bytes").inc()
+        return _error(503, f"request bodies in flight would exceed {self.inflight.limit} bytes (--max-inflight-bytes); "
+                      "retry shortly", close=True, headers={"Retry-After": "1"})
+
+    async def _on_parser(self, f, body):
+        """f(body), on the parser thread for a large body (see `parser`), else here."""
+        if len(body) > LARGE_BODY_BYTES:
+            return await asyncio.get_running_loop().run_in_executor(self.parser, f, body)
+        return f(body)
+
+    async def _read(self, request: Request, length: str, charge: _Charge) -> bytearray | Response:
+        """The body, charged to the in-flight bound as it arrives (or the answer that refuses it)."""
+        declared = int(length) if length.isdigit() else None
+        # a chunked body: the stack's copies and the few separators assumed now, each chunk as it comes
+        if not charge.take(request_charge(declared) if declared is not None else STACK_BYTES + plain_parse_bytes(0)):
+            return self._busy()
+        try:
+            per_chunk = None if declared is not None else (lambda n: charge.take(CHARGE_PER_BODY_BYTE * n))
+            return await asyncio.wait_for(_read_body(request, self.config.max_body_bytes, declared, per_chunk),
+                                          self.config.read_timeout)
+        except _TooLarge:
+            return _error(413, self.too_large, close=True)
+        except _Busy:
+            return self._busy()
+        except asyncio.TimeoutError:
+            return _error(408, f"the request body did not arrive within {self.config.read_timeout:g} s", close=True)
+        except ClientDisconnect:
+            return Response(status_code=499)
+
+    async def _parse(self, held: list, charge: _Charge):
+        """The parsed request of the body `held` holds (taken out of it), its charge moved from the body
+        to the parsed texts (or a refusal)."""
+        body = held.pop()
+        peak = await self._on_parser(parse_peak_bytes, body)
+        extra = peak - plain_parse_bytes(len(body))  # beyond what the arrival charge assumed
+        if extra > 0 and not charge.take(extra):
+            if charge.held + extra > self.inflight.limit:
+                return _error(413, f"parsing this body would hold about {charge.held + extra} bytes (wide characters "
+                              f"or many JSON values), more than --max-inflight-bytes ({self.inflight.limit}) allows: "
+                              "send it in smaller requests", close=True)
+            return self._busy()
+        try:
+            parsed = await self._on_parser(parse_request, body)
+        except BadRequest as err:
+            return _error(err.status, str(err))
+        parsed.labels = None  # accepted and ignored: not kept while the request waits
+        size = len(body)
+        del body  # from here the parsed texts are what this request holds
+        await self.trimmer.freed(size + max(0, extra))  # the body and the parser's copies, before the charge drops
+        charge.become(_parsed_size(parsed))
+        if len(parsed.texts) > self.config.max_texts_per_request:
+            return _error(413, f"{len(parsed.texts)} texts in one request exceed the limit of "
+                          f"{self.config.max_texts_per_request} (--max-texts-per-request): send them in smaller requests")
+        return parsed
+
+    async def _score(self, request: Request, parsed) -> Response:
+        """The texts through the batching worker's queue; 499 when the client leaves first."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def resolve(_job):
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        texts = parsed.texts
+        job = Job(texts, parsed.prompts, responses_only=parsed.responses is not None, on_done=resolve)
+        try:
+            self.worker.submit(job)
+        except RuntimeError as err:
+            self.metrics.refused.labels(reason="shutting_down").inc()
+            return _error(503, str(err), close=True)
+        self.counts["accepted"] += 1
+        self.metrics.texts.inc(len(texts))
+        gone = asyncio.ensure_future(_wait_disconnect(request))
+        try:
+            await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not done.done():
+                self.worker.cancel(job)  # the client has gone (or this task is being cancelled)
+            gone.cancel()
+        self.counts["answered"] += 1
+        if not done.done():
+            return Response(status_code=499)  # nobody is left to answer
+        rewards = [self.config.unscored_value if v is None else v for v in job.values]
+        unscored = [1.0 if v is None else 0.0 for v in job.values]
+        return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": {"srgrpo_unscored": unscored},
+                             "warnings": job.warnings})
+
+    def health(self) -> dict:
+        worker, config = self.worker, self.config
+        return {"status": "draining" if self.counts["draining"] else "ok", "model": config.model_name,
+                "feature": config.feature, "unscored_value": config.unscored_value,
+                "options": dataclasses.asdict(worker.options), "requests": self.counts["answered"],
+                "batches": worker.batches, "queue_texts": worker.pending_texts, "replicas": worker.replica_stats()}
+
+    def prometheus(self, request: Request) -> Response:
+        refused = self.unauthorized(request)
+        if refused is not None:
+            return refused
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         message = f"{exc.detail}: {request.method} {request.url.path}; use POST /get_reward, GET /health or GET /metrics"
@@ -460,133 +611,33 @@ def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeC
         logger.exception("request failed")
         return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
+
+def _add_routes(app: FastAPI, service: _RewardService) -> None:
     @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
-        return {"status": "draining" if state["draining"] else "ok", "model": config.model_name,
-                "feature": config.feature, "unscored_value": config.unscored_value,
-                "options": dataclasses.asdict(worker.options), "requests": state["answered"],
-                "batches": worker.batches, "queue_texts": worker.pending_texts, "replicas": worker.replica_stats()}
+        return service.health()
 
     @app.api_route("/metrics", methods=["GET", "HEAD"])
     async def prometheus(request: Request):
-        if not _authorized(request, config.api_key):
-            return _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", headers=unauthorized)
-        from prometheus_client import CONTENT_TYPE_LATEST
-
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return service.prometheus(request)
 
     @app.post("/get_reward")
     async def get_reward(request: Request):
-        started = time.perf_counter()
-        metrics.inflight.inc()
-        status = 500
-        try:
-            response = await _get_reward(request)
-            status = response.status_code
-            return response
-        finally:
-            metrics.inflight.dec()
-            metrics.requests.labels(status=str(status)).inc()
-            metrics.latency.observe(time.perf_counter() - started)
+        return await service.get_reward(request)
 
-    async def _get_reward(request: Request) -> Response:
-        if not _authorized(request, config.api_key):
-            return _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", headers=unauthorized)
-        length = request.headers.get("content-length", "")
-        too_large = f"body exceeds the limit of {config.max_body_bytes} bytes (--max-body-bytes)"
-        if length.isdigit() and int(length) > config.max_body_bytes:
-            return _error(413, too_large, close=True)  # not read: answer, drain (lingering close), drop
-        # Given back when the request is answered, whatever the answer; it takes over the connection's
-        # read reservation (None outside a guarded connection, e.g. starlette's TestClient).
-        charge = _Charge(inflight, current_connection())
-        try:
-            return await _charged(request, length, charge, too_large)
-        finally:
-            try:
-                await trimmer.freed(charge.held)  # the parsed texts (the caller's references are gone by now)
-            finally:
-                charge.release()
 
-    async def on_parser(f, body):
-        """f(body), on the parser thread for a large body (see `parser`), else here."""
-        if len(body) > LARGE_BODY_BYTES:
-            return await asyncio.get_running_loop().run_in_executor(parser, f, body)
-        return f(body)
-
-    async def _charged(request: Request, length: str, charge: _Charge, too_large: str) -> Response:
-        def busy() -> Response:
-            metrics.refused.labels(reason="inflight_bytes").inc()
-            return _error(503, f"request bodies in flight would exceed {inflight.limit} bytes (--max-inflight-bytes); "
-                          "retry shortly", close=True, headers={"Retry-After": "1"})
-
-        declared = int(length) if length.isdigit() else None
-        # a chunked body: the stack's copies and the few separators assumed now, each chunk as it comes
-        if not charge.take(request_charge(declared) if declared is not None else STACK_BYTES + plain_parse_bytes(0)):
-            return busy()
-        try:
-            per_chunk = None if declared is not None else (lambda n: charge.take(CHARGE_PER_BODY_BYTE * n))
-            body = await asyncio.wait_for(_read_body(request, config.max_body_bytes, declared, per_chunk),
-                                          config.read_timeout)
-        except _TooLarge:
-            return _error(413, too_large, close=True)
-        except _Busy:
-            return busy()
-        except asyncio.TimeoutError:
-            return _error(408, f"the request body did not arrive within {config.read_timeout:g} s", close=True)
-        except ClientDisconnect:
-            return Response(status_code=499)
-        peak = await on_parser(parse_peak_bytes, body)
-        extra = peak - plain_parse_bytes(len(body))  # beyond what the arrival charge assumed
-        if extra > 0 and not charge.take(extra):
-            if charge.held + extra > inflight.limit:
-                return _error(413, f"parsing this body would hold about {charge.held + extra} bytes (wide characters "
-                              f"or many JSON values), more than --max-inflight-bytes ({inflight.limit}) allows: send "
-                              "it in smaller requests", close=True)
-            return busy()
-        try:
-            parsed = await on_parser(parse_request, body)
-        except BadRequest as err:
-            return _error(err.status, str(err))
-        parsed.labels = None  # accepted and ignored: not kept while the request waits
-        size = len(body)
-        del body  # from here the parsed texts are what this request holds
-        await trimmer.freed(size + max(0, extra))  # the body and the parser's copies, before the charge drops
-        charge.become(_parsed_size(parsed))
-        texts = parsed.texts
-        if len(texts) > config.max_texts_per_request:
-            return _error(413, f"{len(texts)} texts in one request exceed the limit of {config.max_texts_per_request} "
-                          "(--max-texts-per-request): send them in smaller requests")
-
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def resolve(_job):
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
-
-        job = Job(texts, parsed.prompts, responses_only=parsed.responses is not None, on_done=resolve)
-        try:
-            worker.submit(job)
-        except RuntimeError as err:
-            metrics.refused.labels(reason="shutting_down").inc()
-            return _error(503, str(err), close=True)
-        state["accepted"] += 1
-        metrics.texts.inc(len(texts))
-        gone = asyncio.ensure_future(_wait_disconnect(request))
-        try:
-            await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not done.done():
-                worker.cancel(job)  # the client has gone (or this task is being cancelled)
-            gone.cancel()
-        if not done.done():
-            state["answered"] += 1  # nobody is left to answer
-            return Response(status_code=499)
-        rewards = [config.unscored_value if v is None else v for v in job.values]
-        unscored = [1.0 if v is None else 0.0 for v in job.values]
-        state["answered"] += 1
-        return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": {"srgrpo_unscored": unscored},
-                             "warnings": job.warnings})
-
+def create_app(scorer: StableRankScorer | list[StableRankScorer], config: ServeConfig) -> FastAPI:
+    """The FastAPI application; its lifespan starts and drains the batching worker. `scorer` may be a
+    list: one model replica per device, all fed by the worker's one fair queue."""
+    config.validate()
+    service = _RewardService(scorer, config)
+    app = FastAPI(title="srgrpo reward server", lifespan=service.lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.worker, app.state.metrics, app.state.config = service.worker, service.metrics, config
+    app.state.counts, app.state.inflight = service.counts, service.inflight
+    app.add_middleware(_Admission, config=config, metrics=service.metrics)
+    _add_error_handlers(app)
+    _add_routes(app, service)
     return app
 
 
