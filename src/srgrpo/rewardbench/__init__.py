@@ -4,8 +4,8 @@ Where each piece of it lives, starting here:
 
 - the command: `srgrpo rewardbench` = `srgrpo.cli.rewardbench`;
 - the run: `srgrpo.rewardbench.runner.run_rewardbench(model, tokenizer, pairs, output_dir,
-  scorers=..., options=..., run_info=...)`, resumable, writes results.json / pairs.jsonl /
-  layer_sweep.json / run.json;
+  RewardBenchConfig(scorers=..., options=..., run_info=...))` (`run_rewardbench2` for RewardBench 2),
+  resumable, writes results.json / pairs.jsonl / layer_sweep.json / run.json;
 - the data: `srgrpo.rewardbench.preference_data.load_preference_pairs`;
 - the protocol: `srgrpo.rewardbench.v1` (sections, subset weights, `PROTOCOLS`, the summary);
 - the methods compared (`--scorers`): `srgrpo.rewardbench.methods.METHODS` (every feature, lengths, random, the judges);
@@ -19,6 +19,8 @@ import importlib
 
 _PUBLIC = {
     "run_rewardbench": "srgrpo.rewardbench.runner",
+    "run_rewardbench2": "srgrpo.rewardbench.runner",
+    "RewardBenchConfig": "srgrpo.rewardbench.runner",
     "load_preference_pairs": "srgrpo.rewardbench.preference_data",
     "PreferencePair": "srgrpo.rewardbench.preference_data",
     "summarize_rewardbench": "srgrpo.rewardbench.v1",
