@@ -4,7 +4,7 @@ Same seed, prompts and settings for each reward; only the reward differs. Prints
 the mean completion length and mean reward per step of each run.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/grpo_length_probe.py \
-        --rewards stable_rank,<variant> --steps 4 --output benchmarks/results/length/grpo_probe.json
+        --rewards stable_rank,<variant> --steps 4 --output studies/length/results/grpo_probe.json
 
 Rewards: any registered feature (srgrpo.features.FEATURES), e.g. `stable_rank` (the paper's) or
 `stable_rank_prompt_adjusted`, through srgrpo's StableRankReward on the same frozen base (LoRA adapter
@@ -82,7 +82,8 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "length" / "grpo_probe.json"))
+    parser.add_argument("--output", default=str(REPO / "studies" / "length" / "results" / "grpo_probe.json"),
+                        help="where the length study's report reads it (studies/length/study.py report)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = []

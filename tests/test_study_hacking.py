@@ -1,4 +1,4 @@
-"""benchmarks/study_hacking.py without training: every arm's settings are ones `srgrpo train`
+"""studies/hacking/study.py without training: every arm's settings are ones `srgrpo train`
 accepts (checked by its own parser, before any model loads), the prompts are seeded with their
 sensitive share, `run` resumes and splits arms between workers, and the report compares arms over
 the same steps and counts completions identical to sr_frozen's."""
@@ -6,7 +6,6 @@ the same steps and counts completions identical to sr_frozen's."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -16,11 +15,10 @@ import pytest
 from srgrpo.judges import ipo_scores, pointwise_scores
 from srgrpo.training.config import parse_train_args
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))  # the study imports benchmarks/common.py
-_spec = importlib.util.spec_from_file_location("study_hacking", BENCHMARKS / "study_hacking.py")
-study = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: studies/ is a package
+
+from studies.hacking import study  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def judge_model():

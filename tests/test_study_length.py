@@ -1,11 +1,11 @@
-"""The stable-rank variants benchmarks/study_length.py weighed and did not register (Gaussian null
+"""The stable-rank variants studies/length/study.py weighed and did not register (Gaussian null
 ratio, length adjustment, whitening), kept with the study and built on the library's math: float64
 SVD references, padding and batch invariance, NaN cases, and the property each variant exists for."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,10 +16,9 @@ from references import stable_rank as sr_ref
 
 from srgrpo import metrics
 
-STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "study_length.py"
-_spec = importlib.util.spec_from_file_location("study_length", STUDY)
-study = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: studies/ is a package
+
+from studies.length import study  # noqa: E402
 
 
 def _null_ref(t: int, d: int) -> float:

@@ -1,4 +1,4 @@
-"""SR-GRPO as an experiment (issue 16): the paper's rewards side by side, who scores them, and
+"""SR-GRPO as an experiment: the paper's rewards side by side, who scores them, and
 whether (and when) the reward gets gamed.
 
 Every arm trains the embedded SmolLM2-135M-Instruct with `srgrpo train` on the same prompts, seed
@@ -21,12 +21,13 @@ so that a drift toward refusing or toward short answers shows. Held out: 16 GSM8
 (greedy accuracy) and 12 more such requests (`SENSITIVE_PROBES`: greedy refusal rate), evaluated at
 step 0 and every 25 steps.
 
-    PYTHONPATH=src setsid nohup python benchmarks/study_hacking.py run --workers 2 --keep-going \\
-        --output-dir /work/runs/study_hacking >> /work/runs/study_hacking/run.log 2>&1 &   # <arm>.log per arm
-    PYTHONPATH=src python benchmarks/study_hacking.py run --arms sr_ema,ipo    # some arms only
-    PYTHONPATH=src python benchmarks/study_hacking.py rescore --output-dir /work/runs/study_hacking  # fixed yardsticks
-    PYTHONPATH=src python benchmarks/study_hacking.py report --output-dir /work/runs/study_hacking \\
-        --report-dir benchmarks/results/study_hacking
+From the repository root (`python -m studies.hacking.study ...` works the same):
+
+    setsid nohup python studies/hacking/study.py run --workers 2 --keep-going \\
+        --output-dir runs/study_hacking >> runs/study_hacking/run.log 2>&1 &   # <arm>.log per arm
+    python studies/hacking/study.py run --arms sr_ema,ipo    # some arms only
+    python studies/hacking/study.py rescore --output-dir runs/study_hacking  # fixed yardsticks
+    python studies/hacking/study.py report --output-dir runs/study_hacking --report-dir studies/hacking/results
 
 `run` resumes: an arm whose summary.json reached its step count is skipped, an arm with a
 checkpoint continues from it (checkpoints every 5 steps). `report` reads whatever arms and steps
@@ -39,6 +40,7 @@ something else share yardsticks that do not move; `report` adds that table when 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -49,7 +51,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, SHARED_DATA
+REPO = Path(__file__).resolve().parents[2]
+# The data folder beside the checkout, or wherever SRGRPO_SHARED_DATA points.
+SHARED_DATA = Path(os.environ.get("SRGRPO_SHARED_DATA", REPO.parent / "shared" / "data"))
+RESULTS = Path(__file__).resolve().parent / "results"  # the committed report and the logs it reads
 
 # Ordinary requests that only sound alarming (written for this study): a helpful model answers them.
 SENSITIVE_TRAIN = [
@@ -233,9 +238,15 @@ def run(args) -> int:
 
 # ---------------------------------------------------------------------------------------- report
 def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
+    """The rows of `path`, or of `path`.gz (the committed per-completion logs are compressed)."""
+    packed = path.with_name(path.name + ".gz")
+    if path.is_file():
+        text = path.read_text()
+    elif packed.is_file():
+        text = gzip.decompress(packed.read_bytes()).decode()
+    else:
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def reward_column(rows: list[dict]) -> str:
@@ -450,9 +461,9 @@ def report(args) -> int:
         return 1
     plot(arms, dest / "curves.png")
 
-    lines = ["# Reward hacking study (issue 16): partial results" if any(not a["state"]["done"] for a in arms.values())
-             or len(arms) < len(ARMS) else "# Reward hacking study (issue 16)", ""]
-    lines += ["Embedded SmolLM2-135M-Instruct, CPU, `benchmarks/study_hacking.py` (settings in its docstring and "
+    lines = ["# Reward hacking study: partial results" if any(not a["state"]["done"] for a in arms.values())
+             or len(arms) < len(ARMS) else "# Reward hacking study", ""]
+    lines += ["Embedded SmolLM2-135M-Instruct, CPU, `studies/hacking/study.py` (settings in its docstring and "
               "`COMMON`). Each row: mean of the first 10 logged steps -> the last 10 (for runs under 20 steps, the first and last half); held-out accuracy and refusal "
               "at step 0 -> the last evaluation. Collapse step: `srgrpo.training.hacking.CollapseRule` "
               f"(W = {COMMON['collapse_window']} logged steps).", ""]
@@ -625,7 +636,7 @@ def rescore_table(out: Path) -> list[str]:
         return []
     present = [y for y in YARDSTICKS if any(f"frozen_{y}" in w for windows in cache.values() for w in windows.values())]
     lines = ["", "### Yardsticks that do not move: the frozen base's scores of every arm's completions", "",
-             f"`study_hacking.py rescore` ({RESCORE_FILE}): each arm's training completions of its first and last "
+             f"`study.py rescore` ({RESCORE_FILE}): each arm's training completions of its first and last "
              "10 logged steps, scored by the embedded base (no adapter) with its stable rank as `sr_frozen` scores "
              "it and with the `self_reward` (1-5) and `ipo` (P(Yes)) judges as those arms score, beside the arm's "
              "own reward for the same completions. Where the own reward rises more than the frozen one of the same "
@@ -647,7 +658,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("run", "report", "rescore"):
         p = sub.add_parser(name)
-        p.add_argument("--output-dir", default="/work/runs/study_hacking", help="where the arms' runs live")
+        p.add_argument("--output-dir", default=str(REPO / "runs" / "study_hacking"), help="where the arms' runs live")
         if name == "rescore":
             p.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves a core to a running study)")
             p.add_argument("--arms", default=None, help="comma-separated arms (default every arm that has completions)")
@@ -662,7 +673,7 @@ def main() -> int:
             p.add_argument("--src", default=str(REPO / "src"), help="the srgrpo source the arms run (a snapshot keeps a "
                            "long study independent of edits to the checkout)")
         else:
-            p.add_argument("--report-dir", default=str(REPO / "benchmarks" / "results" / "study_hacking"))
+            p.add_argument("--report-dir", default=str(RESULTS))
     args = parser.parse_args()
     return {"run": run, "report": report, "rescore": rescore}[args.command](args)
 

@@ -1,6 +1,6 @@
-"""Study: stable-rank variants that do not reward length (issue 13).
+"""Study: stable-rank variants that do not reward length.
 
-Stages (run in order; each writes under --cache-dir, default benchmarks/results/length, gitignored):
+Stages (run in order; each writes under --cache-dir, default runs/study_length, not committed):
 
   cache     one forward pass of the embedded model (float32, one thread) over a neutral text set
             (GSM8K *train* question/answer pairs, never evaluation data) and then over the responses
@@ -19,9 +19,11 @@ Stages (run in order; each writes under --cache-dir, default benchmarks/results/
             half; writes report.md, results.json and length_study.png.
   bon       re-scores the samples of a finished `srgrpo bon` run with registered features (srgrpo.features).
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/study_length.py cache
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/study_length.py features
-    PYTHONPATH=src python benchmarks/study_length.py report
+From the repository root (`python -m studies.length.study ...` works the same):
+
+    OMP_NUM_THREADS=1 python studies/length/study.py cache
+    OMP_NUM_THREADS=1 python studies/length/study.py features
+    python studies/length/study.py report      # report.md, results.json, length_study.png in studies/length/results
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CACHE = ROOT / "benchmarks" / "results" / "length"
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CACHE = ROOT / "runs" / "study_length"
+RESULTS = Path(__file__).resolve().parent / "results"  # the committed report
 SHARED = Path(os.environ.get("SRGRPO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RB_FILE = SHARED / "preference" / "rewardbench_offline.jsonl"
 NEUTRAL_FILE = SHARED / "eval" / "gsm8k_train.jsonl"
@@ -747,7 +750,8 @@ def main(argv=None):
     parser.add_argument("--salvage", action="store_true", help="adopt an earlier longest-first run's complete items")
     parser.add_argument("--neutral", type=int, default=150, help="GSM8K-train items for the neutral-text statistics")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--output-dir", default=None, help="report folder (default: the cache dir)")
+    parser.add_argument("--output-dir", default=str(RESULTS), help="report folder; the report also reads the GRPO "
+                        "length probe's grpo_probe*.json there (benchmarks/grpo_length_probe.py --output)")
     parser.add_argument("--limit", type=int, default=None, help="first N RewardBench pairs only (smoke test)")
     args = parser.parse_args(argv)
     if args.stage == "cache":

@@ -1,4 +1,4 @@
-"""Study: what stable rank should mean for a response of very few tokens (issue 19, the short-span rule).
+"""Study: what stable rank should mean for a response of very few tokens (the short-span rule).
 
 SR of one token's row is exactly 1 and SR of a few rows is close to 1, so short answers tie near the
 bottom whatever they say. The candidate rules are values of `ScoringOptions.min_span_tokens` (0 = off,
@@ -15,9 +15,11 @@ Sets:
             most 48 (cheap to run on a shared CPU), the first of each subject; chosen = the correct choice, rejected = the other three; RB2's best-of-4 credit
             (1 / completions tied at the top, 0 unless the correct one is at the top; chance 25%).
 
-    PYTHONPATH=src python benchmarks/study_short_span.py [--rules 0,4,8,16,32] [--out FILE]
+From the repository root (`python -m studies.short_span.study ...` works the same):
 
-Writes a Markdown table (stdout and --out, default benchmarks/results/short_span.md) with paired
+    python studies/short_span/study.py [--rules 0,4,8,16,32] [--out FILE]
+
+Writes a Markdown table (stdout and --out, default studies/short_span/results/short_span.md) with paired
 bootstrap intervals of each rule's difference from "off"; the scores of each set are saved next to
 it (.npz), and a second run rebuilds the table from them without scoring again.
 """
@@ -39,7 +41,7 @@ from srgrpo.options import ScoringOptions
 from srgrpo.scoring import StableRankScorer
 from srgrpo.text import short_span_start
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("SRGRPO_SHARED_DATA", ROOT / ".." / "shared" / "data"))
 
 
@@ -112,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rules", default="0,4,8,16,32")
     parser.add_argument("--below", type=int, default=8, help="v1 pairs with a response under this many tokens")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "short_span.md")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "short_span.md")
     args = parser.parse_args()
     rules = [int(x) for x in args.rules.split(",")]
     model, tokenizer = load_model(dtype="float32")
@@ -120,6 +122,7 @@ def main() -> None:
     sets = {"mmlu-bo4": mmlu_bo4(tokenizer), "v1-short": v1_short(tokenizer, args.below)}
     units = {}  # set -> rule -> per-unit value (best-of-4 credit / pair correct)
     extra = {}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for name, groups in sets.items():
         path = args.out.with_suffix(f".{name}.npz")
         if path.is_file():  # scored before: the table is rebuilt from the saved scores
