@@ -197,4 +197,4 @@ def test_fit_length_exponent_gives_a_finite_exponent(tiny_model, tokenizer):
     assert len(kept) >= 2
     slope = np.polyfit(np.log(kept), [np.mean(np.log(per_length[n])) for n in kept], 1)[0]
     assert beta == pytest.approx(slope, rel=1e-3)
-    assert ScoringOptions().length_exponent == 0.147  # the embedded model's, from benchmarks/study_length.py
+    assert ScoringOptions().length_exponent == 0.147  # the embedded model's, from studies/length/study.py

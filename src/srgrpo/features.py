@@ -135,7 +135,7 @@ def _stable_rank_windowed(s: SpanStates) -> torch.Tensor:
     return metrics.windowed_stable_rank(s.states, s.mask, s.dtype, window=s.options.window_size)
 
 
-# Chosen by benchmarks/study_length.py among k in {1, 4, 16} on the tuning half of RewardBench-offline.
+# Chosen by studies/length/study.py among k in {1, 4, 16} on the tuning half of RewardBench-offline.
 PROMPT_DIRECTIONS = 16
 
 

@@ -4,7 +4,7 @@ Plain SR of a T x d matrix is bounded by min(T, d) and, on real hidden states, g
 reward it prefers longer responses. The feature `stable_rank_prompt_adjusted` (srgrpo.features)
 divides that growth out with T^beta; beta (ScoringOptions.length_exponent) is how the feature,
 taken without the division, grows along neutral text: fit it once per model here, never on the data
-to be scored. `benchmarks/study_length.py` is the study that chose the feature.
+to be scored. `studies/length/` is the study that chose the feature.
 """
 
 from __future__ import annotations

@@ -252,7 +252,7 @@ def pca_dimension(
 # and, on real hidden states, grows with T, so longer responses win for being longer. Pure and
 # batched like the ones above: (B, T, d) + (B, T) mask -> (B,), exact under zero-padded rows, NaN
 # for an unscorable matrix. The other variants the study weighed (Gaussian null ratio, length
-# adjustment alone, whitening) live in benchmarks/study_length.py, built on these.
+# adjustment alone, whitening) live in studies/length/study.py, built on these.
 
 def _real_rows(mask: torch.Tensor) -> torch.Tensor:
     return mask.sum(dim=1)

@@ -82,7 +82,7 @@ class ScoringOptions:
             "assistant header, then the prompt's end), never the sequence's first token; each item "
             "reports the tokens added as context_tokens. 0 = off: only the response's tokens, so a "
             "1-token response has SR exactly 1. 16 was measured best on RewardBench v1 pairs with short "
-            "answers (benchmarks/study_short_span.py, see the README)"
+            "answers (studies/short_span/README.md)"
         },
     )
     window_size: int = field(
