@@ -154,8 +154,8 @@ def test_the_documented_layout_matches_the_tree():
         here = root / folder
         actual = {p.name + "/" if p.is_dir() else p.name for p in here.iterdir()
                   if p.name != "__pycache__" and (p.is_dir() or p.suffix == ".py")}
-        listed = names - {"__init__.py"}
-        assert listed == actual - {"__init__.py"}, f"{folder}: docs/architecture.md lists {sorted(listed - actual)} " \
+        listed, actual = names - {"__init__.py"}, actual - {"__init__.py"}
+        assert listed == actual, f"{folder}: docs/architecture.md lists {sorted(listed - actual)} " \
             f"that do not exist and misses {sorted(actual - listed)}"
     scripts_line = next(line for line in page.splitlines() if line.startswith("scripts/ "))
     assert set(scripts_line.split(None, 1)[1].split(", ")) == {p.name for p in (root / "scripts").iterdir()}
