@@ -95,3 +95,12 @@ def prompt_projected(h: torch.Tensor, prompt: torch.Tensor, k: int, length_expon
     h = h.double()
     v = torch.linalg.svd(prompt.double(), full_matrices=False).Vh[:k].T  # (d, <=k)
     return stable_rank(h - (h @ v) @ v.T) / h.shape[0] ** length_exponent
+
+
+def mean_logprob(model, ids: Sequence[int], start: int, end: int) -> float:
+    """Mean log p(ids[t] | ids[:t]) over the tokens t in [start, end), from the model's own logits
+    (float64 log-softmax)."""
+    with torch.no_grad():
+        logits = model(torch.tensor([list(ids)], device=model.device)).logits[0].double()
+    logp = logits.log_softmax(-1)
+    return float(torch.stack([logp[t - 1, ids[t]] for t in range(max(start, 1), end)]).mean())

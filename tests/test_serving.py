@@ -309,8 +309,8 @@ def test_another_feature_is_served(tiny_model, tokenizer):
     try:
         prompt, query = templated(tokenizer, *PAIRS[0])
         status, body = post(srv, {"query": [query], "prompts": [prompt]})
-        (item,) = StableRankScorer(tiny_model, tokenizer).iter_features([PAIRS[0][0]], [PAIRS[0][1]], ("mean_logprob",))
-        assert status == 200 and body["rewards"] == pytest.approx([item.values["mean_logprob"]], rel=1e-5)
+        expected = references.mean_logprob(tiny_model, *references.pair_ids(tokenizer, *PAIRS[0]))
+        assert status == 200 and body["rewards"] == pytest.approx([expected], rel=1e-5)
     finally:
         srv.stop()
 
