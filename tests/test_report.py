@@ -317,10 +317,27 @@ def test_section_and_layer_plots_with_gaps(tmp_path, results, drawn):
     assert plot_layer_sweep({}, tmp_path / "none.png") is None
 
 
-def test_spearman_in_the_length_plot_is_scipys_rank_correlation():
+def test_spearman_in_the_length_plot_is_the_rank_correlation():
     from srgrpo.reports.rewardbench import _spearman
 
     assert _spearman([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(0.8)
     assert _spearman([1, 2, 2, 3], [3, 2, 2, 1]) == pytest.approx(-1.0)  # ties share their mean rank
+    # by hand: ranks (1, 2.5, 2.5, 4) and (1, 2, 3, 4); deviations (-1.5, 0, 0, 1.5) and (-1.5, -0.5,
+    # 0.5, 1.5): covariance 4.5, variances 4.5 and 5, rho = 4.5 / sqrt(22.5) = 3 / sqrt(10)
+    assert _spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(3 / math.sqrt(10))
+    # 1 - 6 * sum(d^2) / (n (n^2 - 1)) with d = (-1, 1, -1, 1, 0): 1 - 24 / 120
+    assert _spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(0.8)
     assert _spearman([1, 2], [1, 2]) is None  # fewer than 3 points
     assert _spearman([1, 1, 1], [1, 2, 3]) is None  # a constant side has no ranking
+
+
+def test_the_report_needs_no_scipy():
+    """scipy is no dependency of srgrpo: the length plot's Spearman rho is computed with numpy."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['scipy'] = None; sys.modules['scipy.stats'] = None\n"
+            "from srgrpo.reports.rewardbench import _spearman\n"
+            "print(round(_spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]), 6))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0.8"

@@ -199,7 +199,8 @@ def test_non_finite_hidden_states_give_none(tokenizer):
 def test_reward_is_logged_under_its_name_and_reports_watch_metrics(tokenizer, tiny_model):
     from trl.trainer.utils import get_callable_name
 
-    reward = StableRankReward(tiny_model, tokenizer, group_size=2)
+    reward = StableRankReward(tiny_model, tokenizer)
+    reward.group_size = 2  # what bind() takes from the trainer's num_generations
     assert get_callable_name(reward) == "stable_rank"
     logged = {}
     ids = completion_ids(tokenizer, TEXTS)

@@ -112,16 +112,15 @@ def describe_changes(changed: Mapping[str, Mapping[str, tuple[int, int]]]) -> st
 
 
 def prepare_output_dir(output_dir: Path, run_config: dict, overwrite: bool, output_files: Iterable[str],
-                       extra_dirs: Iterable[str] = (), versions: Mapping | None = None,
-                       refreshed: Iterable[str] = (), recorded: Iterable[str] = (),
+                       extra_dirs: Iterable[str] = (), versions: Mapping | None = None, exempt: Iterable[str] = (),
                        unpinned: Mapping[str, Iterable[str]] | None = None) -> dict:
     """Create the folder; refuse to mix two different runs in it (unless `overwrite`, which deletes
     the run's `output_files` and `extra_dirs` first). Writes run.json: `run_config` plus `versions`
     (`run_versions(...)`) under "versions".
 
     A resumed run is refused when an argument differs, or when an entry's version differs in a kind
-    that is neither in `refreshed` (the runner recomputes stale entries of that kind itself) nor in
-    `recorded` (recomputed from the cache on every run). `unpinned` ({key: names}) lists sub-keys of
+    not in `exempt`: the kinds whose stale entries the runner recomputes itself (features), or which
+    are recomputed from the cache on every run (graders, protocol). `unpinned` ({key: names}) lists sub-keys of
     a run_config entry that an earlier srgrpo pinned and this one no longer does (run-time options
     such as batch_size): they are left out of the comparison, so such a folder resumes.
     Returns the version changes found ({kind: {name: (old, new)}}), refused or not."""
@@ -149,8 +148,7 @@ def prepare_output_dir(output_dir: Path, run_config: dict, overwrite: bool, outp
             )
         if versions is not None:
             changed = changed_versions(previous_versions, versions)
-            exempt = set(refreshed) | set(recorded)
-            refused = {kind: names for kind, names in changed.items() if kind not in exempt}
+            refused = {kind: names for kind, names in changed.items() if kind not in set(exempt)}
             if refused:
                 raise ValueError(
                     f"{output_dir} holds a run made with other definitions ({describe_changes(refused)}): its "

@@ -181,7 +181,7 @@ def run_bon(generator, problems: Sequence[Problem], output_dir: str | Path, conf
         features=FEATURES.versions(features),
         datasets=dataset_version(pinned["dataset"]) if isinstance(pinned.get("dataset"), str) else {},
         graders=grader_versions(problems))
-    prepare_output_dir(output_dir, pinned, config.overwrite, OUTPUT_FILES, versions=versions, recorded=("graders",),
+    prepare_output_dir(output_dir, pinned, config.overwrite, OUTPUT_FILES, versions=versions, exempt=("graders",),
                        unpinned={"options": [f.name for f in dataclasses.fields(ScoringOptions)]})
     cache = RunCache(output_dir / "generations.jsonl")
     started = time.perf_counter()

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from srgrpo.generation import HFGenerator, Sampling
 from srgrpo.evaluation.datasets import Problem
-from srgrpo.evaluation.runner import MemoryCache, run_task
+from srgrpo.evaluation.runner import EvaluationConfig, MemoryCache, run_task
 
 
 def greedy_accuracy(model, tokenizer, problems: Sequence[Problem], max_new_tokens: int = 512,
@@ -18,7 +18,7 @@ def greedy_accuracy(model, tokenizer, problems: Sequence[Problem], max_new_token
     generator = HFGenerator(model, tokenizer, batch_size=batch_size, scoring="none")
     cache = MemoryCache()
     run_task(generator, task, problems, Sampling(max_new_tokens=max_new_tokens, greedy=True), cache,
-             questions_per_chunk=batch_size, progress=progress, shard=False)
+             EvaluationConfig(questions_per_chunk=batch_size, progress=progress), shard=False)
     rows = []
     for p in problems:
         answer = cache.get(task, p.id)["answers"][0]

@@ -100,15 +100,17 @@ def chunk_seed(seed: int, task: str, first_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{task}/{first_id}".encode()).digest()[:4], "little")
 
 
-def run_task(generator, task: str, problems: Sequence[Problem], sampling: Sampling, cache, n: int = 1,
-             seed: int = 0, questions_per_chunk: int = 16, progress: bool = True, shard: bool = True) -> int:
+def run_task(generator, task: str, problems: Sequence[Problem], sampling: Sampling, cache,
+             config: EvaluationConfig, shard: bool = True) -> int:
     """Answer every problem of `task` that `cache` does not hold yet, a chunk at a time, each
-    question's answers put into the cache as soon as they are graded. Returns how many questions
-    were answered in this call. Chunks are fixed by position, so a resumed run batches (and seeds)
-    the missing questions as the first run would have. Under torchrun (with `shard`, the default;
-    every process must call) the chunks of each round are shared between the processes and only the
-    main process writes; `shard=False` answers everything in this process alone."""
-    n = 1 if sampling.greedy else n
+    question's answers put into the cache as soon as they are graded; `sampling` is the task's
+    decoding (its budget included), `config` gives the samples, seed, chunk size and progress bar.
+    Returns how many questions were answered in this call. Chunks are fixed by position, so a resumed
+    run batches (and seeds) the missing questions as the first run would have. Under torchrun (with
+    `shard`, the default; every process must call) the chunks of each round are shared between the
+    processes and only the main process writes; `shard=False` answers everything in this process alone."""
+    n = 1 if sampling.greedy else config.samples
+    seed, questions_per_chunk, progress = config.seed, config.questions_per_chunk, config.progress
     parallel = shard and distributed.is_distributed()
     chunks = [list(problems[i:i + questions_per_chunk]) for i in range(0, len(problems), questions_per_chunk)]
     if distributed.is_main() or not parallel:
@@ -296,7 +298,7 @@ def run_tasks(generator, tasks: dict[str, Sequence[Problem]], output_dir: str | 
     try:
         for task, problems in tasks.items():
             run_task(generator, task, problems, dataclasses.replace(sampling, max_new_tokens=budgets[task]), cache,
-                     n=n, seed=seed, questions_per_chunk=config.questions_per_chunk, progress=config.progress)
+                     config)
     finally:
         cache.close()
     if not main:

@@ -218,6 +218,76 @@ def _layer_table(layer_sweep: Mapping[int, RewardBenchSummary] | None) -> list[s
     return lines + markdown_table(header, rows, ["---:"] * len(header))
 
 
+def _results_table(ranked) -> list[str]:
+    """The scorer x section table (accuracy % with 95% CI), rows sorted by Score."""
+    summaries = [s for _, s in ranked]
+    columns = [*_official(summaries), *_extras(summaries)]
+    pooled = "Best-of-4, all prompts" if _is_v2(summaries) else "All pairs"
+    header = ["Scorer", "Score", *columns, pooled, "Length-controlled (n)"]
+    rows = []
+    for name, s in ranked:
+        cells = [percent_with_interval(_section_value(s, c), _section_ci(s, c)) for c in columns]
+        rows.append([f"`{name}`", percent_with_interval(s.score, _score_ci(s)), *cells,
+                     percent_with_interval(s.accuracy, _accuracy_ci(s)), _length_controlled(s)])
+    return [f"{'Score' if _is_v2(summaries) else 'Accuracy'} in %, 95% confidence interval in brackets; "
+            "rows sorted by Score.", ""] + markdown_table(header, rows, ["---", *["---:"] * (len(header) - 1)]) + [""]
+
+
+def _results_notes(ranked) -> list[str]:
+    """The notes under the results table: absent sections, what the Score averages, the protocol's
+    columns, the number of pairs (prompts) and the unscored ones."""
+    summaries = [s for _, s in ranked]
+    official = _official(summaries)
+    notes = []
+    absent = _absent_sections(summaries)
+    if absent:
+        notes.append(f"Sections absent from the data (shown as {DASH}): {', '.join(absent)}.")
+    covered = [name for name in official if name not in absent]
+    version = "2" if _is_v2(summaries) else "v1"
+    if len(covered) < len(official):
+        notes.append(
+            f"Score averages only the {'subsets' if version == '2' else 'sections'} present: "
+            f"{', '.join(covered) or 'none'} (RewardBench {version} averages all {len(official)})."
+        )
+    if _has_other(summaries) and version == "v1":
+        notes.append(f"`{OTHER}` holds pairs outside the four RewardBench sections.")
+    elif _has_other(summaries):
+        notes.append(f"{', '.join(_extras(summaries))}: subsets outside RewardBench 2's six, scored best-of-n, "
+                     "not in the Score.")
+    if version == "2":
+        notes.append("RewardBench 2: every completion scored alone; best-of-4 credit 1/(completions tied at "
+                     "the top) when the correct one is at the top (chance 25%); Ties by its own formula; "
+                     "Score = mean of the six subsets. Best-of-4, all prompts: the credit over every "
+                     "non-Ties prompt. Length-controlled: the same over prompts whose completions' lengths differ by "
+                     "less than 20%, with their number.")
+    else:
+        notes.append("All pairs: raw accuracy over every pair. Length-controlled: accuracy over the "
+                     "length-controlled pairs, with their number.")
+    n_pairs = sorted({s.n_pairs for s in summaries})
+    if n_pairs:
+        notes.append(f"{'Prompts' if version == '2' else 'Pairs'}: {', '.join(f'{n:,}' for n in n_pairs)}.")
+    unscored = [(name, s.n_unscored) for name, s in ranked if s.n_unscored > 0]
+    if unscored:
+        notes.append("Pairs a scorer could not score: " + ", ".join(f"`{n}` {k:,}" for n, k in unscored) + ".")
+    return [f"- {note}" for note in notes] + [""]
+
+
+def _detail_tables(ranked, subset_sections) -> list[str]:
+    """Ties' components (RewardBench 2) and the accuracy per subset (v1)."""
+    lines = []
+    subset_lines = [] if _is_v2([s for _, s in ranked]) else _subset_table(ranked, subset_sections)
+    ties_lines = _ties_table(ranked)
+    if ties_lines:
+        lines += ["## Ties components", "",
+                  "Score = 0.30 tied accuracy + 0.30 ref accuracy + 0.20 tied margin > spread + 0.20 smaller "
+                  "margin > spread + 0.01 tanh term (in %).", ""]
+        lines += ties_lines + [""]
+    if subset_lines:
+        lines += ["## Accuracy per subset", "", "Accuracy in %; n = pairs in the subset.", ""]
+        lines += subset_lines + [""]
+    return lines
+
+
 def rewardbench_markdown(
     results: Mapping[str, RewardBenchSummary],
     *,
@@ -232,77 +302,17 @@ def rewardbench_markdown(
     `figures` given as (relative path, caption) pairs. `subset_sections` maps subset -> section for
     the subset table (default: the RewardBench v1 layout, "other" for unknown subsets)."""
     ranked = _ranked(results)
-    summaries = [s for _, s in ranked]
     lines = [f"# {title}", ""]
-
     if meta:
         lines += markdown_table(["", ""], [[str(k), meta_value(v)] for k, v in meta.items()], ["---", "---"]) + [""]
-
     lines += ["## Results", ""]
     if not ranked:
         lines += ["No scorer results.", ""]
     else:
-        official = _official(summaries)
-        columns = [*official, *_extras(summaries)]
-        pooled = "Best-of-4, all prompts" if _is_v2(summaries) else "All pairs"
-        header = ["Scorer", "Score", *columns, pooled, "Length-controlled (n)"]
-        rows = []
-        for name, s in ranked:
-            cells = [percent_with_interval(_section_value(s, c), _section_ci(s, c)) for c in columns]
-            rows.append([f"`{name}`", percent_with_interval(s.score, _score_ci(s)), *cells,
-                         percent_with_interval(s.accuracy, _accuracy_ci(s)), _length_controlled(s)])
-        lines += [f"{'Score' if _is_v2(summaries) else 'Accuracy'} in %, 95% confidence interval in brackets; "
-                  "rows sorted by Score.", ""]
-        lines += markdown_table(header, rows, ["---", *["---:"] * (len(header) - 1)]) + [""]
-
-        notes = []
-        absent = _absent_sections(summaries)
-        if absent:
-            notes.append(f"Sections absent from the data (shown as {DASH}): {', '.join(absent)}.")
-        covered = [name for name in official if name not in absent]
-        version = "2" if _is_v2(summaries) else "v1"
-        if len(covered) < len(official):
-            notes.append(
-                f"Score averages only the {'subsets' if version == '2' else 'sections'} present: "
-                f"{', '.join(covered) or 'none'} (RewardBench {version} averages all {len(official)})."
-            )
-        if _has_other(summaries) and version == "v1":
-            notes.append(f"`{OTHER}` holds pairs outside the four RewardBench sections.")
-        elif _has_other(summaries):
-            notes.append(f"{', '.join(_extras(summaries))}: subsets outside RewardBench 2's six, scored best-of-n, "
-                         "not in the Score.")
-        if version == "2":
-            notes.append("RewardBench 2: every completion scored alone; best-of-4 credit 1/(completions tied at "
-                         "the top) when the correct one is at the top (chance 25%); Ties by its own formula; "
-                         "Score = mean of the six subsets. Best-of-4, all prompts: the credit over every "
-                         "non-Ties prompt. Length-controlled: the same over prompts whose completions' lengths differ by "
-                         "less than 20%, with their number.")
-        else:
-            notes.append("All pairs: raw accuracy over every pair. Length-controlled: accuracy over the "
-                         "length-controlled pairs, with their number.")
-        n_pairs = sorted({s.n_pairs for s in summaries})
-        if n_pairs:
-            notes.append(f"{'Prompts' if version == '2' else 'Pairs'}: {', '.join(f'{n:,}' for n in n_pairs)}.")
-        unscored = [(name, s.n_unscored) for name, s in ranked if s.n_unscored > 0]
-        if unscored:
-            notes.append("Pairs a scorer could not score: " + ", ".join(f"`{n}` {k:,}" for n, k in unscored) + ".")
-        lines += [f"- {note}" for note in notes] + [""]
-
-        subset_lines = [] if version == "2" else _subset_table(ranked, subset_sections)
-        ties_lines = _ties_table(ranked)
-        if ties_lines:
-            lines += ["## Ties components", "",
-                      "Score = 0.30 tied accuracy + 0.30 ref accuracy + 0.20 tied margin > spread + 0.20 smaller "
-                      "margin > spread + 0.01 tanh term (in %).", ""]
-            lines += ties_lines + [""]
-        if subset_lines:
-            lines += ["## Accuracy per subset", "", "Accuracy in %; n = pairs in the subset.", ""]
-            lines += subset_lines + [""]
-
+        lines += _results_table(ranked) + _results_notes(ranked) + _detail_tables(ranked, subset_sections)
     layer_lines = _layer_table(layer_sweep) if layer_sweep else []
     if layer_lines:
         lines += layer_lines + [""]
-
     if figures:
         lines += ["## Figures", ""]
         for path, caption in figures:
@@ -518,27 +528,32 @@ def plot_layer_sweep(layer_sweep: Mapping[int, RewardBenchSummary], path) -> Pat
     return save_figure(fig, path)
 
 
-def _spearman(x, y) -> float | None:
-    """Spearman's rank correlation (scipy), or None when it is undefined (fewer than 3 points, or a
-    constant side)."""
-    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
-        return None
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(x, y).statistic)
-
-
-def plot_score_vs_length(pair_rows: Sequence[PairRow], scorer: str, path) -> Path | None:
-    """Left: score against response tokens, chosen and rejected in two colours (Spearman rho in the
-    legend). Right: per pair, score difference (chosen - rejected) against token-count difference,
-    with the count of pairs in each quadrant: if most pairs sit in the two quadrants where the longer
-    response scores higher, the scorer mostly follows length. None without finite scores."""
+def _average_ranks(values) -> "np.ndarray":
+    """1-based ranks, tied values sharing the mean of the ranks they span."""
     import numpy as np
 
-    entries = _pair_scores(pair_rows, scorer)
+    a = np.asarray(values, dtype=float)
+    ranks = np.empty(len(a))
+    ranks[np.argsort(a, kind="stable")] = np.arange(1, len(a) + 1)
+    _, group, count = np.unique(a, return_inverse=True, return_counts=True)
+    return (np.bincount(group, weights=ranks) / count)[group]
+
+
+def _spearman(x, y) -> float | None:
+    """Spearman's rank correlation: Pearson's correlation of the average ranks (numpy only), or None
+    when it is undefined (fewer than 3 points, or a constant side)."""
+    import numpy as np
+
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    return float(np.corrcoef(_average_ranks(x), _average_ranks(y))[0, 1])
+
+
+def _length_points(pair_rows: Sequence[PairRow], scorer: str) -> tuple[dict, tuple[list, list]]:
+    """({side: (tokens, scores)}, (token differences, score differences)) of the finite ones."""
     points = {"chosen": ([], []), "rejected": ([], [])}
     diffs = ([], [])
-    for row, c, r in entries:
+    for row, c, r in _pair_scores(pair_rows, scorer):
         ct, rt = finite(row.chosen_tokens), finite(row.rejected_tokens)
         if c is not None and ct is not None:
             points["chosen"][0].append(ct)
@@ -549,69 +564,90 @@ def plot_score_vs_length(pair_rows: Sequence[PairRow], scorer: str, path) -> Pat
         if None not in (c, r, ct, rt):
             diffs[0].append(ct - rt)
             diffs[1].append(c - r)
-    if not points["chosen"][0] and not points["rejected"][0]:
-        return None
+    return points, diffs
 
-    fig = new_figure(12.5, 5.0)
-    left, right = fig.subplots(1, 2)
-    n_points = len(points["chosen"][0]) + len(points["rejected"][0])
-    size, alpha = (14, 0.6) if n_points < 500 else (6, 0.35)
+
+def _plot_scores_by_length(ax, points: dict, scorer: str, size: float, alpha: float) -> None:
+    """Score against response tokens, chosen and rejected in two colours (Spearman rho in the legend)."""
+    import numpy as np
+
     for label, color in (("chosen", CHOSEN_COLOR), ("rejected", REJECTED_COLOR)):
         xs, ys = points[label]
         if not xs:
             continue
         rho = _spearman(xs, ys)
         rho_text = "" if rho is None else f", Spearman ρ = {rho:+.2f}"
-        left.scatter(xs, ys, s=size, alpha=alpha, color=color, edgecolors="none", label=f"{label} (n={len(xs)}{rho_text})")
+        ax.scatter(xs, ys, s=size, alpha=alpha, color=color, edgecolors="none", label=f"{label} (n={len(xs)}{rho_text})")
     all_x = np.array(points["chosen"][0] + points["rejected"][0])
     if all_x.min() > 0 and np.percentile(all_x, 95) > 30 * np.percentile(all_x, 5):
         from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-        left.set_xscale("log")  # lengths spanning orders of magnitude
-        left.xaxis.set_major_formatter(ScalarFormatter())
-        left.xaxis.set_minor_formatter(NullFormatter())
-    left.set_xlabel("response tokens")
-    left.set_ylabel(f"{scorer} score")
-    left.set_title("Score vs response length")
-    left.grid(alpha=0.3)
-    left.legend(fontsize=8, loc="best", framealpha=0.85, markerscale=1.5)
+        ax.set_xscale("log")  # lengths spanning orders of magnitude
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("response tokens")
+    ax.set_ylabel(f"{scorer} score")
+    ax.set_title("Score vs response length")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best", framealpha=0.85, markerscale=1.5)
+
+
+def _plot_pair_differences(ax, diffs: tuple[list, list], size: float, alpha: float) -> None:
+    """Per pair, score difference against token-count difference, with the count of pairs in each
+    quadrant."""
+    import numpy as np
 
     dx, dy = np.array(diffs[0]), np.array(diffs[1])
-    right.axhline(0, color="#888888", linewidth=1)
-    right.axvline(0, color="#888888", linewidth=1)
-    if dx.size:
-        follows = (np.sign(dx) == np.sign(dy)) & (dx != 0) & (dy != 0)
-        against = (np.sign(dx) == -np.sign(dy)) & (dx != 0) & (dy != 0)
-        for mask, color, label in ((follows, "#9467bd", "longer response scored higher"),
-                                   (against, "#2ca02c", "shorter response scored higher"),
-                                   (~(follows | against), "#7f7f7f", "equal length or equal score")):
-            if mask.any():
-                right.scatter(dx[mask], dy[mask], s=size, alpha=alpha, color=color, edgecolors="none",
-                              label=f"{label} ({int(mask.sum())})")
-        quadrants = [
-            ((dx > 0) & (dy > 0), (0.98, 0.97), "right", "top", "chosen longer, scored higher"),
-            ((dx < 0) & (dy > 0), (0.02, 0.97), "left", "top", "chosen shorter, scored higher"),
-            ((dx < 0) & (dy < 0), (0.02, 0.03), "left", "bottom", "chosen shorter, scored lower"),
-            ((dx > 0) & (dy < 0), (0.98, 0.03), "right", "bottom", "chosen longer, scored lower"),
-        ]
-        for mask, (qx, qy), ha, va, text in quadrants:
-            k = int(mask.sum())
-            right.text(qx, qy, f"{text}\n{k} ({100 * k / dx.size:.0f}%)", transform=right.transAxes, ha=ha, va=va,
-                       fontsize=8, bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "alpha": 0.85,
-                                         "edgecolor": "#cccccc"})
-        decided = int(follows.sum() + against.sum())
-        share = f"{100 * follows.sum() / decided:.0f}%" if decided else DASH
-        right.set_title(f"Per pair: chosen - rejected\nlonger response scored higher in {share} of {decided} pairs",
-                        fontsize=10)
-        right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False,
-                     markerscale=2)
-        span_x = max(1.0, float(np.abs(dx).max()))
-        span_y = float(np.abs(dy).max()) or 1.0
-        right.set_xlim(-1.15 * span_x, 1.15 * span_x)
-        right.set_ylim(-1.35 * span_y, 1.35 * span_y)  # room for the quadrant labels
-    else:
-        right.text(0.5, 0.5, "no pair with both scores", transform=right.transAxes, ha="center", va="center")
-        right.set_title("Per pair: chosen - rejected", fontsize=10)
+    ax.axhline(0, color="#888888", linewidth=1)
+    ax.axvline(0, color="#888888", linewidth=1)
+    if not dx.size:
+        ax.text(0.5, 0.5, "no pair with both scores", transform=ax.transAxes, ha="center", va="center")
+        ax.set_title("Per pair: chosen - rejected", fontsize=10)
+        return
+    follows = (np.sign(dx) == np.sign(dy)) & (dx != 0) & (dy != 0)
+    against = (np.sign(dx) == -np.sign(dy)) & (dx != 0) & (dy != 0)
+    for mask, color, label in ((follows, "#9467bd", "longer response scored higher"),
+                               (against, "#2ca02c", "shorter response scored higher"),
+                               (~(follows | against), "#7f7f7f", "equal length or equal score")):
+        if mask.any():
+            ax.scatter(dx[mask], dy[mask], s=size, alpha=alpha, color=color, edgecolors="none",
+                       label=f"{label} ({int(mask.sum())})")
+    quadrants = [
+        ((dx > 0) & (dy > 0), (0.98, 0.97), "right", "top", "chosen longer, scored higher"),
+        ((dx < 0) & (dy > 0), (0.02, 0.97), "left", "top", "chosen shorter, scored higher"),
+        ((dx < 0) & (dy < 0), (0.02, 0.03), "left", "bottom", "chosen shorter, scored lower"),
+        ((dx > 0) & (dy < 0), (0.98, 0.03), "right", "bottom", "chosen longer, scored lower"),
+    ]
+    for mask, (qx, qy), ha, va, text in quadrants:
+        k = int(mask.sum())
+        ax.text(qx, qy, f"{text}\n{k} ({100 * k / dx.size:.0f}%)", transform=ax.transAxes, ha=ha, va=va,
+                fontsize=8, bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "alpha": 0.85,
+                                  "edgecolor": "#cccccc"})
+    decided = int(follows.sum() + against.sum())
+    share = f"{100 * follows.sum() / decided:.0f}%" if decided else DASH
+    ax.set_title(f"Per pair: chosen - rejected\nlonger response scored higher in {share} of {decided} pairs",
+                 fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False, markerscale=2)
+    span_x = max(1.0, float(np.abs(dx).max()))
+    span_y = float(np.abs(dy).max()) or 1.0
+    ax.set_xlim(-1.15 * span_x, 1.15 * span_x)
+    ax.set_ylim(-1.35 * span_y, 1.35 * span_y)  # room for the quadrant labels
+
+
+def plot_score_vs_length(pair_rows: Sequence[PairRow], scorer: str, path) -> Path | None:
+    """Left: score against response tokens, chosen and rejected in two colours (Spearman rho in the
+    legend). Right: per pair, score difference (chosen - rejected) against token-count difference,
+    with the count of pairs in each quadrant: if most pairs sit in the two quadrants where the longer
+    response scores higher, the scorer mostly follows length. None without finite scores."""
+    points, diffs = _length_points(pair_rows, scorer)
+    if not points["chosen"][0] and not points["rejected"][0]:
+        return None
+    fig = new_figure(12.5, 5.0)
+    left, right = fig.subplots(1, 2)
+    n_points = len(points["chosen"][0]) + len(points["rejected"][0])
+    size, alpha = (14, 0.6) if n_points < 500 else (6, 0.35)
+    _plot_scores_by_length(left, points, scorer, size, alpha)
+    _plot_pair_differences(right, diffs, size, alpha)
     right.set_xlabel("token difference (chosen - rejected)", labelpad=2)
     right.set_ylabel("score difference (chosen - rejected)")
     right.grid(alpha=0.3)

@@ -253,7 +253,7 @@ def _start_run(model, tokenizer, output_dir: Path, config: RewardBenchConfig, it
     # Under a distributed launcher every process scores a share; only the main one writes.
     if distributed.is_main():
         _prepare_output_dir(output_dir, run_config, config.overwrite, protocol.output_files, extra_dirs=("plots",),
-                            versions=versions, refreshed=("features",), recorded=("protocol",),
+                            versions=versions, exempt=("features", "protocol"),
                             unpinned={"scoring": [f.name for f in dataclasses.fields(ScoringOptions)]})
     distributed.barrier()
     return specs, features, StableRankScorer(model, tokenizer, config.options), \

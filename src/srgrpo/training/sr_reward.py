@@ -103,7 +103,7 @@ class TrainerReward:
     uses_model = True  # False: a reward that reads no model (accuracy), so `scorer` does not apply
 
     def __init__(self, model=None, tokenizer=None, *, name: str, scorer: str = "frozen",
-                 group_size: int | None = None, monitor: BatchMonitor | None = None):
+                 monitor: BatchMonitor | None = None):
         REWARD_SCORERS.lookup(scorer)
         if model is not None and scorer != "frozen":
             raise ValueError(f"scorer {scorer!r} reads the policy; a separately given model can only be the frozen scorer")
@@ -111,7 +111,7 @@ class TrainerReward:
         self.tokenizer = tokenizer
         self.scorer_mode = scorer
         self.__name__ = name  # TRL logs a reward under its callable's __name__
-        self.group_size = group_size  # completions per prompt, for the watch metrics (bind sets it)
+        self.group_size: int | None = None  # completions per prompt, for the watch metrics (bind sets it)
         self.monitor = monitor
         self.trainer = None
         self.chat_template = None
@@ -291,13 +291,12 @@ class StableRankReward(TrainerReward):
         *,
         feature: str = "stable_rank",
         name: str = "stable_rank",
-        group_size: int | None = None,
         scorer: str = "frozen",
         monitor: BatchMonitor | None = None,
         **option_overrides,
     ):
         self._feature = FEATURES.lookup(feature)  # an unknown name fails here, listing the known ones
-        super().__init__(model, tokenizer, name=name, scorer=scorer, group_size=group_size, monitor=monitor)
+        super().__init__(model, tokenizer, name=name, scorer=scorer, monitor=monitor)
         self.options = dataclasses.replace(options or ScoringOptions(), **option_overrides)
         self.feature = feature
         self._scorer: StableRankScorer | None = None
