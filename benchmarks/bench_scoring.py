@@ -303,7 +303,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="RewardBench jsonl (default: %(default)s)")
     p.add_argument("--n-pairs", type=int, default=200, help="pairs to score, spread over the file")
-    p.add_argument("--model", default=None, help="HF id or folder; default: the embedded SmolLM2")
+    p.add_argument("--model", default=None, help="HF id, folder or .gguf file (converted once into the model cache); default: the embedded SmolLM2")
     p.add_argument("--config-model", default=None, metavar="PATH_OR_ID",
                    help="build a model with random weights from this config (folder, config.json or id)")
     p.add_argument("--tokenizer", default=None,
