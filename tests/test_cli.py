@@ -119,3 +119,42 @@ def test_help_reads_well(capsys):
     for flag in ("--input", "--output", "--model", "--span", "--layer", "--max-length", "--batch-size", "--truncation-side"):
         assert flag in text
     assert re.search(r"\(default:\s+512\)", text)
+
+
+def test_train_help_shows_srgrpos_settings_first_and_points_to_the_rest(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    short = capsys.readouterr().out
+    assert short.startswith("usage: srgrpo train --dataset DATASET --output-dir OUTPUT_DIR")
+    for flag in ("--dataset", "--eval-dataset", "--resume", "--rewards", "--reward-span", "--output-dir",
+                 "--max-steps", "--num-generations", "--learning-rate", "--beta", "--lora-r", "--help-trl"):
+        assert re.search(rf"^  (.*, )?{flag}\b", short, re.M), flag
+    assert short.index("\n  --eval-dataset") < short.index("\n  --reward-span") < short.index("\n  --num-generations")
+    assert not re.search(r"^  --use-vllm", short, re.M)  # the rest is in --help-trl
+    assert not re.search(r"^  (.*, )?--\w+_", short, re.M)  # every flag listed with dashes
+    with pytest.raises(SystemExit):
+        main(["train", "--help-trl"])
+    full = capsys.readouterr().out
+    assert "--use_vllm" in full and "--adam_beta1" in full
+    assert len(short.splitlines()) < len(full.splitlines()) / 4
+
+
+def test_train_ends_with_a_short_table_of_where_things_are(tmp_path):
+    from srgrpo.cli.train import report
+
+    summary = {"global_step": 3, "train_seconds": 12.34, "watch_warnings": ["possible reward hacking: ..."],
+               "first_step": {"step": 1, "reward_mean": 1.5, "kl": 0.0, "completion_length": 40.0},
+               "last_step": {"step": 3, "reward_mean": 1.75, "kl": 0.002, "completion_length": 31.0},
+               "eval": {"before": {"accuracy": 0.25, "n": 16, "dataset": "sample"},
+                        "after": {"accuracy": 0.3125, "n": 16, "dataset": "sample"}}}
+    text = report(summary, tmp_path / "run", tmp_path / "run" / "training_curves.png")
+    assert "trained 3 step(s) in 12.3 s" in text
+    assert re.search(r"reward +1\.5000 -> 1\.7500 +\(step 1 -> 3\)", text)
+    assert re.search(r"KL +0\.0000 -> 0\.0020", text) and re.search(r"length +40\.0 -> 31\.0", text)
+    assert re.search(r"accuracy +0\.250 -> 0\.312 +\(greedy, 16 questions of sample\)", text)
+    assert "warning   possible reward hacking" in text
+    for label, path in (("adapter", "final"), ("metrics", "metrics.jsonl"), ("plot", "training_curves.png"),
+                        ("summary", "summary.json")):
+        assert re.search(rf"^  {label} +{re.escape(str(tmp_path / 'run' / path))}", text, re.M), label
+    assert "{" not in text  # no raw dicts

@@ -150,7 +150,7 @@ def test_cli_rewardbench_with_bad_rows(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "run"
     code = main(["rewardbench", "--data", str(data), "--output-dir", str(out), "--model", str(tiny_model_dir),
                  "--scorers", "stable_rank,length", "--bootstrap", "20", "--quiet"])
-    assert code == 0
+    assert code == 1  # two rows skipped as bad input, the rest written
     err = capsys.readouterr().err
     assert "missing field" in err and "duplicate" in err.lower() and "empty" in err
     results = json.loads((out / "results.json").read_text())
@@ -160,7 +160,7 @@ def test_cli_rewardbench_with_bad_rows(tmp_path, tiny_model_dir, capsys):
     assert set(results) == {"stable_rank", "length"}
     # A second identical command resumes: nothing new is computed and the numbers stay.
     assert main(["rewardbench", "--data", str(data), "--output-dir", str(out), "--model", str(tiny_model_dir),
-                 "--scorers", "stable_rank,length", "--bootstrap", "20", "--quiet"]) == 0
+                 "--scorers", "stable_rank,length", "--bootstrap", "20", "--quiet"]) == 1
     assert json.loads((out / "results.json").read_text()) == results
     assert main(["rewardbench", "--data", str(data), "--output-dir", str(out), "--model", str(tiny_model_dir),
                  "--scorers", "nonsense"]) == 2

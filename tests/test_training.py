@@ -120,7 +120,7 @@ def test_train_command_resumes_from_the_last_checkpoint(tiny_model_dir, prompts_
     ("resume_and_overwrite", "--resume and --overwrite contradict each other"),
     ("full_finetuning", "srgrpo train needs LoRA (use_peft)"),
     ("unsupported_model_option", "cannot honour load_in_4bit=True"),
-    ("missing_dataset", "not found"),
+    ("missing_dataset", "--dataset: no such file"),
     ("vllm_without_gpu", "use_vllm needs a CUDA GPU and vLLM"),
     ("too_few_prompts", "has 4 prompt(s) but one optimizer step needs 16 (per_device_train_batch_size 8 x "
                         "gradient_accumulation_steps 16 x 1 process(es) / num_generations 8)"),
@@ -287,10 +287,10 @@ def test_paper_defaults_name_existing_trl_fields():
 
 def test_train_help_lists_the_flags(capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["train", "--help"])
+        main(["train", "--help-trl"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: srgrpo train --dataset DATASET --output_dir OUTPUT_DIR")
+    assert out.startswith("usage: srgrpo train --dataset DATASET --output-dir OUTPUT_DIR")
     for flag in ("--dataset", "--output_dir", "--config", "--model", "--max_steps", "--eval_dataset", "--resume",
                  "--overwrite", "--stop_on_collapse", "--num_generations", "--beta", "--lora_r", "--use_vllm",
                  "--reward_span", "--reward_truncation_side", "--reward_compute_dtype", "--reward_window_size"):

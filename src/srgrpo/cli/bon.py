@@ -50,12 +50,15 @@ def run(args: argparse.Namespace) -> int:
     from srgrpo.reports.best_of_n import best_of_n_markdown, write_best_of_n_report
     from srgrpo.results import BestOfNSummary
     from srgrpo.scoring import StableRankScorer
-    from srgrpo.evaluation.datasets import load_problems
+    from srgrpo.evaluation.datasets import DatasetError, load_problems
 
     check_at_least(args, limit=1, gen_batch_size=1, max_new_tokens=1)
     options = scoring_options(args)
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
-    problems = load_problems(args.dataset, limit=args.limit, seed=args.seed, data_dir=args.data_dir)
+    try:
+        problems = load_problems(args.dataset, limit=args.limit, seed=args.seed, data_dir=args.data_dir)
+    except DatasetError as err:
+        raise ValueError(f"--dataset: {err}") from None
     print(f"{len(problems)} questions from {args.dataset}; N = {args.n}; selectors: {', '.join(args.selectors)}",
           file=sys.stderr)
     if args.backend == "vllm" and args.model is None:  # before any model is loaded

@@ -62,33 +62,17 @@ def run(args: argparse.Namespace) -> int:
     from srgrpo.generation import HFGenerator, Sampling, VLLMGenerator
     from srgrpo.reports.evaluation import comparison_markdown, evaluation_markdown, write_evaluation_report
     from srgrpo.evaluation.comparison import compare_runs
-    from srgrpo.evaluation.datasets import load_problems, resolve_tasks, task_budget
     from srgrpo.evaluation.runner import EvaluationConfig, run_tasks
 
     # Everything that can be wrong with the arguments fails here, before any model loads.
-    tasks = resolve_tasks(args.tasks)
-    budgets = {t: task_budget(t) for t in tasks}
-    if isinstance(args.max_new_tokens, int):
-        budgets = {t: args.max_new_tokens for t in tasks}
-    elif isinstance(args.max_new_tokens, dict):
-        unknown = sorted(set(args.max_new_tokens) - set(tasks))
-        if unknown:
-            raise ValueError(f"--max-new-tokens names tasks not being run: {', '.join(unknown)} (tasks: {', '.join(tasks)})")
-        budgets.update(args.max_new_tokens)
+    budgets = _task_budgets(args)
     check_at_least(args, limit=1, samples=1, batch_size=1)
-    if args.backend == "vllm":
-        import importlib.util
-
-        if importlib.util.find_spec("vllm") is None:
-            raise ValueError("--backend vllm needs vLLM, which is not installed: pip install 'srgrpo[vllm]' "
-                             "(GPU machines only), or use --backend hf")
-        if args.model is None:
-            raise ValueError("--backend vllm needs --model (a Hugging Face id or folder vLLM can load)")
+    _check_backend(args)
     greedy = args.samples == 1
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, greedy=greedy)
     adapters = [Path(a) for a in args.adapter]
     fingerprints = [adapter_fingerprint(a) for a in adapters]
-    problems = {t: load_problems(t, limit=args.limit, seed=args.seed, data_dir=args.data_dir) for t in tasks}
+    problems = _problems(args, list(budgets))
     main = distributed.is_main()
     if main:
         print("tasks: " + ", ".join(f"{t} ({len(ps)} questions, {budgets[t]} tokens)" for t, ps in problems.items()),
@@ -139,6 +123,45 @@ def run(args: argparse.Namespace) -> int:
           f"{' (one folder per policy, Table 2 in report.md and comparison.png)' if several else ''} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
+
+
+def _task_budgets(args) -> dict[str, int]:
+    """{task: token budget} of the tasks --tasks names, in order."""
+    from srgrpo.evaluation.datasets import DatasetError, resolve_tasks, task_budget
+
+    try:
+        tasks = resolve_tasks(args.tasks)
+    except DatasetError as err:
+        raise ValueError(f"--tasks: {err}") from None
+    budgets = {t: task_budget(t) for t in tasks}
+    if isinstance(args.max_new_tokens, int):
+        budgets = {t: args.max_new_tokens for t in tasks}
+    elif isinstance(args.max_new_tokens, dict):
+        unknown = sorted(set(args.max_new_tokens) - set(tasks))
+        if unknown:
+            raise ValueError(f"--max-new-tokens names tasks not being run: {', '.join(unknown)} (tasks: {', '.join(tasks)})")
+        budgets.update(args.max_new_tokens)
+    return budgets
+
+
+def _check_backend(args) -> None:
+    if args.backend == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ValueError("--backend vllm needs vLLM, which is not installed: pip install 'srgrpo[vllm]' "
+                             "(GPU machines only), or use --backend hf")
+        if args.model is None:
+            raise ValueError("--backend vllm needs --model (a Hugging Face id or folder vLLM can load)")
+
+
+def _problems(args, tasks: list[str]) -> dict:
+    from srgrpo.evaluation.datasets import DatasetError, load_problems
+
+    try:
+        return {t: load_problems(t, limit=args.limit, seed=args.seed, data_dir=args.data_dir) for t in tasks}
+    except DatasetError as err:
+        raise ValueError(f"--tasks: {err}") from None
 
 
 def _write_comparison(comparison, report: Path, plot: Path) -> None:

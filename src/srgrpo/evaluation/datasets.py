@@ -363,6 +363,8 @@ def resolve_tasks(text: str) -> list[str]:
                 expanded = [key]
             elif Path(part).is_file():
                 expanded = [part]
+            elif part.endswith((".jsonl", ".json")):
+                raise DatasetError(f"no such file: {part}")
             else:
                 raise DatasetError(f"unknown task {part!r}: use {', '.join(TASK_GROUPS)}, one of {', '.join(DATASETS)}, "
                                    "or a JSONL file of {question, answer} rows")
@@ -433,6 +435,8 @@ def load_problems(dataset: str, limit: int | None = None, seed: int = 0, data_di
             problems = random.Random(seed).sample(problems, limit)
     elif Path(dataset).is_file():
         problems = _jsonl_file(Path(dataset))
+    elif dataset.endswith((".jsonl", ".json")):
+        raise DatasetError(f"no such file: {dataset}")
     else:
         raise DatasetError(f"unknown dataset {dataset!r}: use one of {dataset_help()}")
     return problems[:limit] if limit is not None else problems

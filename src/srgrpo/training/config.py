@@ -85,7 +85,8 @@ class TrainScriptArguments:
 
     dataset: str = field(metadata={
         "help": "prompt dataset: a JSONL/JSON file or a Hugging Face dataset id/folder with a 'prompt' column "
-        "(a string or chat messages) or a 'question' column (GSM8K-style)"})
+        "(a string or chat messages) or a 'question' column (GSM8K-style); 'sample': 16 GSM8K questions "
+        "shipped with srgrpo"})
     dataset_split: str = field(default="train", metadata={"help": "split of a Hugging Face dataset"})
     eval_dataset: str | None = field(default=None, metadata={
         "help": "held-out set evaluated greedily before and after training, as `srgrpo evaluate` does: gsm8k, "
@@ -233,6 +234,7 @@ def launcher_world_size() -> int:
     learning_rate=1e-6, lr_scheduler_type="cosine", warmup_steps=0.1,  # below 1: a share of the steps
     beta=0.04, scale_rewards="group", max_steps=400, max_completion_length=512, temperature=1.0,
     seed=0, logging_steps=1, save_steps=50, save_total_limit=3, report_to="none",
+    gradient_checkpointing=None,  # TRL's True becomes activation_checkpointing in __post_init__
 )
 class SRGRPOConfig(GRPOConfig):
     """trl.GRPOConfig with SR-GRPO's defaults. Two settings follow the machine when left unset:
@@ -250,6 +252,12 @@ class SRGRPOConfig(GRPOConfig):
             self.ddp_backend = self.ddp_backend or "gloo"
         if self.bf16 is None:
             self.bf16 = on_gpu and not self.fp16
+        # TRL's default (checkpointing on) under transformers 5's name; a user's --gradient_checkpointing
+        # still wins (with transformers' own deprecation warning: the user wrote the old name).
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = True
+        if not on_gpu:
+            self.dataloader_pin_memory = False  # pinned memory needs an accelerator; torch warns on CPU
         super().__post_init__()
 
 
@@ -271,7 +279,7 @@ class TrainRun:
 
 
 # ---------------------------------------------------------------------------------------- parsing
-USAGE = "%(prog)s --dataset DATASET --output_dir OUTPUT_DIR [--config FILE] [--model MODEL] [options]"
+USAGE = "%(prog)s --dataset DATASET --output-dir OUTPUT_DIR [--config FILE] [--model MODEL] [options]"
 
 DESCRIPTION = """\
 Fine-tune a model with TRL's GRPOTrainer and LoRA, rewarding each completion with its stable rank
@@ -279,15 +287,16 @@ under the frozen base (the same weights with the adapter switched off). Defaults
 LoRA r=16 alpha=32 dropout 0.1 on all attention and MLP projections, K=8 completions per prompt,
 lr 1e-6 cosine with 10% warm-up, KL beta 0.04, advantages standardised within groups, 8 completions
 per device x 16 accumulation steps. Writes TRL checkpoints, metrics.jsonl (reward, SR spread,
-length, repetition, zero-spread groups), training_curves.png and summary.json into --output_dir.
+length, repetition, zero-spread groups), training_curves.png and summary.json into --output-dir.
 
-Every field of trl.GRPOConfig and trl.ModelConfig is a flag (--name or --name-with-dashes), and so is
-every scoring option of the reward (--reward_span, --reward_max_length, ...). --config FILE reads
-the same settings from YAML (`name: value`, unknown names are errors); flags win over the file."""
+Every field of trl.GRPOConfig and trl.ModelConfig is a flag (--name-with-dashes, or --name_as_in_trl),
+and so is every scoring option of the reward (--reward-span, --reward-max-length, ...). --config FILE
+reads the same settings from YAML (`name: value`, unknown names are errors); flags win over the file."""
 
 EPILOG = """\
 examples:
-  srgrpo train --dataset ../shared/data/eval/gsm8k_train.jsonl --output-dir runs/grpo
+  srgrpo train --dataset sample --output-dir runs/grpo --max-steps 2 --num-generations 4 \\
+      --per-device-train-batch-size 4 --gradient-accumulation-steps 1 --max-completion-length 32
   srgrpo train --dataset prompts.jsonl --output-dir runs/grpo --config grpo.yaml --eval-dataset gsm8k
   srgrpo train --dataset prompts.jsonl --output-dir runs/grpo --resume
   torchrun --nproc_per_node 4 -m srgrpo.cli train --dataset prompts.jsonl --output-dir runs/grpo

@@ -12,11 +12,13 @@ on CPU), and only the main process writes reports; checkpoints are TRL's (main p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 
 from srgrpo.results import TrainingSummary
@@ -45,7 +47,7 @@ def _read_rows(source: str, split: str):
             raise ValueError(f"prompt dataset {source}: expected a .jsonl or .json file")
         return datasets.load_dataset("json", data_files=str(path), split="train")
     if source.endswith((".jsonl", ".json")):
-        raise FileNotFoundError(f"prompt dataset not found: {source}")
+        raise ValueError(f"--dataset: no such file: {source}")
     try:
         return datasets.load_dataset(source, split=split)
     except Exception as err:  # datasets raises many kinds for a missing/unknown dataset
@@ -232,6 +234,18 @@ def dataset_ngrams(tokenizer, dataset):
     return PromptNgrams(user_ids(p) for p in dataset["prompt"])
 
 
+@contextlib.contextmanager
+def libraries_renamed_calls():
+    """Hide the FutureWarnings of transformers 5 about its renamed gradient-checkpointing methods that
+    TRL (1.16: around each generation) and peft (PeftModel's constructor) still call. srgrpo calls none
+    of them and sets the new activation_checkpointing (srgrpo.training.config), so these warnings are
+    about the libraries' code, not anything a user can change; anything else still shows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
+                                category=FutureWarning, module=r"transformers\.modeling_utils")
+        yield
+
+
 def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=(), resume_from: str | None = None,
                   completions_path=None):
     """A GRPOTrainer with LoRA (trl.get_peft_config of the run's ModelConfig) on `model` and the
@@ -248,8 +262,10 @@ def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=(), resume
     names, scorers = run.reward.reward_names(), run.reward.reward_scorers()
     monitor = BatchMonitor(dataset_ngrams(tokenizer, dataset), completions_path)
     funcs = build_rewards(names, scorers, run.reward.scoring_options(), run.reward.reward_model, monitor)
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=run.grpo, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=get_peft_config(run.model), callbacks=list(callbacks))
+    with libraries_renamed_calls():
+        trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=run.grpo, train_dataset=dataset,
+                              processing_class=tokenizer, peft_config=get_peft_config(run.model),
+                              callbacks=list(callbacks))
     ours = [f for f in funcs if isinstance(f, TrainerReward)]
     if "ema" in scorers:
         from srgrpo.training.ema import EMACallback, add_ema_adapter
@@ -295,103 +311,188 @@ def _wait_for_everyone(args) -> None:
 
 def train(run: TrainRun) -> dict:
     """Run SR-GRPO as configured; returns the summary that the main process writes to `summary.json`."""
-    from srgrpo.models import load_model
-    from srgrpo.training.hacking import CollapseRule, collapse_step
-    from srgrpo.training.reward_registry import logged_name
-    from srgrpo.training.watch import CollapseThresholds, WatchCallback, read_metrics
+    from srgrpo.training.hacking import CollapseRule
 
-    script, args = run.script, run.grpo
-    main_process = args.process_index == 0
-    output_dir = Path(args.output_dir)
+    script = run.script
+    checkpoint, versions = check_before_loading(run)
+    dataset = load_training_prompts(run)
+    model, tokenizer = load_policy(run)
+    _wait_for_everyone(run.grpo)  # every process has checked the folder before the main one changes it
+    prepare_output_dir(run, checkpoint, versions)
+    summary = initial_summary(run, checkpoint)
+    evaluate_before(run, model, tokenizer, summary)
+    rule = CollapseRule(window=script.collapse_window, diversity_drop=script.collapse_diversity_drop,
+                        accuracy_drop=script.collapse_accuracy_drop)
+    curve: dict = {}  # "callback": the GreedyCurveCallback, once the trainer exists (--eval_every)
+    watch = make_watch(run, rule, curve)
+    _wait_for_everyone(run.grpo)  # every process has read metrics.jsonl before the main one rewrites it
+    trainer, first_reward = build_trainer(run, model, tokenizer, dataset, callbacks=[watch], resume_from=checkpoint,
+                                          completions_path=completions_file(run, checkpoint))
+    add_curve(run, trainer, tokenizer, curve)
+    run_trainer(trainer, checkpoint, first_reward, summary)
+    if run.grpo.process_index != 0:
+        return summary
+    return finish_summary(run, trainer, tokenizer, watch, rule, curve.get("callback"), summary)
+
+
+def check_before_loading(run: TrainRun) -> tuple[str | None, dict]:
+    """(the checkpoint to resume from or None, the run's versions), after every check that needs no data."""
+    script = run.script
+    output_dir = Path(run.grpo.output_dir)
     check_run_settings(run)
     checkpoint = check_output_dir(output_dir, script.resume, script.overwrite)
     versions = run_versions_of(run)
     if checkpoint is not None:
         check_resume_versions(output_dir, versions)
-    with args.main_process_first(desc="prompt dataset"):  # before the model: fail fast
+    return checkpoint, versions
+
+
+def load_training_prompts(run: TrainRun):
+    """The prompt dataset, checked to fill an optimizer step; an unknown held-out set fails here too,
+    before the model loads, not after training."""
+    from srgrpo.evaluation.datasets import load_problems
+
+    script, args = run.script, run.grpo
+    with args.main_process_first(desc="prompt dataset"):
         dataset = load_prompt_dataset(script.dataset, script.dataset_split,
                                       with_answers="accuracy" in run.reward.reward_names())
     check_prompts_fill_a_step(args, len(dataset), script.dataset)
     if script.eval_dataset:
-        from srgrpo.evaluation.datasets import load_problems
+        load_problems(script.eval_dataset, limit=1)
+    return dataset
 
-        load_problems(script.eval_dataset, limit=1)  # an unknown eval set fails now, not after training
-    model, tokenizer = load_model(run.model.model_name_or_path, dtype=run.model.dtype, device=args.device, verbose=True)
+
+def load_policy(run: TrainRun):
+    """(model, tokenizer), checked for a chat template and the LoRA targets."""
+    from srgrpo.models import load_model
+
+    model, tokenizer = load_model(run.model.model_name_or_path, dtype=run.model.dtype, device=run.grpo.device,
+                                  verbose=True)
     check_chat_template(tokenizer, run.model.model_name_or_path or "(embedded)")
     if run.model.use_peft:
         check_lora_targets(model, run.model.lora_target_modules)
-    _wait_for_everyone(args)  # every process has checked the folder before the main one changes it
+    return model, tokenizer
 
-    if main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if checkpoint is None and script.overwrite:  # start afresh: the previous run's checkpoints and files go
-            import shutil
 
-            for old in output_dir.glob("checkpoint-*"):
-                shutil.rmtree(old)
-            for name in ("metrics.jsonl", "summary.json", "eval_before.jsonl", "eval_after.jsonl", "eval_curve.jsonl",
-                         "eval_curve_answers.jsonl", "completions.jsonl"):
-                (output_dir / name).unlink(missing_ok=True)
-        (output_dir / "train_config.json").write_text(
-            json.dumps({**run.to_dict(), "versions": versions}, indent=2, default=str) + "\n")
-    summary_path = output_dir / "summary.json"
+# What a run writes besides checkpoints: --overwrite removes the previous run's.
+RUN_FILES = ("metrics.jsonl", "summary.json", "eval_before.jsonl", "eval_after.jsonl", "eval_curve.jsonl",
+             "eval_curve_answers.jsonl", "completions.jsonl")
+
+
+def prepare_output_dir(run: TrainRun, checkpoint: str | None, versions: dict) -> None:
+    """The main process makes the folder (emptied of a previous run with --overwrite) and writes train_config.json."""
+    if run.grpo.process_index != 0:
+        return
+    output_dir = Path(run.grpo.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if checkpoint is None and run.script.overwrite:
+        import shutil
+
+        for old in output_dir.glob("checkpoint-*"):
+            shutil.rmtree(old)
+        for name in RUN_FILES:
+            (output_dir / name).unlink(missing_ok=True)
+    (output_dir / "train_config.json").write_text(
+        json.dumps({**run.to_dict(), "versions": versions}, indent=2, default=str) + "\n")
+
+
+def initial_summary(run: TrainRun, checkpoint: str | None) -> dict:
+    """The summary so far: a resumed run's summary.json (its "before" evaluation), with this run's config."""
+    summary_path = Path(run.grpo.output_dir) / "summary.json"
+    main_process = run.grpo.process_index == 0
     summary = json.loads(summary_path.read_text()) if main_process and checkpoint and summary_path.is_file() else {}
     summary["config"] = run.to_dict()
-    summary["world_size"] = args.world_size
+    summary["world_size"] = run.grpo.world_size
+    return summary
 
-    # With --eval_every the curve evaluates at step 0 and at the end: before/after come from it.
-    if script.eval_dataset and not script.eval_every and "before" not in summary.get("eval", {}):
-        if main_process:
-            summary.setdefault("eval", {})["before"] = greedy_eval(model, tokenizer, run, output_dir, "before")
-            logger.warning("greedy accuracy before training: %s", summary["eval"]["before"])
-            summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
-    curve = None
-    if script.eval_every:
-        from srgrpo.evaluation.datasets import load_problems
-        from srgrpo.training.curve import GreedyCurveCallback, read_probe_prompts
+def evaluate_before(run: TrainRun, model, tokenizer, summary: dict) -> None:
+    """Greedy accuracy before training (main process; not again on resume). With --eval_every the
+    curve evaluates at step 0 and at the end instead: before/after come from it."""
+    script = run.script
+    if not script.eval_dataset or script.eval_every or "before" in summary.get("eval", {}):
+        return
+    if run.grpo.process_index == 0:
+        output_dir = Path(run.grpo.output_dir)
+        summary.setdefault("eval", {})["before"] = greedy_eval(model, tokenizer, run, output_dir, "before")
+        logger.warning("greedy accuracy before training: %s", summary["eval"]["before"])
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
-        problems = load_problems(script.eval_dataset, limit=script.eval_limit, seed=args.seed)
-        probes = read_probe_prompts(script.probe_prompts) if script.probe_prompts else []
-        curve = (problems, probes)
-    rule = CollapseRule(window=script.collapse_window, diversity_drop=script.collapse_diversity_drop,
-                        accuracy_drop=script.collapse_accuracy_drop)
-    holder: dict = {}
-    # Held-out accuracy is known on the main process only; with several processes the collapse step
-    # uses diversity alone, so that every process stops at the same step.
-    evaluations = (lambda: holder["curve"].evaluations() if "curve" in holder else []) if args.world_size == 1 else None
-    watch = WatchCallback(output_dir / "metrics.jsonl", CollapseThresholds(window=script.watch_window),
-                          stop_on_collapse=script.stop_on_collapse, collapse_rule=rule, evaluations=evaluations)
-    _wait_for_everyone(args)  # every process has read metrics.jsonl before the main one rewrites it
-    completions_path = output_dir / "completions.jsonl" if script.save_completions and main_process else None
-    if completions_path is not None and checkpoint is None:
-        completions_path.unlink(missing_ok=True)
-    elif completions_path is not None and completions_path.is_file():  # resumed: drop the steps about to rerun
+
+def make_watch(run: TrainRun, rule, curve: dict):
+    """The WatchCallback writing metrics.jsonl. Held-out accuracy is known on the main process only;
+    with several processes the collapse step uses diversity alone, so that every process stops at
+    the same step."""
+    from srgrpo.training.watch import CollapseThresholds, WatchCallback
+
+    script = run.script
+    evaluations = (lambda: curve["callback"].evaluations() if "callback" in curve else []) \
+        if run.grpo.world_size == 1 else None
+    return WatchCallback(Path(run.grpo.output_dir) / "metrics.jsonl", CollapseThresholds(window=script.watch_window),
+                         stop_on_collapse=script.stop_on_collapse, collapse_rule=rule, evaluations=evaluations)
+
+
+def completions_file(run: TrainRun, checkpoint: str | None) -> Path | None:
+    """completions.jsonl with --save_completions (main process): fresh, or on resume without the
+    steps about to run again."""
+    if not run.script.save_completions or run.grpo.process_index != 0:
+        return None
+    path = Path(run.grpo.output_dir) / "completions.jsonl"
+    if checkpoint is None:
+        path.unlink(missing_ok=True)
+    elif path.is_file():
         done = int(Path(checkpoint).name.rsplit("-", 1)[-1])
-        kept = [line for line in completions_path.read_text().splitlines()
+        kept = [line for line in path.read_text().splitlines()
                 if line.strip() and (json.loads(line).get("step") or 0) <= done]
-        completions_path.write_text("".join(line + "\n" for line in kept))
-    trainer, first_reward = build_trainer(run, model, tokenizer, dataset, callbacks=[watch], resume_from=checkpoint,
-                                          completions_path=completions_path)
-    if curve is not None:
-        holder["curve"] = GreedyCurveCallback(trainer.accelerator.unwrap_model(trainer.model), tokenizer, curve[0],
-                                              output_dir, script.eval_every, curve[1],
-                                              max_new_tokens=script.eval_max_new_tokens,
-                                              batch_size=script.eval_batch_size)
-        trainer.add_callback(holder["curve"])
+        path.write_text("".join(line + "\n" for line in kept))
+    return path
+
+
+def add_curve(run: TrainRun, trainer, tokenizer, curve: dict) -> None:
+    """With --eval_every: the GreedyCurveCallback on the trained policy, kept in `curve["callback"]`."""
+    script = run.script
+    if not script.eval_every:
+        return
+    from srgrpo.evaluation.datasets import load_problems
+    from srgrpo.training.curve import GreedyCurveCallback, read_probe_prompts
+
+    problems = load_problems(script.eval_dataset, limit=script.eval_limit, seed=run.grpo.seed)
+    probes = read_probe_prompts(script.probe_prompts) if script.probe_prompts else []
+    curve["callback"] = GreedyCurveCallback(trainer.accelerator.unwrap_model(trainer.model), tokenizer, problems,
+                                            Path(run.grpo.output_dir), script.eval_every, probes,
+                                            max_new_tokens=script.eval_max_new_tokens,
+                                            batch_size=script.eval_batch_size)
+    trainer.add_callback(curve["callback"])
+
+
+def run_trainer(trainer, checkpoint: str | None, first_reward, summary: dict) -> None:
+    """Train (one progress bar on the main process), then save the LoRA adapter to OUTPUT_DIR/final."""
+    from srgrpo.training.watch import use_console_progress
+
+    use_console_progress(trainer)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    with libraries_renamed_calls():
+        trainer.train(resume_from_checkpoint=checkpoint)
     if first_reward is not None and first_reward.monitor is not None:
         first_reward.monitor.flush()
+    args = trainer.args
     summary["train_seconds"] = round(time.perf_counter() - started, 1)
     summary["global_step"] = trainer.state.global_step
     # How the processes trained: e.g. distributed / gloo / DistributedDataParallel under torchrun on CPU.
     summary["parallel"] = {"parallel_mode": args.parallel_mode.value, "ddp_backend": args.ddp_backend,
                            "model_wrapper": type(trainer.model_wrapped).__name__}
-    trainer.save_model(str(output_dir / "final"))  # the LoRA adapter (TRL writes it from the main process)
-    if not main_process:
-        return summary
+    trainer.save_model(str(Path(args.output_dir) / "final"))  # the LoRA adapter (TRL writes it from the main process)
 
+
+def finish_summary(run: TrainRun, trainer, tokenizer, watch, rule, curve, summary: dict) -> dict:
+    """The main process's summary.json: rewards, collapse step, first and last logged steps, the
+    held-out accuracy after training (or the curve's first and last points)."""
+    from srgrpo.training.hacking import collapse_step
+    from srgrpo.training.reward_registry import logged_name
+    from srgrpo.training.watch import read_metrics
+
+    script, args = run.script, run.grpo
+    output_dir = Path(args.output_dir)
     rows = read_metrics(output_dir / "metrics.jsonl")
     summary["watch_warnings"] = watch.warnings
     names = run.reward.reward_names()
@@ -400,17 +501,17 @@ def train(run: TrainRun) -> dict:
                            "scorer": sc, "weight": w}
                           for n, sc, w in zip(names, run.reward.reward_scorers(), weights)]
     summary["multi_objective_aggregation"] = args.multi_objective_aggregation
-    summary["collapse"] = collapse_step(rows, rule, holder["curve"].evaluations() if "curve" in holder else [])
+    summary["collapse"] = collapse_step(rows, rule, curve.evaluations() if curve is not None else [])
     summary["collapse_rule"] = dataclasses.asdict(rule)
     if rows:
         summary["first_step"], summary["last_step"] = rows[0], rows[-1]  # the curves: srgrpo.reports.training
     if script.eval_dataset and not script.eval_every:
         summary.setdefault("eval", {})["after"] = greedy_eval(trainer.model, tokenizer, run, output_dir, "after")
-    elif "curve" in holder and holder["curve"].rows:
-        points = holder["curve"].rows
+    elif curve is not None and curve.rows:
+        points = curve.rows
         summary["eval"] = {label: {"dataset": script.eval_dataset, "n": r["n"], "accuracy": r["accuracy"],
                                    "seconds": r["seconds"]} for label, r in (("before", points[0]), ("after", points[-1]))}
         summary["eval_curve"] = points
     summary = TrainingSummary.from_json(summary).to_json()  # a missing or misnamed field fails here, not in a reader
-    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -7,6 +7,7 @@ loop on the same phrases, or all say the same thing. Two pieces watch for that:
   group of completions of one prompt, the share of groups with zero spread (no learning signal), a
   within-completion repetition rate and the diversity across a group's completions. TRL averages
   these over the logging interval and logs them beside its own reward and length metrics.
+- `StepProgress` is the console's one progress bar, showing each step's reward, KL and length.
 - `WatchCallback` writes one line per logged step to `metrics.jsonl` and warns (optionally stops)
   when SR rises while length or diversity collapses, comparing recent steps with the first ones.
   Every process of a distributed run keeps the history (so all stop together); only the main
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from transformers import TrainerCallback
+from transformers import ProgressCallback, TrainerCallback
 
 from srgrpo.training.hacking import CollapseRule, collapse_step, within_group_length_corr
 
@@ -242,3 +243,30 @@ class WatchCallback(TrainerCallback):
             with self.metrics_path.open("a") as out:
                 out.write(json.dumps(row) + "\n")
         return control
+
+
+# The bar's columns: (label, trainer log key, format). The full rows go to metrics.jsonl.
+PROGRESS_COLUMNS = (("reward", "reward", "{:.3f}"), ("kl", "kl", "{:.4f}"), ("length", "completions/mean_length", "{:.0f}"))
+
+
+class StepProgress(ProgressCallback):
+    """transformers' training bar, with the logged step's reward, KL and completion length beside it
+    instead of a printed dict per step (those go to metrics.jsonl)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description("training")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            shown = {label: fmt.format(logs[key]) for label, key, fmt in PROGRESS_COLUMNS
+                     if isinstance(logs.get(key), (int, float))}
+            if shown:
+                self.training_bar.set_postfix(shown, refresh=True)
+
+
+def use_console_progress(trainer) -> None:
+    """Swap the trainer's progress bar for StepProgress (no bar when the user turned them off)."""
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(StepProgress())
