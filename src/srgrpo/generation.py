@@ -296,7 +296,7 @@ class VLLMGenerator:
         """`scorer=None` (with `tokenizer`): answers only, no features (policy evaluation).
         `adapter`: a LoRA adapter folder, applied to every request (vLLM's LoRARequest)."""
         try:
-            import vllm
+            import vllm  # here, not at the top: vLLM is an optional GPU-only package
         except ImportError:
             raise RuntimeError("the vLLM backend needs vLLM: pip install 'srgrpo[vllm]' (GPU machines only)") from None
         if scorer is None and tokenizer is None:

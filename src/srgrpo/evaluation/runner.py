@@ -41,6 +41,7 @@ from srgrpo.evaluation.datasets import (
     UNIT_NOTE,
     Problem,
     dataset_version,
+    load_problems,
     task_budget,
     task_group,
 )
@@ -324,8 +325,6 @@ def summarize_run(tasks: dict[str, Sequence[Problem]], cache, sampling: Sampling
 def load_run(output_dir: str | Path) -> tuple[EvaluationSummary, dict[str, dict[str, float]]]:
     """A finished run's summary and, per task, question id -> pass@1 (read back from answers.jsonl,
     graded again), the input of `srgrpo compare`."""
-    from srgrpo.evaluation.datasets import load_problems
-
     output_dir = Path(output_dir)
     results_file = output_dir / "results.json"
     if not results_file.is_file():

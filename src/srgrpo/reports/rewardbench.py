@@ -24,6 +24,7 @@ from srgrpo.rewardbench.v1 import OTHER_SECTION, section_of
 from srgrpo.rewardbench.v1 import SECTIONS as RB_SECTIONS
 from srgrpo.rewardbench.v2 import CHANCE as RB2_CHANCE
 from srgrpo.rewardbench.v2 import SUBSETS as RB2_SUBSETS
+from srgrpo.rewardbench.v2 import TIES_WEIGHTS
 from srgrpo.reports.figures import new_figure, percent_axis, save_figure
 from srgrpo.reports.tables import (
     DASH,
@@ -181,8 +182,6 @@ def _subset_table(ranked: list[tuple[str, RewardBenchSummary]], subset_sections:
 
 
 def _ties_table(ranked: list[tuple[str, RewardBenchSummary]]) -> list[str]:
-    from srgrpo.rewardbench.v2 import TIES_WEIGHTS
-
     with_ties = [(name, s) for name, s in ranked if s.ties]
     if not with_ties:
         return []

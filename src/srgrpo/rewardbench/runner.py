@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from srgrpo import distributed
+from srgrpo import distributed, judges
 from srgrpo.rewardbench import v2 as rb2
 from srgrpo.rewardbench.preference_data import CompletionSet, PreferencePair
 from srgrpo.rewardbench.v1 import PairOutcome, section_of, summarize_rewardbench
@@ -154,8 +154,6 @@ def _item_judge_stages(model, tokenizer, items, duels, kinds: set[str], cache: R
     """The judges' stages. `items`: (key, prompt, response, v1 section whose IPO question applies),
     scored alone by the ipo and pointwise judges; `duels`: (key, prompt, a, b), judged by the
     pairwise judge in both orders (+1: a wins both, -1: b wins both, 0: the orders disagree)."""
-    from srgrpo import judges
-
     keys = [k for k, _, _, _ in items]
     prompts = [p for _, p, _, _ in items]
     responses = [r for _, _, r, _ in items]

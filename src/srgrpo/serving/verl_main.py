@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from srgrpo.serving.client import check_verl_config
+
 
 def verl_config_dir() -> str:
     """verl's trainer config folder (where `main_ppo` finds ppo_trainer.yaml)."""
@@ -28,10 +30,8 @@ def compose(overrides: list[str], config_name: str = "ppo_trainer"):
 
 
 def main(argv: list[str] | None = None) -> None:
-    import hydra
+    import hydra  # verl and its Hydra are optional, installed only where verl runs
     from verl.trainer import main_ppo
-
-    from srgrpo.serving.client import check_verl_config
 
     @hydra.main(config_path=verl_config_dir(), config_name="ppo_trainer", version_base=None)
     def run(config):

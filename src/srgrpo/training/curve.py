@@ -23,6 +23,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from srgrpo.evaluation.accuracy import greedy_accuracy
+from srgrpo.generation import HFGenerator, Sampling
 from srgrpo.training.hacking import is_refusal
 
 logger = logging.getLogger("srgrpo.train")
@@ -59,9 +61,6 @@ class GreedyCurveCallback(TrainerCallback):
         return list(self.rows)
 
     def evaluate(self, step: int) -> dict:
-        from srgrpo.generation import HFGenerator, Sampling
-        from srgrpo.evaluation.accuracy import greedy_accuracy
-
         model = self.policy
         was_training = model.training
         model.eval()
