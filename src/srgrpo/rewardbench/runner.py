@@ -221,13 +221,18 @@ class RewardBenchConfig:
 
 @dataclasses.dataclass(frozen=True)
 class _Protocol:
-    """What tells the two protocols' runs apart where they share code."""
+    """What tells the two protocols' runs apart; `_run` is the rest, shared."""
 
     name: str  # its entry in PROTOCOLS
     dataset: str  # the loader's name in run.json's versions
     output_files: tuple[str, ...]
     run_info: dict  # added to run.json
     summarize: Callable  # outcomes -> summary (n_bootstrap=, seed=)
+    stages: Callable  # (model, tokenizer, scorer, units, specs, features, cache, config): fill the cache
+    outcomes: Callable  # (units, score_of(unit, slot), cache) -> outcomes; a slot is a side or a completion
+    score: Callable  # (spec, unit, slot, cache, seed) -> the method's score of that response
+    key: Callable  # (unit id, slot) -> the response's key in the cache
+    write_rows: Callable  # (output_dir, units, specs, outcomes_by, cache, seed): the per-item files
 
 
 def _start_run(model, tokenizer, output_dir: Path, config: RewardBenchConfig, item_ids: list,
@@ -258,20 +263,42 @@ def _start_run(model, tokenizer, output_dir: Path, config: RewardBenchConfig, it
         RunCache(output_dir / "cache.jsonl", readonly=not distributed.is_main())
 
 
-def _write_summaries(output_dir: Path, specs, config: RewardBenchConfig, protocol: _Protocol,
-                     outcomes_of: Callable, layer_outcomes_of: Callable) -> tuple[dict, dict]:
-    """The tail both protocols share: every method's summary (results.json) and the layer sweep's
-    (layer_sweep.json, fewer resamples). `outcomes_of(spec)` and `layer_outcomes_of(k)` give the
-    protocol's outcomes. Returns (results as written, {method: outcomes})."""
-    outcomes_by = {spec.name: outcomes_of(spec) for spec in specs}
+def _write_summaries(output_dir: Path, units, specs, config: RewardBenchConfig, protocol: _Protocol,
+                     cache: RunCache) -> tuple[dict, dict]:
+    """Every method's summary (results.json) and the layer sweep's (layer_sweep.json, fewer
+    resamples). Returns (results as written, {method: outcomes})."""
+
+    def method(spec):
+        return protocol.outcomes(units, lambda u, slot: protocol.score(spec, u, slot, cache, config.seed), cache)
+
+    def layer(k):
+        return protocol.outcomes(units, lambda u, slot: _float(
+            cache.get("features", protocol.key(u.id, slot))["layers"].get(str(k))), cache)
+
+    outcomes_by = {spec.name: method(spec) for spec in specs}
     results = {name: protocol.summarize(outcomes, n_bootstrap=config.n_bootstrap, seed=config.seed).to_json()
                for name, outcomes in outcomes_by.items()}
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     if config.layers:
-        sweep = {str(k): protocol.summarize(layer_outcomes_of(k), n_bootstrap=min(config.n_bootstrap, 200),
+        sweep = {str(k): protocol.summarize(layer(k), n_bootstrap=min(config.n_bootstrap, 200),
                                             seed=config.seed).to_json() for k in config.layers}
         (output_dir / "layer_sweep.json").write_text(json.dumps(sweep, indent=2))
     return results, outcomes_by
+
+
+def _run(model, tokenizer, units, output_dir: Path, config: RewardBenchConfig, protocol: _Protocol) -> dict | None:
+    """Both protocols' run: pin run.json, fill the item cache stage by stage (resumable), then on the
+    main process summarise and write the files."""
+    specs, features, scorer, cache = _start_run(model, tokenizer, output_dir, config, [u.id for u in units], protocol)
+    try:
+        protocol.stages(model, tokenizer, scorer, units, specs, features, cache, config)
+    finally:
+        cache.close()
+    if not distributed.is_main():
+        return None
+    results, outcomes_by = _write_summaries(output_dir, units, specs, config, protocol, cache)
+    protocol.write_rows(output_dir, units, specs, outcomes_by, cache, config.seed)
+    return results
 
 
 def run_rewardbench(model, tokenizer, pairs: Sequence[PreferencePair], output_dir: str | Path,
@@ -287,25 +314,18 @@ def run_rewardbench(model, tokenizer, pairs: Sequence[PreferencePair], output_di
     if not pairs:
         raise ValueError("no preference pairs to evaluate")
     config = dataclasses.replace(config or RewardBenchConfig(), options=(config and config.options) or ScoringOptions())
-    output_dir = Path(output_dir)
-    specs, features, scorer, cache = _start_run(model, tokenizer, output_dir, config, [p.id for p in pairs], V1)
-    try:
-        _feature_stage(scorer, pairs, features, list(config.layers), cache, config.progress)
-        judge_kinds = {s.kind for s in specs} & {"ipo", "pointwise", "pairwise"}
-        if judge_kinds:
-            _judge_stages(model, tokenizer, pairs, judge_kinds, cache, config.options.batch_size, config.progress)
-    finally:
-        cache.close()
-    if not distributed.is_main():
-        return None
-    seed = config.seed
-    results, _ = _write_summaries(
-        output_dir, specs, config, V1,
-        lambda spec: _outcomes(pairs, lambda p, side: _item_score(spec, p, side, cache, seed), cache),
-        lambda k: _outcomes(pairs, lambda p, side: _float(
-            cache.get("features", _item_key(p.id, side))["layers"].get(str(k))), cache))
+    return _run(model, tokenizer, pairs, Path(output_dir), config, V1)
+
+
+def _v1_stages(model, tokenizer, scorer, pairs, specs, features, cache: RunCache, config: RewardBenchConfig) -> None:
+    _feature_stage(scorer, pairs, features, list(config.layers), cache, config.progress)
+    judge_kinds = {s.kind for s in specs} & {"ipo", "pointwise", "pairwise"}
+    if judge_kinds:
+        _judge_stages(model, tokenizer, pairs, judge_kinds, cache, config.options.batch_size, config.progress)
+
+
+def _v1_write_rows(output_dir: Path, pairs, specs, outcomes_by, cache: RunCache, seed: int) -> None:
     write_jsonl_atomic(output_dir / "pairs.jsonl", _pair_rows(pairs, specs, cache, seed))
-    return results
 
 
 def _pair_rows(pairs, specs, cache: RunCache, seed: int) -> list[dict]:
@@ -328,8 +348,6 @@ def _pair_rows(pairs, specs, cache: RunCache, seed: int) -> list[dict]:
 # ------------------------------------------------------------------------------------ RewardBench 2
 
 V2_OUTPUT_FILES = (*OUTPUT_FILES, "prompts.jsonl")
-V1 = _Protocol("rewardbench", "preference_pairs", OUTPUT_FILES, {}, summarize_rewardbench)
-V2 = _Protocol("rewardbench2", "completion_sets", V2_OUTPUT_FILES, {"protocol": "v2"}, rb2.summarize_rewardbench2)
 
 
 def _completion_key(set_id: str, k: int) -> str:
@@ -385,34 +403,27 @@ def run_rewardbench2(model, tokenizer, sets: Sequence[CompletionSet], output_dir
         raise ValueError("no RewardBench 2 prompts to evaluate")
     config = dataclasses.replace(config or RewardBenchConfig(), options=(config and config.options)
                                  or dataclasses.replace(ScoringOptions(), max_length=rb2.WINDOW))
-    output_dir = Path(output_dir)
-    specs, features, scorer, cache = _start_run(model, tokenizer, output_dir, config, [s.id for s in sets], V2)
+    return _run(model, tokenizer, sets, Path(output_dir), config, V2)
+
+
+def _v2_stages(model, tokenizer, scorer, sets, specs, features, cache: RunCache, config: RewardBenchConfig) -> None:
     items = [(_completion_key(s.id, k), s.prompt, c) for s in sets for k, c in enumerate(s.completions)]
-    try:
-        _item_feature_stage(scorer, items, features, list(config.layers), cache, config.progress)
-        judge_kinds = {s.kind for s in specs} & {"ipo", "pointwise", "pairwise"}
-        if judge_kinds:
-            judged = [(key, prompt, c, rb2.judge_section(s.subset))
-                      for s in sets for (key, prompt, c) in
-                      ((_completion_key(s.id, k), s.prompt, c) for k, c in enumerate(s.completions))]
-            duels = [(_duel_key(s.id, i, j), s.prompt, s.completions[i], s.completions[j])
-                     for s in sets for i, j in _round_robin(s)]
-            _item_judge_stages(model, tokenizer, judged, duels, judge_kinds, cache, config.options.batch_size,
-                               config.progress)
-    finally:
-        cache.close()
-    if not distributed.is_main():
-        return None
-    seed = config.seed
-    results, outcomes_by = _write_summaries(
-        output_dir, specs, config, V2,
-        lambda spec: _prompt_outcomes(sets, lambda s, k: _completion_score(spec, s, k, cache, seed), cache),
-        lambda k: _prompt_outcomes(sets, lambda s, i: _float(
-            cache.get("features", _completion_key(s.id, i))["layers"].get(str(k))), cache))
+    _item_feature_stage(scorer, items, features, list(config.layers), cache, config.progress)
+    judge_kinds = {s.kind for s in specs} & {"ipo", "pointwise", "pairwise"}
+    if judge_kinds:
+        judged = [(key, prompt, c, rb2.judge_section(s.subset))
+                  for s in sets for (key, prompt, c) in
+                  ((_completion_key(s.id, k), s.prompt, c) for k, c in enumerate(s.completions))]
+        duels = [(_duel_key(s.id, i, j), s.prompt, s.completions[i], s.completions[j])
+                 for s in sets for i, j in _round_robin(s)]
+        _item_judge_stages(model, tokenizer, judged, duels, judge_kinds, cache, config.options.batch_size,
+                           config.progress)
+
+
+def _v2_write_rows(output_dir: Path, sets, specs, outcomes_by, cache: RunCache, seed: int) -> None:
     prompt_rows, pair_rows = _v2_rows(sets, outcomes_by, cache)
     write_jsonl_atomic(output_dir / "prompts.jsonl", prompt_rows)
     write_jsonl_atomic(output_dir / "pairs.jsonl", pair_rows)
-    return results
 
 
 def _v2_rows(sets, outcomes_by: dict[str, list[PromptOutcome]], cache: RunCache) -> tuple[list[dict], list[dict]]:
@@ -445,3 +456,9 @@ def _v2_rows(sets, outcomes_by: dict[str, list[PromptOutcome]], cache: RunCache)
             "scores": sides,
         })
     return prompt_rows, pair_rows
+
+
+V1 = _Protocol("rewardbench", "preference_pairs", OUTPUT_FILES, {}, summarize_rewardbench,
+               _v1_stages, _outcomes, _item_score, _item_key, _v1_write_rows)
+V2 = _Protocol("rewardbench2", "completion_sets", V2_OUTPUT_FILES, {"protocol": "v2"}, rb2.summarize_rewardbench2,
+               _v2_stages, _prompt_outcomes, _completion_score, _completion_key, _v2_write_rows)
