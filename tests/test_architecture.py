@@ -95,6 +95,28 @@ def test_docstrings_keep_their_indentation():
     assert not wrong, "\n".join(wrong)
 
 
+MAX_PARAMETERS = 8  # a function needing more takes a config (a dataclass) instead
+MAX_LINES = 80  # from `def` to the last line, docstring included
+
+
+def test_functions_are_short_and_take_few_parameters():
+    """Every function under src/ takes at most MAX_PARAMETERS parameters (self and cls not counted;
+    *args and **kwargs count one each) and runs at most MAX_LINES lines."""
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            args = node.args
+            names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+            count = len(names) + (args.vararg is not None) + (args.kwarg is not None)
+            count -= bool(names) and names[0] in ("self", "cls")
+            lines = node.end_lineno - node.lineno + 1
+            if count > MAX_PARAMETERS or lines > MAX_LINES:
+                wrong.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {count} parameters, {lines} lines")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_private_names_cross_modules():
     wrong = []
     for path in sorted(PACKAGE.rglob("*.py")):
