@@ -10,6 +10,7 @@ from pathlib import Path
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, DEFAULT_SELECTORS, SELECTORS
 from srgrpo.cli.common import (
     DATA_DIR_HELP,
+    EXIT_OK,
     HelpFormatter,
     add_model_arguments,
     add_scoring_arguments,
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     print(best_of_n_markdown(summary))
     print(f"wrote results.json, generations.jsonl, report.md and accuracy_vs_n.png to {args.output_dir} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def add_parser(sub) -> None:

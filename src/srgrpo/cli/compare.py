@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from srgrpo.cli.common import HelpFormatter
+from srgrpo.cli.common import EXIT_OK, HelpFormatter
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}, {results} and {plot}", file=sys.stderr)
     elif args.plot is not None:
         plot_comparison(comparison, args.plot)
-    return 0
+    return EXIT_OK
 
 
 def add_parser(sub) -> None:

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from srgrpo.cli.common import (
+    EXIT_OK,
     HelpFormatter,
     add_model_arguments,
     add_scoring_arguments,
@@ -88,4 +89,4 @@ def run(args: argparse.Namespace) -> int:
     if right < len(pairs):
         print("A label-free score is not always right: srgrpo rewardbench measures how often it is, beside baselines.")
     print("\n" + NEXT_STEPS)
-    return 0
+    return EXIT_OK

@@ -8,7 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from srgrpo.cli.common import DATA_DIR_HELP, HelpFormatter, add_model_arguments, check_at_least, load_model_from_args
+from srgrpo.cli.common import (
+    DATA_DIR_HELP,
+    EXIT_OK,
+    HelpFormatter,
+    add_model_arguments,
+    check_at_least,
+    load_model_from_args,
+)
 from srgrpo.evaluation.datasets import DATASETS, TASK_GROUPS
 
 
@@ -114,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             write_evaluation_report(summary, out)
             print(evaluation_markdown(summary))
     if not main:
-        return 0
+        return EXIT_OK
     if several:
         comparison = compare_runs(run_dirs, base=run_dirs[0] if not args.skip_base else None, seed=args.seed)
         _write_comparison(comparison, args.output_dir / "report.md", args.output_dir / "comparison.png")
@@ -122,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote answers.jsonl, results.json and report.md to {args.output_dir}"
           f"{' (one folder per policy, Table 2 in report.md and comparison.png)' if several else ''} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def _task_budgets(args) -> dict[str, int]:

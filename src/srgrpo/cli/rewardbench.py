@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
                   "data": str(args.data), "limit_per_subset": args.limit},
     ))
     if results is None:  # a helper process of a distributed run: the main process reports
-        return 0
+        return EXIT_OK
     title = "RewardBench 2 evaluation" if protocol == "v2" else "RewardBench evaluation"
     write_rewardbench_report_from_dir(args.output_dir, title=title, extra_meta={
         "compute seconds (this invocation)": round(time.perf_counter() - started, 1)})

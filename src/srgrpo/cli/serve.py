@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from srgrpo.cli.common import add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
+from srgrpo.cli.common import EXIT_OK, add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
 from srgrpo.features import FEATURES
 
 EPILOG = """\
@@ -147,4 +147,4 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     counts = server.counts
     print(f"stopped: {counts['accepted']} requests accepted, {counts['answered']} answered", file=sys.stderr, flush=True)
-    return 0
+    return EXIT_OK
