@@ -17,12 +17,12 @@ Where each piece of the app lives: the command `srgrpo bon` = `srgrpo.cli.bon`; 
 """
 
 from srgrpo.bon.runner import BonConfig, run_bon
-from srgrpo.bon.selectors import SELECTOR_NAMES, build_selectors
+from srgrpo.bon.selectors import SELECTORS, build_selectors
 from srgrpo.generation import HFGenerator, Sample, Sampling, VLLMGenerator
 from srgrpo.evaluation.datasets import DATASETS, DatasetError, Problem, load_problems
 from srgrpo.evaluation.grading import extract_answer, is_correct
 
 __all__ = [
     "HFGenerator", "VLLMGenerator", "Sample", "Sampling", "extract_answer", "is_correct", "run_bon", "BonConfig",
-    "SELECTOR_NAMES", "build_selectors", "DATASETS", "DatasetError", "Problem", "load_problems",
+    "SELECTORS", "build_selectors", "DATASETS", "DatasetError", "Problem", "load_problems",
 ]

@@ -118,7 +118,6 @@ SELECTORS: Registry[SelectorSpec] = Registry("selector", [
 # What `srgrpo bon` runs without --selectors: the paper's selector, its baselines and the vote-pooling ones.
 DEFAULT_SELECTORS = ("stable_rank", "random", "self_certainty", "mean_logprob", "majority", "borda_stable_rank",
                      "borda_self_certainty")
-SELECTOR_NAMES = tuple(SELECTORS)
 
 
 def build_selectors(names: Sequence[str], borda_power: float = DEFAULT_BORDA_POWER) -> dict[str, Selector]:
