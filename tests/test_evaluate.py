@@ -242,6 +242,22 @@ def test_samples_give_pass_at_k_and_majority(tmp_path):
     assert result.mean_tokens == pytest.approx(2.0)  # 1, 2, 3 tokens per question
 
 
+def test_run_tasks_takes_its_inputs_and_one_config_with_the_commands_defaults(tmp_path):
+    import dataclasses
+    import inspect
+
+    assert list(inspect.signature(run_tasks).parameters) == ["generator", "tasks", "output_dir", "config"]
+    assert all(f.metadata.get("help") for f in dataclasses.fields(EvaluationConfig))
+    data = tmp_path / "one.jsonl"
+    data.write_text(json.dumps({"question": "Q one", "answer": "7"}) + "\n")
+    tasks = {str(data): load_problems(str(data))}
+    summary = run_tasks(Scripted({"Q one": ["\\boxed{7}"]}), tasks, tmp_path / "run")  # no config: srgrpo evaluate's
+    pinned = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert pinned["sampling"] == {"greedy": True} and pinned["samples"] == 1
+    assert pinned["tasks"][str(data)]["max_new_tokens"] == 2048  # a JSONL task's own budget
+    assert summary.policy == "base" and summary.tasks[str(data)].accuracy == 1.0
+
+
 def test_group_average_is_the_plain_mean_of_the_tasks():
     rng = np.random.default_rng(0)
     per_task = {"gpqa": np.array([1.0, 0.0]), "mmlu_redux": np.array([1.0, 1.0, 1.0, 1.0]), "math500": np.array([0.0])}
