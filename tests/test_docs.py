@@ -220,7 +220,7 @@ def test_every_command_has_a_readme_quickstart():
 @pytest.mark.embedded
 def test_readme_quickstarts_run_offline_outside_the_checkout(tmp_path):
     """Each quickstart block, as written, in an empty folder with no data folder configured and the
-    hub unreachable, exits 0 (in order: evaluate reads the adapter train wrote). About 8 minutes."""
+    hub unreachable, exits 0 (in order: evaluate reads the adapter train wrote). 6-10 minutes on 2 CPU cores."""
     import os
     import subprocess
     import sys
