@@ -142,15 +142,16 @@ def test_the_dataset_registry_is_the_one_list_of_names(capsys):
     from srgrpo.evaluation.datasets import DATASETS, dataset_help
 
     assert reexported is DATASETS
-    assert list(DATASETS) == ["gsm8k", "math500", "gpqa", "mmlu", "aime2025", "mmlu_redux", "olympiadbench", "amc23"]
+    assert list(DATASETS) == ["gsm8k", "math500", "gpqa", "mmlu", "aime2025", "mmlu_redux", "olympiadbench", "amc23",
+                             "sample"]
     assert all(spec.name == name and spec.description for name, spec in DATASETS.items())
     assert [name for name, spec in DATASETS.items() if spec.sample_limit] == ["mmlu"]
-    assert dataset_help().startswith("gsm8k, math500, gpqa, mmlu, aime2025, mmlu_redux, olympiadbench, amc23 or a JSONL file")
+    assert dataset_help().startswith("gsm8k, math500, gpqa, mmlu, aime2025, mmlu_redux, olympiadbench, amc23, sample or a JSONL file")
     with pytest.raises(SystemExit):
         main(["bon", "--help"])
     help_text = capsys.readouterr().out
     assert all(f"{name}: " in help_text for name in DATASETS)
-    with pytest.raises(DatasetError, match="use one of gsm8k, math500, gpqa, mmlu, aime2025, mmlu_redux, olympiadbench, amc23 or a JSONL"):
+    with pytest.raises(DatasetError, match="use one of gsm8k, math500, gpqa, mmlu, aime2025, mmlu_redux, olympiadbench, amc23, sample or a JSONL"):
         load_problems("no-such-benchmark")
 
 
