@@ -23,7 +23,7 @@ NEXT_STEPS = """\
 next:
   srgrpo score --input sample --output scores.jsonl        # the six answers above, one JSON line each
   srgrpo rewardbench --data sample --output-dir runs/rb    # 24 RewardBench pairs, beside baselines
-  srgrpo bon --dataset sample --limit 4 --n 1,4 --max-new-tokens 128 --output-dir runs/bon   # Best-of-N
+  srgrpo bon --dataset sample --limit 4 --n 1,2,4 --max-new-tokens 48 --output-dir runs/bon   # Best-of-N
   srgrpo --help                                            # every command"""
 
 
