@@ -232,3 +232,46 @@ def test_readme_quickstarts_run_offline_outside_the_checkout(tmp_path):
         done = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=900)
         assert done.returncode == 0, f"{block}\nexit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+
+
+# --- the flags the docs give each command ----------------------------------------------------
+
+COMMAND_AT = re.compile(r"(?:^|[\s(`])(?:srgrpo|-m srgrpo\.cli) (score|demo|rewardbench|bon|train|evaluate|compare|serve)\b")
+
+
+def documented_flags(root: Path = ROOT) -> dict[str, set[str]]:
+    """{command: flags written after `srgrpo COMMAND` in a code block or inline code of the docs}."""
+    found: dict[str, set[str]] = {}
+    for page in user_docs(root):
+        text = page.read_text(encoding="utf-8")
+        prose = re.sub(r"```.*?```", "", text, flags=re.S)
+        spans = [line for block in re.findall(r"```(?:bash)?\n(.*?)```", text, re.S)
+                 for line in block.replace("\\\n", " ").splitlines()] + INLINE_CODE.findall(prose)
+        for span in spans:
+            match = COMMAND_AT.search(span)
+            if match:
+                rest = span[match.end():].split(" #", 1)[0]
+                found.setdefault(match.group(1), set()).update(re.findall(r"(?<![\w-])--[a-z][\w-]*", rest))
+    return found
+
+
+def test_every_flag_the_docs_give_a_command_is_in_its_help(capsys):
+    from srgrpo.cli import main
+
+    flags = documented_flags()
+    assert set(flags) >= {"score", "rewardbench", "bon", "train", "evaluate", "compare", "serve"}
+    for command, given in sorted(flags.items()):
+        with pytest.raises(SystemExit):
+            main([command, "--help-trl" if command == "train" else "--help"])
+        shown = capsys.readouterr().out
+        unknown = sorted(flag for flag in given if not re.search(re.escape(flag) + r"(?![\w-])", shown))
+        assert not unknown, f"the docs give `srgrpo {command}` flags its --help does not list: {unknown}"
+
+
+def test_documented_flags_reads_commands_in_blocks_and_inline_code(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(
+        "Run `srgrpo score --input sample` first.\n\n```bash\n"
+        "torchrun --nproc_per_node 2 -m srgrpo.cli bon --dataset sample \\\n    --n 1,4   # --not-a-flag\n"
+        "srgrpo serve --port 5000 &\n```\n", encoding="utf-8")
+    assert documented_flags(tmp_path) == {"score": {"--input"}, "bon": {"--dataset", "--n"}, "serve": {"--port"}}
