@@ -185,7 +185,10 @@ def _write_comparison(comparison, report: Path, plot: Path) -> None:
 def _with_adapter(model, adapter: Path):
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    from srgrpo.training.trainer import libraries_renamed_calls
+
+    with libraries_renamed_calls():  # peft reads transformers' renamed is_gradient_checkpointing
+        return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
 
 
 def _task_help() -> str:
