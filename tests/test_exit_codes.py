@@ -56,6 +56,7 @@ TABLE = [
     ("rewardbench --data {preference} --output-dir {out}/rb --limit 0", 2, "--limit must be at least 1, got 0"),
     ("rewardbench --data {preference} --output-dir {out}/rb --limit -1", 2, "--limit must be at least 1, got -1"),
     ("rewardbench --data {missing} --output-dir {out}/rb", 2, "--data: preference data not found: {missing}"),
+    ("rewardbench --data nobody/no-such-dataset --output-dir {out}/rb", 2, "--data: 'nobody/no-such-dataset' is not"),
     ("rewardbench --data {preference_all_bad} --output-dir {out}/rb --protocol v1", 2,
      "--data {preference_all_bad}: no usable preference pairs (1 row(s) skipped as bad input"),
     # bon

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         protocol = detect_protocol(args.data, split) if args.protocol == "auto" else args.protocol
         units, unit_name, skipped = _load(args, protocol, split)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, RuntimeError) as err:  # RuntimeError: a hub dataset that cannot be loaded
         raise ValueError(f"--data: {err}") from None
     options = scoring_options(args, **({"max_length": rewardbench2.WINDOW} if protocol == "v2" else {}))
     print(f"RewardBench {protocol}: {len(units)} {unit_name} from {args.data}; scorers: {', '.join(scorers)}; "
