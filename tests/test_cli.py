@@ -112,7 +112,9 @@ def test_help_reads_well(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    assert "score" in capsys.readouterr().out
+    top = capsys.readouterr().out
+    assert "score" in top
+    assert re.search(r"exit status.*\n  0  all went well\n  1  some rows failed.*\n  2  a usage or input error", top)
     with pytest.raises(SystemExit):
         main(["score", "--help"])
     text = capsys.readouterr().out

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from srgrpo.cli.common import DESCRIPTION, EXIT_USAGE, HelpFormatter
+from srgrpo.cli.common import DESCRIPTION, EXIT_HELP, EXIT_USAGE, HelpFormatter
 
 COMMANDS = ("score", "rewardbench", "demo", "bon", "train", "evaluate", "compare", "serve")
 
@@ -18,7 +18,8 @@ COMMANDS = ("score", "rewardbench", "demo", "bon", "train", "evaluate", "compare
 def build_parser() -> argparse.ArgumentParser:
     from srgrpo.version import __version__
 
-    parser = argparse.ArgumentParser(prog="srgrpo", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="srgrpo", description=DESCRIPTION, epilog=EXIT_HELP,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:

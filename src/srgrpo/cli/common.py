@@ -21,6 +21,11 @@ HelpFormatter = argparse.RawDescriptionHelpFormatter
 # The exit status of every command (srgrpo.cli.main maps errors to them): all went well; some rows
 # failed but the rest were written; a usage or input error (a flag's value, a missing or unreadable file).
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_HELP = f"""\
+exit status (every command):
+  {EXIT_OK}  all went well
+  {EXIT_ROWS_FAILED}  some rows failed (named on stderr and in the output), the rest were written
+  {EXIT_USAGE}  a usage or input error: a flag's value, a missing or unreadable file, data with no usable row"""
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
