@@ -12,7 +12,7 @@ lock=()
 "$venv/bin/python" -m pip --disable-pip-version-check -q install "torch==2.13.0" -e ".[docs]" "${lock[@]}"
 site="$(mktemp -d)"
 trap 'rm -rf "$site"' EXIT
-NO_MKDOCS_2_WARNING=1 "$venv/bin/mkdocs" build --strict --quiet -d "$site"
+NO_MKDOCS_2_WARNING=1 "$venv/bin/mkdocs" build --strict -d "$site"  # not --quiet: it hides the warnings strict counts
 # OpenRLHF's and verl's tests run in their own venv (their declared dependencies conflict with
 # srgrpo's: scripts/install.sh says why), the rest in srgrpo's; extra arguments go to both runs.
 frameworks_tests=(tests/test_frameworks_openrlhf.py tests/test_frameworks_verl.py)

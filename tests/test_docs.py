@@ -203,7 +203,7 @@ def test_the_docs_site_builds_strictly(tmp_path):
     mkdocs = Path(sys.executable).parent / "mkdocs"
     if not mkdocs.exists() and not shutil.which("mkdocs"):
         pytest.skip("mkdocs is not installed: pip install -e '.[docs]'")
-    done = subprocess.run([str(mkdocs) if mkdocs.exists() else "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path)],
+    done = subprocess.run([str(mkdocs) if mkdocs.exists() else "mkdocs", "build", "--strict", "-d", str(tmp_path)],  # not -q: it hides the warnings
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert len(user_docs()) > 10 and (tmp_path / "reference" / "scoring" / "index.html").is_file()
