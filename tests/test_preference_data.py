@@ -131,6 +131,13 @@ def test_bad_rows_are_skipped_and_named(tmp_path):
         assert "skipped" in problem
 
 
+
+def test_a_control_character_in_a_string_is_named_once(tmp_path):
+    path = tmp_path / "ctrl.jsonl"
+    path.write_text(json.dumps(row(1)) + "\n" + '{"prompt": "a\tb", "chosen": "c", "rejected": "r"}\n')
+    problem = load_preference_pairs(path).problems[0]
+    assert problem.startswith(f"{path}:2: malformed JSON (Invalid control character at column 14)"), problem
+
 def test_missing_ids_and_subsets_get_defaults(tmp_path):
     path = write_jsonl(
         tmp_path / "plain.jsonl",

@@ -44,7 +44,7 @@ def _parse_line(line: str, number: int, path: Path) -> InputRow:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as err:
-        return InputRow(number, number, error=f"{where}: malformed JSON ({err.msg} at column {err.colno})")
+        return InputRow(number, number, error=f"{where}: malformed JSON ({err.msg.removesuffix(' at')} at column {err.colno})")
     if not isinstance(obj, dict):
         return InputRow(number, number, error=f"{where}: expected a JSON object, got {type(obj).__name__}")
     row_id = obj.get("id", number)

@@ -215,7 +215,7 @@ class StableRankScorer:
                 return out
             return {key: metrics.stable_rank(span, mask, compute_dtype)}  # a SweepLayer
 
-        with tqdm(total=total, unit="pair", desc="scoring", disable=not progress) as bar:
+        with tqdm(total=total, unit="response", desc="scoring", disable=not progress) as bar:
             for index, item, values in self.engine.stream(chunks, taps, on_states):
                 n_tokens, response_tokens = item.end - item.start, item.response_end - item.response_start
                 if values is None:

@@ -118,7 +118,7 @@ def _jsonl_rows(path: Path) -> Iterator[_Row]:
             try:
                 yield _Row(where, default_id, json.loads(line))
             except json.JSONDecodeError as err:
-                yield _Row(where, default_id, error=f"malformed JSON ({err.msg} at column {err.colno})")
+                yield _Row(where, default_id, error=f"malformed JSON ({err.msg.removesuffix(' at')} at column {err.colno})")
 
 
 def _parquet_rows(path: Path) -> Iterator[_Row]:
