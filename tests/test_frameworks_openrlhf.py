@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import references
 
-pytest.importorskip("openrlhf")
+pytest.importorskip("openrlhf", reason="openrlhf is installed in .venv-frameworks: bash scripts/test.sh runs this file there")
 agent = pytest.importorskip("openrlhf.utils.agent")
 
 from conftest import SERVING_PAIRS  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-verl = pytest.importorskip("verl")
+verl = pytest.importorskip("verl", reason="verl is installed in .venv-frameworks: bash scripts/test.sh runs this file there")
 pytest.importorskip("verl.experimental.reward_loop")
 
 import torch  # noqa: E402
