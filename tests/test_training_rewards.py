@@ -64,14 +64,14 @@ def test_rewards_weights_and_scorers_parse_as_trl_users_expect():
 @pytest.mark.parametrize("extra, message", [
     (["--rewards", "stable_rank,perplexity"], "unknown reward 'perplexity' in --rewards; known: stable_rank"),
     (["--rewards", "stable_rank,accuracy", "--reward_weights", "1.0"],
-     "--reward_weights has 1 value(s) for 2 reward(s) (stable_rank, accuracy): give one weight per reward"),
-    (["--reward_scorer", "ema", "--use_peft", "false"], "--reward_scorer ema keeps the EMA as a second LoRA adapter, "
-                                                        "so it needs LoRA: set --use_peft true"),
-    (["--rewards", "reward_model"], "--rewards reward_model needs --reward_model ID_OR_FOLDER"),
+     "--reward-weights has 1 value(s) for 2 reward(s) (stable_rank, accuracy): give one weight per reward"),
+    (["--reward_scorer", "ema", "--use_peft", "false"], "--reward-scorer ema keeps the EMA as a second LoRA adapter, "
+                                                        "so it needs LoRA: set --use-peft true"),
+    (["--rewards", "reward_model"], "--rewards reward_model needs --reward-model ID_OR_FOLDER"),
     (["--reward_model", "some/model"], "add reward_model to --rewards"),
-    (["--reward_scorer", "teacher"], "unknown reward scorer 'teacher' in --reward_scorer; known: frozen, online, ema"),
+    (["--reward_scorer", "teacher"], "unknown reward scorer 'teacher' in --reward-scorer; known: frozen, online, ema"),
     (["--rewards", "ipo,accuracy", "--reward_scorer", "frozen,online,ema"], "give one value for all, or one per reward"),
-    (["--reward_ema_decay", "1.0"], "--reward_ema_decay must be in [0, 1)"),
+    (["--reward_ema_decay", "1.0"], "--reward-ema-decay must be in [0, 1)"),
 ])
 def test_bad_combinations_fail_before_the_model_loads(extra, message, prompts_file, tmp_path, capsys, monkeypatch):
     import srgrpo.models

@@ -96,23 +96,23 @@ class TrainScriptArguments:
     eval_max_new_tokens: int = field(default=256, metadata={"help": "greedy tokens per answer"})
     eval_batch_size: int = field(default=8, metadata={"help": "questions per generate call"})
     eval_every: int = field(default=0, metadata={
-        "help": "also evaluate greedily on --eval_dataset every N optimizer steps (and at step 0), writing "
+        "help": "also evaluate greedily on --eval-dataset every N optimizer steps (and at step 0), writing "
         "eval_curve.jsonl; 0 = only before and after"})
     probe_prompts: str | None = field(default=None, metadata={
-        "help": "JSONL of {prompt} requests answered greedily at each --eval_every evaluation: refusal rate and "
+        "help": "JSONL of {prompt} requests answered greedily at each --eval-every evaluation: refusal rate and "
         "length (e.g. ordinary requests that merely sound sensitive)"})
     save_completions: bool = field(default=False, metadata={
         "help": "append every sampled completion with its srgrpo rewards to completions.jsonl (main process's share)"})
     watch_window: int = field(default=5, metadata={"help": "logged steps the collapse watch compares at the start and the end"})
     collapse_window: int = field(default=10, metadata={
         "help": "W of the collapse step: the smoothed reward rose over W logged steps while smoothed group "
-        "diversity fell by more than --collapse_diversity_drop or held-out accuracy fell (see the README)"})
+        "diversity fell by more than --collapse-diversity-drop or held-out accuracy fell (see the README)"})
     collapse_diversity_drop: float = field(default=0.1, metadata={"help": "relative fall of group diversity"})
     collapse_accuracy_drop: float = field(default=0.1, metadata={"help": "absolute fall of held-out accuracy below its best"})
     stop_on_collapse: bool = field(default=False, metadata={
         "help": "stop at the collapse step, or when SR rises while length or diversity collapses (off: only warn)"})
-    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output_dir"})
-    overwrite: bool = field(default=False, metadata={"help": "discard a previous run in --output_dir"})
+    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output-dir"})
+    overwrite: bool = field(default=False, metadata={"help": "discard a previous run in --output-dir"})
 
     def __post_init__(self):
         if self.resume and self.overwrite:
@@ -123,14 +123,14 @@ class TrainScriptArguments:
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be 0 or a positive integer, got {self.eval_every!r}")
         if self.eval_every and not self.eval_dataset:
-            raise ValueError("--eval_every needs --eval_dataset (the held-out questions to evaluate)")
+            raise ValueError("--eval-every needs --eval-dataset (the held-out questions to evaluate)")
         if self.probe_prompts and not self.eval_every:
-            raise ValueError("--probe_prompts is answered at the --eval_every evaluations: set --eval_every N")
+            raise ValueError("--probe-prompts is answered at the --eval-every evaluations: set --eval-every N")
         if self.probe_prompts:
             from pathlib import Path
 
             if not Path(self.probe_prompts).is_file():
-                raise ValueError(f"--probe_prompts: no such file {self.probe_prompts}")
+                raise ValueError(f"--probe-prompts: no such file {self.probe_prompts}")
 
 
 ARGPARSE_KEYS = ("help", "choices", "aliases")  # ScoringOptions metadata that HfArgumentParser passes to argparse
@@ -146,8 +146,8 @@ def _reward_arguments() -> type:
              for f in dataclasses.fields(ScoringOptions)]
     specs[:0] = [
         ("rewards", str, field(default="stable_rank", metadata={
-            "help": "comma-separated rewards, summed with GRPOConfig's --reward_weights under its "
-                    f"--multi_objective_aggregation: {', '.join(REWARDS)} (stable_rank: the paper's; "
+            "help": "comma-separated rewards, summed with GRPOConfig's --reward-weights under its "
+                    f"--multi-objective-aggregation: {', '.join(REWARDS)} (stable_rank: the paper's; "
                     "mean_logprob: the paper's Perplexity arm)"})),
         ("reward_scorer", str | None, field(default=None, metadata={
             "help": "who scores the model-based rewards: frozen (the paper: the base, adapter disabled), online "
@@ -174,12 +174,12 @@ def _reward_arguments() -> type:
         names = self.reward_names()  # unknown names fail here
         self.reward_scorers()  # an unknown or misplaced scorer fails here
         if "reward_model" in names and not self.reward_model:
-            raise ValueError("--rewards reward_model needs --reward_model ID_OR_FOLDER (a sequence-classification model)")
+            raise ValueError("--rewards reward_model needs --reward-model ID_OR_FOLDER (a sequence-classification model)")
         if self.reward_model and "reward_model" not in names:
-            raise ValueError(f"--reward_model {self.reward_model} is set but --rewards does not name it: "
+            raise ValueError(f"--reward-model {self.reward_model} is set but --rewards does not name it: "
                              "add reward_model to --rewards")
         if not 0.0 <= self.reward_ema_decay < 1.0:
-            raise ValueError(f"--reward_ema_decay must be in [0, 1), got {self.reward_ema_decay!r}")
+            raise ValueError(f"--reward-ema-decay must be in [0, 1), got {self.reward_ema_decay!r}")
 
 
     return dataclasses.make_dataclass("RewardArguments", specs, namespace={
@@ -373,15 +373,15 @@ def check_rewards(run: TrainRun) -> None:
     names = run.reward.reward_names()
     weights = run.grpo.reward_weights
     if weights is not None and len(weights) != len(names):
-        raise ValueError(f"--reward_weights has {len(weights)} value(s) for {len(names)} reward(s) "
+        raise ValueError(f"--reward-weights has {len(weights)} value(s) for {len(names)} reward(s) "
                          f"({', '.join(names)}): give one weight per reward, in the order of --rewards")
     scorers = run.reward.reward_scorers()
     if "ema" in scorers and not run.model.use_peft:
-        raise ValueError("--reward_scorer ema keeps the EMA as a second LoRA adapter, so it needs LoRA: "
-                         "set --use_peft true (or choose --reward_scorer frozen or online)")
+        raise ValueError("--reward-scorer ema keeps the EMA as a second LoRA adapter, so it needs LoRA: "
+                         "set --use-peft true (or choose --reward-scorer frozen or online)")
     if any(s == "frozen" for s in scorers) and not run.model.use_peft:
         raise ValueError("srgrpo train needs LoRA (use_peft) for the frozen scorer, the policy with its adapter "
-                         "switched off (set --use_peft true, or --reward_scorer online); for full fine-tuning build the GRPOTrainer yourself with "
+                         "switched off (set --use-peft true, or --reward-scorer online); for full fine-tuning build the GRPOTrainer yourself with "
                          "StableRankReward(frozen_model, tokenizer)")
 
 

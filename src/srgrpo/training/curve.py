@@ -34,7 +34,7 @@ def read_probe_prompts(path: str | Path) -> list[str]:
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     bad = [i + 1 for i, r in enumerate(rows) if not isinstance(r.get("prompt"), str)]
     if bad or not rows:
-        raise ValueError(f"--probe_prompts {path}: every line must be {{\"prompt\": text}} (bad lines: {bad or 'none'})")
+        raise ValueError(f"--probe-prompts {path}: every line must be {{\"prompt\": text}} (bad lines: {bad or 'none'})")
     return [r["prompt"] for r in rows]
 
 

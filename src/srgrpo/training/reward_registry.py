@@ -80,9 +80,9 @@ def resolve_scorers(names: list[str], scorers: str | None) -> list[str | None]:
     one value = every model-based reward, a comma list = one per reward in order."""
     given = [s.strip() for s in scorers.split(",")] if scorers else []
     if len(given) > 1 and len(given) != len(names):
-        raise ValueError(f"--reward_scorer has {len(given)} values for {len(names)} rewards ({', '.join(names)}): "
+        raise ValueError(f"--reward-scorer has {len(given)} values for {len(names)} rewards ({', '.join(names)}): "
                          "give one value for all, or one per reward")
-    REWARD_SCORERS.check(given, "--reward_scorer")
+    REWARD_SCORERS.check(given, "--reward-scorer")
     out = []
     for i, name in enumerate(names):
         spec = REWARDS[name]
