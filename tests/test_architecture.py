@@ -3,6 +3,8 @@ reports -> cli. An app never imports another app, and nothing imports a layer ab
 Read from the source (every import, also those inside functions), so a sideways import fails here."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import srgrpo
@@ -115,6 +117,55 @@ def test_functions_are_short_and_take_few_parameters():
             if count > MAX_PARAMETERS or lines > MAX_LINES:
                 wrong.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {count} parameters, {lines} lines")
     assert not wrong, "\n".join(wrong)
+
+
+# The only functions that import a srgrpo module, (file, function, module) -> why. Every other import of
+# srgrpo's own code is at module level, where a reader and the tools see the dependency graph.
+LOCAL_IMPORTS = {
+    ("cli/__init__.py", "main", "srgrpo.models"): "it imports torch, which `srgrpo --help` and --version never need",
+    ("cli/evaluate.py", "_with_adapter", "srgrpo.training.trainer"): "it imports TRL and peft (seconds); only "
+                                                                      "--adapter needs it",
+}
+
+
+def _function_imports(node, function=None):
+    """(function, line, srgrpo module) for each import of srgrpo code inside a function (the innermost)."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield from _function_imports(child, child.name)
+        elif function is not None and isinstance(child, ast.ImportFrom) and child.level:
+            yield function, child.lineno, "." * child.level + (child.module or "")  # relative: srgrpo's own
+        elif function is not None and isinstance(child, (ast.Import, ast.ImportFrom)):
+            modules = [child.module] if isinstance(child, ast.ImportFrom) else [a.name for a in child.names]
+            yield from ((function, child.lineno, m) for m in modules if m.split(".")[0] == "srgrpo")
+        else:
+            yield from _function_imports(child, function)
+
+
+def test_srgrpo_imports_are_at_module_level():
+    """No function imports a srgrpo module except the LOCAL_IMPORTS, each with its reason; an entry
+    no longer found there is dropped from the list too."""
+    found, wrong = set(), []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        for function, line, module in _function_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            found.add((relative, function, module))
+            if (relative, function, module) not in LOCAL_IMPORTS:
+                wrong.append(f"{relative}:{line} {function} imports {module}: move it to the module's imports "
+                             "(or, if it must stay, add it to LOCAL_IMPORTS with the reason)")
+    assert not wrong, "\n".join(wrong)
+    assert set(LOCAL_IMPORTS) <= found, f"gone, drop from LOCAL_IMPORTS: {set(LOCAL_IMPORTS) - found}"
+
+
+def test_srgrpo_help_imports_no_command_module():
+    """`srgrpo --help` reads the command table (srgrpo.cli.COMMANDS) and loads neither the command
+    modules nor torch; `srgrpo score --help` loads the score module only."""
+    probe = ("import sys; from srgrpo.cli import build_parser; build_parser({command!r}); "
+             "print(sorted(m for m in sys.modules if m.startswith('srgrpo.cli.') or m == 'torch'))")
+    for command, loaded in ((None, []), ("score", ["srgrpo.cli.common", "srgrpo.cli.score", "torch"])):
+        out = subprocess.run([sys.executable, "-c", probe.format(command=command)], capture_output=True, text=True,
+                             check=True).stdout
+        assert out.strip() == repr(loaded), command
 
 
 def test_no_private_names_cross_modules():

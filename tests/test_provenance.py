@@ -73,8 +73,8 @@ def test_every_kind_of_name_is_one_registry():
 
     found = {id(value): attribute for _, attribute, value in _module_level_objects() if isinstance(value, Registry)}
     assert sorted(found.values()) == sorted([
-        "DATASETS", "FEATURES", "GRADERS", "METHODS", "PROTOCOLS", "REWARDS", "REWARD_SCORERS", "SECTIONS",
-        "SELECTORS"])
+        "COMMANDS", "DATASETS", "FEATURES", "GRADERS", "METHODS", "PROTOCOLS", "REWARDS", "REWARD_SCORERS",
+        "SECTIONS", "SELECTORS"])
     for registry in (FEATURES, SELECTORS, DATASETS, METHODS, SECTIONS, GRADERS, PROTOCOLS, REWARDS, REWARD_SCORERS):
         assert isinstance(registry, Registry) and isinstance(registry, dict)
     # No kind of name kept as a plain dict of specs beside them: a module-level mapping of names to

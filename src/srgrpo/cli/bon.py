@@ -7,18 +7,22 @@ import sys
 import time
 from pathlib import Path
 
+from srgrpo.bon.runner import BonConfig, run_bon
 from srgrpo.bon.selectors import DEFAULT_BORDA_POWER, DEFAULT_SELECTORS, SELECTORS
+from srgrpo.cli import COMMANDS, EXIT_OK, HelpFormatter
 from srgrpo.cli.common import (
     DATA_DIR_HELP,
-    EXIT_OK,
-    HelpFormatter,
     add_model_arguments,
     add_scoring_arguments,
     check_at_least,
     load_model_from_args,
     scoring_options,
 )
-from srgrpo.evaluation.datasets import DATASETS
+from srgrpo.evaluation.datasets import DATASETS, DatasetError, load_problems
+from srgrpo.generation import HFGenerator, Sampling, VLLMGenerator
+from srgrpo.reports.best_of_n import best_of_n_markdown, write_best_of_n_report
+from srgrpo.results import BestOfNSummary
+from srgrpo.scoring import StableRankScorer
 
 
 def parse_ns(text: str) -> list[int]:
@@ -46,13 +50,6 @@ def _dataset_help() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgrpo.bon.runner import BonConfig, run_bon
-    from srgrpo.generation import HFGenerator, Sampling, VLLMGenerator
-    from srgrpo.reports.best_of_n import best_of_n_markdown, write_best_of_n_report
-    from srgrpo.results import BestOfNSummary
-    from srgrpo.scoring import StableRankScorer
-    from srgrpo.evaluation.datasets import DatasetError, load_problems
-
     check_at_least(args, limit=1, gen_batch_size=1, max_new_tokens=1)
     options = scoring_options(args)
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
@@ -87,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     bon = sub.add_parser(
-        "bon", formatter_class=HelpFormatter,
-        help="Best-of-N decoding: sample N answers, keep the one with the highest stable rank, grade",
+        "bon", formatter_class=HelpFormatter, help=COMMANDS["bon"].help,
         description="Sample max(N) answers per question once (plus one greedy answer), score each with "
         "stable rank and the baselines while it is generated, and evaluate every selector at every N on "
         "nested prefixes of the same samples. Writes results.json ({greedy, selectors: {name: {N: acc}}}), "

@@ -1,6 +1,7 @@
-"""What every command shares: model and scoring arguments, loading, help formatting.
+"""What every command shares: model and scoring arguments, loading the model.
 
-Imported by the command modules; imports none of them.
+Imported by the command modules; imports none of them. (What the entry shows itself, the exit-status
+convention included, is in `srgrpo.cli`, which stays light for `srgrpo --help`.)
 """
 
 from __future__ import annotations
@@ -9,23 +10,8 @@ import argparse
 import dataclasses
 import sys
 
+from srgrpo.models import load_model
 from srgrpo.options import FEATURE, RUNTIME, SCORE, ScoringOptions, option_kind
-
-DESCRIPTION = """\
-Stable rank (SR = ||H||_F^2 / ||H||_2^2 of a response's last-layer hidden states) as a label-free
-reward. The default model is the embedded SmolLM2-135M-Instruct; --model takes any Hugging Face id
-or local folder."""
-
-HelpFormatter = argparse.RawDescriptionHelpFormatter
-
-# The exit status of every command (srgrpo.cli.main maps errors to them): all went well; some rows
-# failed but the rest were written; a usage or input error (a flag's value, a missing or unreadable file).
-EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_HELP = f"""\
-exit status (every command):
-  {EXIT_OK}  all went well
-  {EXIT_ROWS_FAILED}  some rows failed (named on stderr and in the output), the rest were written
-  {EXIT_USAGE}  a usage or input error: a flag's value, a missing or unreadable file, data with no usable row"""
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,8 +81,6 @@ def check_at_least(args: argparse.Namespace, **minimums: int) -> None:
 
 def load_model_from_args(args):
     """The model and tokenizer the model arguments name."""
-    from srgrpo.models import load_model
-
     print(f"loading model {args.model or '(embedded SmolLM2-135M-Instruct)'} ...", file=sys.stderr)
     return load_model(args.model, dtype=args.dtype, device=args.device, cache_dir=args.cache_dir, verbose=True)
 

@@ -7,13 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from srgrpo.cli.common import EXIT_OK, HelpFormatter
+from srgrpo.cli import COMMANDS, EXIT_OK, HelpFormatter
+from srgrpo.evaluation.comparison import compare_runs
+from srgrpo.reports.evaluation import comparison_markdown, plot_comparison
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgrpo.reports.evaluation import comparison_markdown, plot_comparison
-    from srgrpo.evaluation.comparison import compare_runs
-
     comparison = compare_runs(args.runs, base=args.base, seed=args.seed)
     text = comparison_markdown(comparison)
     print(text)
@@ -32,8 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     cmp = sub.add_parser(
-        "compare", formatter_class=HelpFormatter,
-        help="Table 2 of several `srgrpo evaluate` runs, with paired bootstrap intervals to the base",
+        "compare", formatter_class=HelpFormatter, help=COMMANDS["compare"].help,
         description="One row per run (a model or model + adapter), one column per benchmark in the paper's "
         "order, then the STEM (GPQA, MMLU-Redux) and Math (MATH500, AIME25, OlympiadBench, AMC23) averages. "
         "Below: each run's difference to the base in points, on the questions both runs answered, with a "

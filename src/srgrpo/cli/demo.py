@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from srgrpo.cli.common import (
-    EXIT_OK,
-    HelpFormatter,
-    add_model_arguments,
-    add_scoring_arguments,
-    load_model_from_args,
-    scoring_options,
-)
+from srgrpo.cli import COMMANDS, EXIT_OK, HelpFormatter
+from srgrpo.cli.common import add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
+from srgrpo.evaluation.datasets import example_file
+from srgrpo.score_io import read_pairs
+from srgrpo.scoring import StableRankScorer
 
 EXCERPT = 64  # characters of an answer shown
 
@@ -29,8 +26,7 @@ next:
 
 def add_parser(sub) -> None:
     demo = sub.add_parser(
-        "demo", formatter_class=HelpFormatter,
-        help="show which of two answers stable rank prefers, on example pairs shipped with srgrpo",
+        "demo", formatter_class=HelpFormatter, help=COMMANDS["demo"].help,
         description="Score the example pairs shipped with srgrpo (three prompts, each with a better and a worse "
         "answer) and show, for each, which answer stable rank prefers and whether that is the better one: a "
         "quick check that the install and the model work, and a first look at what the score does.",
@@ -61,10 +57,6 @@ def question(prompt) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgrpo.evaluation.datasets import example_file
-    from srgrpo.score_io import read_pairs
-    from srgrpo.scoring import StableRankScorer
-
     pairs = chosen_and_rejected(read_pairs(example_file("pairs.jsonl")))
     model, tokenizer = load_model_from_args(args)
     scorer = StableRankScorer(model, tokenizer, scoring_options(args))

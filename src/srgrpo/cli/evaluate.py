@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
+import json
 import sys
 import time
 from pathlib import Path
 
-from srgrpo.cli.common import (
-    DATA_DIR_HELP,
-    EXIT_OK,
-    HelpFormatter,
-    add_model_arguments,
-    check_at_least,
-    load_model_from_args,
+from transformers import AutoTokenizer
+
+from srgrpo import distributed
+from srgrpo.cli import COMMANDS, EXIT_OK, HelpFormatter
+from srgrpo.cli.common import DATA_DIR_HELP, add_model_arguments, check_at_least, load_model_from_args
+from srgrpo.evaluation.comparison import compare_runs
+from srgrpo.evaluation.datasets import (
+    DATASETS,
+    TASK_GROUPS,
+    DatasetError,
+    load_problems,
+    resolve_tasks,
+    task_budget,
 )
-from srgrpo.evaluation.datasets import DATASETS, TASK_GROUPS
+from srgrpo.evaluation.runner import EvaluationConfig, run_tasks
+from srgrpo.generation import HFGenerator, Sampling, VLLMGenerator
+from srgrpo.reports.evaluation import (
+    comparison_markdown,
+    evaluation_markdown,
+    plot_comparison,
+    write_evaluation_report,
+)
 
 
 def parse_budgets(text: str | None) -> dict[str, int] | int | None:
@@ -65,12 +80,6 @@ def policy_names(adapters: list[Path]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgrpo import distributed
-    from srgrpo.generation import HFGenerator, Sampling, VLLMGenerator
-    from srgrpo.reports.evaluation import comparison_markdown, evaluation_markdown, write_evaluation_report
-    from srgrpo.evaluation.comparison import compare_runs
-    from srgrpo.evaluation.runner import EvaluationConfig, run_tasks
-
     # Everything that can be wrong with the arguments fails here, before any model loads.
     budgets = _task_budgets(args)
     check_at_least(args, limit=1, samples=1, batch_size=1)
@@ -92,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "hf":
         model, tokenizer = load_model_from_args(args)
     else:
-        from transformers import AutoTokenizer
-
         tokenizer = AutoTokenizer.from_pretrained(args.model)
     started = time.perf_counter()
     run_dirs = []
@@ -134,8 +141,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _task_budgets(args) -> dict[str, int]:
     """{task: token budget} of the tasks --tasks names, in order."""
-    from srgrpo.evaluation.datasets import DatasetError, resolve_tasks, task_budget
-
     try:
         tasks = resolve_tasks(args.tasks)
     except DatasetError as err:
@@ -153,8 +158,6 @@ def _task_budgets(args) -> dict[str, int]:
 
 def _check_backend(args) -> None:
     if args.backend == "vllm":
-        import importlib.util
-
         if importlib.util.find_spec("vllm") is None:
             raise ValueError("--backend vllm needs vLLM, which is not installed: pip install 'srgrpo[vllm]' "
                              "(GPU machines only), or use --backend hf")
@@ -163,8 +166,6 @@ def _check_backend(args) -> None:
 
 
 def _problems(args, tasks: list[str]) -> dict:
-    from srgrpo.evaluation.datasets import DatasetError, load_problems
-
     try:
         return {t: load_problems(t, limit=args.limit, seed=args.seed, data_dir=args.data_dir) for t in tasks}
     except DatasetError as err:
@@ -172,10 +173,6 @@ def _problems(args, tasks: list[str]) -> dict:
 
 
 def _write_comparison(comparison, report: Path, plot: Path) -> None:
-    import json
-
-    from srgrpo.reports.evaluation import comparison_markdown, plot_comparison
-
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(comparison_markdown(comparison))
     report.with_name(report.stem + ".json").write_text(json.dumps(comparison.to_json(), indent=2))
@@ -183,6 +180,7 @@ def _write_comparison(comparison, report: Path, plot: Path) -> None:
 
 
 def _with_adapter(model, adapter: Path):
+    # peft and srgrpo.training.trainer (TRL, peft) take seconds to import, and only --adapter needs them.
     from peft import PeftModel
 
     from srgrpo.training.trainer import libraries_renamed_calls
@@ -199,8 +197,7 @@ def _task_help() -> str:
 
 def add_parser(sub) -> None:
     ev = sub.add_parser(
-        "evaluate", formatter_class=HelpFormatter,
-        help="greedy pass@1 of a model (and LoRA adapters) on the paper's six benchmarks",
+        "evaluate", formatter_class=HelpFormatter, help=COMMANDS["evaluate"].help,
         description="Answer every question of each task with the model's chat template and the task's prompt "
         "(math: step by step, final answer in \\boxed{}; multiple choice: end with the letter), greedy by "
         "default, within each task's token budget, and grade it (math-verify for math, the option letter "

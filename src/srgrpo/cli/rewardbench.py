@@ -7,10 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from srgrpo.cli import COMMANDS, EXIT_OK, EXIT_ROWS_FAILED, HelpFormatter
 from srgrpo.cli.common import (
-    EXIT_OK,
-    EXIT_ROWS_FAILED,
-    HelpFormatter,
     add_model_arguments,
     add_scoring_arguments,
     check_at_least,
@@ -18,14 +16,17 @@ from srgrpo.cli.common import (
     parse_layers,
     scoring_options,
 )
+from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
+from srgrpo.results import rewardbench_results_from_json
+from srgrpo.rewardbench import v2 as rewardbench2
+from srgrpo.rewardbench.methods import DEFAULT_METHODS, METHODS, parse_methods
+from srgrpo.rewardbench.preference_data import detect_protocol, load_completion_sets, load_preference_pairs
+from srgrpo.rewardbench.runner import RewardBenchConfig, run_rewardbench, run_rewardbench2
 
 
 def add_parser(sub) -> None:
-    from srgrpo.rewardbench.methods import DEFAULT_METHODS, METHODS
-
     bench = sub.add_parser(
-        "rewardbench", formatter_class=HelpFormatter,
-        help="evaluate stable rank and baselines as zero-shot reward models (RewardBench v1 and 2)",
+        "rewardbench", formatter_class=HelpFormatter, help=COMMANDS["rewardbench"].help,
         description="Score every response with each scorer and report RewardBench accuracies with 95% "
         "bootstrap intervals. v1 (string chosen/rejected): per subset, per section (example-count weighted, "
         "math-prm as 984), the headline (mean of the sections present), raw accuracy, a length-controlled "
@@ -67,7 +68,6 @@ def add_parser(sub) -> None:
     bench.set_defaults(func=run)
 
 
-
 def _split(args) -> str:
     if args.split is not None:
         return args.split
@@ -76,8 +76,6 @@ def _split(args) -> str:
 
 def _load(args, protocol: str, split: str) -> tuple[list, str, int]:
     """(the pairs or v2 prompts, their name, how many rows were skipped as bad), the data's problems printed."""
-    from srgrpo.rewardbench.preference_data import load_completion_sets, load_preference_pairs
-
     if protocol == "v2":
         loaded = load_completion_sets(args.data, split=split, limit_per_subset=args.limit)
         units, unit_name = loaded.sets, "prompts"
@@ -96,13 +94,6 @@ def _load(args, protocol: str, split: str) -> tuple[list, str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgrpo.rewardbench import v2 as rewardbench2
-    from srgrpo.rewardbench.preference_data import detect_protocol
-    from srgrpo.rewardbench.runner import RewardBenchConfig, run_rewardbench, run_rewardbench2
-    from srgrpo.rewardbench.methods import parse_methods
-    from srgrpo.reports.rewardbench import rewardbench_markdown, write_rewardbench_report_from_dir
-    from srgrpo.results import rewardbench_results_from_json
-
     check_at_least(args, limit=1, bootstrap=1)
     scorers = parse_methods(args.scorers)
     split = _split(args)

@@ -10,21 +10,18 @@ import sys
 import time
 from pathlib import Path
 
-from srgrpo.cli.common import (
-    EXIT_OK,
-    EXIT_ROWS_FAILED,
-    HelpFormatter,
-    add_model_arguments,
-    add_scoring_arguments,
-    load_model_from_args,
-    scoring_options,
-)
+from srgrpo import distributed
+from srgrpo.cli import COMMANDS, EXIT_OK, EXIT_ROWS_FAILED, HelpFormatter
+from srgrpo.cli.common import add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
+from srgrpo.evaluation.datasets import SAMPLE, example_file
+from srgrpo.features import FEATURES
+from srgrpo.records import json_float
+from srgrpo.score_io import JsonlWriter, read_pairs, rewrite_sorted
+from srgrpo.scoring import StableRankScorer
 
 
 def parse_features(text: str) -> list[str]:
     """'a,b' or 'all' -> feature names, checked against the registry (ValueError naming the known ones)."""
-    from srgrpo.features import FEATURES
-
     if text.strip() == "all":
         return list(FEATURES)
     names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
@@ -34,11 +31,8 @@ def parse_features(text: str) -> list[str]:
 
 
 def add_parser(sub) -> None:
-    from srgrpo.features import FEATURES
-
     score = sub.add_parser(
-        "score", formatter_class=HelpFormatter,
-        help="score (prompt, response) pairs from a JSONL file",
+        "score", formatter_class=HelpFormatter, help=COMMANDS["score"].help,
         description="Score every line of a JSONL file of {\"prompt\", \"response\", optional \"id\"} objects "
         "(prompt: a string or a list of chat messages) and write one {\"id\", \"stable_rank\", ...} line per "
         "input line, one column per feature of --features (all from one forward pass). Results are written "
@@ -61,11 +55,7 @@ def add_parser(sub) -> None:
     score.set_defaults(func=run)
 
 
-
 def run(args: argparse.Namespace) -> int:
-    from srgrpo import distributed
-    from srgrpo.scoring import StableRankScorer
-
     options = scoring_options(args)  # validate before loading anything
     features = parse_features(args.features)
     rows = _read_input(args)
@@ -90,9 +80,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_input(args):
     """The rows of --input ('sample': the example pairs shipped with srgrpo)."""
-    from srgrpo.evaluation.datasets import SAMPLE, example_file
-    from srgrpo.score_io import read_pairs
-
     source = example_file("pairs.jsonl") if str(args.input) == SAMPLE and not args.input.exists() else args.input
     if not source.is_file():
         raise ValueError(f"--input: no such file: {source}")
@@ -102,8 +89,6 @@ def _read_input(args):
 def _scored(scorer, good: list, features: list[str], quiet: bool):
     """(row, result) pairs as their batches finish; under a distributed launcher each process scores a
     share and the main process receives every round's results as they arrive."""
-    from srgrpo import distributed
-
     def score_share(share):
         results = scorer.iter_features([r.prompt for r in share], [r.response for r in share], features,
                                        progress=not quiet and not distributed.is_distributed())
@@ -129,9 +114,6 @@ class Tally:
 
 def _write_scores(args, scored, bad: list, features: list[str]) -> Tally:
     """Write --output as results arrive (bad rows first, with their error), then sort it into input order."""
-    from srgrpo.records import json_float
-    from srgrpo.score_io import JsonlWriter, rewrite_sorted
-
     tally = Tally({f: [] for f in features})
     with JsonlWriter(args.output) as out:
         for r in bad:
@@ -163,8 +145,6 @@ def _write_scores(args, scored, bad: list, features: list[str]) -> Tally:
 
 
 def _print_summary(args, tally: Tally, n_rows: int, options, elapsed: float) -> None:
-    from srgrpo import distributed
-
     workers = f" by {distributed.world_size()} processes" if distributed.is_distributed() else ""
     print(f"\nscored {tally.n_scored} of {n_rows} rows in {elapsed:.1f} s{workers} "
           f"({tally.n_tokens / max(elapsed, 1e-9):.0f} scored tokens/s) -> {args.output}", file=sys.stderr)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
 
-from srgrpo.cli.common import EXIT_OK, add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
+from srgrpo.cli import COMMANDS, EXIT_OK, HelpFormatter
+from srgrpo.cli.common import add_model_arguments, add_scoring_arguments, load_model_from_args, scoring_options
 from srgrpo.features import FEATURES
+from srgrpo.scoring import StableRankScorer
+from srgrpo.serving.server import RewardServer, ServeConfig, api_key_from_env
+from srgrpo.serving.worker import parse_devices
 
 EPILOG = """\
 examples:
@@ -32,8 +38,8 @@ TRL GRPOTrainer / AsyncGRPOTrainer: reward_funcs=[RemoteStableRankReward("http:/
 
 def add_parser(sub) -> argparse.ArgumentParser:
     serve = sub.add_parser(
-        "serve", formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="serve the stable-rank reward over HTTP (OpenRLHF remote reward model protocol; verl 0.9 and TRL clients)",
+        "serve", formatter_class=HelpFormatter,
+        help=COMMANDS["serve"].help,
         description="Hold the frozen model and answer POST /get_reward with {\"query\": [full prompt+response "
         "texts], \"prompts\": [their prompts]} -> {\"rewards\": [...], \"scores\": [...]}, plus GET /health and "
         "GET /metrics (Prometheus). Every reward is a number: a text that cannot be scored (e.g. an empty "
@@ -99,8 +105,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from srgrpo.serving.server import ServeConfig, api_key_from_env
-
     return ServeConfig(
         host=args.host, port=args.port, api_key=api_key_from_env(args.api_key), feature=args.feature,
         unscored_value=args.unscored_value, model_name=args.model or "embedded SmolLM2-135M-Instruct",
@@ -115,14 +119,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    import signal
-
-    from srgrpo.scoring import StableRankScorer
-    from srgrpo.serving.server import RewardServer
-
-    from srgrpo.serving.worker import parse_devices
-
     options = scoring_options(args)
     config = config_from_args(args)  # refuse bad settings before loading the model
     devices = parse_devices(args.devices) if getattr(args, "devices", None) else [None]

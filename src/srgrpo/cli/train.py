@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 from pathlib import Path
 
-from srgrpo.cli.common import EXIT_OK
+from srgrpo.cli import COMMANDS, EXIT_OK
+from srgrpo.reports.training import write_training_curves
+from srgrpo.training.config import RewardArguments, TrainArgumentParser, TrainScriptArguments
+from srgrpo.training.trainer import train
 
-HELP = "SR-GRPO: GRPO + LoRA whose reward is the stable rank under the frozen base model"
+HELP = COMMANDS["train"].help
 
 # The TRL settings `srgrpo train --help` shows beside srgrpo's own; `--help-trl` lists all of them.
 MAIN_TRL_SETTINGS = (
@@ -29,17 +31,15 @@ HELP_TRL = "--help-trl"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    train = sub.add_parser("train", help=HELP, add_help=False, prefix_chars="+",
-                           description=HELP + " (srgrpo train --help lists the flags)")
-    train.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    train.set_defaults(func=run)
-    return train
+    parser = sub.add_parser("train", help=HELP, add_help=False, prefix_chars="+",
+                            description=HELP + " (srgrpo train --help lists the flags)")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def short_help(parser: argparse.ArgumentParser) -> str:
     """srgrpo's own settings (prompts, evaluation, watch, rewards) and the main TRL ones, dashed flags."""
-    from srgrpo.training.config import RewardArguments, TrainScriptArguments
-
     short = argparse.ArgumentParser(prog=parser.prog, usage=parser.usage, description=parser.description,
                                     formatter_class=parser.formatter_class, add_help=False,
                                     epilog=f"{HELP_TRL} lists every setting of trl.GRPOConfig and trl.ModelConfig "
@@ -62,10 +62,6 @@ def short_help(parser: argparse.ArgumentParser) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srgrpo.reports.training import write_training_curves
-    from srgrpo.training.config import TrainArgumentParser
-    from srgrpo.training.trainer import train
-
     parser = TrainArgumentParser()
     if HELP_TRL in args.argv:
         parser.print_help()

@@ -14,16 +14,34 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import logging
 import math
+import re
+import shutil
 import time
 import warnings
 from pathlib import Path
 
+import datasets
+import torch
+import trl
+from transformers.trainer_utils import get_last_checkpoint
+
+from srgrpo import models
+from srgrpo.evaluation.accuracy import greedy_accuracy
+from srgrpo.evaluation.datasets import SAMPLE, dataset_version, example_file, load_problems
+from srgrpo.features import FEATURES
+from srgrpo.records import VERSIONS_KEY, changed_versions, describe_changes, run_versions
 from srgrpo.results import TrainingSummary
 from srgrpo.training.config import TrainRun, check_rewards
+from srgrpo.training.curve import GreedyCurveCallback, read_probe_prompts
+from srgrpo.training.ema import EMACallback, add_ema_adapter
+from srgrpo.training.hacking import CollapseRule, PromptNgrams, collapse_step
+from srgrpo.training.reward_registry import build_rewards, logged_name
 from srgrpo.training.sr_reward import BatchMonitor, TrainerReward
+from srgrpo.training.watch import CollapseThresholds, WatchCallback, read_metrics, use_console_progress
 
 logger = logging.getLogger("srgrpo.train")
 
@@ -35,10 +53,6 @@ ANSWER_COLUMNS = ("solution", "answer")  # the accuracy reward's gold answer, in
 def _read_rows(source: str, split: str):
     """A datasets.Dataset from a JSONL/JSON file, a Hugging Face dataset id/folder, or `sample` (the
     GSM8K questions shipped with srgrpo)."""
-    import datasets
-
-    from srgrpo.evaluation.datasets import SAMPLE, example_file
-
     path = Path(source)
     if source == SAMPLE and not path.exists():
         path = example_file("gsm8k_sample.jsonl")
@@ -103,10 +117,6 @@ def check_lora_targets(model, targets) -> None:
     """Every LoRA target must name modules of the model (peft silently skips a typo when another
     name matches). `targets`: module names, "all-linear", or a regular expression over full
     module names (peft's meaning of a string)."""
-    import re
-
-    import torch
-
     linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
     if isinstance(targets, str):
         if targets == "all-linear" or any(re.fullmatch(targets, name) for name, _ in model.named_modules()):
@@ -139,10 +149,6 @@ def check_run_settings(run: TrainRun) -> None:
         raise ValueError(f"srgrpo train cannot honour {', '.join(bad)} (it loads the model with srgrpo.load_model); "
                          "leave these settings at their defaults")
     if run.grpo.use_vllm:
-        import importlib.util
-
-        import torch
-
         if importlib.util.find_spec("vllm") is None or not torch.cuda.is_available():
             raise ValueError("use_vllm needs a CUDA GPU and vLLM (pip install 'srgrpo[vllm]')")
 
@@ -182,8 +188,6 @@ def check_prompts_fill_a_step(args, n_prompts: int, source: str) -> None:
 def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> str | None:
     """The checkpoint to resume from (None for a fresh run). A folder holding another run is refused
     unless --resume or --overwrite says what to do with it."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if resume:
         if last is None:
@@ -197,10 +201,6 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> str | N
 def run_versions_of(run: TrainRun) -> dict:
     """What train_config.json records under "versions": srgrpo's version and those of the reward's
     feature and of the before/after evaluation's dataset and graders."""
-    from srgrpo.features import FEATURES
-    from srgrpo.records import run_versions
-    from srgrpo.evaluation.datasets import dataset_version
-
     script = run.script
     features = [name for name in run.reward.reward_names() if name in FEATURES]  # the feature rewards
     return run_versions(features=FEATURES.versions(features),
@@ -210,8 +210,6 @@ def run_versions_of(run: TrainRun) -> dict:
 def check_resume_versions(output_dir: Path, versions: dict) -> None:
     """--resume continues a checkpoint trained with some reward: refuse it when the reward feature is
     now defined differently (the run would mix two rewards), naming what changed."""
-    from srgrpo.records import VERSIONS_KEY, changed_versions, describe_changes
-
     config_file = output_dir / "train_config.json"
     if not config_file.is_file():
         return
@@ -225,8 +223,6 @@ def check_resume_versions(output_dir: Path, versions: dict) -> None:
 # ---------------------------------------------------------------------------------------- trainer
 def dataset_ngrams(tokenizer, dataset):
     """The training prompts' token n-grams (user text), for the dataset-overlap hacking measure."""
-    from srgrpo.training.hacking import PromptNgrams
-
     def user_ids(prompt):
         text = "\n".join(m["content"] for m in prompt if m["role"] != "assistant")
         return tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -252,10 +248,6 @@ def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=(), resume
     run's rewards (`--rewards`, `srgrpo.training.reward_registry`), each bound to it (the frozen scorer is
     the adapter disabled, so it costs no extra memory; the EMA scorer is a second adapter, updated
     by an `EMACallback`). Returns (trainer, reward): the first srgrpo reward (None if there is none)."""
-    from trl import GRPOTrainer, get_peft_config
-
-    from srgrpo.training.reward_registry import build_rewards
-
     check_chat_template(tokenizer, run.model.model_name_or_path or "(embedded)")
     if run.model.use_peft:
         check_lora_targets(model, run.model.lora_target_modules)
@@ -263,13 +255,11 @@ def build_trainer(run: TrainRun, model, tokenizer, dataset, callbacks=(), resume
     monitor = BatchMonitor(dataset_ngrams(tokenizer, dataset), completions_path)
     funcs = build_rewards(names, scorers, run.reward.scoring_options(), run.reward.reward_model, monitor)
     with libraries_renamed_calls():
-        trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=run.grpo, train_dataset=dataset,
-                              processing_class=tokenizer, peft_config=get_peft_config(run.model),
-                              callbacks=list(callbacks))
+        trainer = trl.GRPOTrainer(model=model, reward_funcs=funcs, args=run.grpo, train_dataset=dataset,
+                                  processing_class=tokenizer, peft_config=trl.get_peft_config(run.model),
+                                  callbacks=list(callbacks))
     ours = [f for f in funcs if isinstance(f, TrainerReward)]
     if "ema" in scorers:
-        from srgrpo.training.ema import EMACallback, add_ema_adapter
-
         policy = trainer.accelerator.unwrap_model(trainer.model)
         add_ema_adapter(policy)
         trainer.add_callback(EMACallback(policy, run.reward.reward_ema_decay, resume_from=resume_from))
@@ -283,9 +273,6 @@ def greedy_eval(model, tokenizer, run: TrainRun, output_dir: Path, label: str) -
     """Greedy accuracy on the held-out slice, through policy evaluation's path (`greedy_accuracy`
     over `srgrpo.evaluation.runner`: the task's prompt, batched generation, its grader); per-question
     rows go to eval_{label}.jsonl."""
-    from srgrpo.evaluation.accuracy import greedy_accuracy
-    from srgrpo.evaluation.datasets import load_problems
-
     script = run.script
     problems = load_problems(script.eval_dataset, limit=script.eval_limit, seed=run.grpo.seed)
     was_training = model.training
@@ -311,8 +298,6 @@ def _wait_for_everyone(args) -> None:
 
 def train(run: TrainRun) -> dict:
     """Run SR-GRPO as configured; returns the summary that the main process writes to `summary.json`."""
-    from srgrpo.training.hacking import CollapseRule
-
     script = run.script
     checkpoint, versions = check_before_loading(run)
     dataset = load_training_prompts(run)
@@ -350,8 +335,6 @@ def check_before_loading(run: TrainRun) -> tuple[str | None, dict]:
 def load_training_prompts(run: TrainRun):
     """The prompt dataset, checked to fill an optimizer step; an unknown held-out set fails here too,
     before the model loads, not after training."""
-    from srgrpo.evaluation.datasets import load_problems
-
     script, args = run.script, run.grpo
     with args.main_process_first(desc="prompt dataset"):
         dataset = load_prompt_dataset(script.dataset, script.dataset_split,
@@ -364,10 +347,8 @@ def load_training_prompts(run: TrainRun):
 
 def load_policy(run: TrainRun):
     """(model, tokenizer), checked for a chat template and the LoRA targets."""
-    from srgrpo.models import load_model
-
-    model, tokenizer = load_model(run.model.model_name_or_path, dtype=run.model.dtype, device=run.grpo.device,
-                                  verbose=True)
+    model, tokenizer = models.load_model(run.model.model_name_or_path, dtype=run.model.dtype, device=run.grpo.device,
+                                         verbose=True)
     check_chat_template(tokenizer, run.model.model_name_or_path or "(embedded)")
     if run.model.use_peft:
         check_lora_targets(model, run.model.lora_target_modules)
@@ -386,8 +367,6 @@ def prepare_output_dir(run: TrainRun, checkpoint: str | None, versions: dict) ->
     output_dir = Path(run.grpo.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if checkpoint is None and run.script.overwrite:
-        import shutil
-
         for old in output_dir.glob("checkpoint-*"):
             shutil.rmtree(old)
         for name in RUN_FILES:
@@ -423,8 +402,6 @@ def make_watch(run: TrainRun, rule, curve: dict):
     """The WatchCallback writing metrics.jsonl. Held-out accuracy is known on the main process only;
     with several processes the collapse step uses diversity alone, so that every process stops at
     the same step."""
-    from srgrpo.training.watch import CollapseThresholds, WatchCallback
-
     script = run.script
     evaluations = (lambda: curve["callback"].evaluations() if "callback" in curve else []) \
         if run.grpo.world_size == 1 else None
@@ -453,9 +430,6 @@ def add_curve(run: TrainRun, trainer, tokenizer, curve: dict) -> None:
     script = run.script
     if not script.eval_every:
         return
-    from srgrpo.evaluation.datasets import load_problems
-    from srgrpo.training.curve import GreedyCurveCallback, read_probe_prompts
-
     problems = load_problems(script.eval_dataset, limit=script.eval_limit, seed=run.grpo.seed)
     probes = read_probe_prompts(script.probe_prompts) if script.probe_prompts else []
     curve["callback"] = GreedyCurveCallback(trainer.accelerator.unwrap_model(trainer.model), tokenizer, problems,
@@ -467,8 +441,6 @@ def add_curve(run: TrainRun, trainer, tokenizer, curve: dict) -> None:
 
 def run_trainer(trainer, checkpoint: str | None, first_reward, summary: dict) -> None:
     """Train (one progress bar on the main process), then save the LoRA adapter to OUTPUT_DIR/final."""
-    from srgrpo.training.watch import use_console_progress
-
     use_console_progress(trainer)
     started = time.perf_counter()
     with libraries_renamed_calls():
@@ -487,10 +459,6 @@ def run_trainer(trainer, checkpoint: str | None, first_reward, summary: dict) ->
 def finish_summary(run: TrainRun, trainer, tokenizer, watch, rule, curve, summary: dict) -> dict:
     """The main process's summary.json: rewards, collapse step, first and last logged steps, the
     held-out accuracy after training (or the curve's first and last points)."""
-    from srgrpo.training.hacking import collapse_step
-    from srgrpo.training.reward_registry import logged_name
-    from srgrpo.training.watch import read_metrics
-
     script, args = run.script, run.grpo
     output_dir = Path(args.output_dir)
     rows = read_metrics(output_dir / "metrics.jsonl")
