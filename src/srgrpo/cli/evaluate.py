@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-from transformers import AutoTokenizer
-
 from srgrpo import distributed
 from srgrpo.cli import COMMANDS, EXIT_OK, HelpFormatter
 from srgrpo.cli.common import DATA_DIR_HELP, add_model_arguments, check_at_least, load_model_from_args
@@ -101,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "hf":
         model, tokenizer = load_model_from_args(args)
     else:
+        from transformers import AutoTokenizer  # seconds to import: not for `srgrpo evaluate --help`
+
         tokenizer = AutoTokenizer.from_pretrained(args.model)
     started = time.perf_counter()
     run_dirs = []
