@@ -248,7 +248,7 @@ def pca_dimension(
 
 
 # ----------------------------------------------------------------------------------------------
-# The length-robust variant a feature uses (issue 13). SR of a T x d matrix is at most min(T, d)
+# The length-robust variant a feature uses. SR of a T x d matrix is at most min(T, d)
 # and, on real hidden states, grows with T, so longer responses win for being longer. Pure and
 # batched like the ones above: (B, T, d) + (B, T) mask -> (B,), exact under zero-padded rows, NaN
 # for an unscorable matrix. The other variants the study weighed (Gaussian null ratio, length

@@ -24,7 +24,7 @@ CUT_SLACK = 3
 
 
 # What parsing a body holds at its peak beyond the body itself, measured with RSS sampling on
-# CPython 3.11, pydantic-core 2 and glibc (issue 21): its strings as Python objects plus the parser's
+# CPython 3.11, pydantic-core 2 and glibc: its strings as Python objects plus the parser's
 # own copy of them, per byte of body 2.05x when every character fits in one byte, 4.6x in two
 # (text past U+00FF), 6.6x in four (text past U+FFFF: a single emoji widens its whole string); plus
 # per JSON value the objects that hold it, up to 238 bytes per comma, colon, '[' or '{' (chat

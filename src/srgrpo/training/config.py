@@ -106,7 +106,7 @@ class TrainScriptArguments:
     watch_window: int = field(default=5, metadata={"help": "logged steps the collapse watch compares at the start and the end"})
     collapse_window: int = field(default=10, metadata={
         "help": "W of the collapse step: the smoothed reward rose over W logged steps while smoothed group "
-        "diversity fell by more than --collapse-diversity-drop or held-out accuracy fell (see the README)"})
+        "diversity fell by more than --collapse-diversity-drop or held-out accuracy fell (docs: srgrpo train, the collapse step)"})
     collapse_diversity_drop: float = field(default=0.1, metadata={"help": "relative fall of group diversity"})
     collapse_accuracy_drop: float = field(default=0.1, metadata={"help": "absolute fall of held-out accuracy below its best"})
     stop_on_collapse: bool = field(default=False, metadata={
