@@ -329,8 +329,6 @@ def compute_score_sync(data_source=None, solution_str=None, ground_truth=None, e
                          options.timeout, options.retries, deadline)
 
 
-compute_score_batch = compute_score_sync
-
 VERL_DATA_SOURCE = "srgrpo"  # not a data source verl's rule reward knows: without our function it raises
 
 
@@ -349,7 +347,7 @@ def verl_record(prompt, index: int, *, split: str = "train", ground_truth: str =
 
 
 VERL_MANAGERS = ("naive", "dapo", "gdpo", "rate_limited")  # the reward-loop managers that call compute_score
-VERL_FUNCTIONS = {"compute_score": "async", "compute_score_sync": "sync", "compute_score_batch": "sync"}
+VERL_FUNCTIONS = {"compute_score": "async", "compute_score_sync": "sync"}
 
 
 class VerlConfigError(ValueError):
