@@ -78,3 +78,33 @@ def test_zeroshot_numbers_by_hand(tmp_path):
     report.write_report(tmp_path, tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| stable_rank | 50.0" in text and (tmp_path / "report" / "zeroshot_vs_size.png").stat().st_size > 1000
+
+
+def test_snapshot_names_no_machine_path_and_seeds_another_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRGRPO_SHARED_DATA", str(tmp_path / "data"))
+    models, run, state = tmp_path / "models", tmp_path / "run", tmp_path / "state"
+    pinned = {"model": str(models / "qwen2.5-coder-0.5b-instruct.gguf"),
+              "data": str(tmp_path / "data" / "preference" / "rewardbench_offline.jsonl")}
+    (run / "zeroshot" / "qwen2.5-coder-0.5b").mkdir(parents=True)
+    (run / "zeroshot" / "qwen2.5-coder-0.5b" / "run.json").write_text(json.dumps(pinned))
+    (run / "zeroshot" / "qwen2.5-coder-0.5b" / "cache.jsonl").write_text('{"key": "1|chosen"}\n')
+    (run / "done.json").write_text('{"zeroshot/smollm2-135m": "2026-12-07 06:00:00"}')
+    (run / "zeroshot" / "qwen2.5-coder-0.5b" / "report.md").write_text("not state")  # no pattern keeps it
+    copied = study.snapshot(run, state, models)
+    assert sorted(p.relative_to(state).as_posix() for p in copied) == [
+        "done.json", "zeroshot/qwen2.5-coder-0.5b/cache.jsonl", "zeroshot/qwen2.5-coder-0.5b/run.json"]
+    saved = json.loads((state / "zeroshot" / "qwen2.5-coder-0.5b" / "run.json").read_text())
+    assert saved == {"model": "${SRGRPO_MODELS}/qwen2.5-coder-0.5b-instruct.gguf",
+                     "data": "${SRGRPO_SHARED_DATA}/preference/rewardbench_offline.jsonl"}
+    # Another machine: other folders; the pins come back with its paths, and a newer file is kept.
+    monkeypatch.setenv("SRGRPO_SHARED_DATA", str(tmp_path / "elsewhere"))
+    other = tmp_path / "other-run"
+    (other).mkdir()
+    (other / "done.json").write_text("{}")
+    seeded = study.seed(other, state, tmp_path / "other-models")
+    assert sorted(p.relative_to(other).as_posix() for p in seeded) == [
+        "zeroshot/qwen2.5-coder-0.5b/cache.jsonl", "zeroshot/qwen2.5-coder-0.5b/run.json"]
+    assert json.loads((other / "zeroshot" / "qwen2.5-coder-0.5b" / "run.json").read_text()) == {
+        "model": str(tmp_path / "other-models" / "qwen2.5-coder-0.5b-instruct.gguf"),
+        "data": str(tmp_path / "elsewhere" / "preference" / "rewardbench_offline.jsonl")}
+    assert (other / "done.json").read_text() == "{}"

@@ -16,6 +16,12 @@ started again at any point):
 
     python studies/scale/study.py run --output-dir runs/scale [--parts zeroshot,bon,grpo] [--models ...]
     python studies/scale/study.py report --output-dir runs/scale --report-dir studies/scale/results
+    python studies/scale/study.py snapshot --output-dir runs/scale      # the resumable state, into git
+
+The run folder lives outside the repository (checkpoints, large logs). `snapshot` copies its small
+resumable state (scores cached so far, sampled generations, finished summaries; no checkpoint) into
+`studies/scale/results/state/`, and `run` seeds an output folder from there before it starts, so a
+study stopped on one machine continues on another from the last snapshot.
 
 Models come from `--models-dir` (default `$SRGRPO_MODELS`, else `~/.cache/srgrpo/models`), where
 `get_qwen_coder.sh` from the project's shared assets puts the two GGUF files; the 135M model is
@@ -79,6 +85,16 @@ GRPO_COMMON = {
 }
 HELD_OUT = {"task": "gsm8k", "limit": 100, "max_new_tokens": 384}
 INSTRUCTION = "\n\nSolve the problem step by step, then give the final answer as \\boxed{NUMBER}."
+
+
+# What `snapshot` keeps of a run folder: enough to resume the zero-shot and Best-of-N steps and to
+# write the report, small enough for git (a GRPO arm resumes only from its checkpoints, which stay out).
+STATE_PATTERNS = ["done.json", "timings.json", "zeroshot/*.log", "zeroshot/*/cache.jsonl", "zeroshot/*/run.json",
+                  "zeroshot/*/pairs.jsonl", "zeroshot/*/results.json", "bon/*/*/*.jsonl", "bon/*/*/*.json",
+                  "grpo/prompts.jsonl", "grpo/*/summary.json", "grpo/*/metrics.jsonl", "grpo/eval/**/*.json",
+                  "grpo/eval/**/*.jsonl"]
+STATE_MAX_BYTES = 20 * 2**20
+STATE_DIR = REPO / "studies" / "scale" / "results" / "state"
 
 
 @dataclass
@@ -203,6 +219,44 @@ def run_steps(out: Path, steps: list[Step], keep_going: bool) -> int:
     return 1 if failed else 0
 
 
+def _places(models_dir: Path) -> list[tuple[str, str]]:
+    """(this machine's folder, its placeholder): a snapshot names no machine's paths, so that the
+    commands' pinned arguments (run.json) match again wherever the study resumes."""
+    return [(str(models_dir), "${SRGRPO_MODELS}"), (str(shared_data()), "${SRGRPO_SHARED_DATA}")]
+
+
+def _copy(source: Path, target: Path, replacements: list[tuple[str, str]]) -> None:
+    text = source.read_text(encoding="utf-8", errors="surrogateescape")
+    for old, new in replacements:
+        text = text.replace(old, new)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
+def snapshot(out: Path, state: Path, models_dir: Path) -> list[Path]:
+    """Copy the run folder's small resumable files (STATE_PATTERNS, each at most STATE_MAX_BYTES) to
+    `state`, this machine's folders replaced by placeholders; returns what was copied."""
+    copied = []
+    for pattern in STATE_PATTERNS:
+        for path in sorted(out.glob(pattern)):
+            if path.is_file() and path.stat().st_size <= STATE_MAX_BYTES:
+                _copy(path, state / path.relative_to(out), _places(models_dir))
+                copied.append(state / path.relative_to(out))
+    return copied
+
+
+def seed(out: Path, state: Path, models_dir: Path) -> list[Path]:
+    """Copy into the run folder every snapshot file it lacks (a file it has is newer: kept), the
+    placeholders replaced by this machine's folders."""
+    seeded = []
+    for path in sorted(state.rglob("*")) if state.is_dir() else []:
+        target = out / path.relative_to(state)
+        if path.is_file() and not target.exists():
+            _copy(path, target, [(new, old) for old, new in _places(models_dir)])
+            seeded.append(target)
+    return seeded
+
+
 def plan(args) -> list[Step]:
     out, models_dir = args.output_dir, args.models_dir
     parts = {p.strip() for p in args.parts.split(",")}
@@ -238,7 +292,15 @@ def main(argv=None) -> int:
     report = sub.add_parser("report", help="tables and plots from whatever steps exist")
     report.add_argument("--output-dir", type=Path, required=True)
     report.add_argument("--report-dir", type=Path, default=REPO / "studies" / "scale" / "results")
+    snap = sub.add_parser("snapshot", help="copy the resumable state into the repository")
+    snap.add_argument("--output-dir", type=Path, required=True)
+    for command in (run, snap):
+        command.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where snapshots live")
+    snap.add_argument("--models-dir", type=Path, default=run.get_default("models_dir"))
     args = parser.parse_args(argv)
+    if args.command == "snapshot":
+        print(f"{len(snapshot(args.output_dir, args.state_dir, args.models_dir))} files copied to {args.state_dir}")
+        return 0
     if args.command == "report":
         from studies.scale.report import write_report
 
@@ -250,6 +312,9 @@ def main(argv=None) -> int:
             print(step.name, " ".join(step.argv[2:]))
         return 0
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    seeded = seed(args.output_dir, args.state_dir, args.models_dir)
+    if seeded:
+        print(f"seeded {len(seeded)} files from {args.state_dir}", flush=True)
     return run_steps(args.output_dir, steps, args.keep_going)
 
 
