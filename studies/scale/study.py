@@ -80,7 +80,7 @@ GRPO_ARMS = {
 GRPO_COMMON = {
     "num_generations": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
     "max_completion_length": 320, "learning_rate": 2e-5, "lr_scheduler_type": "constant", "warmup_steps": 0.0,
-    "beta": 0.04, "gradient_checkpointing": False, "save_steps": 5, "save_total_limit": 2, "seed": 0,
+    "beta": 0.04, "activation_checkpointing": False, "save_steps": 5, "save_total_limit": 2, "seed": 0,
     "dtype": "float32", "reward_batch_size": 4, "logging_steps": 1, "save_completions": True,
 }
 HELD_OUT = {"task": "gsm8k", "limit": 100, "max_new_tokens": 384}
