@@ -231,6 +231,7 @@ def plot_zeroshot(zeroshot: dict, params: dict, path: Path) -> None:
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method, color=colours(i), alpha=0.85)
         ax.axhline(50, color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log")
+        ax.set_xlim(8e7, 3e9)  # the three sizes' range, so a partial study keeps its axes
         ax.set_title(title)
         ax.set_xlabel("parameters")
     axes[0].set_ylabel(f"pairwise accuracy, % ({PAIRS_PER_SUBSET} pairs per subset, 95% CI)")

@@ -88,10 +88,11 @@ INSTRUCTION = "\n\nSolve the problem step by step, then give the final answer as
 
 
 # What `snapshot` keeps of a run folder: enough to resume the zero-shot and Best-of-N steps and to
-# write the report, small enough for git (a GRPO arm resumes only from its checkpoints, which stay out).
+# write the report, small enough for git (a GRPO arm resumes only from its checkpoints, which stay out;
+# the GRPO prompts are rebuilt from the shared data, which is not copied into the repository).
 STATE_PATTERNS = ["done.json", "timings.json", "zeroshot/*.log", "zeroshot/*/cache.jsonl", "zeroshot/*/run.json",
                   "zeroshot/*/pairs.jsonl", "zeroshot/*/results.json", "bon/*/*/*.jsonl", "bon/*/*/*.json",
-                  "grpo/prompts.jsonl", "grpo/*/summary.json", "grpo/*/metrics.jsonl", "grpo/eval/**/*.json",
+                  "grpo/*/summary.json", "grpo/*/metrics.jsonl", "grpo/eval/**/*.json",
                   "grpo/eval/**/*.jsonl"]
 STATE_MAX_BYTES = 20 * 2**20
 STATE_DIR = REPO / "studies" / "scale" / "results" / "state"
