@@ -90,9 +90,12 @@ def test_snapshot_names_no_machine_path_and_seeds_another_folder(tmp_path, monke
     (run / "zeroshot" / "qwen2.5-coder-0.5b" / "cache.jsonl").write_text('{"key": "1|chosen"}\n')
     (run / "done.json").write_text('{"zeroshot/smollm2-135m": "2026-12-07 06:00:00"}')
     (run / "zeroshot" / "qwen2.5-coder-0.5b" / "report.md").write_text("not state")  # no pattern keeps it
+    (run / "zeroshot" / "qwen2.5-coder-0.5b.log").write_text(f"wrote results.json to {run / 'zeroshot'}\n")
     copied = study.snapshot(run, state, models)
     assert sorted(p.relative_to(state).as_posix() for p in copied) == [
-        "done.json", "zeroshot/qwen2.5-coder-0.5b/cache.jsonl", "zeroshot/qwen2.5-coder-0.5b/run.json"]
+        "done.json", "zeroshot/qwen2.5-coder-0.5b.log", "zeroshot/qwen2.5-coder-0.5b/cache.jsonl",
+        "zeroshot/qwen2.5-coder-0.5b/run.json"]
+    assert (state / "zeroshot" / "qwen2.5-coder-0.5b.log").read_text() == "wrote results.json to ${RUN_DIR}/zeroshot\n"
     saved = json.loads((state / "zeroshot" / "qwen2.5-coder-0.5b" / "run.json").read_text())
     assert saved == {"model": "${SRGRPO_MODELS}/qwen2.5-coder-0.5b-instruct.gguf",
                      "data": "${SRGRPO_SHARED_DATA}/preference/rewardbench_offline.jsonl"}
@@ -103,7 +106,9 @@ def test_snapshot_names_no_machine_path_and_seeds_another_folder(tmp_path, monke
     (other / "done.json").write_text("{}")
     seeded = study.seed(other, state, tmp_path / "other-models")
     assert sorted(p.relative_to(other).as_posix() for p in seeded) == [
-        "zeroshot/qwen2.5-coder-0.5b/cache.jsonl", "zeroshot/qwen2.5-coder-0.5b/run.json"]
+        "zeroshot/qwen2.5-coder-0.5b.log", "zeroshot/qwen2.5-coder-0.5b/cache.jsonl",
+        "zeroshot/qwen2.5-coder-0.5b/run.json"]
+    assert (other / "zeroshot" / "qwen2.5-coder-0.5b.log").read_text() == f"wrote results.json to {other / 'zeroshot'}\n"
     assert json.loads((other / "zeroshot" / "qwen2.5-coder-0.5b" / "run.json").read_text()) == {
         "model": str(tmp_path / "other-models" / "qwen2.5-coder-0.5b-instruct.gguf"),
         "data": str(tmp_path / "elsewhere" / "preference" / "rewardbench_offline.jsonl")}

@@ -220,10 +220,11 @@ def run_steps(out: Path, steps: list[Step], keep_going: bool) -> int:
     return 1 if failed else 0
 
 
-def _places(models_dir: Path) -> list[tuple[str, str]]:
+def _places(models_dir: Path, out: Path) -> list[tuple[str, str]]:
     """(this machine's folder, its placeholder): a snapshot names no machine's paths, so that the
     commands' pinned arguments (run.json) match again wherever the study resumes."""
-    return [(str(models_dir), "${SRGRPO_MODELS}"), (str(shared_data()), "${SRGRPO_SHARED_DATA}")]
+    return [(str(models_dir), "${SRGRPO_MODELS}"), (str(shared_data()), "${SRGRPO_SHARED_DATA}"),
+            (str(out), "${RUN_DIR}")]
 
 
 def _copy(source: Path, target: Path, replacements: list[tuple[str, str]]) -> None:
@@ -241,7 +242,7 @@ def snapshot(out: Path, state: Path, models_dir: Path) -> list[Path]:
     for pattern in STATE_PATTERNS:
         for path in sorted(out.glob(pattern)):
             if path.is_file() and path.stat().st_size <= STATE_MAX_BYTES:
-                _copy(path, state / path.relative_to(out), _places(models_dir))
+                _copy(path, state / path.relative_to(out), _places(models_dir, out))
                 copied.append(state / path.relative_to(out))
     return copied
 
@@ -253,7 +254,7 @@ def seed(out: Path, state: Path, models_dir: Path) -> list[Path]:
     for path in sorted(state.rglob("*")) if state.is_dir() else []:
         target = out / path.relative_to(state)
         if path.is_file() and not target.exists():
-            _copy(path, target, [(new, old) for old, new in _places(models_dir)])
+            _copy(path, target, [(new, old) for old, new in _places(models_dir, out)])
             seeded.append(target)
     return seeded
 
