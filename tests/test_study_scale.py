@@ -113,3 +113,10 @@ def test_snapshot_names_no_machine_path_and_seeds_another_folder(tmp_path, monke
         "model": str(tmp_path / "other-models" / "qwen2.5-coder-0.5b-instruct.gguf"),
         "data": str(tmp_path / "elsewhere" / "preference" / "rewardbench_offline.jsonl")}
     assert (other / "done.json").read_text() == "{}"
+
+
+def test_seconds_per_token_come_from_bons_own_figures(tmp_path):
+    (tmp_path / "timings.json").write_text(json.dumps({"bon/smollm2-135m/gsm8k": {"seconds": 300.0}}))
+    bon = {"smollm2-135m": {"gsm8k": {"mean_tokens": 50.0, "n_questions": 3, "ns": [1, 2, 4]}}}
+    rows = report.timing_rows(tmp_path, bon, {"arms": {}})
+    assert rows[0]["seconds_per_generated_token"] == 300.0 / (50 * 3 * 4)  # 600 sampled tokens

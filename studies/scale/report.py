@@ -105,18 +105,10 @@ def bon_results(run: Path) -> dict:
     return out
 
 
-def generated_tokens(run: Path, model: str, dataset: str) -> int:
-    """Tokens the sampler produced (every sample and the greedy answer), from generations.jsonl."""
-    path = run / "bon" / model / dataset / "generations.jsonl"
-    total = 0
-    if path.is_file():
-        for line in path.open():
-            row = json.loads(line)
-            for key in ("n_tokens", "tokens", "num_tokens"):
-                if key in row:
-                    total += int(row[key])
-                    break
-    return total
+def sampled_tokens(result: dict) -> float:
+    """Tokens the sampler produced for the N samples of every question (the greedy answer left
+    out), from the figures srgrpo bon's results.json already holds."""
+    return result["mean_tokens"] * result["n_questions"] * max(result["ns"])
 
 
 # ---------------------------------------------------------------------------------------- GRPO
@@ -124,12 +116,12 @@ def compare_table(run: Path, base: str) -> dict | None:
     """`srgrpo compare` of every arm's held-out evaluation against `base` (a folder under grpo/eval),
     as the JSON it writes beside its Markdown."""
     evals = run / "grpo" / "eval"
-    arms = [evals / a for a in GRPO_ARMS if (evals / a / "summary.json").is_file() or (evals / a).is_dir()]
+    arms = [evals / a for a in GRPO_ARMS if (evals / a).is_dir() and a != base]
     base_dir = evals / base
     if not base_dir.is_dir() or not arms:
         return None
     out = run / "grpo" / f"compare_vs_{base}.md"
-    dirs = [str(base_dir)] + [str(a) for a in arms if a != base_dir]
+    dirs = [str(base_dir)] + [str(a) for a in arms]
     done = subprocess.run([sys.executable, "-m", "srgrpo.cli", "compare", "--base", str(base_dir), "--output",
                            str(out), *dirs], capture_output=True, text=True)
     if done.returncode != 0:
@@ -170,7 +162,7 @@ def timing_rows(run: Path, bon: dict, grpo: dict) -> list[dict]:
         step = timings.get(f"zeroshot/{model}")
         if step and f"zeroshot/{model}" in done:
             row["seconds_per_pair"] = step["seconds"] / step["pairs"]
-        tokens = sum(generated_tokens(run, model, d) for d in bon.get(model, {}))
+        tokens = sum(sampled_tokens(r) for r in bon.get(model, {}).values())
         seconds = sum(timings.get(f"bon/{model}/{d}", {}).get("seconds", 0) for d in bon.get(model, {}))
         if tokens and seconds:
             row["seconds_per_generated_token"] = seconds / tokens
