@@ -55,6 +55,16 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("SRGRPO_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
+def help_text(capsys, argv: list[str]) -> str:
+    """What `srgrpo ARGV` (a --help request) prints, after checking that it exits 0."""
+    from srgrpo.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
 def fail_on_batch(monkeypatch, n: int) -> None:
     """Make the forward engine raise a simulated out-of-memory error on its n-th batch: a crash in
     the middle of a run."""

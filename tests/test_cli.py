@@ -3,7 +3,7 @@ import re
 
 import pytest
 import references
-from conftest import fail_on_batch
+from conftest import fail_on_batch, help_text
 
 from srgrpo import load_model
 from srgrpo.cli import main
@@ -109,25 +109,17 @@ def test_user_errors_exit_2_with_a_message(tmp_path, tiny_model_dir, capsys):
 
 
 def test_help_reads_well(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
-    assert exit_info.value.code == 0
-    top = capsys.readouterr().out
+    top = help_text(capsys, ["--help"])
     assert "score" in top
     assert re.search(r"exit status.*\n  0  all went well\n  1  some rows failed.*\n  2  a usage or input error", top)
-    with pytest.raises(SystemExit):
-        main(["score", "--help"])
-    text = capsys.readouterr().out
+    text = help_text(capsys, ["score", "--help"])
     for flag in ("--input", "--output", "--model", "--span", "--layer", "--max-length", "--batch-size", "--truncation-side"):
         assert flag in text
     assert re.search(r"\(default:\s+512\)", text)
 
 
 def test_train_help_shows_srgrpos_settings_first_and_points_to_the_rest(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--help"])
-    assert exit_info.value.code == 0
-    short = capsys.readouterr().out
+    short = help_text(capsys, ["train", "--help"])
     assert short.startswith("usage: srgrpo train --dataset DATASET --output-dir OUTPUT_DIR")
     for flag in ("--dataset", "--eval-dataset", "--resume", "--rewards", "--reward-span", "--output-dir",
                  "--max-steps", "--num-generations", "--learning-rate", "--beta", "--lora-r", "--help-trl"):
@@ -135,9 +127,7 @@ def test_train_help_shows_srgrpos_settings_first_and_points_to_the_rest(capsys):
     assert short.index("\n  --eval-dataset") < short.index("\n  --reward-span") < short.index("\n  --num-generations")
     assert not re.search(r"^  --use-vllm", short, re.M)  # the rest is in --help-trl
     assert not re.search(r"^  (.*, )?--\w+_", short, re.M)  # every flag listed with dashes
-    with pytest.raises(SystemExit):
-        main(["train", "--help-trl"])
-    full = capsys.readouterr().out
+    full = help_text(capsys, ["train", "--help-trl"])
     assert "--use_vllm" in full and "--adam_beta1" in full
     assert len(short.splitlines()) < len(full.splitlines()) / 4
 
