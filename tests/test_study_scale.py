@@ -30,6 +30,30 @@ def test_run_steps_records_successes_and_resumes_only_what_is_missing(tmp_path):
     assert json.loads((tmp_path / "timings.json").read_text())["b/fail"]["seconds"] > first
 
 
+def _waits_for(tmp_path, me, other):
+    """A command that leaves its marker, then waits up to 20 s for the other's: it succeeds only if
+    both run at the same time."""
+    code = (f"import os, pathlib, sys, time; d = pathlib.Path({str(tmp_path)!r}); "
+            f"(d / '{me}').write_text(os.environ.get('OMP_NUM_THREADS', '')); "
+            f"t = time.time(); "
+            f"[time.sleep(0.05) for _ in iter(lambda: (d / '{other}').exists() or time.time() - t > 20, True)]; "
+            f"sys.exit(0 if (d / '{other}').exists() else 4)")
+    return [sys.executable, "-c", code]
+
+
+def test_workers_run_lanes_at_once_and_a_failed_step_skips_the_rest_of_its_lane(tmp_path, monkeypatch):
+    monkeypatch.setattr(study.os, "cpu_count", lambda: 2)
+    a = study.Step("x/a", _waits_for(tmp_path, "a", "b"), tmp_path / "a.log")
+    b = study.Step("x/b", _waits_for(tmp_path, "b", "a"), tmp_path / "b.log")
+    assert study.run_steps(tmp_path, [a, b], keep_going=False, workers=2) == 0
+    assert (tmp_path / "a").read_text() == (tmp_path / "b").read_text() == "1"  # cores / workers threads each
+    assert set(json.loads((tmp_path / "done.json").read_text())) == {"x/a", "x/b"}
+    train = study.Step("arm/train", [sys.executable, "-c", "raise SystemExit(2)"], tmp_path / "t.log", lane="arm")
+    evaluate = study.Step("arm/eval", [sys.executable, "-c", "open('never', 'w')"], tmp_path / "e.log", lane="arm")
+    assert study.run_steps(tmp_path, [train, evaluate], keep_going=True, workers=2) == 1
+    assert not (tmp_path / "e.log").exists() and "arm/eval" not in json.loads((tmp_path / "timings.json").read_text())
+
+
 def test_plan_names_each_models_command_and_refuses_unknown_names(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SRGRPO_SHARED_DATA", str(tmp_path / "data"))
     for name in ("qwen2.5-coder-0.5b-instruct.gguf", "qwen2.5-coder-1.5b-instruct.gguf"):

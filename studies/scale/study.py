@@ -14,7 +14,7 @@ started again at any point):
                settings; then srgrpo evaluate on 100 GSM8K test questions for the base and each arm,
                and srgrpo compare against the base and against the random arm
 
-    python studies/scale/study.py run --output-dir runs/scale [--parts zeroshot,bon,grpo] [--models ...]
+    python studies/scale/study.py run --output-dir runs/scale [--parts zeroshot,bon,grpo] [--models ...] [--workers 2]
     python studies/scale/study.py report --output-dir runs/scale --report-dir studies/scale/results
     python studies/scale/study.py snapshot --output-dir runs/scale      # the resumable state, into git
 
@@ -36,8 +36,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,11 +102,13 @@ STATE_DIR = REPO / "studies" / "scale" / "results" / "state"
 
 @dataclass
 class Step:
-    """One command of the study: `name` is its key in done.json and timings.json."""
+    """One command of the study: `name` is its key in done.json and timings.json; steps that share a
+    `lane` run one after another, in order (an arm's evaluation needs its training), lanes at once."""
     name: str
     argv: list[str]
     log: Path
     meta: dict = field(default_factory=dict)
+    lane: str = ""
 
 
 def shared_data() -> Path:
@@ -172,10 +176,10 @@ def grpo_steps(out: Path, models_dir: Path) -> list[Step]:
         resume = ["--resume"] if any(run_dir.glob("checkpoint-*")) else []
         steps.append(Step(f"grpo/train/{arm}", srgrpo("train", "--dataset", str(prompts), "--output-dir", str(run_dir),
                                                       "--max-steps", str(GRPO_STEPS), *flags, *resume, *model),
-                          out / "grpo" / f"{arm}.log", {"steps": GRPO_STEPS}))
+                          out / "grpo" / f"{arm}.log", {"steps": GRPO_STEPS}, lane=f"grpo/{arm}"))
         steps.append(Step(f"grpo/eval/{arm}", srgrpo("evaluate", *held_out, "--adapter", str(run_dir / "final"),
                                                      "--skip-base", "--output-dir", str(out / "grpo" / "eval" / arm),
-                                                     *model), out / "grpo" / "eval" / f"{arm}.log"))
+                                                     *model), out / "grpo" / "eval" / f"{arm}.log", lane=f"grpo/{arm}"))
     return steps
 
 
@@ -192,31 +196,80 @@ def write_json(path: Path, data) -> None:
     tmp.replace(path)
 
 
-def run_steps(out: Path, steps: list[Step], keep_going: bool) -> int:
-    """Run every step not yet done, in order; each exit-0 step is recorded in done.json with its
-    wall time in timings.json (a resumed step adds its seconds to the earlier ones)."""
-    done, timings = read_json(out / "done.json", {}), read_json(out / "timings.json", {})
-    failed = 0
-    for i, step in enumerate(steps):
-        if step.name in done:
-            continue
-        print(f"[{time.strftime('%H:%M:%S')}] step {i + 1}/{len(steps)}: {step.name}", flush=True)
-        step.log.parent.mkdir(parents=True, exist_ok=True)
-        start = time.time()
-        with step.log.open("a") as log:
-            code = subprocess.call(step.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        seconds = time.time() - start
-        timings[step.name] = {**step.meta, "seconds": timings.get(step.name, {}).get("seconds", 0.0) + seconds}
-        write_json(out / "timings.json", timings)
-        if code != 0:
-            failed += 1
-            print(f"  {step.name} exited {code} after {seconds:.0f} s; see {step.log}", flush=True)
-            if not keep_going:
-                return 1
-            continue
-        done[step.name] = time.strftime("%Y-%m-%d %H:%M:%S")
-        write_json(out / "done.json", done)
-        print(f"  done in {seconds:.0f} s", flush=True)
+class Ledger:
+    """done.json (steps that exited 0) and timings.json (wall seconds, summed over resumptions),
+    written under one lock because the workers share them."""
+
+    def __init__(self, out: Path):
+        self.out, self.lock = out, threading.Lock()
+        self.done, self.timings = read_json(out / "done.json", {}), read_json(out / "timings.json", {})
+
+    def record(self, step: Step, seconds: float, ok: bool) -> None:
+        with self.lock:
+            earlier = self.timings.get(step.name, {}).get("seconds", 0.0)
+            self.timings[step.name] = {**step.meta, "seconds": earlier + seconds}
+            write_json(self.out / "timings.json", self.timings)
+            if ok:
+                self.done[step.name] = time.strftime("%Y-%m-%d %H:%M:%S")
+                write_json(self.out / "done.json", self.done)
+
+
+def worker_env(workers: int) -> dict:
+    """With several workers each command gets cores / workers threads, so they do not fight over
+    the cores (on 2 cores two one-thread commands got more done than one two-thread command)."""
+    env = dict(os.environ)
+    if workers > 1:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    return env
+
+
+def run_step(step: Step, label: str, ledger: Ledger, env: dict) -> bool:
+    print(f"[{time.strftime('%H:%M:%S')}] step {label}: {step.name}", flush=True)
+    step.log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with step.log.open("a") as log:
+        code = subprocess.call(step.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    seconds = time.time() - start
+    ledger.record(step, seconds, code == 0)
+    if code != 0:
+        print(f"  {step.name} exited {code} after {seconds:.0f} s; see {step.log}", flush=True)
+    else:
+        print(f"  {step.name} done in {seconds:.0f} s", flush=True)
+    return code == 0
+
+
+def run_steps(out: Path, steps: list[Step], keep_going: bool, workers: int = 1) -> int:
+    """Run every step not yet done: lanes in order, `workers` lanes at a time, a lane's steps one
+    after another (a failed step skips the rest of its lane). Returns 1 if any step failed."""
+    ledger = Ledger(out)
+    labels = {step.name: f"{i + 1}/{len(steps)}" for i, step in enumerate(steps)}
+    lanes: dict[str, list[Step]] = {}
+    for step in steps:
+        if step.name not in ledger.done:
+            lanes.setdefault(step.lane or step.name, []).append(step)
+    pending: queue.Queue = queue.Queue()
+    for lane in lanes.values():
+        pending.put(lane)
+    env, failed, stop = worker_env(workers), [], threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                lane = pending.get_nowait()
+            except queue.Empty:
+                return
+            for step in lane:
+                if not run_step(step, labels[step.name], ledger, env):
+                    failed.append(step.name)
+                    if not keep_going:
+                        stop.set()
+                    break
+
+    threads = [threading.Thread(target=work) for _ in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return 1 if failed else 0
 
 
@@ -290,6 +343,8 @@ def main(argv=None) -> int:
     run.add_argument("--models-dir", type=Path,
                      default=Path(os.environ.get("SRGRPO_MODELS", Path.home() / ".cache" / "srgrpo" / "models")))
     run.add_argument("--keep-going", action="store_true", help="go on to the next step after a failure")
+    run.add_argument("--workers", type=int, default=1,
+                     help="steps run at once, each on cores / workers threads (2 suits a 2-core machine)")
     run.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     report = sub.add_parser("report", help="tables and plots from whatever steps exist")
     report.add_argument("--output-dir", type=Path, required=True)
@@ -309,6 +364,8 @@ def main(argv=None) -> int:
         write_report(args.output_dir, args.report_dir)
         return 0
     steps = plan(args)
+    if args.workers < 1:
+        sys.exit("--workers: must be at least 1")
     if args.dry_run:
         for step in steps:
             print(step.name, " ".join(step.argv[2:]))
@@ -317,7 +374,7 @@ def main(argv=None) -> int:
     seeded = seed(args.output_dir, args.state_dir, args.models_dir)
     if seeded:
         print(f"seeded {len(seeded)} files from {args.state_dir}", flush=True)
-    return run_steps(args.output_dir, steps, args.keep_going)
+    return run_steps(args.output_dir, steps, args.keep_going, args.workers)
 
 
 if __name__ == "__main__":
