@@ -223,8 +223,13 @@ def worker_env(workers: int) -> dict:
     return env
 
 
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")  # one write per line: two workers' lines never interleave
+    sys.stdout.flush()
+
+
 def run_step(step: Step, label: str, ledger: Ledger, env: dict) -> bool:
-    print(f"[{time.strftime('%H:%M:%S')}] step {label}: {step.name}", flush=True)
+    say(f"[{time.strftime('%H:%M:%S')}] step {label}: {step.name}")
     step.log.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     with step.log.open("a") as log:
@@ -232,9 +237,9 @@ def run_step(step: Step, label: str, ledger: Ledger, env: dict) -> bool:
     seconds = time.time() - start
     ledger.record(step, seconds, code == 0)
     if code != 0:
-        print(f"  {step.name} exited {code} after {seconds:.0f} s; see {step.log}", flush=True)
+        say(f"  {step.name} exited {code} after {seconds:.0f} s; see {step.log}")
     else:
-        print(f"  {step.name} done in {seconds:.0f} s", flush=True)
+        say(f"  {step.name} done in {seconds:.0f} s")
     return code == 0
 
 
