@@ -76,6 +76,25 @@ def test_plan_names_each_models_command_and_refuses_unknown_names(tmp_path, monk
                     "--dry-run", "--parts", "zeroshot"])
 
 
+def test_status_reads_each_steps_own_files(tmp_path):
+    def step(name, folder, **meta):
+        return study.Step(name, ["srgrpo", "x", "--output-dir", str(tmp_path / folder)], tmp_path / "x.log", meta)
+
+    steps = [step("zeroshot/a", "z"), step("grpo/train/b", "t", steps=50), step("bon/c", "c")]
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "cache.jsonl").write_text(
+        "".join(json.dumps({"stage": s, "key": k, "value": 1}) + "\n" for s, k in
+                [("features", "1|chosen"), ("features", "1|rejected"), ("ipo", "1|chosen")]) + '{"stage": "ipo", "ke')
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
+    (tmp_path / "done.json").write_text('{"zeroshot/a": "2026-12-07 10:00:00"}')
+    (tmp_path / "timings.json").write_text('{"zeroshot/a": {"seconds": 5400}}')
+    lines = study.status(tmp_path, steps)
+    assert lines[0].split() == ["zeroshot/a", "done", "1.50", "h", "features", "2,", "ipo", "1"]
+    assert lines[1].split() == ["grpo/train/b", "started", "step", "2", "of", "50"]
+    assert lines[2].split() == ["bon/c", "pending"]
+
+
 def _pair(subset, chosen, rejected, chosen_tokens=10, rejected_tokens=10):
     return {"id": f"{subset}-{chosen}-{rejected}", "subset": subset, "section": "x", "chosen_tokens": chosen_tokens,
             "rejected_tokens": rejected_tokens, "warnings": {},

@@ -16,6 +16,7 @@ started again at any point):
 
     python studies/scale/study.py run --output-dir runs/scale [--parts zeroshot,bon,grpo] [--models ...] [--workers 2]
     python studies/scale/study.py report --output-dir runs/scale --report-dir studies/scale/results
+    python studies/scale/study.py status --output-dir runs/scale        # what is done, started, pending
     python studies/scale/study.py snapshot --output-dir runs/scale      # the resumable state, into git
 
 The run folder lives outside the repository (checkpoints, large logs). `snapshot` copies its small
@@ -117,12 +118,16 @@ def shared_data() -> Path:
 
 def model_arg(name: str, models_dir: Path) -> list[str]:
     file = MODELS[name][0]
-    if file is None:
-        return []
-    path = models_dir / file
-    if not path.is_file():
-        sys.exit(f"--models-dir: {path} not found (bash get_qwen_coder.sh {models_dir} assembles it)")
-    return ["--model", str(path)]
+    return [] if file is None else ["--model", str(models_dir / file)]
+
+
+def check_models(steps: list[Step], models_dir: Path) -> None:
+    """Stop before the first command if a model file the steps name is missing."""
+    for step in steps:
+        if "--model" in step.argv:
+            path = Path(step.argv[step.argv.index("--model") + 1])
+            if not path.is_file():
+                sys.exit(f"--models-dir: {path} not found (bash get_qwen_coder.sh {models_dir} assembles it)")
 
 
 def srgrpo(*args: str) -> list[str]:
@@ -147,7 +152,7 @@ def bon_steps(out: Path, models: list[str], models_dir: Path) -> list[Step]:
 
 def grpo_prompts(out: Path) -> Path:
     """GSM8K-train questions (a seeded sample, the same for every arm) with the boxed-answer
-    instruction, written once."""
+    instruction, written once, before the first run."""
     import random
 
     path = out / "grpo" / "prompts.jsonl"
@@ -164,7 +169,7 @@ def grpo_prompts(out: Path) -> Path:
 
 
 def grpo_steps(out: Path, models_dir: Path) -> list[Step]:
-    prompts = grpo_prompts(out)
+    prompts = out / "grpo" / "prompts.jsonl"  # written by grpo_prompts when the study runs
     model = model_arg(GRPO_MODEL, models_dir)
     held_out = ["--tasks", HELD_OUT["task"], "--limit", str(HELD_OUT["limit"]), "--max-new-tokens",
                 str(HELD_OUT["max_new_tokens"]), "--batch-size", "10", "--data-dir", str(shared_data()), "--quiet"]
@@ -317,6 +322,41 @@ def seed(out: Path, state: Path, models_dir: Path) -> list[Path]:
     return seeded
 
 
+PROGRESS_FILES = ("cache.jsonl", "generations.jsonl", "answers.jsonl")  # the commands' RunCache files
+
+
+def progress(step: Step) -> str:
+    """What a step's own files say it has done: a training's last logged step, else the records of
+    each stage of its cache (a zero-shot stage counts responses: two per pair)."""
+    folder = Path(step.argv[step.argv.index("--output-dir") + 1])
+    if (folder / "metrics.jsonl").is_file():
+        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        return f"step {max((r.get('step', 0) for r in rows), default=0)} of {step.meta.get('steps', '?')}"
+    for name in PROGRESS_FILES:
+        if (folder / name).is_file():
+            stages: dict[str, int] = {}
+            for line in (folder / name).read_text().splitlines():
+                try:
+                    stage = json.loads(line)["stage"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a kill
+                stages[stage] = stages.get(stage, 0) + 1
+            return ", ".join(f"{stage} {n}" for stage, n in stages.items())
+    return ""
+
+
+def status(out: Path, steps: list[Step]) -> list[str]:
+    """One line per step: done, started or pending, the seconds it has run, and its progress."""
+    done, timings = read_json(out / "done.json", {}), read_json(out / "timings.json", {})
+    lines = []
+    for step in steps:
+        seconds = timings.get(step.name, {}).get("seconds")
+        state = "done" if step.name in done else "started" if seconds or progress(step) else "pending"
+        ran = f"{seconds / 3600:5.2f} h" if seconds else "       "
+        lines.append(f"{step.name:34} {state:8} {ran}  {progress(step) if state != 'pending' else ''}".rstrip())
+    return lines
+
+
 def plan(args) -> list[Step]:
     out, models_dir = args.output_dir, args.models_dir
     parts = {p.strip() for p in args.parts.split(",")}
@@ -354,11 +394,15 @@ def main(argv=None) -> int:
     report = sub.add_parser("report", help="tables and plots from whatever steps exist")
     report.add_argument("--output-dir", type=Path, required=True)
     report.add_argument("--report-dir", type=Path, default=REPO / "studies" / "scale" / "results")
+    stat = sub.add_parser("status", help="each step: done, started or pending, its hours and progress")
+    stat.add_argument("--output-dir", type=Path, required=True)
     snap = sub.add_parser("snapshot", help="copy the resumable state into the repository")
     snap.add_argument("--output-dir", type=Path, required=True)
     for command in (run, snap):
         command.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where snapshots live")
-    snap.add_argument("--models-dir", type=Path, default=run.get_default("models_dir"))
+    for command in (snap, stat):
+        command.add_argument("--models-dir", type=Path, default=run.get_default("models_dir"))
+    stat.set_defaults(parts="zeroshot,bon,grpo", models=",".join(MODELS))
     args = parser.parse_args(argv)
     if args.command == "snapshot":
         print(f"{len(snapshot(args.output_dir, args.state_dir, args.models_dir))} files copied to {args.state_dir}")
@@ -369,6 +413,10 @@ def main(argv=None) -> int:
         write_report(args.output_dir, args.report_dir)
         return 0
     steps = plan(args)
+    if args.command == "status":
+        print("\n".join(status(args.output_dir, steps)))
+        return 0
+    check_models(steps, args.models_dir)
     if args.workers < 1:
         sys.exit("--workers: must be at least 1")
     if args.dry_run:
@@ -379,6 +427,8 @@ def main(argv=None) -> int:
     seeded = seed(args.output_dir, args.state_dir, args.models_dir)
     if seeded:
         print(f"seeded {len(seeded)} files from {args.state_dir}", flush=True)
+    if any(step.name.startswith("grpo/") for step in steps):
+        grpo_prompts(args.output_dir)
     return run_steps(args.output_dir, steps, args.keep_going, args.workers)
 
 
