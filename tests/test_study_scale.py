@@ -30,6 +30,16 @@ def test_run_steps_records_successes_and_resumes_only_what_is_missing(tmp_path):
     assert json.loads((tmp_path / "timings.json").read_text())["b/fail"]["seconds"] > first
 
 
+def test_a_running_steps_seconds_are_booked_before_it_ends(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "HEARTBEAT_S", 0.2)
+    wait = (f"import pathlib, time; p = pathlib.Path({str(tmp_path / 'timings.json')!r}); t = time.time(); "
+            "[time.sleep(0.05) for _ in iter(lambda: p.exists() or time.time() - t > 20, True)]; "
+            "raise SystemExit(0 if p.exists() else 5)")
+    step = study.Step("slow/one", [sys.executable, "-c", wait], tmp_path / "s.log")
+    assert study.run_steps(tmp_path, [step], keep_going=False) == 0  # timings.json appeared while it ran
+    assert json.loads((tmp_path / "timings.json").read_text())["slow/one"]["seconds"] > 0.2
+
+
 def _waits_for(tmp_path, me, other):
     """A command that leaves its marker, then waits up to 20 s for the other's: it succeeds only if
     both run at the same time."""

@@ -209,14 +209,19 @@ class Ledger:
         self.out, self.lock = out, threading.Lock()
         self.done, self.timings = read_json(out / "done.json", {}), read_json(out / "timings.json", {})
 
-    def record(self, step: Step, seconds: float, ok: bool) -> None:
+    def add_seconds(self, step: Step, seconds: float) -> None:
         with self.lock:
             earlier = self.timings.get(step.name, {}).get("seconds", 0.0)
             self.timings[step.name] = {**step.meta, "seconds": earlier + seconds}
             write_json(self.out / "timings.json", self.timings)
-            if ok:
-                self.done[step.name] = time.strftime("%Y-%m-%d %H:%M:%S")
-                write_json(self.out / "done.json", self.done)
+
+    def mark_done(self, step: Step) -> None:
+        with self.lock:
+            self.done[step.name] = time.strftime("%Y-%m-%d %H:%M:%S")
+            write_json(self.out / "done.json", self.done)
+
+
+HEARTBEAT_S = 60.0  # how often a running step's seconds reach timings.json
 
 
 def worker_env(workers: int) -> dict:
@@ -236,11 +241,21 @@ def say(line: str) -> None:
 def run_step(step: Step, label: str, ledger: Ledger, env: dict) -> bool:
     say(f"[{time.strftime('%H:%M:%S')}] step {label}: {step.name}")
     step.log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.time()
+    start = last = time.time()
     with step.log.open("a") as log:
-        code = subprocess.call(step.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        command = subprocess.Popen(step.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        code = None
+        while code is None:  # the seconds are booked as they pass, so a run killed mid-step keeps them
+            try:
+                code = command.wait(timeout=HEARTBEAT_S)
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.time()
+            ledger.add_seconds(step, now - last)
+            last = now
     seconds = time.time() - start
-    ledger.record(step, seconds, code == 0)
+    if code == 0:
+        ledger.mark_done(step)
     if code != 0:
         say(f"  {step.name} exited {code} after {seconds:.0f} s; see {step.log}")
     else:
