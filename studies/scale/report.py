@@ -319,5 +319,9 @@ def write_report(run: Path, report_dir: Path) -> None:
         lines.append(f"| {row['model']} | " + " | ".join(
             f"{row[k]:.2f}" if k in row else "–"
             for k in ("seconds_per_pair", "seconds_per_generated_token", "seconds_per_grpo_step")) + " |")
-    lines += ["", PAPER, ""]
+    lines += ["", "Wall seconds of each step as it ran on a 2-core CPU, summed over its resumptions: with "
+              "`--workers 2` a step had one thread and shared the machine with another step, so these are what "
+              "the study cost here, not srgrpo's speed on an idle machine (`benchmarks/` measures that). A pair "
+              "is scored by every method, both judges included; generated tokens count the N samples only, while "
+              "the time also covers the greedy answer and the scoring of every sample.", "", PAPER, ""]
     (report_dir / "report.md").write_text("\n".join(lines))
