@@ -79,11 +79,12 @@ GRPO_ARMS = {
 # Every arm: K=4 completions of up to 320 tokens (most GSM8K answers of the 0.5B finish well within
 # it), one prompt per optimizer step, LoRA at the paper's shape, a learning rate that moves the
 # adapter within 50 steps, the paper's KL beta, float32 (this CPU has no bf16 instructions: bf16
-# ran at half the speed of float32 here).
+# ran at half the speed of float32 here). A checkpoint every step: a step takes many minutes here,
+# and a run stopped mid-arm then loses at most the step in flight.
 GRPO_COMMON = {
     "num_generations": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
     "max_completion_length": 320, "learning_rate": 2e-5, "lr_scheduler_type": "constant", "warmup_steps": 0.0,
-    "beta": 0.04, "activation_checkpointing": False, "save_steps": 5, "save_total_limit": 2, "seed": 0,
+    "beta": 0.04, "activation_checkpointing": False, "save_steps": 1, "save_total_limit": 2, "seed": 0,
     "dtype": "float32", "reward_batch_size": 4, "logging_steps": 1, "save_completions": True,
 }
 HELD_OUT = {"task": "gsm8k", "limit": 100, "max_new_tokens": 384}
@@ -382,14 +383,25 @@ def plan(args) -> list[Step]:
     bad = [m for m in models if m not in MODELS]
     if bad:
         sys.exit(f"--models: unknown model(s) {', '.join(bad)}; choose from {', '.join(MODELS)}")
-    steps = []
-    if "zeroshot" in parts:
-        steps += zeroshot_steps(out, models, models_dir)
-    if "bon" in parts:
-        steps += bon_steps(out, models, models_dir)
-    if "grpo" in parts:
-        steps += grpo_steps(out, models_dir)
-    return steps
+    zeroshot = zeroshot_steps(out, models, models_dir) if "zeroshot" in parts else []
+    bon = bon_steps(out, models, models_dir) if "bon" in parts else []
+    grpo = grpo_steps(out, models_dir) if "grpo" in parts else []
+    return zeroshot + alternate_lanes(grpo, bon)
+
+
+def alternate_lanes(first: list[Step], second: list[Step]) -> list[Step]:
+    """The lanes of two parts taken in turn. The GRPO arms and the Best-of-N steps each run for
+    hours: taken in turn, two workers train and sample side by side, so that a run stopped early
+    (a session's end) leaves part of both rather than all of one."""
+    def lanes(steps: list[Step]) -> list[list[Step]]:
+        grouped: dict[str, list[Step]] = {}
+        for step in steps:
+            grouped.setdefault(step.lane or step.name, []).append(step)
+        return list(grouped.values())
+
+    a, b = lanes(first), lanes(second)
+    turns = [lane for pair in zip(a, b) for lane in pair] + a[len(b):] + b[len(a):]
+    return [step for lane in turns for step in lane]
 
 
 def main(argv=None) -> int:
