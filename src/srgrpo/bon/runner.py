@@ -53,26 +53,35 @@ def _chunk_seed(seed: int, chunk: int) -> int:
 
 def generate_all(generator, problems: Sequence[Problem], n_max: int, sampling: Sampling, seed: int,
                  cache: RunCache, questions_per_chunk: int, progress: bool = True) -> None:
-    """Greedy answer and n_max samples for every problem not yet in the cache, a chunk at a time."""
+    """Greedy answer and n_max samples for every problem not yet in the cache, a chunk at a time.
+
+    Greedy answers go n_max chunks at once, so a greedy batch is as wide as a sampling batch: one
+    answer per generate call would leave a CPU reading every weight for a single row."""
     greedy = dataclasses.replace(sampling, greedy=True)
     chunks = [problems[i:i + questions_per_chunk] for i in range(0, len(problems), questions_per_chunk)]
 
     def complete(p: Problem) -> bool:
         return cache.has("greedy", p.id) and cache.has("samples", p.id)
 
+    def answer(stage: str, todo: list[Problem], n: int, decoding: Sampling, chunk: int) -> None:
+        # The same path as `srgrpo evaluate`: the task's prompt, the generator, the grader.
+        answers = answer_problems(generator, todo, n, decoding, seed=_chunk_seed(seed, chunk))
+        for p, records in zip(todo, answers):
+            cache.put(stage, p.id, records[0] if stage == "greedy" else records)
+
     done = sum(map(complete, problems))
     with tqdm(total=len(problems), initial=done, unit="question", desc="best-of-n", disable=not progress) as bar:
-        for k, chunk in enumerate(chunks):
-            pending = [p for p in chunk if not complete(p)]
-            for stage, n, decoding in (("greedy", 1, greedy), ("samples", n_max, sampling)):
-                todo = [p for p in chunk if not cache.has(stage, p.id)]
-                if not todo:
-                    continue
-                # The same path as `srgrpo evaluate`: the task's prompt, the generator, the grader.
-                answers = answer_problems(generator, todo, n, decoding, seed=_chunk_seed(seed, k))
-                for p, records in zip(todo, answers):
-                    cache.put(stage, p.id, records[0] if stage == "greedy" else records)
-            bar.update(len(pending))
+        for first in range(0, len(chunks), n_max):
+            group = chunks[first:first + n_max]
+            finished_before = {p.id for chunk in group for p in chunk if complete(p)}
+            todo = [p for chunk in group for p in chunk if not cache.has("greedy", p.id)]
+            if todo:
+                answer("greedy", todo, 1, greedy, first)
+            for k, chunk in enumerate(group, start=first):
+                pending = [p for p in chunk if not cache.has("samples", p.id)]
+                if pending:
+                    answer("samples", pending, n_max, sampling, k)
+                bar.update(sum(1 for p in chunk if p.id not in finished_before))
 
 
 def summarize_best_of_n(problems: Sequence[Problem], cache: RunCache, ns: Sequence[int],
