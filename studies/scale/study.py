@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -441,6 +442,7 @@ def main(argv=None) -> int:
         return 0
     steps = plan(args)
     if args.command == "status":
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `status | head` ends quietly, like any shell tool
         print("\n".join(status(args.output_dir, steps)))
         return 0
     check_models(steps, args.models_dir)
