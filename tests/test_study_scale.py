@@ -179,3 +179,23 @@ def test_seconds_per_token_come_from_bons_own_figures(tmp_path):
     bon = {"smollm2-135m": {"gsm8k": {"mean_tokens": 50.0, "n_questions": 3, "ns": [1, 2, 4]}}}
     rows = report.timing_rows(tmp_path, bon, {"arms": {}})
     assert rows[0]["seconds_per_generated_token"] == 300.0 / (50 * 3 * 4)  # 600 sampled tokens
+
+
+def test_an_unfinished_arm_shows_its_first_and_last_steps(tmp_path):
+    arm = tmp_path / "grpo" / "random"
+    arm.mkdir(parents=True)
+    rows = [{"step": s, "completion_length": 100.0 + 10 * s, "kl": 0.0 if s == 1 else 0.01 * s} for s in range(1, 13)]
+    lines = "".join(json.dumps(r) + "\n" for r in rows) + '{"step": 13, "compl'  # a line cut by a kill
+    (arm / "metrics.jsonl").write_text(lines)
+    (tmp_path / "timings.json").write_text(json.dumps({"grpo/train/random": {"seconds": 1200.0, "steps": 50}}))
+    progress = report.grpo_progress(tmp_path)
+    assert list(progress) == ["random"] and progress["random"]["steps"] == 12
+    assert progress["random"]["seconds_per_step"] == 100.0
+    # Steps 1-5 against steps 8-12: lengths 130 -> 200; KL (0 + .02 + .03 + .04 + .05) / 5 -> .10.
+    assert progress["random"]["measures"]["completion_length"] == [130.0, 200.0]
+    assert progress["random"]["measures"]["kl"] == pytest.approx([0.028, 0.10])
+    assert progress["random"]["measures"]["sr_mean"] == [None, None]  # the random arm logs no stable rank
+    report.write_report(tmp_path, tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| random | 12 | 100 | " in text and "130 -> 200" in text and "No arm has finished yet." in text
+    assert (tmp_path / "report" / "grpo_curves.png").stat().st_size > 1000

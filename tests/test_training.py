@@ -89,11 +89,13 @@ def test_train_command_resumes_from_the_last_checkpoint(tiny_model_dir, prompts_
     assert main(args) == 0
     assert (out / "checkpoint-2").is_dir() and (out / "training_curves.png").stat().st_size > 0
     assert (out / "final" / "adapter_config.json").is_file()
-    # Pretend the run died after checkpoint 1 had been written and step 2 logged.
+    # Pretend the run died after checkpoint 1 had been written and step 2 logged, while writing a line.
     import shutil
 
     shutil.rmtree(out / "checkpoint-2")
-    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
+    with (out / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 3, "loss": 0.1')
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]  # the cut line is skipped
 
     assert main(args) == 2  # a folder holding a run is not silently reused
     assert "--resume" in capsys.readouterr().err

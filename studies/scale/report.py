@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from srgrpo.training.watch import read_metrics
+
 from studies.scale.study import (BON_DATASETS, BON_QUESTIONS, GRPO_ARMS, GRPO_MODEL, GRPO_STEPS, HELD_OUT, MODELS,
                                  PAIRS_PER_SUBSET, ZEROSHOT_METHODS, read_json)
 
@@ -137,7 +139,83 @@ def grpo_results(run: Path) -> dict:
             arms[arm] = {"global_step": summary.get("global_step"), "train_seconds": summary.get("train_seconds"),
                          "first_step": summary.get("first_step"), "last_step": summary.get("last_step"),
                          "collapse": summary.get("collapse")}
-    return {"arms": arms, "vs_base": compare_table(run, "base"), "vs_random": compare_table(run, "random")}
+    return {"arms": arms, "progress": grpo_progress(run), "vs_base": compare_table(run, "base"),
+            "vs_random": compare_table(run, "random")}
+
+
+# Per-step measures of a GRPO arm as srgrpo train logs them in metrics.jsonl (the hacking study's
+# measures): (column, label). The table compares the first and the last PROGRESS_WINDOW steps logged.
+PROGRESS_MEASURES = [
+    ("reward_mean", "reward"), ("completion_length", "length (tokens)"), ("clipped_ratio", "cut at budget"),
+    ("sr_mean", "stable rank"), ("stable_rank/length_corr", "SR-length corr"), ("kl", "KL"),
+    ("repetition", "repetition"), ("group_diversity", "group diversity"), ("hacking/prompt_echo", "prompt echo"),
+    ("hacking/dataset_overlap", "dataset overlap"), ("hacking/continues_after_answer", "goes on after answer"),
+]
+PROGRESS_WINDOW = 5
+CURVE_PANELS = ["completion_length", "clipped_ratio", "kl", "stable_rank/length_corr", "hacking/prompt_echo",
+                "hacking/continues_after_answer"]
+
+
+def window_mean(rows: list[dict], column: str, first: bool) -> float | None:
+    values = [r[column] for r in rows if isinstance(r.get(column), (int, float)) and np.isfinite(r[column])]
+    part = values[:PROGRESS_WINDOW] if first else values[-PROGRESS_WINDOW:]
+    return float(np.mean(part)) if part else None
+
+
+def grpo_progress(run: Path) -> dict:
+    """Every arm that has logged a step, finished or not: steps logged, wall seconds per step so far,
+    and each PROGRESS_MEASURES column over its first and last PROGRESS_WINDOW steps."""
+    timings, progress = read_json(run / "timings.json", {}), {}
+    for arm in GRPO_ARMS:
+        rows = read_metrics(run / "grpo" / arm / "metrics.jsonl")
+        if not rows:
+            continue
+        steps = max(r.get("step", 0) for r in rows)
+        seconds = timings.get(f"grpo/train/{arm}", {}).get("seconds")
+        progress[arm] = {"steps": steps, "seconds_per_step": seconds / steps if seconds and steps else None,
+                         "measures": {c: [window_mean(rows, c, True), window_mean(rows, c, False)]
+                                      for c, _ in PROGRESS_MEASURES}}
+    return progress
+
+
+def progress_table(progress: dict) -> list[str]:
+    lines = [f"Each cell: mean of the first {PROGRESS_WINDOW} steps -> mean of the last {PROGRESS_WINDOW} "
+             "logged (seconds per step: wall time so far, model loading included).", "",
+             "| arm | steps | s/step | " + " | ".join(label for _, label in PROGRESS_MEASURES) + " |",
+             "|---|---|---|" + "---|" * len(PROGRESS_MEASURES)]
+    for arm, p in progress.items():
+        cells = [" -> ".join("–" if v is None else f"{v:.3g}" for v in p["measures"][c]) for c, _ in PROGRESS_MEASURES]
+        per_step = "–" if p["seconds_per_step"] is None else f"{p['seconds_per_step']:.0f}"
+        lines.append(f"| {arm} | {p['steps']} | {per_step} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_grpo_curves(run: Path, path: Path) -> None:
+    """One panel per CURVE_PANELS column, one line per arm (a 5-step running mean)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = dict(PROGRESS_MEASURES)
+    fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(3.6 * len(CURVE_PANELS), 3.4), squeeze=False)
+    for ax, column in zip(axes[0], CURVE_PANELS):
+        for arm in GRPO_ARMS:
+            points = [(r["step"], r[column]) for r in read_metrics(run / "grpo" / arm / "metrics.jsonl")
+                      if isinstance(r.get(column), (int, float)) and np.isfinite(r[column])]
+            if points:
+                steps, values = zip(*points)
+                smooth = np.convolve(values, np.ones(PROGRESS_WINDOW), "valid") / PROGRESS_WINDOW
+                ax.plot(steps[PROGRESS_WINDOW - 1:] if len(values) >= PROGRESS_WINDOW else steps,
+                        smooth if len(values) >= PROGRESS_WINDOW else values, label=arm)
+        ax.set_title(labels[column])
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"SR-GRPO arms on {GRPO_MODEL}: training measures ({PROGRESS_WINDOW}-step running mean)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------- timings
@@ -300,15 +378,19 @@ def write_report(run: Path, report_dir: Path) -> None:
         lines.append("Not run yet.")
     lines += ["", f"## SR-GRPO on {GRPO_MODEL} ({GRPO_STEPS} steps per arm; held-out {HELD_OUT['task']}, "
               f"{HELD_OUT['limit']} questions)", ""]
+    if grpo["progress"]:
+        lines += progress_table(grpo["progress"])
+        plot_grpo_curves(run, report_dir / "grpo_curves.png")
+        lines += ["", "![training measures per arm](grpo_curves.png)", ""]
     if grpo["arms"]:
-        lines += ["| arm | steps | s/step | collapse step |", "|---|---|---|---|"]
+        lines += ["Finished arms:", "", "| arm | steps | s/step | collapse step |", "|---|---|---|---|"]
         for arm, a in grpo["arms"].items():
             per_step = a["train_seconds"] / a["global_step"] if a.get("global_step") else None
             collapse = (a.get("collapse") or {}).get("collapse_step", "–")
             lines.append(f"| {arm} | {a['global_step']} | {per_step:.0f} | {collapse} |" if per_step else
                          f"| {arm} | {a['global_step']} | – | {collapse} |")
     else:
-        lines.append("No arm trained yet.")
+        lines.append("No arm has finished yet.")
     for key, title in (("vs_base", "against step 0 (the base)"), ("vs_random", "against the random arm")):
         table = run / "grpo" / f"compare_{key}.md"
         if grpo.get(key) and table.is_file():

@@ -133,10 +133,18 @@ def metrics_row(step: int, logs: dict) -> dict | None:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a metrics.jsonl; a line that does not parse (cut when a run was killed while
+    writing it) is skipped, so a resumed run and a report of a running one still read the rest."""
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
 @dataclass
