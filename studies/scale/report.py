@@ -326,26 +326,43 @@ def bon_table(bon: dict) -> list[str]:
 
 
 def plot_bon(bon: dict, path: Path) -> None:
+    """Accuracy against N, one row per model and one column per dataset; each selector's 95%
+    interval as a band, greedy's as a grey band around its dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(m, d) for m, per in bon.items() for d in per]
-    if not panels:
+    models = [m for m in MODELS if m in bon]
+    if not models:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
-    for ax, (model, dataset) in zip(axes[0], panels):
-        r = bon[model][dataset]
-        for selector, accs in r["selectors"].items():
-            ns = sorted(int(n) for n in accs)
-            ax.plot(ns, [100 * accs[str(n)] for n in ns], marker="o", label=selector)
-        ax.axhline(100 * r["greedy"], color="black", linestyle="--", label="greedy")
-        ax.set_xscale("log", base=2)
-        ax.set_title(f"{model}: {dataset}")
-        ax.set_xlabel("N")
-    axes[0][0].set_ylabel("accuracy, %")
-    axes[0][-1].legend(fontsize=8)
+    fig, axes = plt.subplots(len(models), len(BON_DATASETS), figsize=(5 * len(BON_DATASETS), 3.6 * len(models)),
+                             squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for row, model in zip(axes, models):
+        for ax, dataset in zip(row, BON_DATASETS):
+            ax.set_title(f"{model}: {dataset}")
+            r = bon[model].get(dataset)
+            if r is None:
+                ax.text(0.5, 0.5, "not run yet", ha="center", va="center", transform=ax.transAxes, color="grey")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
+            for i, (selector, accs) in enumerate(r["selectors"].items()):
+                ns = sorted(int(n) for n in accs)
+                band = [r["intervals"].get(selector, {}).get(str(n)) for n in ns]
+                ax.plot(ns, [100 * accs[str(n)] for n in ns], marker="o", color=colours(i), label=selector)
+                if all(band):
+                    ax.fill_between(ns, [100 * lo for lo, _ in band], [100 * hi for _, hi in band], color=colours(i),
+                                    alpha=0.1)
+            ax.axhline(100 * r["greedy"], color="black", linestyle="--", label="greedy")
+            ax.axhspan(*(100 * v for v in r["greedy_interval"]), color="grey", alpha=0.1)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ns, labels=[str(n) for n in ns])
+            ax.set_xlabel("N (samples to choose from)")
+            ax.set_ylabel("accuracy, %")
+            ax.legend(fontsize=7)
+    fig.suptitle(f"Best-of-N, first {BON_QUESTIONS} questions (95% bootstrap bands)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
