@@ -195,7 +195,11 @@ def test_an_unfinished_arm_shows_its_first_and_last_steps(tmp_path):
     assert progress["random"]["measures"]["completion_length"] == [130.0, 200.0]
     assert progress["random"]["measures"]["kl"] == pytest.approx([0.028, 0.10])
     assert progress["random"]["measures"]["sr_mean"] == [None, None]  # the random arm logs no stable rank
+    (tmp_path / "grpo" / "eval" / "base").mkdir(parents=True)
+    (tmp_path / "grpo" / "eval" / "base" / "results.json").write_text(json.dumps({"tasks": {"gsm8k": {
+        "accuracy": 0.27, "interval": [0.19, 0.36], "n": 100, "unfinished_fraction": 0.15, "max_new_tokens": 384}}}))
     report.write_report(tmp_path, tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
+    assert "held-out greedy accuracy: 27.0 [19, 36] on 100 questions, 15.0% cut at 384" in text
     assert "| random | 12 | 100 | " in text and "130 -> 200" in text and "No arm has finished yet." in text
     assert (tmp_path / "report" / "grpo_curves.png").stat().st_size > 1000

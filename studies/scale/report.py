@@ -395,6 +395,11 @@ def write_report(run: Path, report_dir: Path) -> None:
         lines.append("Not run yet.")
     lines += ["", f"## SR-GRPO on {GRPO_MODEL} ({GRPO_STEPS} steps per arm; held-out {HELD_OUT['task']}, "
               f"{HELD_OUT['limit']} questions)", ""]
+    base = read_json(run / "grpo" / "eval" / "base" / "results.json", {}).get("tasks", {}).get(HELD_OUT["task"])
+    if base:
+        lines += [f"Step 0 (the base model), held-out greedy accuracy: {pct(base['accuracy'])}{ci(base['interval'])} "
+                  f"on {base['n']} questions, {pct(base['unfinished_fraction'])}% cut at {base['max_new_tokens']} "
+                  "tokens.", ""]
     if grpo["progress"]:
         lines += progress_table(grpo["progress"])
         plot_grpo_curves(run, report_dir / "grpo_curves.png")
