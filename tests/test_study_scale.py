@@ -188,7 +188,7 @@ def test_an_unfinished_arm_shows_its_first_and_last_steps(tmp_path):
     lines = "".join(json.dumps(r) + "\n" for r in rows) + '{"step": 13, "compl'  # a line cut by a kill
     (arm / "metrics.jsonl").write_text(lines)
     (tmp_path / "timings.json").write_text(json.dumps({"grpo/train/random": {"seconds": 1200.0, "steps": 50}}))
-    progress = report.grpo_progress(tmp_path)
+    progress = report.grpo_progress(tmp_path, report.arm_metrics(tmp_path))
     assert list(progress) == ["random"] and progress["random"]["steps"] == 12
     assert progress["random"]["seconds_per_step"] == 100.0
     # Steps 1-5 against steps 8-12: lengths 130 -> 200; KL (0 + .02 + .03 + .04 + .05) / 5 -> .10.

@@ -131,7 +131,7 @@ def compare_table(run: Path, base: str) -> dict | None:
     return read_json(out.with_suffix(".json"), None)
 
 
-def grpo_results(run: Path) -> dict:
+def grpo_results(run: Path, metrics: dict[str, list[dict]]) -> dict:
     arms = {}
     for arm in GRPO_ARMS:
         summary = read_json(run / "grpo" / arm / "summary.json", None)
@@ -139,7 +139,7 @@ def grpo_results(run: Path) -> dict:
             arms[arm] = {"global_step": summary.get("global_step"), "train_seconds": summary.get("train_seconds"),
                          "first_step": summary.get("first_step"), "last_step": summary.get("last_step"),
                          "collapse": summary.get("collapse")}
-    return {"arms": arms, "progress": grpo_progress(run), "vs_base": compare_table(run, "base"),
+    return {"arms": arms, "progress": grpo_progress(run, metrics), "vs_base": compare_table(run, "base"),
             "vs_random": compare_table(run, "random")}
 
 
@@ -156,20 +156,28 @@ CURVE_PANELS = ["completion_length", "clipped_ratio", "kl", "stable_rank/length_
                 "hacking/continues_after_answer"]
 
 
+def finite_points(rows: list[dict], column: str) -> list[tuple[int, float]]:
+    """(step, value) of every row that logged `column` as a finite number."""
+    return [(r["step"], r[column]) for r in rows if isinstance(r.get(column), (int, float)) and np.isfinite(r[column])]
+
+
 def window_mean(rows: list[dict], column: str, first: bool) -> float | None:
-    values = [r[column] for r in rows if isinstance(r.get(column), (int, float)) and np.isfinite(r[column])]
+    values = [v for _, v in finite_points(rows, column)]
     part = values[:PROGRESS_WINDOW] if first else values[-PROGRESS_WINDOW:]
     return float(np.mean(part)) if part else None
 
 
-def grpo_progress(run: Path) -> dict:
-    """Every arm that has logged a step, finished or not: steps logged, wall seconds per step so far,
-    and each PROGRESS_MEASURES column over its first and last PROGRESS_WINDOW steps."""
+def arm_metrics(run: Path) -> dict[str, list[dict]]:
+    """{arm: metrics.jsonl rows} of every arm that has logged a step, finished or not."""
+    rows = {arm: read_metrics(run / "grpo" / arm / "metrics.jsonl") for arm in GRPO_ARMS}
+    return {arm: r for arm, r in rows.items() if r}
+
+
+def grpo_progress(run: Path, metrics: dict[str, list[dict]]) -> dict:
+    """Per arm of `metrics`: steps logged, wall seconds per step so far, and each PROGRESS_MEASURES
+    column over its first and last PROGRESS_WINDOW steps."""
     timings, progress = read_json(run / "timings.json", {}), {}
-    for arm in GRPO_ARMS:
-        rows = read_metrics(run / "grpo" / arm / "metrics.jsonl")
-        if not rows:
-            continue
+    for arm, rows in metrics.items():
         steps = max(r.get("step", 0) for r in rows)
         seconds = timings.get(f"grpo/train/{arm}", {}).get("seconds")
         progress[arm] = {"steps": steps, "seconds_per_step": seconds / steps if seconds and steps else None,
@@ -190,8 +198,8 @@ def progress_table(progress: dict) -> list[str]:
     return lines
 
 
-def plot_grpo_curves(run: Path, path: Path) -> None:
-    """One panel per CURVE_PANELS column, one line per arm (a 5-step running mean)."""
+def plot_grpo_curves(metrics: dict[str, list[dict]], path: Path) -> None:
+    """One panel per CURVE_PANELS column, one line per arm (a PROGRESS_WINDOW-step running mean)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,14 +208,15 @@ def plot_grpo_curves(run: Path, path: Path) -> None:
     labels = dict(PROGRESS_MEASURES)
     fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(3.6 * len(CURVE_PANELS), 3.4), squeeze=False)
     for ax, column in zip(axes[0], CURVE_PANELS):
-        for arm in GRPO_ARMS:
-            points = [(r["step"], r[column]) for r in read_metrics(run / "grpo" / arm / "metrics.jsonl")
-                      if isinstance(r.get(column), (int, float)) and np.isfinite(r[column])]
-            if points:
-                steps, values = zip(*points)
-                smooth = np.convolve(values, np.ones(PROGRESS_WINDOW), "valid") / PROGRESS_WINDOW
-                ax.plot(steps[PROGRESS_WINDOW - 1:] if len(values) >= PROGRESS_WINDOW else steps,
-                        smooth if len(values) >= PROGRESS_WINDOW else values, label=arm)
+        for arm, rows in metrics.items():
+            points = finite_points(rows, column)
+            if not points:
+                continue
+            steps, values = zip(*points)
+            if len(values) >= PROGRESS_WINDOW:
+                steps = steps[PROGRESS_WINDOW - 1:]
+                values = np.convolve(values, np.ones(PROGRESS_WINDOW), "valid") / PROGRESS_WINDOW
+            ax.plot(steps, values, label=arm)
         ax.set_title(labels[column])
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -370,7 +379,8 @@ def plot_bon(bon: dict, path: Path) -> None:
 
 def write_report(run: Path, report_dir: Path) -> None:
     report_dir.mkdir(parents=True, exist_ok=True)
-    zeroshot, bon, grpo = zeroshot_results(run), bon_results(run), grpo_results(run)
+    metrics = arm_metrics(run)
+    zeroshot, bon, grpo = zeroshot_results(run), bon_results(run), grpo_results(run, metrics)
     params = loaded_parameters(run)
     timings = timing_rows(run, bon, grpo)
     done = read_json(run / "done.json", {})
@@ -402,7 +412,7 @@ def write_report(run: Path, report_dir: Path) -> None:
                   "tokens.", ""]
     if grpo["progress"]:
         lines += progress_table(grpo["progress"])
-        plot_grpo_curves(run, report_dir / "grpo_curves.png")
+        plot_grpo_curves(metrics, report_dir / "grpo_curves.png")
         lines += ["", "![training measures per arm](grpo_curves.png)", ""]
     if grpo["arms"]:
         lines += ["Finished arms:", "", "| arm | steps | s/step | collapse step |", "|---|---|---|---|"]

@@ -265,17 +265,21 @@ def run_step(step: Step, label: str, ledger: Ledger, env: dict) -> bool:
     return code == 0
 
 
+def lanes_of(steps: list[Step]) -> list[list[Step]]:
+    """Steps grouped by lane (a step without one is its own lane), lanes and steps in plan order."""
+    grouped: dict[str, list[Step]] = {}
+    for step in steps:
+        grouped.setdefault(step.lane or step.name, []).append(step)
+    return list(grouped.values())
+
+
 def run_steps(out: Path, steps: list[Step], keep_going: bool, workers: int = 1) -> int:
     """Run every step not yet done: lanes in order, `workers` lanes at a time, a lane's steps one
     after another (a failed step skips the rest of its lane). Returns 1 if any step failed."""
     ledger = Ledger(out)
     labels = {step.name: f"{i + 1}/{len(steps)}" for i, step in enumerate(steps)}
-    lanes: dict[str, list[Step]] = {}
-    for step in steps:
-        if step.name not in ledger.done:
-            lanes.setdefault(step.lane or step.name, []).append(step)
     pending: queue.Queue = queue.Queue()
-    for lane in lanes.values():
+    for lane in lanes_of([step for step in steps if step.name not in ledger.done]):
         pending.put(lane)
     env, failed, stop = worker_env(workers), [], threading.Event()
 
@@ -394,13 +398,7 @@ def alternate_lanes(first: list[Step], second: list[Step]) -> list[Step]:
     """The lanes of two parts taken in turn. The GRPO arms and the Best-of-N steps each run for
     hours: taken in turn, two workers train and sample side by side, so that a run stopped early
     (a session's end) leaves part of both rather than all of one."""
-    def lanes(steps: list[Step]) -> list[list[Step]]:
-        grouped: dict[str, list[Step]] = {}
-        for step in steps:
-            grouped.setdefault(step.lane or step.name, []).append(step)
-        return list(grouped.values())
-
-    a, b = lanes(first), lanes(second)
+    a, b = lanes_of(first), lanes_of(second)
     turns = [lane for pair in zip(a, b) for lane in pair] + a[len(b):] + b[len(a):]
     return [step for lane in turns for step in lane]
 
