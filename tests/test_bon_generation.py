@@ -1,8 +1,10 @@
 """Free scoring during generation equals a fresh forward pass over prompt + response."""
 
 import math
+from collections import Counter
 
 import pytest
+import torch
 
 import references
 from srgrpo.generation import SAMPLE_FEATURES, HFGenerator, Sampling, prompt_token_ids, reforward_features
@@ -111,3 +113,52 @@ def test_reforward_route_and_bad_settings(tiny_model, tokenizer):
         Sampling(temperature=0.0)
     with pytest.raises(ValueError, match="max_new_tokens"):
         Sampling(max_new_tokens=0)
+
+
+def _generate_reference(model, generator, prompt_ids, max_new_tokens, **decoding):
+    """transformers' own `generate` over the same left-padded batch, cut at the generator's stop ids."""
+    width = max(map(len, prompt_ids))
+    ids = torch.tensor([[generator.pad_id] * (width - len(p)) + p for p in prompt_ids])
+    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
+    out = model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens,
+                         pad_token_id=generator.pad_id, eos_token_id=sorted(generator.stop_ids), **decoding)
+    rows = []
+    for generated in out[:, width:].tolist():
+        cut = next((j for j, t in enumerate(generated) if t in generator.stop_ids), len(generated))
+        rows.append(generated[:cut])
+    return rows
+
+
+def test_rows_that_stop_leave_the_batch_and_free_scores_stay_with_their_rows(tiny_model, tokenizer):
+    """A stop id that the samples emit now and then makes rows stop at different steps, so rows and
+    their cache entries leave the batch mid-run; free scoring must still equal a fresh forward pass
+    for every row (a cache or state misaligned by the pruning would not)."""
+    sampling = Sampling(temperature=1.0, top_p=1.0, max_new_tokens=12)
+    generator = HFGenerator(tiny_model, tokenizer, batch_size=8)
+    first = [s for q in generator.generate(PROMPTS, n=3, sampling=sampling, seed=11) for s in q]
+    generator.stop_ids = {Counter(t for s in first for t in s.token_ids).most_common(1)[0][0]}
+    out = [s for q in generator.generate(PROMPTS, n=3, sampling=sampling, seed=11) for s in q]
+    assert any(s.finished for s in out) and not all(s.finished for s in out)
+    assert len({len(s.token_ids) for s in out if s.finished}) > 1  # they stopped at different steps
+    prompt_ids = [prompt_token_ids(tokenizer, m) for m in PROMPTS for _ in range(3)]
+    fresh = reforward_features(StableRankScorer(tiny_model, tokenizer), prompt_ids, [s.token_ids for s in out])
+    for sample, ref in zip(out, fresh):
+        assert all(t not in generator.stop_ids for t in sample.token_ids)
+        for name in SAMPLE_FEATURES:
+            assert sample.features[name] == pytest.approx(ref[name], rel=1e-4, abs=1e-6, nan_ok=True), name
+
+
+def test_sampling_draws_what_generate_draws_until_a_row_stops(tiny_model, tokenizer):
+    """Same seed, warpers and batch: every draw equals `generate`'s up to and including the first
+    step at which a row stops (after that the batches differ in size, so the random streams part)."""
+    sampling = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=12)
+    generator = HFGenerator(tiny_model, tokenizer, batch_size=8, scoring="none")
+    out = [s for q in generator.generate(PROMPTS, n=2, sampling=sampling, seed=7) for s in q]
+    prompt_ids = [prompt_token_ids(tokenizer, m) for m in PROMPTS for _ in range(2)]
+    torch.manual_seed(7 * 1_000_003)  # the generator's seed for its first batch
+    reference = _generate_reference(tiny_model, generator, prompt_ids, 12, do_sample=True, temperature=0.7,
+                                    top_p=0.9, top_k=0)
+    first_stop = min((len(s.token_ids) for s in out if s.finished), default=sampling.max_new_tokens)
+    assert first_stop >= 2  # the comparison covers several draws
+    for sample, ref in zip(out, reference):
+        assert sample.token_ids[:first_stop + 1] == ref[:first_stop + 1]

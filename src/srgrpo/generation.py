@@ -1,10 +1,11 @@
 """Generation with every candidate scored on the way: Best-of-N's candidates, training's greedy check.
 
 Two generation backends share one interface (`generate(prompts, n, sampling, seed) -> [[Sample]]`):
-- `HFGenerator`: transformers `generate`, batched with left padding. By default it scores for free:
-  forward hooks keep the hidden states (at the scorer's layer) and next-token distributions that the
-  generator computes anyway, so no second forward pass runs. With causal attention these equal a
-  fresh forward pass over prompt+response up to float noise (tested).
+- `HFGenerator`: a transformers model decoding batches with left padding, as `generate` does but
+  dropping each row from the batch as soon as it stops. By default it scores for free: a forward
+  hook keeps the hidden states (at the scorer's layer), and the loop the next-token distributions,
+  that generation computes anyway, so no second forward pass runs. With causal attention these
+  equal a fresh forward pass over prompt+response up to float noise (tested).
 - `VLLMGenerator`: vLLM sampling for GPU users (optional extra `srgrpo[vllm]`); vLLM does not expose
   hidden states, so its candidates are scored by a re-forward pass.
 
@@ -14,6 +15,7 @@ re-tokenisation of the decoded text); it also serves scoring with a different mo
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from srgrpo.engine import gather_spans
 from srgrpo.features import FEATURES, LogitStats, SpanStates, next_token_stats
@@ -102,17 +105,17 @@ def context_tokens(scorer: StableRankScorer | None, prompt_ids: Sequence[Sequenc
 
 
 class _GenerationRecorder:
-    """Forward hooks that keep, for every generation step, the hidden states at the scorer's layer
-    and the statistics of the next-token distribution (log-prob of the token then chosen,
-    self-certainty, entropy). Only (batch, vocab) log-probs of the latest step are held at a time."""
+    """Free scoring's memory of one batch: a forward hook keeps the hidden states at the scorer's
+    layer for every call, and the decode loop adds the statistics of every next-token distribution
+    (log-prob of the token then chosen, self-certainty, entropy). The loop drops rows as they finish,
+    so each call is stored with the batch rows it ran."""
 
     def __init__(self, scorer: StableRankScorer):
         self.scorer = scorer
-        self.states: list[torch.Tensor] = []  # per forward call: (B, t, d); call 0 is the prompt
-        self.certainty: list[torch.Tensor] = []  # per call: (B,) for the distribution of the next token
-        self.entropy: list[torch.Tensor] = []
-        self.chosen_logprob: list[torch.Tensor] = []  # per call k >= 1: log p(token fed at call k)
-        self._last_logp: torch.Tensor | None = None
+        self.prompt_states: torch.Tensor | None = None  # call 0: (B, width, d), left-padded
+        self.rows: list[int] = []  # the batch rows of the call now running
+        self._fed: list[tuple[list[int], torch.Tensor]] = []  # per later call: (rows, (b, 1, d))
+        self._stats: list[tuple[list[int], list[float], list[float], list[float]]] = []
         self._handles = []
 
     def __enter__(self):
@@ -121,38 +124,43 @@ class _GenerationRecorder:
         module = engine.backbone if tap is None else tap
 
         def keep_states(_module, _inputs, output):
-            if isinstance(output, tuple):
-                states = output[0]
+            states = output[0] if isinstance(output, tuple) else getattr(output, "last_hidden_state", output)
+            if self.prompt_states is None:
+                self.prompt_states = states.detach()
             else:
-                states = getattr(output, "last_hidden_state", output)
-            self.states.append(states.detach())
+                self._fed.append((self.rows, states.detach()))
 
-        def keep_logits(_module, _args, kwargs, output):
-            fed = kwargs.get("input_ids")
-            if self._last_logp is not None and fed is not None:
-                self.chosen_logprob.append(self._last_logp.gather(1, fed[:, -1:]).squeeze(1))
-            logp, certainty, entropy = next_token_stats(output.logits[:, -1, :])
-            self._last_logp = logp
-            self.certainty.append(certainty)
-            self.entropy.append(entropy)
-
-        self._handles = [module.register_forward_hook(keep_states),
-                         self.scorer.model.register_forward_hook(keep_logits, with_kwargs=True)]
+        self._handles = [module.register_forward_hook(keep_states)]
         return self
 
     def __exit__(self, *exc):
         for handle in self._handles:
             handle.remove()
 
-    def finish(self, last_tokens: torch.Tensor) -> None:
-        """The generator never feeds its last token back: take its log-prob from the last step."""
-        if self._last_logp is not None:
-            self.chosen_logprob.append(self._last_logp.gather(1, last_tokens[:, None]).squeeze(1))
-            self._last_logp = None
+    def keep_stats(self, logits: torch.Tensor, chosen: torch.Tensor) -> None:
+        logp, certainty, entropy = next_token_stats(logits)
+        self._stats.append((self.rows, logp.gather(1, chosen[:, None]).squeeze(1).tolist(),
+                            certainty.tolist(), entropy.tolist()))
+
+    def per_row(self, n_rows: int):
+        """Per row: the states of its fed response tokens (m, d), and per response position s the
+        chosen token's log-prob, self-certainty and entropy of the distribution that predicted it."""
+        fed = [[] for _ in range(n_rows)]
+        for rows, states in self._fed:
+            for j, row in enumerate(rows):
+                fed[row].append(states[j])
+        d = self.prompt_states.shape[-1]
+        states = [torch.cat(f) if f else self.prompt_states.new_zeros((0, d)) for f in fed]
+        chosen, certainty, entropy = ([[] for _ in range(n_rows)] for _ in range(3))
+        for rows, *columns in self._stats:
+            for j, row in enumerate(rows):
+                for out, column in zip((chosen, certainty, entropy), columns):
+                    out[row].append(column[j])
+        return states, chosen, certainty, entropy
 
 
 class HFGenerator:
-    """Batched sampling with transformers `generate`; scores every candidate on the way (see module doc)."""
+    """Batched sampling with a transformers model; scores every candidate on the way (see module doc)."""
 
     name = "hf"
 
@@ -207,42 +215,94 @@ class HFGenerator:
         for row, p in enumerate(prompt_ids):  # left padding: every prompt ends where generation starts
             ids[row, width - len(p):] = torch.tensor(p)
             attention[row, width - len(p):] = 1
-        decoding = dict(do_sample=False, temperature=None, top_p=None, top_k=None) if sampling.greedy else \
-            dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        # Free scoring asks for one token more: a response cut at max_new_tokens then has its last
-        # token fed back once, so its hidden state exists; the extra token is dropped.
-        extra = 1 if self.scoring == "free" else 0
-        kwargs = dict(input_ids=ids.to(self.device), attention_mask=attention.to(self.device),
-                      max_new_tokens=sampling.max_new_tokens + extra, pad_token_id=self.pad_id,
-                      eos_token_id=sorted(self.stop_ids) or None, **decoding)
         self.model.eval()
         with torch.inference_mode():
             if self.scoring == "free":
                 with _GenerationRecorder(self.scorer) as recorder:
-                    sequences = self.model.generate(**kwargs)
-                recorder.finish(sequences[:, -1])
+                    responses, finished = self._decode(ids.to(self.device), attention.to(self.device), sampling, recorder)
             else:
-                sequences = self.model.generate(**kwargs)
-        generated = sequences[:, width:].tolist()
-        responses, finished = zip(*(_cut_at_stop(g, self.stop_ids, sampling.max_new_tokens) for g in generated))
+                responses, finished = self._decode(ids.to(self.device), attention.to(self.device), sampling)
         if self.scoring == "free":
-            features = self._free_features(recorder, prompt_ids, list(responses), width)
+            features = self._free_features(recorder, prompt_ids, responses, width)
         elif self.scoring == "reforward":
             features = reforward_features(self.scorer, prompt_ids, responses)
         else:
             features = [{} for _ in responses]
-        texts = self.tokenizer.batch_decode(list(responses), skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
         contexts = context_tokens(self.scorer, prompt_ids, responses)
         return [Sample(t, list(r), f, feats, c)
                 for t, r, f, feats, c in zip(texts, responses, finished, features, contexts)]
 
+    def _decode(self, ids: torch.Tensor, attention: torch.Tensor, sampling: Sampling,
+                recorder: _GenerationRecorder | None = None) -> tuple[list[list[int]], list[bool]]:
+        """Per row: the generated ids (stop token excluded) and whether a stop token ended them.
+
+        transformers' `generate` decoding (same positions, masks, warpers and random draws), except
+        that a row leaves the batch, and its cache, as soon as it stops: `generate` keeps finished rows
+        computing until the longest ends, which on a CPU cost a third of a Best-of-N run's time.
+        Until the first row stops, the tokens equal `generate`'s draw for draw (tested)."""
+        n_rows, steps = len(ids), sampling.max_new_tokens
+        rows = torch.arange(n_rows, device=ids.device)
+        tokens: list[list[int]] = [[] for _ in range(n_rows)]
+        finished = [False] * n_rows
+        stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=ids.device)
+        warpers = LogitsProcessorList()
+        if not sampling.greedy:  # generate's order, and its rule of leaving out identity warpers
+            if sampling.temperature != 1.0:
+                warpers.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.top_p < 1.0:
+                warpers.append(TopPLogitsWarper(sampling.top_p))
+        fed, mask = ids, attention
+        positions = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)
+        cache, (cache_name, last_only) = None, self._forward_names
+        # Free scoring runs one call more: a response cut at the budget then has its last token fed
+        # back once, so that its hidden state exists.
+        for step in range(steps + (recorder is not None)):
+            if recorder is not None:
+                recorder.rows = rows.tolist()
+            out = self.model(input_ids=fed, attention_mask=mask, position_ids=positions, use_cache=True,
+                             **{cache_name: cache}, **last_only)
+            if step == steps:
+                break
+            cache = out[cache_name]
+            logits = out.logits[:, -1, :].float()
+            if sampling.greedy:
+                chosen = logits.argmax(-1)
+            else:
+                chosen = torch.multinomial(warpers(fed, logits).softmax(-1), num_samples=1).squeeze(1)
+            if recorder is not None:
+                recorder.keep_stats(logits, chosen)
+            stopped = torch.isin(chosen, stop)
+            for row, token, ended in zip(rows.tolist(), chosen.tolist(), stopped.tolist()):
+                finished[row] = ended
+                if not ended:
+                    tokens[row].append(token)
+            keep = ~stopped
+            rows, chosen = rows[keep], chosen[keep]
+            if not len(rows) or (step == steps - 1 and recorder is None):
+                break
+            if not keep.all():
+                cache.batch_select_indices(keep.nonzero().squeeze(1))
+                mask, positions = mask[keep], positions[keep]
+            fed = chosen[:, None]
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+            positions = positions[:, -1:] + 1
+        return tokens, finished
+
+    @property
+    def _forward_names(self) -> tuple[str, dict]:
+        """The model's name for its key/value cache argument (`cache` from transformers 5.2x,
+        `past_key_values` before), and `logits_to_keep=1` where the model takes it, as `generate`
+        does: a prompt's (batch, width, vocab) logits would otherwise be computed and thrown away."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        names = inspect.signature(base.forward).parameters
+        return ("cache" if "cache" in names else "past_key_values",
+                {"logits_to_keep": 1} if "logits_to_keep" in names else {})
+
     def _free_features(self, rec: _GenerationRecorder, prompt_ids, responses, width) -> list[dict[str, float]]:
         options = self.scorer.options
-        prompt_states = rec.states[0]  # (B, width, d), left-padded
-        decode_states = torch.cat(rec.states[1:], dim=1) if len(rec.states) > 1 else prompt_states[:, :0]
-        certainty = torch.stack(rec.certainty, 1).tolist()  # (B, steps): step s predicts response token s
-        entropy = torch.stack(rec.entropy, 1).tolist()
-        chosen = torch.stack(rec.chosen_logprob, 1).tolist()
+        prompt_states = rec.prompt_states  # (B, width, d), left-padded
+        decode_states, chosen, certainty, entropy = rec.per_row(len(responses))
         out: list[dict[str, float] | None] = [None] * len(responses)
         spans, prompts, rows, reforward, logit_means = [], [], [], [], []
         for row, (p, r) in enumerate(zip(prompt_ids, responses)):
@@ -256,7 +316,7 @@ class HFGenerator:
                 reforward.append(row)
                 continue
             m = encoded.response_end - encoded.response_start  # response tokens inside the window
-            states = decode_states[row, :m]
+            states = decode_states[row][:m]
             if options.span == "full":
                 states = torch.cat([prompt_states[row, width - len(p):], states])
             elif encoded.context_tokens:  # the short-span rule: the prompt's last tokens join the span
