@@ -66,6 +66,10 @@ BON_DATASETS = {"gsm8k": 384, "math500": 512}  # dataset -> token budget of one 
 BON_QUESTIONS = 50
 BON_NS = "1,2,4,8"
 BON_SELECTORS = "stable_rank,random,self_certainty,majority"
+# Rows per generate batch (8 questions x 8 samples). On a CPU one decoding step costs nearly the
+# same for 8 rows as for 16 (it reads every weight once either way): a step of the 1.5B measured
+# 1.8 s for 8 rows and 2.2 s for 32 (4.4 against 14.7 tokens/s), so wide batches pay.
+BON_BATCH = 64
 
 GRPO_MODEL = "qwen2.5-coder-0.5b"
 GRPO_STEPS = 50
@@ -88,7 +92,7 @@ GRPO_COMMON = {
     "beta": 0.04, "activation_checkpointing": False, "save_steps": 1, "save_total_limit": 2, "seed": 0,
     "dtype": "float32", "reward_batch_size": 4, "logging_steps": 1, "save_completions": True,
 }
-HELD_OUT = {"task": "gsm8k", "limit": 100, "max_new_tokens": 384}
+HELD_OUT = {"task": "gsm8k", "limit": 100, "max_new_tokens": 384, "batch_size": 50}  # greedy: rows per batch
 INSTRUCTION = "\n\nSolve the problem step by step, then give the final answer as \\boxed{NUMBER}."
 
 
@@ -147,7 +151,7 @@ def zeroshot_steps(out: Path, models: list[str], models_dir: Path) -> list[Step]
 def bon_steps(out: Path, models: list[str], models_dir: Path) -> list[Step]:
     return [Step(f"bon/{m}/{d}", srgrpo("bon", "--dataset", d, "--limit", str(BON_QUESTIONS), "--n", BON_NS,
                                         "--selectors", BON_SELECTORS, "--max-new-tokens", str(budget),
-                                        "--gen-batch-size", "9", "--output-dir", str(out / "bon" / m / d), "--quiet",
+                                        "--gen-batch-size", str(BON_BATCH), "--output-dir", str(out / "bon" / m / d), "--quiet",
                                         "--data-dir", str(shared_data()), *model_arg(m, models_dir)),
                  out / "bon" / m / f"{d}.log") for m in models for d, budget in BON_DATASETS.items()]
 
@@ -174,7 +178,8 @@ def grpo_steps(out: Path, models_dir: Path) -> list[Step]:
     prompts = out / "grpo" / "prompts.jsonl"  # written by grpo_prompts when the study runs
     model = model_arg(GRPO_MODEL, models_dir)
     held_out = ["--tasks", HELD_OUT["task"], "--limit", str(HELD_OUT["limit"]), "--max-new-tokens",
-                str(HELD_OUT["max_new_tokens"]), "--batch-size", "10", "--data-dir", str(shared_data()), "--quiet"]
+                str(HELD_OUT["max_new_tokens"]), "--batch-size", str(HELD_OUT["batch_size"]),
+                "--data-dir", str(shared_data()), "--quiet"]
     steps = [Step("grpo/eval/base", srgrpo("evaluate", *held_out, "--output-dir", str(out / "grpo" / "eval" / "base"),
                                            *model), out / "grpo" / "eval" / "base.log")]
     for arm, settings in GRPO_ARMS.items():
