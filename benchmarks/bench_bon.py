@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import QWEN25_15B_NAME, load_bench_model
+from common import add_model_arguments, load_bench_model
 
 from srgrpo.generation import HFGenerator, Sampling, prompt_token_ids
 from srgrpo.evaluation.datasets import load_problems
@@ -66,10 +66,7 @@ def hf_generate(generator: HFGenerator, prompts, n: int, sampling: Sampling, see
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct; "
-                        f"{QWEN25_15B_NAME}: Qwen2.5-1.5B's architecture with random weights (GPU timing)")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--device", default="auto")
+    add_model_arguments(parser)
     parser.add_argument("--dataset", default="gsm8k")
     parser.add_argument("--questions", type=int, default=8)
     parser.add_argument("--n", type=int, default=8, help="samples per question")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import QWEN25_15B_NAME, load_bench_model
+from common import add_model_arguments, load_bench_model
 
 
 def step_seconds(model, rows: int, context: int, steps: int) -> float:
@@ -42,10 +42,7 @@ def step_seconds(model, rows: int, context: int, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct; "
-                        f"{QWEN25_15B_NAME}: Qwen2.5-1.5B's architecture with random weights")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--device", default="auto")
+    add_model_arguments(parser)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--context", type=int, default=300, help="tokens per row before the timed steps")
     parser.add_argument("--steps", type=int, default=8)

@@ -38,3 +38,11 @@ def load_bench_model(name: str | None, dtype: str = "auto", device: str = "auto"
         model = AutoModelForCausalLM.from_config(config, dtype=resolve_dtype(dtype, target))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model.eval(), tokenizer
+
+
+def add_model_arguments(parser) -> None:
+    """--model, --dtype, --device: what `load_bench_model` takes, one definition for every benchmark."""
+    parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct; "
+                        f"{QWEN25_15B_NAME}: Qwen2.5-1.5B's architecture with random weights (GPU timing)")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--device", default="auto")
