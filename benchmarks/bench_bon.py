@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from common import add_model_arguments, load_bench_model
 
-from srgrpo.generation import HFGenerator, Sampling, prompt_token_ids
+from srgrpo.generation import HFGenerator, Sampling, cut_at_stop, left_pad, prompt_token_ids
 from srgrpo.evaluation.datasets import load_problems
 
 ROUTES = ("hf-generate", "none", "free", "reforward")
@@ -51,16 +51,15 @@ def hf_generate(generator: HFGenerator, prompts, n: int, sampling: Sampling, see
     for lo in range(0, len(rows), generator.batch_size):
         torch.manual_seed(seed * 1_000_003 + lo)
         batch = [prompt_ids[q] for q in rows[lo:lo + generator.batch_size]]
-        width = max(map(len, batch))
-        ids = torch.tensor([[generator.pad_id] * (width - len(p)) + p for p in batch], device=generator.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=generator.device)
+        ids, mask = left_pad(batch, generator.pad_id)
+        width = ids.shape[1]
         with torch.inference_mode():
             generated = generator.model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=sampling.max_new_tokens, do_sample=True,
+                input_ids=ids.to(generator.device), attention_mask=mask.to(generator.device), max_new_tokens=sampling.max_new_tokens, do_sample=True,
                 temperature=sampling.temperature, top_p=sampling.top_p, top_k=0, pad_token_id=generator.pad_id,
                 eos_token_id=sorted(generator.stop_ids))
         for g in generated[:, width:].tolist():
-            out.append(next((g[:j] for j, t in enumerate(g) if t in generator.stop_ids), g))
+            out.append(cut_at_stop(g, generator.stop_ids)[0])
     return [out[q * n:(q + 1) * n] for q in range(len(prompts))]
 
 

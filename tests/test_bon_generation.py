@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import references
-from srgrpo.generation import SAMPLE_FEATURES, HFGenerator, Sampling, prompt_token_ids, reforward_features
+from srgrpo.generation import (SAMPLE_FEATURES, HFGenerator, Sampling, cut_at_stop, left_pad, prompt_token_ids,
+                               reforward_features)
 from srgrpo.options import ScoringOptions
 from srgrpo.scoring import StableRankScorer
 
@@ -115,18 +116,24 @@ def test_reforward_route_and_bad_settings(tiny_model, tokenizer):
         Sampling(max_new_tokens=0)
 
 
+def test_left_pad_ends_every_prompt_at_the_last_column_and_masks_the_padding():
+    ids, attention = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert attention.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_cut_at_stop_keeps_the_ids_before_the_first_stop_and_says_whether_it_found_one():
+    assert cut_at_stop([4, 9, 2, 9], {9, 2}) == ([4], True)
+    assert cut_at_stop([4, 5], {9}) == ([4, 5], False)
+    assert cut_at_stop([9], {9}) == ([], True)
+
+
 def _generate_reference(model, generator, prompt_ids, max_new_tokens, **decoding):
     """transformers' own `generate` over the same left-padded batch, cut at the generator's stop ids."""
-    width = max(map(len, prompt_ids))
-    ids = torch.tensor([[generator.pad_id] * (width - len(p)) + p for p in prompt_ids])
-    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
+    ids, attention = left_pad(prompt_ids, generator.pad_id)
     out = model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens,
                          pad_token_id=generator.pad_id, eos_token_id=sorted(generator.stop_ids), **decoding)
-    rows = []
-    for generated in out[:, width:].tolist():
-        cut = next((j for j, t in enumerate(generated) if t in generator.stop_ids), len(generated))
-        rows.append(generated[:cut])
-    return rows
+    return [cut_at_stop(generated, generator.stop_ids)[0] for generated in out[:, ids.shape[1]:].tolist()]
 
 
 def test_rows_that_stop_leave_the_batch_and_free_scores_stay_with_their_rows(tiny_model, tokenizer):

@@ -78,11 +78,24 @@ def stop_token_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def _cut_at_stop(generated: list[int], stop_ids: set[int], max_new_tokens: int) -> tuple[list[int], bool]:
+def cut_at_stop(generated: list[int], stop_ids: set[int]) -> tuple[list[int], bool]:
+    """The ids before the first stop id, and whether one was found (False: the budget cut the row)."""
     for j, token in enumerate(generated):
         if token in stop_ids:
             return generated[:j], True
-    return generated[:max_new_tokens], False
+    return generated, False
+
+
+def left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of a prompt batch padded on the left, so every prompt ends where
+    generation starts."""
+    width = max(map(len, prompt_ids))
+    ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for row, p in enumerate(prompt_ids):
+        ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        attention[row, width - len(p):] = 1
+    return ids, attention
 
 
 def reforward_features(scorer: StableRankScorer, prompt_ids: Sequence[Sequence[int]],
@@ -209,12 +222,8 @@ class HFGenerator:
         return [samples[q * n:(q + 1) * n] for q in range(len(prompts))]
 
     def _generate_batch(self, prompt_ids: list[list[int]], sampling: Sampling) -> list[Sample]:
-        width = max(map(len, prompt_ids))
-        ids = torch.full((len(prompt_ids), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        for row, p in enumerate(prompt_ids):  # left padding: every prompt ends where generation starts
-            ids[row, width - len(p):] = torch.tensor(p)
-            attention[row, width - len(p):] = 1
+        ids, attention = left_pad(prompt_ids, self.pad_id)
+        width = ids.shape[1]
         self.model.eval()
         with torch.inference_mode():
             if self.scoring == "free":
