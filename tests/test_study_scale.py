@@ -197,9 +197,31 @@ def test_an_unfinished_arm_shows_its_first_and_last_steps(tmp_path):
     assert progress["random"]["measures"]["sr_mean"] == [None, None]  # the random arm logs no stable rank
     (tmp_path / "grpo" / "eval" / "base").mkdir(parents=True)
     (tmp_path / "grpo" / "eval" / "base" / "results.json").write_text(json.dumps({"tasks": {"gsm8k": {
-        "accuracy": 0.27, "interval": [0.19, 0.36], "n": 100, "unfinished_fraction": 0.15, "max_new_tokens": 384}}}))
+        "accuracy": 0.27, "interval": [0.19, 0.36], "n": 100, "unfinished_fraction": 0.15, "max_new_tokens": 384,
+        "mean_tokens": 272.04}}}))
+    answers = [("Step 1 ... The answer is 18.", True), ("```python\nprint(3)\n```\n```output\n3\n```", False),
+               ("```python\nprint(4)\n```", False), ("No idea.", False)]
+    (tmp_path / "grpo" / "eval" / "base" / "answers.jsonl").write_text("".join(
+        json.dumps({"stage": "gsm8k", "key": f"gsm8k-{i}", "value": {"answers": [{"text": t, "correct": c}]}}) + "\n"
+        for i, (t, c) in enumerate(answers)))
     report.write_report(tmp_path, tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
     assert "held-out greedy accuracy: 27.0 [19, 36] on 100 questions, 15.0% cut at 384" in text
+    assert "| base | 27.0 [19, 36] | 272 | 15.0 | 50.0 | 0.0 / 50.0 |" in text
     assert "| random | 12 | 100 | " in text and "130 -> 200" in text and "No arm has finished yet." in text
     assert (tmp_path / "report" / "grpo_curves.png").stat().st_size > 1000
+
+
+def test_a_resumed_arms_seconds_per_step_come_from_the_ledger_not_its_last_run(tmp_path):
+    """srgrpo train's summary.json times only the run that finished the arm; an arm resumed for its
+    last 2 of 50 steps must still cost what all 50 cost."""
+    arm = tmp_path / "grpo" / "stable_rank"
+    arm.mkdir(parents=True)
+    (arm / "summary.json").write_text(json.dumps({"global_step": 50, "train_seconds": 800.0,
+                                                  "collapse": {"collapse_step": 24}}))
+    (tmp_path / "timings.json").write_text(json.dumps({"grpo/train/stable_rank": {"seconds": 15000.0, "steps": 50}}))
+    grpo = report.grpo_results(tmp_path, {})
+    assert grpo["arms"]["stable_rank"]["seconds"] == 15000.0
+    assert report.timing_rows(tmp_path, {}, grpo)[1]["seconds_per_grpo_step"] == 300.0
+    report.write_report(tmp_path, tmp_path / "report")
+    assert "| stable_rank | 50 | 300 | 24 |" in (tmp_path / "report" / "report.md").read_text()

@@ -123,20 +123,24 @@ def compare_table(run: Path, base: str) -> dict | None:
     if not base_dir.is_dir() or not arms:
         return None
     out = run / "grpo" / f"compare_vs_{base}.md"
-    dirs = [str(base_dir)] + [str(a) for a in arms]
-    done = subprocess.run([sys.executable, "-m", "srgrpo.cli", "compare", "--base", str(base_dir), "--output",
-                           str(out), *dirs], capture_output=True, text=True)
+    # Paths relative to the run folder, as the table names its rows by them and the report is committed.
+    dirs = [d.relative_to(run).as_posix() for d in (base_dir, *arms)]
+    done = subprocess.run([sys.executable, "-m", "srgrpo.cli", "compare", "--base", dirs[0], "--output",
+                           str(out.resolve()), *dirs], capture_output=True, text=True, cwd=run)
     if done.returncode != 0:
         return {"error": done.stderr.strip()[-500:]}
     return read_json(out.with_suffix(".json"), None)
 
 
 def grpo_results(run: Path, metrics: dict[str, list[dict]]) -> dict:
-    arms = {}
+    """Finished arms (those with srgrpo train's summary.json). Their seconds come from the study's
+    ledger, summed over every resumption; the summary's own train_seconds cover the last one only."""
+    arms, timings = {}, read_json(run / "timings.json", {})
     for arm in GRPO_ARMS:
         summary = read_json(run / "grpo" / arm / "summary.json", None)
         if summary is not None:
-            arms[arm] = {"global_step": summary.get("global_step"), "train_seconds": summary.get("train_seconds"),
+            arms[arm] = {"global_step": summary.get("global_step"),
+                         "seconds": timings.get(f"grpo/train/{arm}", {}).get("seconds"),
                          "first_step": summary.get("first_step"), "last_step": summary.get("last_step"),
                          "collapse": summary.get("collapse")}
     return {"arms": arms, "progress": grpo_progress(run, metrics), "vs_base": compare_table(run, "base"),
@@ -254,7 +258,8 @@ def timing_rows(run: Path, bon: dict, grpo: dict) -> list[dict]:
         if tokens and seconds:
             row["seconds_per_generated_token"] = seconds / tokens
         if model == GRPO_MODEL:
-            steps = [(a["train_seconds"], a["global_step"]) for a in grpo["arms"].values() if a.get("global_step")]
+            steps = [(a["seconds"], a["global_step"]) for a in grpo["arms"].values()
+                     if a.get("global_step") and a.get("seconds")]
             if steps:
                 row["seconds_per_grpo_step"] = sum(s for s, _ in steps) / sum(n for _, n in steps)
         rows.append(row)
@@ -262,6 +267,40 @@ def timing_rows(run: Path, bon: dict, grpo: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------- writing
+CODE_FENCE = "```"  # an answer that writes a code block (the Qwen coder models often do, then invent its output)
+
+
+def answer_modes(eval_dir: Path) -> dict | None:
+    """Share of held-out answers with a code block, and the accuracy of those with and without one,
+    from srgrpo evaluate's answers.jsonl (one greedy answer per question)."""
+    path = eval_dir / "answers.jsonl"
+    if not path.is_file():
+        return None
+    answers = [json.loads(line)["value"]["answers"][0] for line in path.read_text().splitlines() if line.strip()]
+    with_code = [bool(a["correct"]) for a in answers if CODE_FENCE in a["text"]]
+    without = [bool(a["correct"]) for a in answers if CODE_FENCE not in a["text"]]
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"code_share": len(with_code) / len(answers) if answers else None,
+            "accuracy_with_code": mean(with_code), "accuracy_without_code": mean(without)}
+
+
+def held_out_table(run: Path) -> list[str]:
+    """Each evaluated policy's held-out accuracy beside the length of its answers, the share the
+    budget cut and the share written as code, so that a change in accuracy can be told apart from a
+    change in how the policy answers."""
+    lines = ["| policy | accuracy (%) | mean answer tokens | cut at budget (%) | answers with code (%) | "
+             "accuracy with code / without (%) |", "|---|---|---|---|---|---|"]
+    for policy in ("base", *GRPO_ARMS):
+        folder = run / "grpo" / "eval" / policy
+        task = read_json(folder / "results.json", {}).get("tasks", {}).get(HELD_OUT["task"])
+        if task:
+            modes = answer_modes(folder) or {}
+            lines.append(f"| {policy} | {pct(task['accuracy'])}{ci(task['interval'])} | {task['mean_tokens']:.0f} | "
+                         f"{pct(task['unfinished_fraction'])} | {pct(modes.get('code_share'))} | "
+                         f"{pct(modes.get('accuracy_with_code'))} / {pct(modes.get('accuracy_without_code'))} |")
+    return lines + [""]
+
+
 def pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
@@ -410,6 +449,7 @@ def write_report(run: Path, report_dir: Path) -> None:
         lines += [f"Step 0 (the base model), held-out greedy accuracy: {pct(base['accuracy'])}{ci(base['interval'])} "
                   f"on {base['n']} questions, {pct(base['unfinished_fraction'])}% cut at {base['max_new_tokens']} "
                   "tokens.", ""]
+        lines += held_out_table(run)
     if grpo["progress"]:
         lines += progress_table(grpo["progress"])
         plot_grpo_curves(metrics, report_dir / "grpo_curves.png")
@@ -417,7 +457,7 @@ def write_report(run: Path, report_dir: Path) -> None:
     if grpo["arms"]:
         lines += ["Finished arms:", "", "| arm | steps | s/step | collapse step |", "|---|---|---|---|"]
         for arm, a in grpo["arms"].items():
-            per_step = a["train_seconds"] / a["global_step"] if a.get("global_step") else None
+            per_step = a["seconds"] / a["global_step"] if a.get("global_step") and a.get("seconds") else None
             collapse = (a.get("collapse") or {}).get("collapse_step", "–")
             lines.append(f"| {arm} | {a['global_step']} | {per_step:.0f} | {collapse} |" if per_step else
                          f"| {arm} | {a['global_step']} | – | {collapse} |")
