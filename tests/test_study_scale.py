@@ -225,3 +225,23 @@ def test_a_resumed_arms_seconds_per_step_come_from_the_ledger_not_its_last_run(t
     assert report.timing_rows(tmp_path, {}, grpo)[1]["seconds_per_grpo_step"] == 300.0
     report.write_report(tmp_path, tmp_path / "report")
     assert "| stable_rank | 50 | 300 | 24 |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_code_preference_compares_code_and_prose_only_within_groups_that_mix_them(tmp_path):
+    arm = tmp_path / "grpo" / "stable_rank"
+    arm.mkdir(parents=True)
+    code, prose = "```python\nprint(1)\n```", "First, 2 + 2 = 4."
+    samples = [  # (step, prompt, completion, reward)
+        (1, "a", code, 3.5), (1, "a", prose, 3.0), (1, "a", prose, 3.2),  # mixed: code +0.4
+        (1, "b", code, 3.0), (1, "b", prose, 3.4),                        # mixed: code -0.4
+        (2, "a", code, 3.1), (2, "a", prose, 2.0),                        # mixed, same prompt, next step: +1.1
+        (2, "c", prose, 9.0), (2, "c", prose, 1.0),                       # prose only: left out
+    ]
+    (arm / "completions.jsonl").write_text("".join(
+        json.dumps({"step": s, "prompt": p, "completion": c, "rewards": {"stable_rank": r}}) + "\n"
+        for s, p, c, r in samples))
+    found = report.code_preference(tmp_path)
+    assert list(found) == ["stable_rank"]
+    p = found["stable_rank"]["stable_rank"]
+    assert (p["groups"], p["code_higher"]) == (3, 2)
+    assert p["mean_gap"] == pytest.approx((0.4 - 0.4 + 1.1) / 3)

@@ -156,6 +156,7 @@ PROGRESS_MEASURES = [
     ("hacking/dataset_overlap", "dataset overlap"), ("hacking/continues_after_answer", "goes on after answer"),
 ]
 PROGRESS_WINDOW = 5
+CODE_FENCE = "```"  # an answer that writes a code block (the Qwen coder models often do, then invent its output)
 CURVE_PANELS = ["completion_length", "clipped_ratio", "kl", "stable_rank/length_corr", "hacking/prompt_echo",
                 "hacking/continues_after_answer"]
 
@@ -175,6 +176,40 @@ def arm_metrics(run: Path) -> dict[str, list[dict]]:
     """{arm: metrics.jsonl rows} of every arm that has logged a step, finished or not."""
     rows = {arm: read_metrics(run / "grpo" / arm / "metrics.jsonl") for arm in GRPO_ARMS}
     return {arm: r for arm, r in rows.items() if r}
+
+
+def code_preference(run: Path) -> dict:
+    """Per arm and per reward it logs, over the sampled groups (one prompt's K completions at a
+    step, from completions.jsonl) that mix answers with a code block and answers without: how many
+    such groups, in how many the code answers got the higher mean reward, and the mean gap. It
+    shows whether a reward, not GRPO alone, pushes a policy from prose to code."""
+    found = {}
+    for arm in GRPO_ARMS:
+        groups: dict[tuple, list[dict]] = {}
+        for row in read_metrics(run / "grpo" / arm / "completions.jsonl"):
+            groups.setdefault((row.get("step"), json.dumps(row.get("prompt"))), []).append(row)
+        per_reward: dict[str, list[float]] = {}
+        for rows in groups.values():
+            code = [r for r in rows if CODE_FENCE in str(r.get("completion", ""))]
+            prose = [r for r in rows if CODE_FENCE not in str(r.get("completion", ""))]
+            if not code or not prose:
+                continue
+            for name in rows[0].get("rewards", {}):
+                mean = lambda rs: float(np.mean([r["rewards"][name] for r in rs]))  # noqa: E731
+                per_reward.setdefault(name, []).append(mean(code) - mean(prose))
+        if per_reward:
+            found[arm] = {name: {"groups": len(gaps), "code_higher": sum(g > 0 for g in gaps),
+                                 "mean_gap": float(np.mean(gaps))} for name, gaps in per_reward.items()}
+    return found
+
+
+def code_preference_table(preference: dict) -> list[str]:
+    lines = ["Within-group reward of code against prose (training samples; groups that mixed both):", "",
+             "| arm | reward | mixed groups | code rewarded higher | mean gap (code - prose) |", "|---|---|---|---|---|"]
+    for arm, rewards in preference.items():
+        for name, p in rewards.items():
+            lines.append(f"| {arm} | {name} | {p['groups']} | {p['code_higher']} | {p['mean_gap']:+.3g} |")
+    return lines + [""]
 
 
 def grpo_progress(run: Path, metrics: dict[str, list[dict]]) -> dict:
@@ -267,9 +302,6 @@ def timing_rows(run: Path, bon: dict, grpo: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------- writing
-CODE_FENCE = "```"  # an answer that writes a code block (the Qwen coder models often do, then invent its output)
-
-
 def answer_modes(eval_dir: Path) -> dict | None:
     """Share of held-out answers with a code block, and the accuracy of those with and without one,
     from srgrpo evaluate's answers.jsonl (one greedy answer per question)."""
@@ -454,6 +486,9 @@ def write_report(run: Path, report_dir: Path) -> None:
         lines += progress_table(grpo["progress"])
         plot_grpo_curves(metrics, report_dir / "grpo_curves.png")
         lines += ["", "![training measures per arm](grpo_curves.png)", ""]
+        preference = code_preference(run)
+        if preference:
+            lines += code_preference_table(preference)
     if grpo["arms"]:
         lines += ["Finished arms:", "", "| arm | steps | s/step | collapse step |", "|---|---|---|---|"]
         for arm, a in grpo["arms"].items():
