@@ -245,3 +245,13 @@ def test_code_preference_compares_code_and_prose_only_within_groups_that_mix_the
     p = found["stable_rank"]["stable_rank"]
     assert (p["groups"], p["code_higher"]) == (3, 2)
     assert p["mean_gap"] == pytest.approx((0.4 - 0.4 + 1.1) / 3)
+
+
+def test_the_reports_commands_name_every_step_and_no_machine_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRGRPO_SHARED_DATA", str(tmp_path / "data"))
+    text = "\n".join(report.commands_section())
+    names = [line[2:] for line in text.splitlines() if line.startswith("# ")]
+    assert len(names) == 3 + 6 + 1 + 2 * len(study.GRPO_ARMS)  # zero-shot, Best-of-N, base eval, arm + eval
+    assert str(tmp_path) not in text and "--data-dir DATA" in text
+    assert "--rewards=random" in text and "--adapter RUN/grpo/random/final" in text
+    assert all(line.startswith(("srgrpo ", "# ")) for line in text.split("```bash\n")[1].split("\n```")[0].splitlines())

@@ -17,7 +17,8 @@ import numpy as np
 from srgrpo.training.watch import read_metrics
 
 from studies.scale.study import (BON_DATASETS, BON_QUESTIONS, GRPO_ARMS, GRPO_MODEL, GRPO_STEPS, HELD_OUT, MODELS,
-                                 PAIRS_PER_SUBSET, ZEROSHOT_METHODS, read_json)
+                                 PAIRS_PER_SUBSET, ZEROSHOT_METHODS, bon_steps, grpo_steps, read_json, shared_data,
+                                 zeroshot_steps)
 
 SECTIONS = {"Chat Hard (LLMBar)": "llmbar-", "Code (HumanEvalPack)": "hep-"}
 LENGTH_TOLERANCE = 0.2  # "similar length": the longer response at most 20% longer (srgrpo's v1 summary)
@@ -333,6 +334,21 @@ def held_out_table(run: Path) -> list[str]:
     return lines + [""]
 
 
+def commands_section() -> list[str]:
+    """Every command the study runs, as `study.py run` builds them, with the run folder, the model
+    folder and the data folder as RUN, MODELS and DATA, so a reader can rerun any one figure."""
+    steps = (zeroshot_steps(Path("RUN"), list(MODELS), Path("MODELS")) + bon_steps(Path("RUN"), list(MODELS), Path("MODELS"))
+             + grpo_steps(Path("RUN"), Path("MODELS")))
+    lines = ["## Commands", "", "Each step of `python studies/scale/study.py run --output-dir RUN` (RUN: the run folder; "
+             "MODELS: the folder `get_qwen_coder.sh` fills; DATA: the shared data folder; the 135M is the embedded "
+             "default and takes no --model; RUN/grpo/prompts.jsonl is a seeded sample of GSM8K train the study writes "
+             "first). The held-out tables come from `srgrpo compare --base RUN/grpo/eval/base RUN/grpo/eval/*`, the "
+             "numbers here from `python studies/scale/study.py report --output-dir RUN`.", "", "```bash"]
+    for step in steps:
+        lines += [f"# {step.name}", " ".join(["srgrpo", *step.argv[3:]]).replace(str(shared_data()), "DATA")]
+    return lines + ["```", ""]
+
+
 def pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
@@ -513,4 +529,5 @@ def write_report(run: Path, report_dir: Path) -> None:
               "the study cost here, not srgrpo's speed on an idle machine (`benchmarks/` measures that). A pair "
               "is scored by every method, both judges included; generated tokens count the N samples only, while "
               "the time also covers the greedy answer and the scoring of every sample.", "", PAPER, ""]
+    lines += commands_section()
     (report_dir / "report.md").write_text("\n".join(lines))
