@@ -255,3 +255,12 @@ def test_the_reports_commands_name_every_step_and_no_machine_path(tmp_path, monk
     assert str(tmp_path) not in text and "--data-dir DATA" in text
     assert "--rewards=random" in text and "--adapter RUN/grpo/random/final" in text
     assert all(line.startswith(("srgrpo ", "# ")) for line in text.split("```bash\n")[1].split("\n```")[0].splitlines())
+
+
+def test_bon_results_name_the_model_file_not_its_folder(tmp_path):
+    folder = tmp_path / "bon" / "qwen2.5-coder-0.5b" / "gsm8k"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"run": {"model": "/machine/models/q.gguf", "seed": 0,
+                                                             "sampling": "t=1"}}))
+    assert report.bon_results(tmp_path)["qwen2.5-coder-0.5b"]["gsm8k"]["run"] == {
+        "model": "q.gguf", "seed": 0, "sampling": "t=1"}

@@ -104,6 +104,10 @@ def bon_results(run: Path) -> dict:
         for dataset in BON_DATASETS:
             data = read_json(run / "bon" / model / dataset / "results.json", None)
             if data is not None:
+                # The committed results.json names files, not where they lay on the machine that ran it.
+                settings = data.get("run") or {}
+                data["run"] = {k: Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v
+                               for k, v in settings.items()}
                 out.setdefault(model, {})[dataset] = data
     return out
 
