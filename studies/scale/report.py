@@ -162,6 +162,14 @@ PROGRESS_MEASURES = [
 ]
 PROGRESS_WINDOW = 5
 CODE_FENCE = "```"  # an answer that writes a code block (the Qwen coder models often do, then invent its output)
+
+
+def writes_code(text) -> bool:
+    return CODE_FENCE in str(text)
+
+
+def mean_or_none(values) -> float | None:
+    return float(np.mean(values)) if len(values) else None
 CURVE_PANELS = ["completion_length", "clipped_ratio", "kl", "stable_rank/length_corr", "hacking/prompt_echo",
                 "hacking/continues_after_answer"]
 
@@ -195,13 +203,14 @@ def code_preference(run: Path) -> dict:
             groups.setdefault((row.get("step"), json.dumps(row.get("prompt"))), []).append(row)
         per_reward: dict[str, list[float]] = {}
         for rows in groups.values():
-            code = [r for r in rows if CODE_FENCE in str(r.get("completion", ""))]
-            prose = [r for r in rows if CODE_FENCE not in str(r.get("completion", ""))]
+            code = [r for r in rows if writes_code(r.get("completion", ""))]
+            prose = [r for r in rows if not writes_code(r.get("completion", ""))]
             if not code or not prose:
                 continue
             for name in rows[0].get("rewards", {}):
-                mean = lambda rs: float(np.mean([r["rewards"][name] for r in rs]))  # noqa: E731
-                per_reward.setdefault(name, []).append(mean(code) - mean(prose))
+                gap = (mean_or_none([r["rewards"][name] for r in code])
+                       - mean_or_none([r["rewards"][name] for r in prose]))
+                per_reward.setdefault(name, []).append(gap)
         if per_reward:
             found[arm] = {name: {"groups": len(gaps), "code_higher": sum(g > 0 for g in gaps),
                                  "mean_gap": float(np.mean(gaps))} for name, gaps in per_reward.items()}
@@ -310,15 +319,14 @@ def timing_rows(run: Path, bon: dict, grpo: dict) -> list[dict]:
 def answer_modes(eval_dir: Path) -> dict | None:
     """Share of held-out answers with a code block, and the accuracy of those with and without one,
     from srgrpo evaluate's answers.jsonl (one greedy answer per question)."""
-    path = eval_dir / "answers.jsonl"
-    if not path.is_file():
+    # read_metrics skips a line cut by a kill, as it does for the arms' completions.jsonl.
+    answers = [row["value"]["answers"][0] for row in read_metrics(eval_dir / "answers.jsonl")]
+    if not answers:
         return None
-    answers = [json.loads(line)["value"]["answers"][0] for line in path.read_text().splitlines() if line.strip()]
-    with_code = [bool(a["correct"]) for a in answers if CODE_FENCE in a["text"]]
-    without = [bool(a["correct"]) for a in answers if CODE_FENCE not in a["text"]]
-    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
-    return {"code_share": len(with_code) / len(answers) if answers else None,
-            "accuracy_with_code": mean(with_code), "accuracy_without_code": mean(without)}
+    with_code = [bool(a["correct"]) for a in answers if writes_code(a["text"])]
+    without = [bool(a["correct"]) for a in answers if not writes_code(a["text"])]
+    return {"code_share": len(with_code) / len(answers), "accuracy_with_code": mean_or_none(with_code),
+            "accuracy_without_code": mean_or_none(without)}
 
 
 def held_out_table(run: Path) -> list[str]:
