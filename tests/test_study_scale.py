@@ -264,3 +264,25 @@ def test_bon_results_name_the_model_file_not_its_folder(tmp_path):
                                                              "sampling": "t=1"}}))
     assert report.bon_results(tmp_path)["qwen2.5-coder-0.5b"]["gsm8k"]["run"] == {
         "model": "q.gguf", "seed": 0, "sampling": "t=1"}
+
+
+def test_bon_pick_profile_follows_the_highest_stable_rank_sample_of_each_question(tmp_path):
+    folder = tmp_path / "bon" / "qwen2.5-coder-0.5b" / "gsm8k"
+    folder.mkdir(parents=True)
+    code, prose = "```python\nprint(1)\n```", "2 + 2 = 4, so \\boxed{4}"
+
+    def sample(text, sr, tokens, correct):
+        return {"text": text, "n_tokens": tokens, "correct": correct, "features": {"stable_rank": sr}}
+
+    rows = [{"stage": "greedy", "key": "q0", "value": sample(prose, 9.0, 5, True)},  # greedy: not a candidate
+            {"stage": "samples", "key": "q0", "value": [sample(prose, 2.0, 10, True), sample(code, 3.0, 30, False)]},
+            {"stage": "samples", "key": "q1", "value": [sample(code, float("nan"), 50, False),
+                                                        sample(prose, 1.0, 20, True)]}]  # NaN ranks last
+    (folder / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"stage": "sam')
+    p = report.bon_pick_profile(tmp_path)["qwen2.5-coder-0.5b"]["gsm8k"]
+    assert p["questions"] == 2
+    assert (p["samples_code"], p["picks_code"]) == (0.5, 0.5)
+    assert (p["samples_tokens"], p["picks_tokens"]) == (27.5, 25.0)
+    assert (p["samples_correct"], p["picks_correct"]) == (0.5, 0.5)
+    assert "| qwen2.5-coder-0.5b | gsm8k | 2 | 50.0 / 50.0 | 28 / 25 | 50.0 / 50.0 |" in report.bon_pick_table(
+        report.bon_pick_profile(tmp_path))

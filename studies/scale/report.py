@@ -27,6 +27,14 @@ PLOTTED = ["stable_rank", "mean_logprob", "self_certainty", "ipo", "pointwise_ju
            "stable_rank_windowed"]
 PAPER = ("The paper (Qwen2.5-1.5B-Instruct, full RewardBench, 512-token window): stable rank 75.95; "
          "Qwen3-8B 84.04. Best-of-16 by stable rank +17% over greedy; SR-GRPO math average 28.0 -> 32.4.")
+LIMITS = ["## What this can and cannot show", "",
+          "- One model family per size: size is not separated from family (SmolLM2 at 135M, Qwen2.5-Coder above), "
+          "from code tuning, or from quantisation (GGUF weights dequantised to float32).",
+          "- Small samples: 40 pairs per subset (about ±7 points per section), 50 questions per Best-of-N dataset, "
+          "100 held-out questions, 50 GRPO steps of 4 completions against the paper's hundreds of steps; read the "
+          "intervals, not the point estimates.",
+          "- The paper's numbers above are on the full RewardBench and other models; nothing here is a like-for-like "
+          "reproduction, only the same questions asked at three sizes on a CPU.", ""]
 
 
 # ---------------------------------------------------------------------------------------- zero-shot
@@ -110,6 +118,45 @@ def bon_results(run: Path) -> dict:
                                for k, v in settings.items()}
                 out.setdefault(model, {})[dataset] = data
     return out
+
+
+def bon_pick_profile(run: Path) -> dict:
+    """{model: {dataset: profile}} of what stable rank picks at the largest N, against the samples
+    it picks from: the share that writes a code block, mean tokens and accuracy of each. Shows
+    whether SR's choice follows the answer's form (code, length) rather than its correctness."""
+    out = {}
+    for model in MODELS:
+        for dataset in BON_DATASETS:
+            per_question = [row["value"] for row in read_metrics(run / "bon" / model / dataset / "generations.jsonl")
+                            if row.get("stage") == "samples" and row.get("value")]
+            if not per_question:
+                continue
+            picks = [max(samples, key=lambda c: finite_or(c["features"].get("stable_rank"), -np.inf))
+                     for samples in per_question]
+            samples = [c for group in per_question for c in group]
+            out.setdefault(model, {})[dataset] = {
+                "questions": len(per_question),
+                **{f"{who}_{what}": mean_or_none([measure(c) for c in chosen])
+                   for who, chosen in (("samples", samples), ("picks", picks))
+                   for what, measure in (("code", lambda c: writes_code(c["text"])), ("tokens", lambda c: c["n_tokens"]),
+                                         ("correct", lambda c: bool(c["correct"])))}}
+    return out
+
+
+def finite_or(value, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else default
+
+
+def bon_pick_table(profile: dict) -> list[str]:
+    lines = ["What stable rank picks at N = 8, against the 8 samples it picks from:", "",
+             "| model | dataset | questions | with code: samples / SR pick (%) | mean tokens: samples / SR pick | "
+             "accuracy: samples / SR pick (%) |", "|---|---|---|---|---|---|"]
+    for model, per in profile.items():
+        for dataset, p in per.items():
+            lines.append(f"| {model} | {dataset} | {p['questions']} | {pct(p['samples_code'])} / {pct(p['picks_code'])} | "
+                         f"{p['samples_tokens']:.0f} / {p['picks_tokens']:.0f} | "
+                         f"{pct(p['samples_correct'])} / {pct(p['picks_correct'])} |")
+    return lines
 
 
 def sampled_tokens(result: dict) -> float:
@@ -485,7 +532,6 @@ def write_report(run: Path, report_dir: Path) -> None:
     done = read_json(run / "done.json", {})
     results = {"zeroshot": zeroshot, "bon": bon, "grpo": grpo, "timings": timings, "parameters": params,
                "done": done}
-    (report_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
     lines = ["# Scale study: report", "", f"Steps done: {len(done)} ({', '.join(sorted(done)) or 'none'}).", "",
              "## Zero-shot reward (RewardBench v1 subsets, first "
              f"{PAIRS_PER_SUBSET} pairs of each)", ""]
@@ -499,7 +545,10 @@ def write_report(run: Path, report_dir: Path) -> None:
     if bon:
         lines += bon_table(bon)
         plot_bon(bon, report_dir / "bon_vs_n.png")
-        lines += ["", "![accuracy against N](bon_vs_n.png)"]
+        lines += ["", "![accuracy against N](bon_vs_n.png)", ""]
+        picks = bon_pick_profile(run)
+        results["bon_picks"] = picks
+        lines += bon_pick_table(picks)
     else:
         lines.append("Not run yet.")
     lines += ["", f"## SR-GRPO on {GRPO_MODEL} ({GRPO_STEPS} steps per arm; held-out {HELD_OUT['task']}, "
@@ -541,5 +590,6 @@ def write_report(run: Path, report_dir: Path) -> None:
               "the study cost here, not srgrpo's speed on an idle machine (`benchmarks/` measures that). A pair "
               "is scored by every method, both judges included; generated tokens count the N samples only, while "
               "the time also covers the greedy answer and the scoring of every sample.", "", PAPER, ""]
-    lines += commands_section()
+    lines += LIMITS + commands_section()
     (report_dir / "report.md").write_text("\n".join(lines))
+    (report_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
