@@ -523,36 +523,36 @@ def plot_bon(bon: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(run: Path, report_dir: Path) -> None:
-    report_dir.mkdir(parents=True, exist_ok=True)
-    metrics = arm_metrics(run)
-    zeroshot, bon, grpo = zeroshot_results(run), bon_results(run), grpo_results(run, metrics)
-    params = loaded_parameters(run)
-    timings = timing_rows(run, bon, grpo)
-    done = read_json(run / "done.json", {})
-    results = {"zeroshot": zeroshot, "bon": bon, "grpo": grpo, "timings": timings, "parameters": params,
-               "done": done}
-    lines = ["# Scale study: report", "", f"Steps done: {len(done)} ({', '.join(sorted(done)) or 'none'}).", "",
-             "## Zero-shot reward (RewardBench v1 subsets, first "
-             f"{PAIRS_PER_SUBSET} pairs of each)", ""]
-    if zeroshot:
-        lines += zeroshot_table(zeroshot)
-        plot_zeroshot(zeroshot, params, report_dir / "zeroshot_vs_size.png")
-        lines += ["", "![accuracy against model size](zeroshot_vs_size.png)"]
-    else:
-        lines.append("No model finished yet.")
-    lines += ["", f"## Best-of-N (first {BON_QUESTIONS} questions, N = 1, 2, 4, 8)", ""]
-    if bon:
-        lines += bon_table(bon)
-        plot_bon(bon, report_dir / "bon_vs_n.png")
-        lines += ["", "![accuracy against N](bon_vs_n.png)", ""]
-        picks = bon_pick_profile(run)
-        results["bon_picks"] = picks
-        lines += bon_pick_table(picks)
-    else:
-        lines.append("Not run yet.")
-    lines += ["", f"## SR-GRPO on {GRPO_MODEL} ({GRPO_STEPS} steps per arm; held-out {HELD_OUT['task']}, "
-              f"{HELD_OUT['limit']} questions)", ""]
+def zeroshot_section(zeroshot: dict, params: dict, report_dir: Path) -> list[str]:
+    lines = [f"## Zero-shot reward (RewardBench v1 subsets, first {PAIRS_PER_SUBSET} pairs of each)", ""]
+    if not zeroshot:
+        return lines + ["No model finished yet.", ""]
+    plot_zeroshot(zeroshot, params, report_dir / "zeroshot_vs_size.png")
+    return lines + zeroshot_table(zeroshot) + ["", "![accuracy against model size](zeroshot_vs_size.png)", ""]
+
+
+def bon_section(bon: dict, picks: dict, report_dir: Path) -> list[str]:
+    lines = [f"## Best-of-N (first {BON_QUESTIONS} questions, N = 1, 2, 4, 8)", ""]
+    if not bon:
+        return lines + ["Not run yet.", ""]
+    plot_bon(bon, report_dir / "bon_vs_n.png")
+    return lines + bon_table(bon) + ["", "![accuracy against N](bon_vs_n.png)", ""] + bon_pick_table(picks) + [""]
+
+
+def finished_arms_table(arms: dict) -> list[str]:
+    if not arms:
+        return ["No arm has finished yet."]
+    lines = ["Finished arms:", "", "| arm | steps | s/step | collapse step |", "|---|---|---|---|"]
+    for arm, a in arms.items():
+        per_step = f"{a['seconds'] / a['global_step']:.0f}" if a.get("global_step") and a.get("seconds") else "–"
+        collapse = (a.get("collapse") or {}).get("collapse_step", "–")
+        lines.append(f"| {arm} | {a['global_step']} | {per_step} | {collapse} |")
+    return lines
+
+
+def grpo_section(run: Path, grpo: dict, metrics: dict[str, list[dict]], report_dir: Path) -> list[str]:
+    lines = [f"## SR-GRPO on {GRPO_MODEL} ({GRPO_STEPS} steps per arm; held-out {HELD_OUT['task']}, "
+             f"{HELD_OUT['limit']} questions)", ""]
     base = read_json(run / "grpo" / "eval" / "base" / "results.json", {}).get("tasks", {}).get(HELD_OUT["task"])
     if base:
         lines += [f"Step 0 (the base model), held-out greedy accuracy: {pct(base['accuracy'])}{ci(base['interval'])} "
@@ -560,36 +560,45 @@ def write_report(run: Path, report_dir: Path) -> None:
                   "tokens.", ""]
         lines += held_out_table(run)
     if grpo["progress"]:
-        lines += progress_table(grpo["progress"])
         plot_grpo_curves(metrics, report_dir / "grpo_curves.png")
-        lines += ["", "![training measures per arm](grpo_curves.png)", ""]
+        lines += progress_table(grpo["progress"]) + ["", "![training measures per arm](grpo_curves.png)", ""]
         preference = code_preference(run)
         if preference:
             lines += code_preference_table(preference)
-    if grpo["arms"]:
-        lines += ["Finished arms:", "", "| arm | steps | s/step | collapse step |", "|---|---|---|---|"]
-        for arm, a in grpo["arms"].items():
-            per_step = a["seconds"] / a["global_step"] if a.get("global_step") and a.get("seconds") else None
-            collapse = (a.get("collapse") or {}).get("collapse_step", "–")
-            lines.append(f"| {arm} | {a['global_step']} | {per_step:.0f} | {collapse} |" if per_step else
-                         f"| {arm} | {a['global_step']} | – | {collapse} |")
-    else:
-        lines.append("No arm has finished yet.")
+    lines += finished_arms_table(grpo["arms"])
     for key, title in (("vs_base", "against step 0 (the base)"), ("vs_random", "against the random arm")):
         table = run / "grpo" / f"compare_{key}.md"
         if grpo.get(key) and table.is_file():
             lines += ["", f"Held-out accuracy {title}:", "", table.read_text().strip()]
-    lines += ["", "## Time per unit of work", "", "| model | s per scored pair | s per generated token | "
-              "s per GRPO step |", "|---|---|---|---|"]
+    return lines + [""]
+
+
+def timing_section(timings: list[dict]) -> list[str]:
+    lines = ["## Time per unit of work", "", "| model | s per scored pair | s per generated token | s per GRPO step |",
+             "|---|---|---|---|"]
     for row in timings:
         lines.append(f"| {row['model']} | " + " | ".join(
             f"{row[k]:.2f}" if k in row else "–"
             for k in ("seconds_per_pair", "seconds_per_generated_token", "seconds_per_grpo_step")) + " |")
-    lines += ["", "Wall seconds of each step as it ran on a 2-core CPU, summed over its resumptions: with "
-              "`--workers 2` a step had one thread and shared the machine with another step, so these are what "
-              "the study cost here, not srgrpo's speed on an idle machine (`benchmarks/` measures that). A pair "
-              "is scored by every method, both judges included; generated tokens count the N samples only, while "
-              "the time also covers the greedy answer and the scoring of every sample.", "", PAPER, ""]
-    lines += LIMITS + commands_section()
+    return lines + ["", "Wall seconds of each step as it ran on a 2-core CPU, summed over its resumptions: with "
+                    "`--workers 2` a step had one thread and shared the machine with another step, so these are "
+                    "what the study cost here, not srgrpo's speed on an idle machine (`benchmarks/` measures that). "
+                    "A pair is scored by every method, both judges included; generated tokens count the N samples "
+                    "only, while the time also covers the greedy answer and the scoring of every sample.", "",
+                    PAPER, ""]
+
+
+def write_report(run: Path, report_dir: Path) -> None:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    metrics = arm_metrics(run)
+    zeroshot, bon, grpo = zeroshot_results(run), bon_results(run), grpo_results(run, metrics)
+    picks, params = bon_pick_profile(run), loaded_parameters(run)
+    timings = timing_rows(run, bon, grpo)
+    done = read_json(run / "done.json", {})
+    lines = (["# Scale study: report", "", f"Steps done: {len(done)} ({', '.join(sorted(done)) or 'none'}).", ""]
+             + zeroshot_section(zeroshot, params, report_dir) + bon_section(bon, picks, report_dir)
+             + grpo_section(run, grpo, metrics, report_dir) + timing_section(timings) + LIMITS + commands_section())
     (report_dir / "report.md").write_text("\n".join(lines))
+    results = {"zeroshot": zeroshot, "bon": bon, "bon_picks": picks, "grpo": grpo, "timings": timings,
+               "parameters": params, "done": done}
     (report_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
