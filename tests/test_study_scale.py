@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -284,5 +285,23 @@ def test_bon_pick_profile_follows_the_highest_stable_rank_sample_of_each_questio
     assert (p["samples_code"], p["picks_code"]) == (0.5, 0.5)
     assert (p["samples_tokens"], p["picks_tokens"]) == (27.5, 25.0)
     assert (p["samples_correct"], p["picks_correct"]) == (0.5, 0.5)
-    assert "| qwen2.5-coder-0.5b | gsm8k | 2 | 50.0 / 50.0 | 28 / 25 | 50.0 / 50.0 |" in report.bon_pick_table(
-        report.bon_pick_profile(tmp_path))
+    assert p["mixed_questions"] == 1  # q1's code sample has no stable rank, so q1 compares nothing
+    row = next(line for line in report.bon_pick_table(report.bon_pick_profile(tmp_path)) if "qwen" in line)
+    assert row.startswith("| qwen2.5-coder-0.5b | gsm8k | 2 | 50.0 / 50.0 | 28 / 25 | 50.0 / 50.0 | ")
+    assert row.endswith("; 1) |")
+
+
+def test_code_effect_at_fixed_length_separates_code_from_length():
+    code, prose = "```python\nprint(1)\n```", "so \\boxed{4}"
+
+    def sample(text, tokens, question_shift):  # SR = 0.7 * code + 0.5 * log(tokens) + a per-question shift
+        sr = 0.7 * (text == code) + 0.5 * np.log(tokens) + question_shift
+        return {"text": text, "n_tokens": tokens, "features": {"stable_rank": sr}}
+
+    questions = [[sample(code, 300, 5.0), sample(prose, 100, 5.0), sample(prose, 200, 5.0)],
+                 [sample(code, 50, -2.0), sample(code, 400, -2.0), sample(prose, 120, -2.0)],
+                 [sample(prose, 80, 1.0), sample(prose, 90, 1.0)]]  # prose only: left out
+    effect = report.code_effect_at_fixed_length(questions)
+    assert effect["code_sr_effect"] == pytest.approx(0.7)
+    assert effect["mixed_questions"] == 2
+    assert report.code_effect_at_fixed_length(questions[2:])["code_sr_effect"] is None

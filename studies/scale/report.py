@@ -139,8 +139,32 @@ def bon_pick_profile(run: Path) -> dict:
                 **{f"{who}_{what}": mean_or_none([measure(c) for c in chosen])
                    for who, chosen in (("samples", samples), ("picks", picks))
                    for what, measure in (("code", lambda c: writes_code(c["text"])), ("tokens", lambda c: c["n_tokens"]),
-                                         ("correct", lambda c: bool(c["correct"])))}}
+                                         ("correct", lambda c: bool(c["correct"])))},
+                **code_effect_at_fixed_length(per_question)}
     return out
+
+
+def code_effect_at_fixed_length(per_question: list[list[dict]]) -> dict:
+    """How much a code block raises stable rank with the answer's length held fixed: least squares
+    of SR on (writes code, log tokens) after removing each question's mean, so only samples of the
+    same question are compared. `within_sd` is SR's spread within a question, the scale a selector
+    acts on. None where no question mixes code and prose."""
+    code, log_len, sr, mixed = [], [], [], 0
+    for samples in per_question:
+        kept = [c for c in samples if np.isfinite(finite_or(c["features"].get("stable_rank"), np.nan))
+                and c.get("n_tokens")]
+        if len({writes_code(c["text"]) for c in kept}) < 2:
+            continue
+        mixed += 1
+        for values, measure in ((code, lambda c: float(writes_code(c["text"]))), (log_len, lambda c: np.log(c["n_tokens"])),
+                                (sr, lambda c: c["features"]["stable_rank"])):
+            column = np.array([measure(c) for c in kept])
+            values.extend(column - column.mean())
+    if not sr:
+        return {"code_sr_effect": None, "within_sd": None, "mixed_questions": 0}
+    coef, *_ = np.linalg.lstsq(np.column_stack([code, log_len]), np.array(sr), rcond=None)
+    return {"code_sr_effect": float(coef[0]), "within_sd": float(np.std(sr)),
+            "mixed_questions": mixed}
 
 
 def finite_or(value, default: float) -> float:
@@ -150,13 +174,22 @@ def finite_or(value, default: float) -> float:
 def bon_pick_table(profile: dict) -> list[str]:
     lines = ["What stable rank picks at N = 8, against the 8 samples it picks from:", "",
              "| model | dataset | questions | with code: samples / SR pick (%) | mean tokens: samples / SR pick | "
-             "accuracy: samples / SR pick (%) |", "|---|---|---|---|---|---|"]
+             "accuracy: samples / SR pick (%) | SR gain of code at fixed length (questions mixing both) |",
+             "|---|---|---|---|---|---|---|"]
     for model, per in profile.items():
         for dataset, p in per.items():
             lines.append(f"| {model} | {dataset} | {p['questions']} | {pct(p['samples_code'])} / {pct(p['picks_code'])} | "
                          f"{p['samples_tokens']:.0f} / {p['picks_tokens']:.0f} | "
-                         f"{pct(p['samples_correct'])} / {pct(p['picks_correct'])} |")
-    return lines
+                         f"{pct(p['samples_correct'])} / {pct(p['picks_correct'])} | {code_effect_cell(p)} |")
+    return lines + ["", "The last column: the least-squares effect of writing a code block on stable rank with log "
+                    "length held fixed, comparing samples of the same question only; beside it, SR's standard "
+                    "deviation within a question (the scale on which a selector chooses)."]
+
+
+def code_effect_cell(p: dict) -> str:
+    if p.get("code_sr_effect") is None:
+        return "–"
+    return f"{p['code_sr_effect']:+.2f} (within-question SD {p['within_sd']:.2f}; {p['mixed_questions']})"
 
 
 def sampled_tokens(result: dict) -> float:
