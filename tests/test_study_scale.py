@@ -305,3 +305,16 @@ def test_code_effect_at_fixed_length_separates_code_from_length():
     assert effect["code_sr_effect"] == pytest.approx(0.7)
     assert effect["mixed_questions"] == 2
     assert report.code_effect_at_fixed_length(questions[2:])["code_sr_effect"] is None
+
+
+def test_answer_modes_count_code_answers_and_the_questions_lost_and_gained_against_the_base():
+    code, prose = "```python\nprint(4)\n```", "so \\boxed{4}"
+    base = {"q0": {"text": prose, "correct": True}, "q1": {"text": prose, "correct": False},
+            "q2": {"text": prose, "correct": True}}
+    policy = {"q0": {"text": code, "correct": False}, "q1": {"text": prose, "correct": True},
+              "q2": {"text": code, "correct": True}, "q3": {"text": prose, "correct": True}}  # q3: not in base
+    modes = report.answer_modes(policy, base)
+    assert modes["code_share"] == 0.5
+    assert (modes["accuracy_with_code"], modes["accuracy_without_code"]) == (0.5, 1.0)
+    assert (modes["lost"], modes["gained"]) == (1, 1)
+    assert report.lost_gained("base", modes) == "–" and report.lost_gained("random", modes) == "1 / 1"

@@ -396,34 +396,44 @@ def timing_rows(run: Path, bon: dict, grpo: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------- writing
-def answer_modes(eval_dir: Path) -> dict | None:
-    """Share of held-out answers with a code block, and the accuracy of those with and without one,
-    from srgrpo evaluate's answers.jsonl (one greedy answer per question)."""
-    # read_metrics skips a line cut by a kill, as it does for the arms' completions.jsonl.
-    answers = [row["value"]["answers"][0] for row in read_metrics(eval_dir / "answers.jsonl")]
-    if not answers:
-        return None
-    with_code = [bool(a["correct"]) for a in answers if writes_code(a["text"])]
-    without = [bool(a["correct"]) for a in answers if not writes_code(a["text"])]
-    return {"code_share": len(with_code) / len(answers), "accuracy_with_code": mean_or_none(with_code),
-            "accuracy_without_code": mean_or_none(without)}
+def held_out_answers(eval_dir: Path) -> dict[str, dict]:
+    """{question key: the greedy answer} from srgrpo evaluate's answers.jsonl; read_metrics skips a
+    line cut by a kill, as it does for the arms' completions.jsonl."""
+    return {row["key"]: row["value"]["answers"][0] for row in read_metrics(eval_dir / "answers.jsonl")}
+
+
+def answer_modes(answers: dict[str, dict], base: dict[str, dict]) -> dict:
+    """Share of held-out answers with a code block, the accuracy of those with and without one, and
+    how many questions the policy lost and gained against the base's answers."""
+    with_code = [bool(a["correct"]) for a in answers.values() if writes_code(a["text"])]
+    without = [bool(a["correct"]) for a in answers.values() if not writes_code(a["text"])]
+    shared = [k for k in answers if k in base]
+    return {"code_share": len(with_code) / len(answers) if answers else None,
+            "accuracy_with_code": mean_or_none(with_code), "accuracy_without_code": mean_or_none(without),
+            "lost": sum(bool(base[k]["correct"]) and not answers[k]["correct"] for k in shared),
+            "gained": sum(bool(answers[k]["correct"]) and not base[k]["correct"] for k in shared)}
 
 
 def held_out_table(run: Path) -> list[str]:
     """Each evaluated policy's held-out accuracy beside the length of its answers, the share the
     budget cut and the share written as code, so that a change in accuracy can be told apart from a
     change in how the policy answers."""
-    lines = ["| policy | accuracy (%) | mean answer tokens | cut at budget (%) | answers with code (%) | "
-             "accuracy with code / without (%) |", "|---|---|---|---|---|---|"]
+    lines = ["| policy | accuracy (%) | lost / gained vs base | mean answer tokens | cut at budget (%) | "
+             "answers with code (%) | accuracy with code / without (%) |", "|---|---|---|---|---|---|---|"]
+    base = held_out_answers(run / "grpo" / "eval" / "base")
     for policy in ("base", *GRPO_ARMS):
         folder = run / "grpo" / "eval" / policy
         task = read_json(folder / "results.json", {}).get("tasks", {}).get(HELD_OUT["task"])
         if task:
-            modes = answer_modes(folder) or {}
-            lines.append(f"| {policy} | {pct(task['accuracy'])}{ci(task['interval'])} | {task['mean_tokens']:.0f} | "
-                         f"{pct(task['unfinished_fraction'])} | {pct(modes.get('code_share'))} | "
-                         f"{pct(modes.get('accuracy_with_code'))} / {pct(modes.get('accuracy_without_code'))} |")
+            modes = answer_modes(held_out_answers(folder), base)
+            lines.append(f"| {policy} | {pct(task['accuracy'])}{ci(task['interval'])} | {lost_gained(policy, modes)} | "
+                         f"{task['mean_tokens']:.0f} | {pct(task['unfinished_fraction'])} | {pct(modes['code_share'])} | "
+                         f"{pct(modes['accuracy_with_code'])} / {pct(modes['accuracy_without_code'])} |")
     return lines + [""]
+
+
+def lost_gained(policy: str, modes: dict) -> str:
+    return "–" if policy == "base" else f"{modes['lost']} / {modes['gained']}"
 
 
 def commands_section() -> list[str]:
@@ -602,7 +612,8 @@ def grpo_section(run: Path, grpo: dict, metrics: dict[str, list[dict]], report_d
     for key, title in (("vs_base", "against step 0 (the base)"), ("vs_random", "against the random arm")):
         table = run / "grpo" / f"compare_{key}.md"
         if grpo.get(key) and table.is_file():
-            lines += ["", f"Held-out accuracy {title}:", "", table.read_text().strip()]
+            # srgrpo compare's table opens with a top-level heading; inside this report it is a sub-part
+            lines += ["", f"Held-out accuracy {title}:", "", re.sub(r"^# ", "#### ", table.read_text().strip(), flags=re.M)]
     return lines + [""]
 
 
