@@ -208,7 +208,7 @@ def test_an_unfinished_arm_shows_its_first_and_last_steps(tmp_path):
     report.write_report(tmp_path, tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
     assert "held-out greedy accuracy: 27.0 [19, 36] on 100 questions, 15.0% cut at 384" in text
-    assert "| base | 27.0 [19, 36] | 272 | 15.0 | 50.0 | 0.0 / 50.0 |" in text
+    assert "| base | 27.0 [19, 36] | – | 272 | 15.0 | 50.0 | 0.0 / 50.0 |" in text
     assert "| random | 12 | 100 | " in text and "130 -> 200" in text and "No arm has finished yet." in text
     assert (tmp_path / "report" / "grpo_curves.png").stat().st_size > 1000
 
