@@ -318,3 +318,14 @@ def test_answer_modes_count_code_answers_and_the_questions_lost_and_gained_again
     assert (modes["accuracy_with_code"], modes["accuracy_without_code"]) == (0.5, 1.0)
     assert (modes["lost"], modes["gained"]) == (1, 1)
     assert report.lost_gained("base", modes) == "–" and report.lost_gained("random", modes) == "1 / 1"
+
+
+def test_arm_metrics_carry_each_steps_share_of_code_completions(tmp_path):
+    arm = tmp_path / "grpo" / "stable_rank"
+    arm.mkdir(parents=True)
+    (arm / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward_mean": 1.0}) + "\n" for s in (1, 2, 3)))
+    code, prose = "```python\nprint(1)\n```", "so \\boxed{4}"
+    (arm / "completions.jsonl").write_text("".join(json.dumps({"step": s, "completion": c}) + "\n" for s, c in
+                                                   [(1, code), (1, prose), (1, prose), (1, prose), (2, code), (2, code)]))
+    rows = report.arm_metrics(tmp_path)["stable_rank"]
+    assert [r.get(report.CODE_SHARE) for r in rows] == [0.25, 1.0, None]  # step 3 logged no completions

@@ -232,6 +232,8 @@ def grpo_results(run: Path, metrics: dict[str, list[dict]]) -> dict:
             "vs_random": compare_table(run, "random")}
 
 
+CODE_SHARE = "code_share"  # not logged by srgrpo train: the report adds it from completions.jsonl
+
 # Per-step measures of a GRPO arm as srgrpo train logs them in metrics.jsonl (the hacking study's
 # measures): (column, label). The table compares the first and the last PROGRESS_WINDOW steps logged.
 PROGRESS_MEASURES = [
@@ -239,6 +241,7 @@ PROGRESS_MEASURES = [
     ("sr_mean", "stable rank"), ("stable_rank/length_corr", "SR-length corr"), ("kl", "KL"),
     ("repetition", "repetition"), ("group_diversity", "group diversity"), ("hacking/prompt_echo", "prompt echo"),
     ("hacking/dataset_overlap", "dataset overlap"), ("hacking/continues_after_answer", "goes on after answer"),
+    (CODE_SHARE, "with code"),
 ]
 PROGRESS_WINDOW = 5
 CODE_FENCE = "```"  # an answer that writes a code block (the Qwen coder models often do, then invent its output)
@@ -250,8 +253,8 @@ def writes_code(text) -> bool:
 
 def mean_or_none(values) -> float | None:
     return float(np.mean(values)) if len(values) else None
-CURVE_PANELS = ["completion_length", "clipped_ratio", "kl", "stable_rank/length_corr", "hacking/prompt_echo",
-                "hacking/continues_after_answer"]
+CURVE_PANELS = ["completion_length", "clipped_ratio", CODE_SHARE, "kl", "stable_rank/length_corr",
+                "hacking/prompt_echo", "hacking/continues_after_answer", "group_diversity"]
 
 
 def finite_points(rows: list[dict], column: str) -> list[tuple[int, float]]:
@@ -268,7 +271,20 @@ def window_mean(rows: list[dict], column: str, first: bool) -> float | None:
 def arm_metrics(run: Path) -> dict[str, list[dict]]:
     """{arm: metrics.jsonl rows} of every arm that has logged a step, finished or not."""
     rows = {arm: read_metrics(run / "grpo" / arm / "metrics.jsonl") for arm in GRPO_ARMS}
+    for arm, arm_rows in rows.items():
+        shares = code_share_by_step(run / "grpo" / arm / "completions.jsonl")
+        for row in arm_rows:
+            if row.get("step") in shares:
+                row[CODE_SHARE] = shares[row["step"]]
     return {arm: r for arm, r in rows.items() if r}
+
+
+def code_share_by_step(completions: Path) -> dict[int, float]:
+    """{step: share of that step's sampled completions that write a code block}."""
+    per_step: dict[int, list[bool]] = {}
+    for row in read_metrics(completions):
+        per_step.setdefault(row.get("step"), []).append(writes_code(row.get("completion", "")))
+    return {step: float(np.mean(flags)) for step, flags in per_step.items()}
 
 
 def code_preference(run: Path) -> dict:
@@ -339,8 +355,9 @@ def plot_grpo_curves(metrics: dict[str, list[dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = dict(PROGRESS_MEASURES)
-    fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(3.6 * len(CURVE_PANELS), 3.4), squeeze=False)
-    for ax, column in zip(axes[0], CURVE_PANELS):
+    columns = 4
+    fig, axes = plt.subplots(-(-len(CURVE_PANELS) // columns), columns, figsize=(3.8 * columns, 3.2 * 2), squeeze=False)
+    for ax, column in zip(axes.flat, CURVE_PANELS):
         for arm, rows in metrics.items():
             points = finite_points(rows, column)
             if not points:
