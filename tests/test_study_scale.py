@@ -329,3 +329,22 @@ def test_arm_metrics_carry_each_steps_share_of_code_completions(tmp_path):
                                                    [(1, code), (1, prose), (1, prose), (1, prose), (2, code), (2, code)]))
     rows = report.arm_metrics(tmp_path)["stable_rank"]
     assert [r.get(report.CODE_SHARE) for r in rows] == [0.25, 1.0, None]  # step 3 logged no completions
+
+
+def test_glance_section_puts_each_part_in_one_row_per_model_with_intervals():
+    zeroshot = {"qwen2.5-coder-0.5b": {"stable_rank": {"headline": 0.587, "headline_ci": [0.54, 0.63]},
+                                       "random": {"headline": 0.5, "headline_ci": [0.45, 0.55]}}}
+    bon = {"qwen2.5-coder-0.5b": {"gsm8k": {
+        "greedy": 0.24, "greedy_interval": [0.14, 0.36], "oracle": {"8": 0.5},
+        "selectors": {"stable_rank": {"8": 0.1}, "majority": {"8": 0.3}},
+        "intervals": {"stable_rank": {"8": [0.02, 0.2]}, "majority": {"8": [0.18, 0.42]}}}}}
+    row = lambda policy, acc, diff: {"policy": policy, "accuracy": {"gsm8k": acc}, "intervals": {"gsm8k": [0.1, 0.3]},
+                                     "vs_base": {"gsm8k": {"absolute": diff, "interval": [-0.16, -0.02]}} if diff else {}}
+    grpo = {"vs_base": {"rows": [row("base", 0.27, None), row("stable_rank", 0.18, -0.09)]},
+            "vs_random": {"rows": [row("random", 0.27, None), row("stable_rank", 0.18, -0.09)]}}
+    text = "\n".join(report.glance_section(zeroshot, bon, grpo))
+    assert "| qwen2.5-coder-0.5b | 58.7 [54, 63] | – | – | – | 50.0 [45, 55] |" in text
+    assert "| qwen2.5-coder-0.5b | gsm8k | 24.0 [14, 36] | 10.0 [2, 20] | – | – | 30.0 [18, 42] | 50.0 |" in text
+    assert "| stable_rank | 18.0 [10, 30] | -9.0 [-16, -2] | -9.0 [-16, -2] |" in text
+    assert "| base | 27.0 [10, 30] | – | – |" in text
+    assert report.glance_section({}, {}, {"vs_base": None}) == ["## At a glance", "", "Nothing has finished yet.", ""]

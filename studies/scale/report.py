@@ -583,6 +583,53 @@ def plot_bon(bon: dict, path: Path) -> None:
     plt.close(fig)
 
 
+GLANCE_SCORERS = [("stable_rank", "stable rank"), ("mean_logprob", "mean log-prob"),
+                  ("self_certainty", "self-certainty"), ("ipo", "IPO judge"), ("random", "random")]
+GLANCE_SELECTORS = ["stable_rank", "random", "self_certainty", "majority"]
+
+
+def glance_section(zeroshot: dict, bon: dict, grpo: dict) -> list[str]:
+    """The study's answer in three small tables, each figure with its interval; the sections below
+    hold the detail."""
+    lines = ["## At a glance", ""]
+    if zeroshot:
+        lines += ["Zero-shot pairwise accuracy (%), both sections:", "",
+                  "| model | " + " | ".join(label for _, label in GLANCE_SCORERS) + " |",
+                  "|---" * (len(GLANCE_SCORERS) + 1) + "|"]
+        for model, methods in zeroshot.items():
+            lines.append(f"| {model} | " + " | ".join(
+                pct(methods[m]["headline"]) + ci(methods[m]["headline_ci"]) if m in methods else "–"
+                for m, _ in GLANCE_SCORERS) + " |")
+        lines.append("")
+    if bon:
+        lines += ["Best-of-N at N = 8, accuracy (%):", "",
+                  "| model | dataset | greedy | " + " | ".join(GLANCE_SELECTORS) + " | oracle |",
+                  "|---" * (len(GLANCE_SELECTORS) + 4) + "|"]
+        for model, per in bon.items():
+            for dataset, r in per.items():
+                cells = [pct(r["selectors"].get(sel, {}).get("8")) + ci(r["intervals"].get(sel, {}).get("8"))
+                         for sel in GLANCE_SELECTORS]
+                lines.append(f"| {model} | {dataset} | {pct(r['greedy'])}{ci(r['greedy_interval'])} | "
+                             + " | ".join(cells) + f" | {pct(r.get('oracle', {}).get('8'))} |")
+        lines.append("")
+    rows = {row["policy"]: row for row in (grpo.get("vs_base") or {}).get("rows", [])}
+    if rows:
+        against_random = {row["policy"]: row for row in (grpo.get("vs_random") or {}).get("rows", [])}
+        task = HELD_OUT["task"]
+        lines += [f"SR-GRPO on {GRPO_MODEL}, held-out {task} accuracy (%) and differences (points, paired "
+                  "bootstrap 95%):", "", "| policy | accuracy | vs step 0 | vs the random arm |", "|---|---|---|---|"]
+        for policy, row in rows.items():
+            lines.append(f"| {policy} | {pct(row['accuracy'][task])}{ci(row['intervals'][task])} | "
+                         f"{difference(row, task)} | {difference(against_random.get(policy, {}), task)} |")
+        lines.append("")
+    return lines if len(lines) > 2 else lines + ["Nothing has finished yet.", ""]
+
+
+def difference(row: dict, task: str) -> str:
+    d = row.get("vs_base", {}).get(task)
+    return "–" if not d else f"{100 * d['absolute']:+.1f}{ci(d['interval'])}"
+
+
 def zeroshot_section(zeroshot: dict, params: dict, report_dir: Path) -> list[str]:
     lines = [f"## Zero-shot reward (RewardBench v1 subsets, first {PAIRS_PER_SUBSET} pairs of each)", ""]
     if not zeroshot:
@@ -657,7 +704,7 @@ def write_report(run: Path, report_dir: Path) -> None:
     timings = timing_rows(run, bon, grpo)
     done = read_json(run / "done.json", {})
     lines = (["# Scale study: report", "", f"Steps done: {len(done)} ({', '.join(sorted(done)) or 'none'}).", ""]
-             + zeroshot_section(zeroshot, params, report_dir) + bon_section(bon, picks, report_dir)
+             + glance_section(zeroshot, bon, grpo) + zeroshot_section(zeroshot, params, report_dir) + bon_section(bon, picks, report_dir)
              + grpo_section(run, grpo, metrics, report_dir) + timing_section(timings) + LIMITS + commands_section())
     (report_dir / "report.md").write_text("\n".join(lines))
     results = {"zeroshot": zeroshot, "bon": bon, "bon_picks": picks, "grpo": grpo, "timings": timings,
