@@ -105,11 +105,19 @@ def test_status_reads_each_steps_own_files(tmp_path):
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
     (tmp_path / "done.json").write_text('{"zeroshot/a": "2026-12-07 10:00:00"}')
-    (tmp_path / "timings.json").write_text('{"zeroshot/a": {"seconds": 5400}}')
+    (tmp_path / "timings.json").write_text('{"zeroshot/a": {"seconds": 5400}, "grpo/train/b": {"seconds": 720}}')
     lines = study.status(tmp_path, steps)
     assert lines[0].split() == ["zeroshot/a", "done", "1.50", "h", "features", "2,", "ipo", "1"]
-    assert lines[1].split() == ["grpo/train/b", "started", "step", "2", "of", "50"]
+    # 2 of 50 steps in 720 s: 48 more at 360 s each = 4.8 h
+    assert lines[1].split() == ["grpo/train/b", "started", "0.20", "h", "step", "2", "of", "50", "(~4.8", "h", "left",
+                                "at", "this", "rate)"]
     assert lines[2].split() == ["bon/c", "pending"]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "generations.jsonl").write_text("".join(
+        json.dumps({"stage": stage, "key": str(i), "value": 1}) + "\n" for stage, i in
+        [("greedy", 0), ("greedy", 1)] + [("samples", i) for i in range(10)]))
+    assert study.fraction_done(steps[2]) == 10 / study.BON_QUESTIONS
+    assert study.fraction_done(steps[0]) is None
 
 
 def _pair(subset, chosen, rejected, chosen_tokens=10, rejected_tokens=10):

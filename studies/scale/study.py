@@ -351,13 +351,13 @@ def seed(out: Path, state: Path, models_dir: Path) -> list[Path]:
 PROGRESS_FILES = ("cache.jsonl", "generations.jsonl", "answers.jsonl")  # the commands' RunCache files
 
 
-def progress(step: Step) -> str:
-    """What a step's own files say it has done: a training's last logged step, else the records of
-    each stage of its cache (a zero-shot stage counts responses: two per pair)."""
+def progress_counts(step: Step) -> dict[str, int]:
+    """What a step's own files say it has done: {"step": the last logged training step}, else the
+    records of each stage of its cache (a zero-shot stage counts responses: two per pair)."""
     folder = Path(step.argv[step.argv.index("--output-dir") + 1])
     if (folder / "metrics.jsonl").is_file():
         rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        return f"step {max((r.get('step', 0) for r in rows), default=0)} of {step.meta.get('steps', '?')}"
+        return {"step": max((r.get("step", 0) for r in rows), default=0)}
     for name in PROGRESS_FILES:
         if (folder / name).is_file():
             stages: dict[str, int] = {}
@@ -367,19 +367,44 @@ def progress(step: Step) -> str:
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut short by a kill
                 stages[stage] = stages.get(stage, 0) + 1
-            return ", ".join(f"{stage} {n}" for stage, n in stages.items())
-    return ""
+            return stages
+    return {}
+
+
+def progress(step: Step) -> str:
+    counts = progress_counts(step)
+    if "step" in counts:
+        return f"step {counts['step']} of {step.meta.get('steps', '?')}"
+    return ", ".join(f"{stage} {n}" for stage, n in counts.items())
+
+
+def fraction_done(step: Step) -> float | None:
+    """The share of a training, a Best-of-N or a held-out evaluation that is done, by the unit that
+    takes the time (training steps, sampled questions, answered questions); None for other steps."""
+    counts = progress_counts(step)
+    if "step" in counts and step.meta.get("steps"):
+        return counts["step"] / step.meta["steps"]
+    if step.name.startswith("bon/"):
+        return counts.get("samples", 0) / BON_QUESTIONS
+    if step.name.startswith("grpo/eval/"):
+        return counts.get(HELD_OUT["task"], 0) / HELD_OUT["limit"]
+    return None
 
 
 def status(out: Path, steps: list[Step]) -> list[str]:
-    """One line per step: done, started or pending, the seconds it has run, and its progress."""
+    """One line per step: done, started or pending, the seconds it has run, its progress and, for a
+    started step, the hours left at the rate it has run so far."""
     done, timings = read_json(out / "done.json", {}), read_json(out / "timings.json", {})
     lines = []
     for step in steps:
         seconds = timings.get(step.name, {}).get("seconds")
         state = "done" if step.name in done else "started" if seconds or progress(step) else "pending"
         ran = f"{seconds / 3600:5.2f} h" if seconds else "       "
-        lines.append(f"{step.name:34} {state:8} {ran}  {progress(step) if state != 'pending' else ''}".rstrip())
+        line = f"{step.name:34} {state:8} {ran}  {progress(step) if state != 'pending' else ''}".rstrip()
+        share = fraction_done(step) if state == "started" and seconds else None
+        if share:
+            line += f"  (~{seconds * (1 - share) / share / 3600:.1f} h left at this rate)"
+        lines.append(line)
     return lines
 
 
