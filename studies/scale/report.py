@@ -542,7 +542,7 @@ def bon_table(bon: dict) -> list[str]:
 
 def plot_bon(bon: dict, path: Path) -> None:
     """Accuracy against N, one row per model and one column per dataset; each selector's 95%
-    interval as a band, greedy's as a grey band around its dashed line."""
+    interval as a band, greedy's as a grey band around its dashed line, the oracle dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -570,6 +570,9 @@ def plot_bon(bon: dict, path: Path) -> None:
                 if all(band):
                     ax.fill_between(ns, [100 * lo for lo, _ in band], [100 * hi for _, hi in band], color=colours(i),
                                     alpha=0.1)
+            oracle = r.get("oracle") or {}
+            if oracle:  # the ceiling: a question counts when any of its first N samples is right
+                ax.plot(ns, [100 * oracle[str(n)] for n in ns], color="grey", linestyle=":", label="oracle")
             ax.axhline(100 * r["greedy"], color="black", linestyle="--", label="greedy")
             ax.axhspan(*(100 * v for v in r["greedy_interval"]), color="grey", alpha=0.1)
             ax.set_xscale("log", base=2)
