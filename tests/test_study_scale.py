@@ -65,6 +65,19 @@ def test_workers_run_lanes_at_once_and_a_failed_step_skips_the_rest_of_its_lane(
     assert not (tmp_path / "e.log").exists() and "arm/eval" not in json.loads((tmp_path / "timings.json").read_text())
 
 
+def test_a_run_with_fewer_lanes_left_than_workers_gives_each_step_more_cores(tmp_path, monkeypatch):
+    monkeypatch.setattr(study.os, "cpu_count", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = (f"import os, pathlib; pathlib.Path({str(tmp_path / 'threads')!r})"
+               ".write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))")
+    last = study.Step("x/last", [sys.executable, "-c", threads], tmp_path / "l.log")
+    (tmp_path / "done.json").write_text('{"x/first": "2026-12-07 10:00:00"}')
+    first = study.Step("x/first", [sys.executable, "-c", "raise SystemExit(9)"], tmp_path / "f.log")
+    assert study.run_steps(tmp_path, [first, last], keep_going=False, workers=2) == 0
+    # One lane left: no per-worker thread cap (torch then uses every core), not cores / workers = 1.
+    assert (tmp_path / "threads").read_text() == "unset"
+
+
 def test_plan_names_each_models_command_and_refuses_unknown_names(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SRGRPO_SHARED_DATA", str(tmp_path / "data"))
     for name in ("qwen2.5-coder-0.5b-instruct.gguf", "qwen2.5-coder-1.5b-instruct.gguf"):

@@ -284,8 +284,11 @@ def run_steps(out: Path, steps: list[Step], keep_going: bool, workers: int = 1) 
     ledger = Ledger(out)
     labels = {step.name: f"{i + 1}/{len(steps)}" for i, step in enumerate(steps)}
     pending: queue.Queue = queue.Queue()
-    for lane in lanes_of([step for step in steps if step.name not in ledger.done]):
+    lanes = lanes_of([step for step in steps if step.name not in ledger.done])
+    for lane in lanes:
         pending.put(lane)
+    # No more workers than lanes left: a run resumed with one lane left gives its step every core.
+    workers = max(1, min(workers, len(lanes)))
     env, failed, stop = worker_env(workers), [], threading.Event()
 
     def work() -> None:
@@ -301,7 +304,7 @@ def run_steps(out: Path, steps: list[Step], keep_going: bool, workers: int = 1) 
                         stop.set()
                     break
 
-    threads = [threading.Thread(target=work) for _ in range(max(1, workers))]
+    threads = [threading.Thread(target=work) for _ in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
