@@ -461,8 +461,9 @@ def commands_section() -> list[str]:
     lines = ["## Commands", "", "Each step of `python studies/scale/study.py run --output-dir RUN` (RUN: the run folder; "
              "MODELS: the folder `get_qwen_coder.sh` fills; DATA: the shared data folder; the 135M is the embedded "
              "default and takes no --model; RUN/grpo/prompts.jsonl is a seeded sample of GSM8K train the study writes "
-             "first). The held-out tables come from `srgrpo compare --base RUN/grpo/eval/base RUN/grpo/eval/*`, the "
-             "numbers here from `python studies/scale/study.py report --output-dir RUN`.", "", "```bash"]
+             "first). The held-out tables come from `srgrpo compare --base grpo/eval/base grpo/eval/base "
+             "grpo/eval/ARM ...` and `srgrpo compare --base grpo/eval/random grpo/eval/random grpo/eval/ARM ...`, "
+             "run in RUN, the numbers here from `python studies/scale/study.py report --output-dir RUN`.", "", "```bash"]
     for step in steps:
         lines += [f"# {step.name}", " ".join(["srgrpo", *step.argv[3:]]).replace(str(shared_data()), "DATA")]
     return lines + ["```", ""]
