@@ -87,15 +87,15 @@ def test_plan_names_each_models_command_and_refuses_unknown_names(tmp_path, monk
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == [
         "zeroshot/smollm2-135m", "zeroshot/qwen2.5-coder-0.5b", "zeroshot/qwen2.5-coder-1.5b",
-        "bon/smollm2-135m/gsm8k", "bon/smollm2-135m/math500", "bon/qwen2.5-coder-0.5b/gsm8k",
-        "bon/qwen2.5-coder-0.5b/math500", "bon/qwen2.5-coder-1.5b/gsm8k", "bon/qwen2.5-coder-1.5b/math500"]
+        "bon/smollm2-135m/math500", "bon/smollm2-135m/gsm8k", "bon/qwen2.5-coder-0.5b/math500",
+        "bon/qwen2.5-coder-0.5b/gsm8k", "bon/qwen2.5-coder-1.5b/math500", "bon/qwen2.5-coder-1.5b/gsm8k"]
     assert "--model" not in lines[0] and f"--model {tmp_path / 'qwen2.5-coder-0.5b-instruct.gguf'}" in lines[1]
     assert "--limit 40" in lines[0] and "pairwise_judge" not in lines[0] and "ipo,pointwise_judge" in lines[0]
     # GRPO lanes (an arm's training, then its evaluation) and Best-of-N steps take turns after the zero-shot steps.
     assert study.main(args + ["--parts", "bon,grpo", "--models", "smollm2-135m"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [
-        "grpo/eval/base", "bon/smollm2-135m/gsm8k", "grpo/train/stable_rank", "grpo/eval/stable_rank",
-        "bon/smollm2-135m/math500", "grpo/train/random", "grpo/eval/random", "grpo/train/accuracy",
+        "grpo/eval/base", "bon/smollm2-135m/math500", "grpo/train/stable_rank", "grpo/eval/stable_rank",
+        "bon/smollm2-135m/gsm8k", "grpo/train/random", "grpo/eval/random", "grpo/train/accuracy",
         "grpo/eval/accuracy", "grpo/train/stable_rank_accuracy", "grpo/eval/stable_rank_accuracy"]
     with pytest.raises(SystemExit, match="--parts: unknown part"):
         study.main(args + ["--parts", "zeroshot,nope"])

@@ -149,11 +149,14 @@ def zeroshot_steps(out: Path, models: list[str], models_dir: Path) -> list[Step]
 
 
 def bon_steps(out: Path, models: list[str], models_dir: Path) -> list[Step]:
+    """One step per model and dataset; within a model the larger budget first, so that a run's
+    longest step starts early and the shorter one fills the other worker's end of the queue."""
+    longest_first = sorted(BON_DATASETS.items(), key=lambda item: -item[1])
     return [Step(f"bon/{m}/{d}", srgrpo("bon", "--dataset", d, "--limit", str(BON_QUESTIONS), "--n", BON_NS,
                                         "--selectors", BON_SELECTORS, "--max-new-tokens", str(budget),
                                         "--gen-batch-size", str(BON_BATCH), "--output-dir", str(out / "bon" / m / d), "--quiet",
                                         "--data-dir", str(shared_data()), *model_arg(m, models_dir)),
-                 out / "bon" / m / f"{d}.log") for m in models for d, budget in BON_DATASETS.items()]
+                 out / "bon" / m / f"{d}.log") for m in models for d, budget in longest_first]
 
 
 def grpo_prompts(out: Path) -> Path:
