@@ -73,3 +73,33 @@ def test_torchrun_trains_with_the_ema_scorer_and_a_held_out_curve(tiny_model_dir
     assert [row["step"] for row in curve] == [0, 1, 2]  # one writer
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in curve)
     assert [r["scorer"] for r in summary["rewards"]] == ["ema"]
+
+
+def test_every_command_leaves_the_process_group_it_ran_in(monkeypatch):
+    """A process that exits still in a gloo group can abort in interpreter teardown after a run that
+    succeeded; srgrpo's entry point leaves the group whoever joined it, also when the command fails."""
+    import argparse
+    import socket
+
+    import torch.distributed as dist
+
+    import srgrpo.cli as cli
+
+    def join_then(result):
+        def command(args):
+            with socket.socket() as s:  # a free port for this one-process group
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+            assert dist.is_initialized()
+            if isinstance(result, Exception):
+                raise result
+            return result
+        return command
+
+    for result, code in ((0, 0), (ValueError("bad flag"), cli.EXIT_USAGE)):
+        parser = argparse.ArgumentParser()
+        parser.set_defaults(func=join_then(result), command="train")
+        monkeypatch.setattr(cli, "build_parser", lambda command, parser=parser: parser)
+        assert cli.main([]) == code
+        assert not dist.is_initialized()

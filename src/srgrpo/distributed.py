@@ -54,6 +54,14 @@ def init() -> None:
     torch.distributed.init_process_group(backend=backend)
 
 
+def shutdown() -> None:
+    """Leave the process group (whoever joined it: srgrpo, accelerate or TRL) before the interpreter
+    exits. Left to interpreter teardown, gloo's worker threads can abort the process (SIGABRT,
+    "terminate called without an active exception") after a run that otherwise succeeded."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def barrier() -> None:
     if is_distributed():
         init()

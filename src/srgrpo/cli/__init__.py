@@ -79,13 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)  # srgrpo's own flags take no value
     args = build_parser(command).parse_args(argv)
-    from srgrpo.models import ModelLoadError  # imports torch, which `srgrpo --help` and `--version` never need
+    from srgrpo import distributed  # these import torch, which `srgrpo --help` and `--version` never need
+    from srgrpo.models import ModelLoadError
 
     try:
         return args.func(args)
     except (ModelLoadError, ValueError, *(kind for kind, _ in OS_ERRORS)) as err:
         print(f"srgrpo {args.command}: error: {usage_message(err)}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        distributed.shutdown()
 
 
 def usage_message(err: Exception) -> str:
