@@ -123,6 +123,8 @@ def test_functions_are_short_and_take_few_parameters():
 # srgrpo's own code is at module level, where a reader and the tools see the dependency graph.
 LOCAL_IMPORTS = {
     ("cli/__init__.py", "main", "srgrpo.models"): "it imports torch, which `srgrpo --help` and --version never need",
+    ("cli/__init__.py", "main", "srgrpo.distributed"): "it imports torch, which `srgrpo --help` and --version never "
+                                                       "need",
     ("cli/evaluate.py", "_with_adapter", "srgrpo.training.trainer"): "it imports TRL and peft (seconds); only "
                                                                       "--adapter needs it",
 }

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)  # srgrpo's own flags take no value
     args = build_parser(command).parse_args(argv)
-    from srgrpo import distributed  # these import torch, which `srgrpo --help` and `--version` never need
+    from srgrpo.distributed import shutdown  # these import torch, which `srgrpo --help` and `--version` never need
     from srgrpo.models import ModelLoadError
 
     try:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"srgrpo {args.command}: error: {usage_message(err)}", file=sys.stderr)
         return EXIT_USAGE
     finally:
-        distributed.shutdown()
+        shutdown()
 
 
 def usage_message(err: Exception) -> str:
