@@ -116,7 +116,7 @@ def test_status_reads_each_steps_own_files(tmp_path):
         "".join(json.dumps({"stage": s, "key": k, "value": 1}) + "\n" for s, k in
                 [("features", "1|chosen"), ("features", "1|rejected"), ("ipo", "1|chosen")]) + '{"stage": "ipo", "ke')
     (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
+    (tmp_path / "t" / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')  # cut by a kill
     (tmp_path / "done.json").write_text('{"zeroshot/a": "2026-12-07 10:00:00"}')
     (tmp_path / "timings.json").write_text('{"zeroshot/a": {"seconds": 5400}, "grpo/train/b": {"seconds": 720}}')
     lines = study.status(tmp_path, steps)
@@ -129,8 +129,8 @@ def test_status_reads_each_steps_own_files(tmp_path):
     (tmp_path / "c" / "generations.jsonl").write_text("".join(
         json.dumps({"stage": stage, "key": str(i), "value": 1}) + "\n" for stage, i in
         [("greedy", 0), ("greedy", 1)] + [("samples", i) for i in range(10)]))
-    assert study.fraction_done(steps[2]) == 10 / study.BON_QUESTIONS
-    assert study.fraction_done(steps[0]) is None
+    assert study.fraction_done(steps[2], study.progress_counts(steps[2])) == 10 / study.BON_QUESTIONS
+    assert study.fraction_done(steps[0], study.progress_counts(steps[0])) is None
 
 
 def _pair(subset, chosen, rejected, chosen_tokens=10, rejected_tokens=10):

@@ -357,37 +357,43 @@ def seed(out: Path, state: Path, models_dir: Path) -> list[Path]:
 PROGRESS_FILES = ("cache.jsonl", "generations.jsonl", "answers.jsonl")  # the commands' RunCache files
 
 
+def jsonl_rows(path: Path) -> list[dict]:
+    """The rows of a JSONL file, skipping a line cut short when its writer was killed (srgrpo's
+    read_metrics does the same, but importing it pulls in torch: seconds for a status line)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
 def progress_counts(step: Step) -> dict[str, int]:
     """What a step's own files say it has done: {"step": the last logged training step}, else the
     records of each stage of its cache (a zero-shot stage counts responses: two per pair)."""
     folder = Path(step.argv[step.argv.index("--output-dir") + 1])
     if (folder / "metrics.jsonl").is_file():
-        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        return {"step": max((r.get("step", 0) for r in rows), default=0)}
+        return {"step": max((r.get("step", 0) for r in jsonl_rows(folder / "metrics.jsonl")), default=0)}
     for name in PROGRESS_FILES:
         if (folder / name).is_file():
             stages: dict[str, int] = {}
-            for line in (folder / name).read_text().splitlines():
-                try:
-                    stage = json.loads(line)["stage"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a kill
-                stages[stage] = stages.get(stage, 0) + 1
+            for row in jsonl_rows(folder / name):
+                if isinstance(row, dict) and "stage" in row:
+                    stages[row["stage"]] = stages.get(row["stage"], 0) + 1
             return stages
     return {}
 
 
-def progress(step: Step) -> str:
-    counts = progress_counts(step)
+def progress(step: Step, counts: dict[str, int]) -> str:
     if "step" in counts:
         return f"step {counts['step']} of {step.meta.get('steps', '?')}"
     return ", ".join(f"{stage} {n}" for stage, n in counts.items())
 
 
-def fraction_done(step: Step) -> float | None:
+def fraction_done(step: Step, counts: dict[str, int]) -> float | None:
     """The share of a training, a Best-of-N or a held-out evaluation that is done, by the unit that
     takes the time (training steps, sampled questions, answered questions); None for other steps."""
-    counts = progress_counts(step)
     if "step" in counts and step.meta.get("steps"):
         return counts["step"] / step.meta["steps"]
     if step.name.startswith("bon/"):
@@ -404,10 +410,11 @@ def status(out: Path, steps: list[Step]) -> list[str]:
     lines = []
     for step in steps:
         seconds = timings.get(step.name, {}).get("seconds")
-        state = "done" if step.name in done else "started" if seconds or progress(step) else "pending"
+        counts = progress_counts(step)  # reads the step's files once
+        state = "done" if step.name in done else "started" if seconds or counts else "pending"
         ran = f"{seconds / 3600:5.2f} h" if seconds else "       "
-        line = f"{step.name:34} {state:8} {ran}  {progress(step) if state != 'pending' else ''}".rstrip()
-        share = fraction_done(step) if state == "started" and seconds else None
+        line = f"{step.name:34} {state:8} {ran}  {progress(step, counts) if state != 'pending' else ''}".rstrip()
+        share = fraction_done(step, counts) if state == "started" and seconds else None
         if share:
             line += f"  (~{seconds * (1 - share) / share / 3600:.1f} h left at this rate)"
         lines.append(line)
