@@ -37,6 +37,21 @@ LIMITS = ["## What this can and cannot show", "",
           "reproduction, only the same questions asked at three sizes on a CPU.", ""]
 
 
+CODE_FENCE = "```"  # an answer that writes a code block (the Qwen coder models often do, then invent its output)
+
+
+def writes_code(text) -> bool:
+    return CODE_FENCE in str(text)
+
+
+def mean_or_none(values) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def finite_or(value, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else default
+
+
 # ---------------------------------------------------------------------------------------- zero-shot
 def section_of(subset: str) -> str | None:
     return next((name for name, prefix in SECTIONS.items() if subset.startswith(prefix)), None)
@@ -167,10 +182,6 @@ def code_effect_at_fixed_length(per_question: list[list[dict]]) -> dict:
             "mixed_questions": mixed}
 
 
-def finite_or(value, default: float) -> float:
-    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else default
-
-
 def bon_pick_table(profile: dict) -> list[str]:
     lines = ["What stable rank picks at N = 8, against the 8 samples it picks from:", "",
              "| model | dataset | questions | with code: samples / SR pick (%) | mean tokens: samples / SR pick | "
@@ -244,15 +255,6 @@ PROGRESS_MEASURES = [
     (CODE_SHARE, "with code"),
 ]
 PROGRESS_WINDOW = 5
-CODE_FENCE = "```"  # an answer that writes a code block (the Qwen coder models often do, then invent its output)
-
-
-def writes_code(text) -> bool:
-    return CODE_FENCE in str(text)
-
-
-def mean_or_none(values) -> float | None:
-    return float(np.mean(values)) if len(values) else None
 CURVE_PANELS = ["completion_length", "clipped_ratio", CODE_SHARE, "kl", "stable_rank/length_corr",
                 "hacking/prompt_echo", "hacking/continues_after_answer", "group_diversity"]
 
