@@ -133,6 +133,31 @@ def test_status_reads_each_steps_own_files(tmp_path):
     assert study.fraction_done(steps[0], study.progress_counts(steps[0])) is None
 
 
+def test_an_arm_whose_checkpoints_stayed_elsewhere_starts_again_and_forgets_the_lost_runs_seconds(tmp_path, monkeypatch):
+    """A run folder seeded from a snapshot holds an unfinished arm's log but none of its checkpoints:
+    `srgrpo train` refuses such a folder without --resume (which needs a checkpoint) or --overwrite."""
+    monkeypatch.setenv("SRGRPO_SHARED_DATA", str(tmp_path / "data"))
+    models = tmp_path / "models"
+    models.mkdir()
+    out = tmp_path / "run"
+    for name, files in [("stable_rank", ["metrics.jsonl", "checkpoint-7/x"]), ("random", ["metrics.jsonl"])]:
+        for f in files:
+            (out / "grpo" / name / f).parent.mkdir(parents=True, exist_ok=True)
+            (out / "grpo" / name / f).write_text('{"step": 40}\n')
+    steps = {s.name: s for s in study.grpo_steps(out, models)}
+    kept, lost, new = steps["grpo/train/stable_rank"], steps["grpo/train/random"], steps["grpo/train/accuracy"]
+    assert "--resume" in kept.argv and "--overwrite" not in kept.argv and not kept.fresh_start
+    assert "--overwrite" in lost.argv and "--resume" not in lost.argv and lost.fresh_start
+    assert "--overwrite" not in new.argv and "--resume" not in new.argv and not new.fresh_start
+    (out / "timings.json").write_text('{"grpo/train/random": {"seconds": 12000, "steps": 50}}')
+    line = study.status(out, [lost])[0]
+    # 40 of 50 steps in 12000 s: the whole arm takes 15000 s at that rate, none of which is done
+    assert "step 40 of 50 logged, no checkpoint here: starts again at step 0 (~4.2 h at that rate)" in line
+    lost.argv = [sys.executable, "-c", "pass"]
+    assert study.run_steps(out, [lost], keep_going=False) == 0
+    assert json.loads((out / "timings.json").read_text())["grpo/train/random"]["seconds"] < 60  # this run only
+
+
 def _pair(subset, chosen, rejected, chosen_tokens=10, rejected_tokens=10):
     return {"id": f"{subset}-{chosen}-{rejected}", "subset": subset, "section": "x", "chosen_tokens": chosen_tokens,
             "rejected_tokens": rejected_tokens, "warnings": {},

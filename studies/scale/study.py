@@ -22,7 +22,9 @@ started again at any point):
 The run folder lives outside the repository (checkpoints, large logs). `snapshot` copies its small
 resumable state (scores cached so far, sampled generations, finished summaries; no checkpoint) into
 `studies/scale/results/state/`, and `run` seeds an output folder from there before it starts, so a
-study stopped on one machine continues on another from the last snapshot.
+study stopped on one machine continues on another from the last snapshot. Zero-shot, Best-of-N and
+evaluation steps continue from their caches; a GRPO arm continues only from its checkpoints, so an arm
+unfinished when its machine is lost starts again at step 0 (`status` says so).
 
 Models come from `--models-dir` (default `$SRGRPO_MODELS`, else `~/.cache/srgrpo/models`), where
 `get_qwen_coder.sh` from the project's shared assets puts the two GGUF files; the 135M model is
@@ -116,6 +118,10 @@ class Step:
     log: Path
     meta: dict = field(default_factory=dict)
     lane: str = ""
+    # A training whose folder holds a log but no checkpoint (seeded from a snapshot; the checkpoints
+    # stayed on the machine that ran it): it starts again at step 0, and its logged steps and booked
+    # seconds belong to the lost run.
+    fresh_start: bool = False
 
 
 def shared_data() -> Path:
@@ -188,10 +194,13 @@ def grpo_steps(out: Path, models_dir: Path) -> list[Step]:
     for arm, settings in GRPO_ARMS.items():
         flags = [f"--{k}={v}" for k, v in {**GRPO_COMMON, **settings}.items()]
         run_dir = out / "grpo" / arm
-        resume = ["--resume"] if any(run_dir.glob("checkpoint-*")) else []
+        resumable = any(run_dir.glob("checkpoint-*"))
+        fresh_start = not resumable and (run_dir / "metrics.jsonl").is_file()
+        start = ["--resume"] if resumable else ["--overwrite"] if fresh_start else []
         steps.append(Step(f"grpo/train/{arm}", srgrpo("train", "--dataset", str(prompts), "--output-dir", str(run_dir),
-                                                      "--max-steps", str(GRPO_STEPS), *flags, *resume, *model),
-                          out / "grpo" / f"{arm}.log", {"steps": GRPO_STEPS}, lane=f"grpo/{arm}"))
+                                                      "--max-steps", str(GRPO_STEPS), *flags, *start, *model),
+                          out / "grpo" / f"{arm}.log", {"steps": GRPO_STEPS}, lane=f"grpo/{arm}",
+                          fresh_start=fresh_start))
         steps.append(Step(f"grpo/eval/{arm}", srgrpo("evaluate", *held_out, "--adapter", str(run_dir / "final"),
                                                      "--skip-base", "--output-dir", str(out / "grpo" / "eval" / arm),
                                                      *model), out / "grpo" / "eval" / f"{arm}.log", lane=f"grpo/{arm}"))
@@ -225,6 +234,11 @@ class Ledger:
             self.timings[step.name] = {**step.meta, "seconds": earlier + seconds}
             write_json(self.out / "timings.json", self.timings)
 
+    def forget_seconds(self, step: Step) -> None:
+        with self.lock:
+            self.timings.pop(step.name, None)
+            write_json(self.out / "timings.json", self.timings)
+
     def mark_done(self, step: Step) -> None:
         with self.lock:
             self.done[step.name] = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -251,6 +265,8 @@ def say(line: str) -> None:
 def run_step(step: Step, label: str, ledger: Ledger, env: dict) -> bool:
     say(f"[{time.strftime('%H:%M:%S')}] step {label}: {step.name}")
     step.log.parent.mkdir(parents=True, exist_ok=True)
+    if step.fresh_start:
+        ledger.forget_seconds(step)  # they timed the lost run, not this one
     start = last = time.time()
     with step.log.open("a") as log:
         command = subprocess.Popen(step.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
@@ -415,7 +431,9 @@ def status(out: Path, steps: list[Step]) -> list[str]:
         ran = f"{seconds / 3600:5.2f} h" if seconds else "       "
         line = f"{step.name:34} {state:8} {ran}  {progress(step, counts) if state != 'pending' else ''}".rstrip()
         share = fraction_done(step, counts) if state == "started" and seconds else None
-        if share:
+        if share and step.fresh_start and state != "done":
+            line += f" logged, no checkpoint here: starts again at step 0 (~{seconds / share / 3600:.1f} h at that rate)"
+        elif share:
             line += f"  (~{seconds * (1 - share) / share / 3600:.1f} h left at this rate)"
         lines.append(line)
     return lines
