@@ -65,6 +65,27 @@ def test_workers_run_lanes_at_once_and_a_failed_step_skips_the_rest_of_its_lane(
     assert not (tmp_path / "e.log").exists() and "arm/eval" not in json.loads((tmp_path / "timings.json").read_text())
 
 
+def test_a_worker_that_finishes_a_part_takes_the_next_lane_of_the_same_part(tmp_path):
+    """GRPO arms and Best-of-N steps: the worker that finished a Best-of-N step takes the next
+    Best-of-N step, not the next arm, so one worker trains while the other samples."""
+    def wait_for(name, then=""):  # succeeds only if `name` appears within 20 s; then leaves `then`
+        return [sys.executable, "-c", f"import pathlib, sys, time; d = pathlib.Path({str(tmp_path)!r}); t = time.time(); "
+                f"[time.sleep(0.05) for _ in iter(lambda: (d / '{name}').exists() or time.time() - t > 20, True)]; "
+                f"{f'(d / {then!r}).write_text(chr(120)); ' if then else ''}"
+                f"sys.exit(0 if (d / '{name}').exists() else 4)"]
+
+    arm = study.Step("grpo/train/a", wait_for("b2", then="a-done"), tmp_path / "a.log")
+    first = study.Step("bon/b1", [sys.executable, "-c", "pass"], tmp_path / "b1.log")
+    second_arm = study.Step("grpo/train/c", wait_for("a-done"), tmp_path / "c.log")
+    second = study.Step("bon/b2", [sys.executable, "-c", f"open({str(tmp_path / 'b2')!r}, 'w').close()"],
+                        tmp_path / "b2.log")
+    # In plan order the arm c comes before b2: a worker taking lanes in order would wait in c for
+    # a, while a waits for b2, which nobody runs until both time out.
+    assert study.run_steps(tmp_path, [arm, first, second_arm, second], keep_going=True, workers=2) == 0
+    assert set(json.loads((tmp_path / "done.json").read_text())) == {"grpo/train/a", "bon/b1", "grpo/train/c",
+                                                                     "bon/b2"}
+
+
 def test_a_run_with_fewer_lanes_left_than_workers_gives_each_step_more_cores(tmp_path, monkeypatch):
     monkeypatch.setattr(study.os, "cpu_count", lambda: 2)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -297,25 +296,35 @@ def lanes_of(steps: list[Step]) -> list[list[Step]]:
     return list(grouped.values())
 
 
+def part_of(step: Step) -> str:
+    return step.name.split("/")[0]
+
+
+def next_lane(pending: list[list[Step]], part: str | None) -> int:
+    """The first pending lane of the part a worker has been running, else the first lane: a worker
+    that finished a Best-of-N step samples on and one that finished a GRPO arm trains on, so that
+    two workers keep one of each part going (a run cut short then leaves progress in both)."""
+    return next((i for i, lane in enumerate(pending) if part_of(lane[0]) == part), 0)
+
+
 def run_steps(out: Path, steps: list[Step], keep_going: bool, workers: int = 1) -> int:
     """Run every step not yet done: lanes in order, `workers` lanes at a time, a lane's steps one
     after another (a failed step skips the rest of its lane). Returns 1 if any step failed."""
     ledger = Ledger(out)
     labels = {step.name: f"{i + 1}/{len(steps)}" for i, step in enumerate(steps)}
-    pending: queue.Queue = queue.Queue()
-    lanes = lanes_of([step for step in steps if step.name not in ledger.done])
-    for lane in lanes:
-        pending.put(lane)
+    pending = lanes_of([step for step in steps if step.name not in ledger.done])
     # No more workers than lanes left: a run resumed with one lane left gives its step every core.
-    workers = max(1, min(workers, len(lanes)))
-    env, failed, stop = worker_env(workers), [], threading.Event()
+    workers = max(1, min(workers, len(pending)))
+    env, failed, stop, taking = worker_env(workers), [], threading.Event(), threading.Lock()
 
     def work() -> None:
+        part = None
         while not stop.is_set():
-            try:
-                lane = pending.get_nowait()
-            except queue.Empty:
-                return
+            with taking:
+                if not pending:
+                    return
+                lane = pending.pop(next_lane(pending, part))
+            part = part_of(lane[0])
             for step in lane:
                 if not run_step(step, labels[step.name], ledger, env):
                     failed.append(step.name)
