@@ -80,7 +80,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model, tokenizer = load_bench_model(args.model, dtype=args.dtype, device=args.device)
+    model, tokenizer = load_bench_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
+                                        layers=args.layers)
     prompts = [p.messages() for p in load_problems(args.dataset, limit=args.questions)]
     sampling = Sampling(max_new_tokens=args.max_new_tokens)
     routes = [r for r in ROUTES if r in args.routes or r == "none"]

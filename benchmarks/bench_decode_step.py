@@ -54,7 +54,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model, _ = load_bench_model(args.model, dtype=args.dtype, device=args.device)
+    model, _ = load_bench_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
+                                        layers=args.layers)
     model.eval()
 
     rows = []

@@ -90,7 +90,8 @@ def build_model(args) -> tuple[torch.nn.Module, object, str]:
         model, tokenizer = load_bench_model(args.model, dtype=args.dtype, device=args.device)
         return model, tokenizer, args.model or srgrpo.models.EMBEDDED_NAME
     if args.config_model == QWEN25_15B_NAME:
-        model, tokenizer = load_bench_model(QWEN25_15B_NAME, dtype=args.dtype, device=args.device)
+        model, tokenizer = load_bench_model(QWEN25_15B_NAME, dtype=args.dtype, device=args.device,
+                                            tokenizer=args.tokenizer, layers=args.layers)
         return model, tokenizer, "Qwen2.5-1.5B architecture (random weights)"
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -308,6 +309,8 @@ def parse_args(argv=None):
                    help="build a model with random weights from this config (folder, config.json or id)")
     p.add_argument("--tokenizer", default=None,
                    help="tokenizer for --config-model; default: the embedded model's tokenizer")
+    p.add_argument("--layers", type=int, default=None, help=f"with --config-model {QWEN25_15B_NAME}: only the "
+                   "first N layers (a quick dry run on a CPU)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 ...")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-sizes", default="8,32", help="comma-separated batch sizes, all measured in this run")

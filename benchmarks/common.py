@@ -19,20 +19,28 @@ QWEN25_15B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28
                   tie_word_embeddings=True)
 
 
-def load_bench_model(name: str | None, dtype: str = "auto", device: str = "auto"):
+def load_bench_model(name: str | None, dtype: str = "auto", device: str = "auto", tokenizer: str | None = None,
+                     layers: int | None = None):
     """(model, tokenizer): `srgrpo.load_model(name)`, or for QWEN25_15B_NAME that architecture with
-    random weights built directly on the device (a 1.5B model takes minutes to initialise on a CPU)."""
+    random weights built directly on the device (a 1.5B model takes minutes to initialise on a CPU),
+    cut to its first `layers` layers if given (a quick dry run), and the tokenizer saved in the
+    folder `tokenizer` (default: the embedded model's)."""
     import torch
 
     from srgrpo.models import load_model, resolve_device, resolve_dtype
 
     if name != QWEN25_15B_NAME:
+        if tokenizer is not None or layers is not None:
+            raise SystemExit(f"--tokenizer and --layers go with --model {QWEN25_15B_NAME} only")
         return load_model(name, dtype=dtype, device=device)
-    from transformers import AutoModelForCausalLM, Qwen2Config
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
-    _, tokenizer = load_model(None, dtype="float32", device="cpu")  # only its tokenizer is kept
+    if tokenizer is not None:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+    else:
+        _, tokenizer = load_model(None, dtype="float32", device="cpu")  # only its tokenizer is kept
     target = resolve_device(device)
-    config = Qwen2Config(vocab_size=len(tokenizer), **QWEN25_15B)
+    config = Qwen2Config(vocab_size=len(tokenizer), **{**QWEN25_15B, "num_hidden_layers": layers or QWEN25_15B["num_hidden_layers"]})
     torch.manual_seed(0)
     with torch.device(target):
         model = AutoModelForCausalLM.from_config(config, dtype=resolve_dtype(dtype, target))
@@ -41,8 +49,12 @@ def load_bench_model(name: str | None, dtype: str = "auto", device: str = "auto"
 
 
 def add_model_arguments(parser) -> None:
-    """--model, --dtype, --device: what `load_bench_model` takes, one definition for every benchmark."""
+    """--model, --dtype, --device, --tokenizer, --layers: what `load_bench_model` takes, one definition for every benchmark."""
     parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct; "
                         f"{QWEN25_15B_NAME}: Qwen2.5-1.5B's architecture with random weights (GPU timing)")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--tokenizer", default=None, help=f"with --model {QWEN25_15B_NAME}: a saved tokenizer's "
+                        "folder (default: the embedded model's tokenizer)")
+    parser.add_argument("--layers", type=int, default=None, help=f"with --model {QWEN25_15B_NAME}: only the "
+                        "first N layers (a quick dry run of a benchmark on a CPU)")
