@@ -308,8 +308,9 @@ def next_lane(pending: list[list[Step]], part: str | None) -> int:
 
 
 def run_steps(out: Path, steps: list[Step], keep_going: bool, workers: int = 1) -> int:
-    """Run every step not yet done: lanes in order, `workers` lanes at a time, a lane's steps one
-    after another (a failed step skips the rest of its lane). Returns 1 if any step failed."""
+    """Run every step not yet done: `workers` lanes at a time, each worker taking the next lane of
+    the part it ran last (`next_lane`), a lane's steps one after another (a failed step skips the
+    rest of its lane). Returns 1 if any step failed."""
     ledger = Ledger(out)
     labels = {step.name: f"{i + 1}/{len(steps)}" for i, step in enumerate(steps)}
     pending = lanes_of([step for step in steps if step.name not in ledger.done])
@@ -440,7 +441,7 @@ def status(out: Path, steps: list[Step]) -> list[str]:
         ran = f"{seconds / 3600:5.2f} h" if seconds else "       "
         line = f"{step.name:34} {state:8} {ran}  {progress(step, counts) if state != 'pending' else ''}".rstrip()
         share = fraction_done(step, counts) if state == "started" and seconds else None
-        if share and step.fresh_start and state != "done":
+        if share and step.fresh_start:
             line += f" logged, no checkpoint here: starts again at step 0 (~{seconds / share / 3600:.1f} h at that rate)"
         elif share:
             line += f"  (~{seconds * (1 - share) / share / 3600:.1f} h left at this rate)"
