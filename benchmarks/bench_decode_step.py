@@ -55,7 +55,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, _ = load_bench_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
-                                        layers=args.layers)
+                                layers=args.layers)
     model.eval()
 
     rows = []

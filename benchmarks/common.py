@@ -40,7 +40,8 @@ def load_bench_model(name: str | None, dtype: str = "auto", device: str = "auto"
     else:
         _, tokenizer = load_model(None, dtype="float32", device="cpu")  # only its tokenizer is kept
     target = resolve_device(device)
-    config = Qwen2Config(vocab_size=len(tokenizer), **{**QWEN25_15B, "num_hidden_layers": layers or QWEN25_15B["num_hidden_layers"]})
+    shape = {**QWEN25_15B, "num_hidden_layers": layers or QWEN25_15B["num_hidden_layers"]}
+    config = Qwen2Config(vocab_size=len(tokenizer), **shape)
     torch.manual_seed(0)
     with torch.device(target):
         model = AutoModelForCausalLM.from_config(config, dtype=resolve_dtype(dtype, target))
@@ -49,7 +50,8 @@ def load_bench_model(name: str | None, dtype: str = "auto", device: str = "auto"
 
 
 def add_model_arguments(parser) -> None:
-    """--model, --dtype, --device, --tokenizer, --layers: what `load_bench_model` takes, one definition for every benchmark."""
+    """--model, --dtype, --device, --tokenizer, --layers: what `load_bench_model` takes, one
+    definition for every benchmark."""
     parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct; "
                         f"{QWEN25_15B_NAME}: Qwen2.5-1.5B's architecture with random weights (GPU timing)")
     parser.add_argument("--dtype", default="auto")

@@ -11,6 +11,7 @@
   recorded as it is now, never refused. srgrpo's own version is recorded, not pinned: a release
   that changes no definition keeps its runs resumable;
 - `json_float` / `nan_if_none`: NaN and inf are written as null and read back as NaN;
+- `read_jsonl`: an appended JSONL file, less a line cut short by a kill;
 - `write_jsonl_atomic`: a JSONL file replaced whole, so a crash leaves the old file.
 """
 
@@ -66,6 +67,21 @@ def json_float(x: float):
 def nan_if_none(x) -> float:
     """The inverse of json_float: null (a value that could not be computed) reads back as NaN."""
     return math.nan if x is None else float(x)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The rows of a JSONL file that is appended to as a run goes ([] if there is none yet); a line
+    that does not parse, cut when the writer was killed, is skipped, so the rest still reads."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None:

@@ -47,6 +47,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from srgrpo.records import read_jsonl  # no torch: status stays quick
+
 REPO = Path(__file__).resolve().parents[2]
 
 # name -> (what --model gets: None = the embedded default, else a file in --models-dir; parameters)
@@ -383,28 +385,16 @@ def seed(out: Path, state: Path, models_dir: Path) -> list[Path]:
 PROGRESS_FILES = ("cache.jsonl", "generations.jsonl", "answers.jsonl")  # the commands' RunCache files
 
 
-def jsonl_rows(path: Path) -> list[dict]:
-    """The rows of a JSONL file, skipping a line cut short when its writer was killed (srgrpo's
-    read_metrics does the same, but importing it pulls in torch: seconds for a status line)."""
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
-
-
 def progress_counts(step: Step) -> dict[str, int]:
     """What a step's own files say it has done: {"step": the last logged training step}, else the
     records of each stage of its cache (a zero-shot stage counts responses: two per pair)."""
     folder = Path(step.argv[step.argv.index("--output-dir") + 1])
     if (folder / "metrics.jsonl").is_file():
-        return {"step": max((r.get("step", 0) for r in jsonl_rows(folder / "metrics.jsonl")), default=0)}
+        return {"step": max((r.get("step", 0) for r in read_jsonl(folder / "metrics.jsonl")), default=0)}
     for name in PROGRESS_FILES:
         if (folder / name).is_file():
             stages: dict[str, int] = {}
-            for row in jsonl_rows(folder / name):
+            for row in read_jsonl(folder / name):
                 if isinstance(row, dict) and "stage" in row:
                     stages[row["stage"]] = stages.get(row["stage"], 0) + 1
             return stages

@@ -26,6 +26,7 @@ from typing import Sequence
 
 from transformers import ProgressCallback, TrainerCallback
 
+from srgrpo.records import read_jsonl
 from srgrpo.training.hacking import CollapseRule, collapse_step, within_group_length_corr
 
 logger = logging.getLogger("srgrpo.watch")
@@ -133,18 +134,9 @@ def metrics_row(step: int, logs: dict) -> dict | None:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """The rows of a metrics.jsonl; a line that does not parse (cut when a run was killed while
-    writing it) is skipped, so a resumed run and a report of a running one still read the rest."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
+    """The rows of a metrics.jsonl, less a line cut when a run was killed while writing it, so a
+    resumed run and a report of a running one still read the rest."""
+    return read_jsonl(path)
 
 
 @dataclass
